@@ -1,0 +1,208 @@
+/* config.h - the configuration snapshot: YAML -> struct lp_config, validated.
+ *
+ * A struct lp_config is immutable once loaded and reference counted: a request holds the
+ * snapshot it started with (lp_config_ref) and drops it when it finishes (lp_config_unref).
+ * A reload builds a new snapshot and swaps a pointer; nothing in a published snapshot changes.
+ *
+ * The YAML schema is the reference system's (see docs/configuration.md). Every problem is
+ * reported as a diagnostic naming file:line:col and the key. Unknown keys are warnings.
+ */
+#ifndef LP_CONFIG_H
+#define LP_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum lp_proto {
+    LP_PROTO_OPENAI = 0,
+    LP_PROTO_ANTHROPIC = 1,
+};
+
+/* Durations are milliseconds; 0 means "no limit" only where a field says so. */
+struct lp_timeouts {
+    int64_t connect_ms; /* default 10s */
+    int64_t read_ms;    /* default 60s: max silence between upstream bytes once started */
+    int64_t write_ms;   /* default 60s: max time to send the request body upstream / to a client */
+    int64_t total_ms;   /* default 10m: whole request, all attempts and waits */
+    int64_t ttft_ms;    /* default 3m: to the first response byte / first SSE event */
+};
+
+struct lp_kv {
+    char *key;
+    char *value;
+};
+
+struct lp_backend {
+    char *name;
+    char *url;      /* as configured (after ${ENV} interpolation), without a trailing '/' */
+    char *api_key;  /* may be NULL/empty: then no upstream auth header is sent */
+    bool enabled;
+    enum lp_proto protocol; /* openai unless "anthropic"; azure/deepseek/... map to openai */
+    char *protocol_name;    /* as written ("openai" when absent) */
+    char *locale;           /* NULL when absent; sent as Accept-Language when set */
+    struct lp_timeouts timeout; /* effective: global timeout block overlaid with backend's own */
+    struct lp_kv *headers;  /* extra upstream headers, in file order */
+    size_t n_headers;
+    int64_t max_tokens;     /* 0 = no clamp */
+    int line, col;          /* where the entry starts, for later diagnostics */
+};
+
+struct lp_route {
+    char *backend;          /* backend name as written */
+    size_t backend_idx;     /* index into lp_config.backends (validated to exist) */
+    char *model;            /* upstream model name */
+    int priority;           /* lower is preferred; default 0 */
+    bool enabled;           /* default true */
+    bool has_protocol;      /* route-level protocol override present */
+    enum lp_proto protocol; /* valid when has_protocol */
+    int64_t max_tokens;     /* 0 = inherit the backend's */
+};
+
+struct lp_alias {
+    char *name;
+    bool enabled; /* default true */
+    struct lp_route *routes;
+    size_t n_routes;
+    char **fallbacks; /* fallback.alias_fallback[name], in order; may name unknown aliases (warned) */
+    size_t n_fallbacks;
+};
+
+enum lp_when_all_cooling {
+    LP_ALL_COOLING_FAIL = 0,
+    LP_ALL_COOLING_TRY_SOONEST = 1,
+};
+
+struct lp_fallback_cfg {
+    int cooldown_seconds;   /* default 60 (<=0 -> 60, as the reference's Validate) */
+    int max_retries;        /* as written; see docs/configuration.md for the semantics */
+    bool max_retries_set;
+    bool enable_backoff;    /* default false */
+    int backoff_initial_ms; /* default 100 */
+    int backoff_max_ms;     /* default 5000 */
+    double backoff_multiplier; /* default 2.0 */
+    double backoff_jitter;     /* default 0.1; out of [0,1] -> 0.1 */
+    bool enable_circuit_breaker; /* default false */
+    int circuit_failure_threshold; /* default 5 */
+    int circuit_success_threshold; /* default 2 */
+    int circuit_open_timeout_s;    /* default 60 */
+    int circuit_half_open_max;     /* default 1: probes admitted at once in half-open */
+    enum lp_when_all_cooling when_all_cooling; /* default fail */
+};
+
+/* detection (eras A/B) and error_fallback (era C): explicit user overrides on classification. */
+struct lp_detection_cfg {
+    char **error_codes; /* "429", "4xx", "5xx", ... as written */
+    size_t n_error_codes;
+    char **error_patterns; /* case-sensitive substrings */
+    size_t n_error_patterns;
+};
+
+struct lp_error_fallback_cfg {
+    bool present;
+    bool server_error_enabled;
+    bool client_error_enabled;
+    int *client_codes;
+    size_t n_client_codes;
+    char **client_patterns; /* case-insensitive substrings */
+    size_t n_client_patterns;
+};
+
+struct lp_server_cfg {
+    int64_t max_body_size;   /* bytes, default 64 MiB */
+    int64_t max_header_size; /* bytes, default 64 KiB */
+    int64_t idle_timeout_ms; /* keep-alive idle and header-read timeout, default 60s */
+    int threads;             /* 0 = one per core */
+    int64_t shutdown_timeout_ms; /* drain deadline on SIGTERM, default 30s */
+};
+
+struct lp_proxy_cfg {
+    bool enable_system_prompt; /* default false */
+    bool forward_client_ip;    /* default true */
+    struct lp_kv *custom_variables;
+    size_t n_custom_variables;
+    int64_t default_max_tokens; /* used when translating to Anthropic; default 4096 */
+};
+
+struct lp_logging_cfg {
+    char *level;         /* "debug" | "info" | "warn" | "error"; default "info" */
+    bool mask_sensitive; /* default true */
+    char *base_dir;      /* default "./logs" */
+    char *access_log;    /* path of the JSON access log; NULL = stderr... see docs */
+    char *error_log;     /* operational log file; NULL = stderr only */
+    bool log_bodies;     /* default false */
+    int64_t max_body_log_bytes; /* default 4096 */
+};
+
+struct lp_config {
+    atomic_int refcount;
+    char *path;           /* file the snapshot was loaded from ("<string>" for tests) */
+    char *dir;            /* directory of path, for resolving relative file names */
+    char *listen;         /* default ":8765" */
+    char *proxy_api_key;  /* "" or NULL = no auth */
+    char *admin_api_key;  /* NULL = use proxy_api_key */
+    struct lp_backend *backends;
+    size_t n_backends;
+    struct lp_alias *aliases; /* sorted by name (strcmp) for lp_config_find_alias */
+    size_t n_aliases;
+    struct lp_fallback_cfg fallback;
+    struct lp_detection_cfg detection;
+    struct lp_error_fallback_cfg error_fallback;
+    struct lp_timeouts timeout;
+    struct lp_server_cfg server;
+    struct lp_proxy_cfg proxy;
+    struct lp_logging_cfg logging;
+};
+
+enum lp_diag_level {
+    LP_DIAG_WARNING = 1,
+    LP_DIAG_ERROR = 2,
+};
+
+struct lp_diag {
+    enum lp_diag_level level;
+    char *file;
+    int line; /* 1-based; 0 when not tied to a position */
+    int col;  /* 1-based */
+    char *msg; /* "key: problem", e.g. "backends[1].name: duplicate backend \"a\"" */
+};
+
+struct lp_diags {
+    struct lp_diag *items;
+    size_t n;
+    size_t n_errors;
+};
+
+void lp_diags_init(struct lp_diags *d);
+void lp_diags_free(struct lp_diags *d);
+/* Format one diagnostic as "file:line:col: error: msg" into a new heap string. */
+char *lp_diag_format(const struct lp_diag *d);
+
+/* Load and validate a config file. Returns a snapshot with refcount 1, or NULL when there was at
+ * least one error. Every error and warning is appended to diags (which the caller owns).
+ * `${VAR}` and `${VAR:-default}` in scalar values are expanded from the environment. */
+struct lp_config *lp_config_load_file(const char *path, struct lp_diags *diags);
+/* The same from memory; `name` is used in diagnostics and relative paths resolve from the CWD. */
+struct lp_config *lp_config_load_string(const char *yaml, size_t len, const char *name,
+                                        struct lp_diags *diags);
+
+struct lp_config *lp_config_ref(struct lp_config *cfg);
+/* Drop a reference; the last one frees the snapshot. NULL is ignored. */
+void lp_config_unref(struct lp_config *cfg);
+
+/* Alias by exact name (binary search), or NULL. */
+const struct lp_alias *lp_config_find_alias(const struct lp_config *cfg, const char *name,
+                                            size_t len);
+/* Index of the backend named `name`, or -1. */
+long lp_config_find_backend(const struct lp_config *cfg, const char *name);
+
+/* Parse a Go duration ("300ms", "10s", "1m30s", "2h", "1.5s"). A bare integer is seconds.
+ * Returns false on a malformed or negative duration. */
+bool lp_duration_parse(const char *s, int64_t *out_ms);
+
+/* Parse a listen address (":8080", "0.0.0.0:8080", "[::1]:8080", "localhost:8080") into host
+ * (NULL/"" for any) and port. */
+bool lp_listen_parse(const char *s, char *host, size_t host_len, int *port);
+
+#endif

@@ -1,0 +1,2 @@
+#include <stdio.h>
+int main(void){puts("llm-proxy " LP_VERSION);return 0;}
