@@ -42,7 +42,10 @@ struct lp_backend {
     enum lp_proto protocol; /* openai unless "anthropic"; azure/deepseek/... map to openai */
     char *protocol_name;    /* as written ("openai" when absent) */
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
-    struct lp_timeouts timeout; /* effective: global timeout block overlaid with backend's own */
+    struct lp_timeouts timeout; /* effective: global timeout block overlaid with backend's own.
+                                 * A scalar `timeout: 60s` on a backend overrides total_ms, which
+                                 * then bounds one attempt on this backend (within the request's
+                                 * global total). */
     struct lp_kv *headers;  /* extra upstream headers, in file order */
     size_t n_headers;
     int64_t max_tokens;     /* 0 = no clamp */
@@ -58,6 +61,7 @@ struct lp_route {
     bool has_protocol;      /* route-level protocol override present */
     enum lp_proto protocol; /* valid when has_protocol */
     int64_t max_tokens;     /* 0 = inherit the backend's */
+    int line, col;          /* where the route entry starts */
 };
 
 struct lp_alias {
@@ -67,6 +71,7 @@ struct lp_alias {
     size_t n_routes;
     char **fallbacks; /* fallback.alias_fallback[name], in order; may name unknown aliases (warned) */
     size_t n_fallbacks;
+    int line, col;    /* where the alias key is written */
 };
 
 enum lp_when_all_cooling {
@@ -153,6 +158,10 @@ struct lp_config {
     struct lp_server_cfg server;
     struct lp_proxy_cfg proxy;
     struct lp_logging_cfg logging;
+    /* Derived data loaded with this snapshot (the system prompts), freed with it: set once by
+     * the loader before the snapshot is published, never changed afterwards. */
+    void *attached;
+    void (*attached_free)(void *);
 };
 
 enum lp_diag_level {
@@ -168,15 +177,20 @@ struct lp_diag {
     char *msg; /* "key: problem", e.g. "backends[1].name: duplicate backend \"a\"" */
 };
 
+/* At most LP_DIAGS_MAX diagnostics are stored per load (garbage input could produce thousands);
+ * later ones are dropped but still counted in n_errors, and one warning says so. */
+#define LP_DIAGS_MAX 200
+
 struct lp_diags {
     struct lp_diag *items;
     size_t n;
-    size_t n_errors;
+    size_t n_errors; /* errors seen, including any dropped beyond LP_DIAGS_MAX */
 };
 
 void lp_diags_init(struct lp_diags *d);
 void lp_diags_free(struct lp_diags *d);
-/* Format one diagnostic as "file:line:col: error: msg" into a new heap string. */
+/* Format one diagnostic as "file:line:col: error: msg" (or "warning: msg"; "file: error: msg" when
+ * line is 0) into a new heap string the caller frees. */
 char *lp_diag_format(const struct lp_diag *d);
 
 /* Load and validate a config file. Returns a snapshot with refcount 1, or NULL when there was at
@@ -197,12 +211,20 @@ const struct lp_alias *lp_config_find_alias(const struct lp_config *cfg, const c
 /* Index of the backend named `name`, or -1. */
 long lp_config_find_backend(const struct lp_config *cfg, const char *name);
 
-/* Parse a Go duration ("300ms", "10s", "1m30s", "2h", "1.5s"). A bare integer is seconds.
- * Returns false on a malformed or negative duration. */
+/* Parse a Go duration ("300ms", "10s", "1m30s", "2h", "1.5s"; units ns, us, µs, ms, s, m, h;
+ * fractions and concatenation allowed; optional leading '+'). A bare integer is seconds.
+ * A non-zero duration below 1ms rounds up to 1ms (never silently to 0).
+ * Returns false on a malformed, negative or overflowing duration; *out_ms is untouched then. */
 bool lp_duration_parse(const char *s, int64_t *out_ms);
 
-/* Parse a listen address (":8080", "0.0.0.0:8080", "[::1]:8080", "localhost:8080") into host
- * (NULL/"" for any) and port. */
+/* Parse a byte size: a non-negative integer of bytes, or an integer with a unit: B, K/KiB, M/MiB,
+ * G/GiB, T/TiB (powers of 1024) or KB/MB/GB/TB (powers of 1000), case-insensitive, optional
+ * space between number and unit ("64MiB", "10MB", "512 KiB"). False on garbage or overflow. */
+bool lp_size_parse(const char *s, int64_t *out);
+
+/* Parse a listen address (":8080", "0.0.0.0:8080", "[::1]:8080", "localhost:8080", or a bare
+ * port "8080") into host ("" for any; brackets removed) and port (0..65535; 0 = ephemeral).
+ * host may be NULL to only validate. False when malformed or the host does not fit host_len. */
 bool lp_listen_parse(const char *s, char *host, size_t host_len, int *port);
 
 #endif

@@ -1,2 +1,308 @@
+/* main.c - boot and teardown only: arguments, config, wiring, signals, run, drain. */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void){puts("llm-proxy " LP_VERSION);return 0;}
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "config.h"
+#include "edge.h"
+#include "health.h"
+#include "log.h"
+#include "metrics.h"
+#include "reload.h"
+#include "runtime.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "worker.h"
+
+#define MAX_WORKERS 64
+
+struct app {
+    struct lp_runtime rt;
+    struct event_base *base;
+    struct lp_worker *workers[MAX_WORKERS];
+    int listen_fds[MAX_WORKERS];
+    int n_workers;
+    struct event *sig_term, *sig_int, *sig_hup, *sig_usr1, *drain_tick;
+    int64_t drain_deadline_ms;
+    int64_t drain_started_ms;
+    bool draining;
+    struct lp_reloader *reloader;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: llm-proxy [-config FILE] [--check] [--version] [--help]\n"
+            "\n"
+            "  -config, -c, --config FILE  configuration file (default ./config.yaml)\n"
+            "  --check                     validate the configuration, list every problem, exit 0/1\n"
+            "  --version                   print the version and exit\n"
+            "  --help                      this text\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads the config, SIGUSR1 reopens logs.\n");
+}
+
+static void print_diags(const struct lp_diags *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        char *s = lp_diag_format(&d->items[i]);
+        fprintf(stderr, "%s\n", s);
+        free(s);
+    }
+}
+
+static enum lp_log_level parse_level(const char *s)
+{
+    if (!s)
+        return LP_LOG_INFO;
+    if (strcasecmp(s, "debug") == 0)
+        return LP_LOG_DEBUG;
+    if (strcasecmp(s, "warn") == 0 || strcasecmp(s, "warning") == 0)
+        return LP_LOG_WARN;
+    if (strcasecmp(s, "error") == 0)
+        return LP_LOG_ERROR;
+    return LP_LOG_INFO;
+}
+
+void lp_main_apply_logging(const struct lp_config *cfg)
+{
+    struct lp_log_opts lo = {
+        .level = parse_level(cfg->logging.level),
+        .mask = cfg->logging.mask_sensitive,
+        .error_file = cfg->logging.error_log,
+        .access_file = cfg->logging.access_log,
+        .also_stderr = true,
+    };
+    lp_log_init(&lo);
+    lp_log_clear_secrets();
+    lp_log_add_secret(cfg->proxy_api_key);
+    lp_log_add_secret(cfg->admin_api_key);
+    for (size_t i = 0; i < cfg->n_backends; i++)
+        lp_log_add_secret(cfg->backends[i].api_key);
+}
+
+/* ---- signals ----------------------------------------------------------------------------- */
+
+static int active_requests(struct app *a)
+{
+    return (int)atomic_load(&a->rt.active_requests);
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct app *a = arg;
+    int64_t now = lp_wall_ms();
+    if (active_requests(a) == 0 || now >= a->drain_deadline_ms) {
+        if (active_requests(a) > 0)
+            lp_log_warn(NULL, "drain deadline passed with %d request(s) in flight; closing them",
+                        active_requests(a));
+        for (int i = 0; i < a->n_workers; i++)
+            lp_worker_command(a->workers[i], LP_WORKER_CMD_STOP);
+        event_base_loopexit(a->base, NULL);
+        return;
+    }
+    struct timeval tv = {0, 50 * 1000};
+    evtimer_add(a->drain_tick, &tv);
+}
+
+static void on_terminate(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *a = arg;
+    if (a->draining) {
+        lp_log_warn(NULL, "second termination signal: exiting now");
+        a->drain_deadline_ms = 0;
+        on_drain_tick(-1, 0, a);
+        return;
+    }
+    a->draining = true;
+    atomic_store(&a->rt.draining, true);
+    struct lp_config *cfg = lp_runtime_config(&a->rt);
+    a->drain_deadline_ms = lp_wall_ms() + cfg->server.shutdown_timeout_ms;
+    lp_config_unref(cfg);
+    lp_log_info(NULL, "received %s: draining %d in-flight request(s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                active_requests(a));
+    for (int i = 0; i < a->n_workers; i++)
+        lp_worker_command(a->workers[i], LP_WORKER_CMD_DRAIN);
+    on_drain_tick(-1, 0, a);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct app *a = arg;
+    lp_reloader_trigger(a->reloader, "SIGHUP");
+}
+
+static void on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+    lp_log_request_reopen();
+}
+
+/* ---- boot -------------------------------------------------------------------------------- */
+
+static int open_listeners(struct app *a, const struct lp_config *cfg)
+{
+    char host[256];
+    int port;
+    if (!lp_listen_parse(cfg->listen, host, sizeof host, &port)) {
+        fprintf(stderr, "llm-proxy: invalid listen address '%s'\n", cfg->listen);
+        return -1;
+    }
+    for (int i = 0; i < a->n_workers; i++) {
+        /* One SO_REUSEPORT socket per worker: the kernel spreads connections across them. */
+        a->listen_fds[i] = lp_edge_listen_socket(host, port, true);
+        if (a->listen_fds[i] < 0) {
+            fprintf(stderr, "llm-proxy: cannot listen on %s: %s\n", cfg->listen, strerror(errno));
+            return -1;
+        }
+        if (port == 0)
+            port = lp_edge_socket_port(a->listen_fds[0]);
+    }
+    lp_log_info(NULL, "listening on %s:%d with %d worker thread(s)", host[0] ? host : "*", port,
+                a->n_workers);
+    return 0;
+}
+
+static int worker_count(const struct lp_config *cfg)
+{
+    int n = cfg->server.threads;
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    return n > MAX_WORKERS ? MAX_WORKERS : n;
+}
+
+static int run(struct app *a, const char *path)
+{
+    struct lp_diags diags;
+    lp_diags_init(&diags);
+    struct lp_config *cfg = lp_config_load_file(path, &diags);
+    print_diags(&diags);
+    lp_diags_free(&diags);
+    if (!cfg) {
+        fprintf(stderr, "llm-proxy: configuration %s is invalid\n", path);
+        return 1;
+    }
+    lp_main_apply_logging(cfg);
+    pthread_mutex_init(&a->rt.lock, NULL);
+    a->rt.cfg = cfg;
+    a->rt.config_path = lp_xstrdup(path);
+    a->rt.started_wall_ms = lp_wall_ms();
+    a->n_workers = worker_count(cfg);
+    a->rt.metrics = lp_metrics_create(a->n_workers + 1);
+    a->rt.health = lp_health_create();
+    lp_health_configure(a->rt.health, cfg);
+    lp_admin_register_metrics(&a->rt);
+    a->base = event_base_new();
+    a->reloader = lp_reloader_create(&a->rt, a->base);
+    if (lp_reloader_load_extras(a->reloader, cfg) != 0) {
+        fprintf(stderr, "llm-proxy: could not load the system prompts\n");
+        return 1;
+    }
+    if (open_listeners(a, cfg) != 0)
+        return 1;
+    for (int i = 0; i < a->n_workers; i++) {
+        a->workers[i] = lp_worker_create(i, &a->rt, a->listen_fds[i]);
+        if (!a->workers[i] || lp_worker_start(a->workers[i]) != 0) {
+            fprintf(stderr, "llm-proxy: cannot start worker %d\n", i);
+            return 1;
+        }
+    }
+    lp_reloader_set_workers(a->reloader, a->workers, a->n_workers);
+    a->sig_term = evsignal_new(a->base, SIGTERM, on_terminate, a);
+    a->sig_int = evsignal_new(a->base, SIGINT, on_terminate, a);
+    a->sig_hup = evsignal_new(a->base, SIGHUP, on_hup, a);
+    a->sig_usr1 = evsignal_new(a->base, SIGUSR1, on_usr1, a);
+    a->drain_tick = evtimer_new(a->base, on_drain_tick, a);
+    evsignal_add(a->sig_term, NULL);
+    evsignal_add(a->sig_int, NULL);
+    evsignal_add(a->sig_hup, NULL);
+    evsignal_add(a->sig_usr1, NULL);
+    lp_log_info(NULL, "llm-proxy %s started: %zu backend(s), %zu alias(es), config %s", LP_VERSION,
+                cfg->n_backends, cfg->n_aliases, path);
+    event_base_dispatch(a->base);
+    return 0;
+}
+
+static void teardown(struct app *a)
+{
+    for (int i = 0; i < a->n_workers; i++) {
+        if (a->workers[i]) {
+            lp_worker_command(a->workers[i], LP_WORKER_CMD_STOP);
+            lp_worker_join(a->workers[i]);
+            lp_worker_destroy(a->workers[i]);
+        }
+        if (a->listen_fds[i] > 0)
+            close(a->listen_fds[i]);
+    }
+    lp_reloader_destroy(a->reloader);
+    struct event *evs[] = {a->sig_term, a->sig_int, a->sig_hup, a->sig_usr1, a->drain_tick};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    if (a->base)
+        event_base_free(a->base);
+    lp_health_destroy(a->rt.health);
+    lp_metrics_destroy(a->rt.metrics);
+    lp_runtime_publish(&a->rt, NULL, NULL);
+    free(a->rt.config_path);
+    free(a->rt.last_reload_error);
+    lp_log_info(NULL, "llm-proxy stopped");
+    lp_log_shutdown();
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = "config.yaml";
+    bool check = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((strcmp(a, "-config") == 0 || strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strncmp(a, "--config=", 9) == 0 || strncmp(a, "-config=", 8) == 0) {
+            path = strchr(a, '=') + 1;
+        } else if (strcmp(a, "--check") == 0 || strcmp(a, "-check") == 0) {
+            check = true;
+        } else if (strcmp(a, "--version") == 0 || strcmp(a, "-version") == 0) {
+            printf("llm-proxy %s\n", LP_VERSION);
+            return 0;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "-help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "-no-color") == 0 || strcmp(a, "--disable-color") == 0) {
+            /* Accepted for compatibility with the reference; our logs are JSON. */
+        } else {
+            fprintf(stderr, "llm-proxy: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (check) {
+        struct lp_diags diags;
+        lp_diags_init(&diags);
+        struct lp_config *cfg = lp_config_load_file(path, &diags);
+        print_diags(&diags);
+        bool ok = cfg != NULL;
+        if (ok)
+            printf("%s: OK (%zu backend(s), %zu alias(es), %zu warning(s))\n", path, cfg->n_backends,
+                   cfg->n_aliases, diags.n - diags.n_errors);
+        else
+            printf("%s: %zu error(s)\n", path, diags.n_errors);
+        lp_diags_free(&diags);
+        lp_config_unref(cfg);
+        return ok ? 0 : 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+    static struct app app;
+    int rc = run(&app, path);
+    teardown(&app);
+    return rc;
+}

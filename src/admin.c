@@ -1,0 +1,385 @@
+/* admin.c - /metrics, /readyz and /admin/.... See admin.h. */
+#include "admin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apierr.h"
+#include "edge.h"
+#include "health.h"
+#include "log.h"
+#include "mask.h"
+#include "metrics.h"
+#include "reload.h"
+#include "request.h"
+#include "runtime.h"
+#include "util/alloc.h"
+#include "util/clock.h"
+#include "util/json.h"
+#include "worker.h"
+
+bool lp_admin_owns(const char *path)
+{
+    return strcmp(path, "/metrics") == 0 || strcmp(path, "/readyz") == 0 ||
+           strncmp(path, "/admin/", 7) == 0 || strcmp(path, "/admin") == 0;
+}
+
+static void reply_json(struct lp_request *req, int status, const char *body, size_t len)
+{
+    lp_request_reply(req, status, "application/json", body, len, NULL, 0);
+}
+
+/* ---- scrape-time gauges ------------------------------------------------------------------ */
+
+static void gauge_active_requests(struct lp_metrics_sink *sink, void *ctx)
+{
+    struct lp_runtime *rt = ctx;
+    lp_metrics_sink_put(sink, NULL, (double)atomic_load(&rt->active_requests));
+}
+
+static void gauge_active_streams(struct lp_metrics_sink *sink, void *ctx)
+{
+    struct lp_runtime *rt = ctx;
+    lp_metrics_sink_put(sink, NULL, (double)atomic_load(&rt->active_streams));
+}
+
+static void gauge_cooldowns(struct lp_metrics_sink *sink, void *ctx)
+{
+    struct lp_runtime *rt = ctx;
+    struct lp_config *cfg = lp_runtime_config(rt);
+    int64_t now = lp_now_ms();
+    for (size_t a = 0; a < cfg->n_aliases; a++) {
+        const struct lp_alias *al = &cfg->aliases[a];
+        for (size_t r = 0; r < al->n_routes; r++) {
+            const struct lp_route *rt_ = &al->routes[r];
+            const struct lp_backend *b = &cfg->backends[rt_->backend_idx];
+            enum lp_route_state st = lp_health_route_state(rt->health, cfg, b, rt_->model, now, NULL);
+            const char *l[] = {b->name, rt_->model};
+            lp_metrics_sink_put(sink, l, st == LP_ROUTE_COOLING ? 1.0 : 0.0);
+        }
+    }
+    lp_config_unref(cfg);
+}
+
+static void gauge_usable_routes(struct lp_metrics_sink *sink, void *ctx)
+{
+    struct lp_runtime *rt = ctx;
+    struct lp_config *cfg = lp_runtime_config(rt);
+    int64_t now = lp_now_ms();
+    for (size_t a = 0; a < cfg->n_aliases; a++) {
+        const struct lp_alias *al = &cfg->aliases[a];
+        if (!al->enabled)
+            continue;
+        int usable = 0;
+        for (size_t r = 0; r < al->n_routes; r++) {
+            const struct lp_route *ro = &al->routes[r];
+            const struct lp_backend *b = &cfg->backends[ro->backend_idx];
+            if (ro->enabled && b->enabled &&
+                lp_health_route_state(rt->health, cfg, b, ro->model, now, NULL) == LP_ROUTE_USABLE)
+                usable++;
+        }
+        const char *l[] = {al->name};
+        lp_metrics_sink_put(sink, l, usable);
+    }
+    lp_config_unref(cfg);
+}
+
+static void gauge_breakers(struct lp_metrics_sink *sink, void *ctx)
+{
+    struct lp_runtime *rt = ctx;
+    struct lp_config *cfg = lp_runtime_config(rt);
+    char *js = lp_health_json(rt->health, cfg, lp_now_ms(), lp_wall_ms());
+    struct json_object *root = js ? lp_json_parse(js, strlen(js), NULL) : NULL;
+    struct json_object *arr = lp_json_get_arr(root, "backends");
+    for (size_t i = 0; i < lp_json_arr_len(arr); i++) {
+        struct json_object *b = lp_json_arr_at(arr, i);
+        const char *name = lp_json_get_str(b, "name");
+        const char *state = lp_json_get_str(lp_json_get_obj(b, "breaker"), "state");
+        double v = 0;
+        if (state && strcmp(state, "open") == 0)
+            v = 1;
+        else if (state && strcmp(state, "half_open") == 0)
+            v = 2;
+        const char *l[] = {name};
+        if (name)
+            lp_metrics_sink_put(sink, l, v);
+    }
+    json_object_put(root);
+    free(js);
+    lp_config_unref(cfg);
+}
+
+void lp_admin_register_metrics(struct lp_runtime *rt)
+{
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ACTIVE_REQUESTS, gauge_active_requests, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ACTIVE_STREAMS, gauge_active_streams, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_COOLDOWN_ACTIVE, gauge_cooldowns, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ALIAS_USABLE_ROUTES, gauge_usable_routes, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_BREAKER_STATE, gauge_breakers, rt);
+}
+
+/* ---- endpoints --------------------------------------------------------------------------- */
+
+static void serve_metrics(struct lp_request *req)
+{
+    size_t len = 0;
+    char *body = lp_metrics_render(req->rt->metrics, &len);
+    lp_request_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, NULL, 0);
+    free(body);
+}
+
+static void serve_readyz(struct lp_request *req)
+{
+    bool draining = atomic_load(&req->rt->draining);
+    bool ok = !draining && lp_health_any_usable(req->rt->health, req->cfg, lp_now_ms());
+    const char *body = draining ? "{\"ready\":false,\"reason\":\"draining\"}"
+                       : ok     ? "{\"ready\":true}"
+                                : "{\"ready\":false,\"reason\":\"no usable route\"}";
+    reply_json(req, ok ? 200 : 503, body, strlen(body));
+}
+
+static void serve_stats(struct lp_request *req)
+{
+    size_t len = 0;
+    char *body = lp_metrics_stats_json(req->rt->metrics, &len);
+    reply_json(req, 200, body, len);
+    free(body);
+}
+
+static void serve_backends(struct lp_request *req)
+{
+    char *body = lp_health_json(req->rt->health, req->cfg, lp_now_ms(), lp_wall_ms());
+    reply_json(req, 200, body, strlen(body));
+    free(body);
+}
+
+static struct json_object *masked_str(const char *s)
+{
+    if (!s || !*s)
+        return json_object_new_string("");
+    struct lp_buf b;
+    lp_buf_init(&b, 256);
+    lp_mask_token(s, strlen(s), &b);
+    struct json_object *o = json_object_new_string(b.data ? b.data : "****");
+    lp_buf_free(&b);
+    return o;
+}
+
+static struct json_object *masked_url(const char *url)
+{
+    struct lp_buf b;
+    lp_buf_init(&b, 8192);
+    lp_mask(url, strlen(url), &b, NULL, 0);
+    struct json_object *o = json_object_new_string(b.data ? b.data : "");
+    lp_buf_free(&b);
+    return o;
+}
+
+static struct json_object *timeouts_json(const struct lp_timeouts *t)
+{
+    struct json_object *o = json_object_new_object();
+    lp_json_set_int(o, "connect_timeout_ms", t->connect_ms);
+    lp_json_set_int(o, "read_timeout_ms", t->read_ms);
+    lp_json_set_int(o, "write_timeout_ms", t->write_ms);
+    lp_json_set_int(o, "total_timeout_ms", t->total_ms);
+    lp_json_set_int(o, "ttft_timeout_ms", t->ttft_ms);
+    return o;
+}
+
+static struct json_object *backends_json(const struct lp_config *cfg)
+{
+    struct json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        const struct lp_backend *b = &cfg->backends[i];
+        struct json_object *o = json_object_new_object();
+        lp_json_set_str(o, "name", b->name);
+        lp_json_set(o, "url", masked_url(b->url));
+        lp_json_set(o, "api_key", masked_str(b->api_key));
+        lp_json_set_bool(o, "enabled", b->enabled);
+        lp_json_set_str(o, "protocol", b->protocol == LP_PROTO_ANTHROPIC ? "anthropic" : "openai");
+        lp_json_set(o, "timeout", timeouts_json(&b->timeout));
+        struct json_object *h = json_object_new_object();
+        for (size_t k = 0; k < b->n_headers; k++)
+            lp_json_set(h, b->headers[k].key, masked_str(b->headers[k].value));
+        lp_json_set(o, "headers", h);
+        if (b->max_tokens)
+            lp_json_set_int(o, "max_tokens", b->max_tokens);
+        json_object_array_add(arr, o);
+    }
+    return arr;
+}
+
+static struct json_object *models_json(const struct lp_config *cfg)
+{
+    struct json_object *m = json_object_new_object();
+    for (size_t i = 0; i < cfg->n_aliases; i++) {
+        const struct lp_alias *a = &cfg->aliases[i];
+        struct json_object *o = json_object_new_object();
+        lp_json_set_bool(o, "enabled", a->enabled);
+        struct json_object *routes = json_object_new_array();
+        for (size_t r = 0; r < a->n_routes; r++) {
+            const struct lp_route *ro = &a->routes[r];
+            struct json_object *ro_j = json_object_new_object();
+            lp_json_set_str(ro_j, "backend", ro->backend);
+            lp_json_set_str(ro_j, "model", ro->model);
+            lp_json_set_int(ro_j, "priority", ro->priority);
+            lp_json_set_bool(ro_j, "enabled", ro->enabled);
+            json_object_array_add(routes, ro_j);
+        }
+        lp_json_set(o, "routes", routes);
+        struct json_object *fb = json_object_new_array();
+        for (size_t k = 0; k < a->n_fallbacks; k++)
+            json_object_array_add(fb, json_object_new_string(a->fallbacks[k]));
+        lp_json_set(o, "alias_fallback", fb);
+        lp_json_set(m, a->name, o);
+    }
+    return m;
+}
+
+static struct json_object *fallback_json(const struct lp_fallback_cfg *f)
+{
+    struct json_object *o = json_object_new_object();
+    lp_json_set_int(o, "cooldown_seconds", f->cooldown_seconds);
+    lp_json_set_int(o, "max_retries", f->max_retries);
+    lp_json_set_bool(o, "enable_backoff", f->enable_backoff);
+    lp_json_set_int(o, "backoff_initial_delay", f->backoff_initial_ms);
+    lp_json_set_int(o, "backoff_max_delay", f->backoff_max_ms);
+    lp_json_set(o, "backoff_multiplier", json_object_new_double(f->backoff_multiplier));
+    lp_json_set(o, "backoff_jitter", json_object_new_double(f->backoff_jitter));
+    lp_json_set_bool(o, "enable_circuit_breaker", f->enable_circuit_breaker);
+    lp_json_set_int(o, "circuit_failure_threshold", f->circuit_failure_threshold);
+    lp_json_set_int(o, "circuit_success_threshold", f->circuit_success_threshold);
+    lp_json_set_int(o, "circuit_open_timeout", f->circuit_open_timeout_s);
+    lp_json_set_int(o, "circuit_half_open_max", f->circuit_half_open_max);
+    lp_json_set_str(o, "when_all_cooling",
+                    f->when_all_cooling == LP_ALL_COOLING_TRY_SOONEST ? "try_soonest" : "fail");
+    return o;
+}
+
+static void serve_config(struct lp_request *req)
+{
+    const struct lp_config *cfg = req->cfg;
+    struct json_object *o = json_object_new_object();
+    lp_json_set_str(o, "path", cfg->path);
+    lp_json_set_str(o, "listen", cfg->listen);
+    lp_json_set(o, "proxy_api_key", masked_str(cfg->proxy_api_key));
+    lp_json_set(o, "admin_api_key", masked_str(cfg->admin_api_key));
+    lp_json_set(o, "backends", backends_json(cfg));
+    lp_json_set(o, "models", models_json(cfg));
+    lp_json_set(o, "fallback", fallback_json(&cfg->fallback));
+    lp_json_set(o, "timeout", timeouts_json(&cfg->timeout));
+    struct json_object *srv = json_object_new_object();
+    lp_json_set_int(srv, "max_body_size", cfg->server.max_body_size);
+    lp_json_set_int(srv, "max_header_size", cfg->server.max_header_size);
+    lp_json_set_int(srv, "idle_timeout_ms", cfg->server.idle_timeout_ms);
+    lp_json_set_int(srv, "threads", cfg->server.threads);
+    lp_json_set_int(srv, "shutdown_timeout_ms", cfg->server.shutdown_timeout_ms);
+    lp_json_set(o, "server", srv);
+    struct json_object *px = json_object_new_object();
+    lp_json_set_bool(px, "enable_system_prompt", cfg->proxy.enable_system_prompt);
+    lp_json_set_bool(px, "forward_client_ip", cfg->proxy.forward_client_ip);
+    lp_json_set_int(px, "default_max_tokens", cfg->proxy.default_max_tokens);
+    lp_json_set(o, "proxy", px);
+    size_t len = 0;
+    const char *s = lp_json_dump(o, &len);
+    reply_json(req, 200, s, len);
+    json_object_put(o);
+}
+
+static void on_reload_done(void *arg, bool ok, char *message)
+{
+    struct lp_request *req = arg;
+    req->admin_job = NULL;
+    struct json_object *o = json_object_new_object();
+    lp_json_set_bool(o, "ok", ok);
+    lp_json_set_str(o, "message", message && *message ? message : (ok ? "reloaded" : "invalid"));
+    size_t len = 0;
+    const char *s = lp_json_dump(o, &len);
+    reply_json(req, ok ? 200 : 400, s, len);
+    json_object_put(o);
+    free(message);
+    lp_request_finish(req);
+}
+
+static void serve_reload(struct lp_request *req)
+{
+    struct lp_reloader *r = lp_reloader_get();
+    if (!r) {
+        lp_request_reply_error(req, 503, NULL, "reload_unavailable", "Reload is not available");
+        return;
+    }
+    req->admin_job = lp_reloader_run_async(r, req->w->base, on_reload_done, req);
+}
+
+static void serve_drain(struct lp_request *req, const char *rest)
+{
+    /* rest = "{name}/drain" or "{name}/undrain" */
+    const char *slash = strrchr(rest, '/');
+    if (!slash || slash == rest) {
+        lp_request_reply_error(req, 404, NULL, "unknown_endpoint", "Unknown admin endpoint");
+        return;
+    }
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)(slash - rest), rest);
+    bool drain;
+    if (strcmp(slash, "/drain") == 0)
+        drain = true;
+    else if (strcmp(slash, "/undrain") == 0)
+        drain = false;
+    else {
+        lp_request_reply_error(req, 404, NULL, "unknown_endpoint", "Unknown admin endpoint");
+        return;
+    }
+    if (lp_config_find_backend(req->cfg, name) < 0) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "Unknown backend '%s'", name);
+        lp_request_reply_error(req, 404, NULL, "unknown_backend", msg);
+        return;
+    }
+    lp_health_set_drained(req->rt->health, name, drain);
+    lp_log_info(req->id, "backend %s %s by admin request", name, drain ? "drained" : "undrained");
+    char body[400];
+    int n = snprintf(body, sizeof body, "{\"backend\":\"%s\",\"drained\":%s}", name,
+                     drain ? "true" : "false");
+    reply_json(req, 200, body, (size_t)n);
+}
+
+void lp_admin_handle(struct lp_request *req)
+{
+    const char *p = req->path;
+    bool get = strcmp(req->method, "GET") == 0;
+    bool post = strcmp(req->method, "POST") == 0;
+    if (get && strcmp(p, "/metrics") == 0) {
+        serve_metrics(req);
+        return;
+    }
+    if (get && strcmp(p, "/readyz") == 0) {
+        serve_readyz(req);
+        return;
+    }
+    const char *key = req->cfg->admin_api_key && req->cfg->admin_api_key[0] ? req->cfg->admin_api_key
+                                                                             : req->cfg->proxy_api_key;
+    if (!lp_request_check_auth(req, key))
+        return;
+    if (get && strcmp(p, "/admin/stats") == 0)
+        serve_stats(req);
+    else if (get && strcmp(p, "/admin/backends") == 0)
+        serve_backends(req);
+    else if (get && strcmp(p, "/admin/config") == 0)
+        serve_config(req);
+    else if (post && strcmp(p, "/admin/reload") == 0)
+        serve_reload(req);
+    else if (post && strncmp(p, "/admin/backends/", 16) == 0)
+        serve_drain(req, p + 16);
+    else
+        lp_request_reply_error(req, 404, NULL, "unknown_endpoint", "Unknown admin endpoint");
+}
+
+void lp_admin_cancel(struct lp_request *req)
+{
+    if (req->admin_job) {
+        lp_reload_job_cancel(req->admin_job);
+        req->admin_job = NULL;
+    }
+}

@@ -1,0 +1,146 @@
+/* apierr.c - proxy-generated error bodies (see apierr.h). */
+#include "apierr.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "util/buf.h"
+
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629), 0 if ill-formed. */
+static size_t utf8_len(const unsigned char *p, size_t avail)
+{
+    unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else
+        return 0;
+    if (avail < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* Append s as a quoted JSON string, or null when s is NULL. Valid UTF-8 runs go through
+ * lp_buf_append_json_escaped; each ill-formed byte becomes \ufffd. */
+static void put_str(struct lp_buf *b, const char *s)
+{
+    if (!s) {
+        lp_buf_appends(b, "null");
+        return;
+    }
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s), run = 0, i = 0;
+    lp_buf_appendc(b, '"');
+    while (i < n) {
+        size_t k = utf8_len(u + i, n - i);
+        if (k) {
+            i += k;
+            continue;
+        }
+        lp_buf_append_json_escaped(b, s + run, i - run);
+        lp_buf_appends(b, "\\ufffd");
+        run = ++i;
+    }
+    lp_buf_append_json_escaped(b, s + run, n - run);
+    lp_buf_appendc(b, '"');
+}
+
+static const char *openai_type(int status)
+{
+    switch (status) {
+    case 403: return "permission_error";
+    case 408: case 504: return "timeout_error";
+    case 429: return "rate_limit_error";
+    default: return status >= 400 && status < 500 ? "invalid_request_error" : "server_error";
+    }
+}
+
+static const char *anthropic_type(int status)
+{
+    switch (status) {
+    case 401: return "authentication_error";
+    case 402: return "billing_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 409: return "conflict_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 408: case 504: return "timeout_error";
+    case 503: case 529: return "overloaded_error";
+    default: return status >= 400 && status < 500 ? "invalid_request_error" : "api_error";
+    }
+}
+
+const char *lp_apierr_default_type(enum lp_proto client, int status)
+{
+    return client == LP_PROTO_ANTHROPIC ? anthropic_type(status) : openai_type(status);
+}
+
+char *lp_apierr_body(enum lp_proto client, int status, const char *type, const char *code,
+                     const char *message, const char *request_id, size_t *len)
+{
+    struct lp_buf b;
+    lp_buf_init(&b, 0);
+    if (!type)
+        type = lp_apierr_default_type(client, status);
+    if (!message)
+        message = "";
+    if (client == LP_PROTO_ANTHROPIC) {
+        lp_buf_appends(&b, "{\"type\":\"error\",\"error\":{\"type\":");
+        put_str(&b, type);
+        lp_buf_appends(&b, ",\"message\":");
+        put_str(&b, message);
+        lp_buf_appends(&b, "},\"request_id\":");
+        put_str(&b, request_id);
+        lp_buf_appendc(&b, '}');
+    } else {
+        lp_buf_appends(&b, "{\"error\":{\"message\":");
+        put_str(&b, message);
+        lp_buf_appends(&b, ",\"type\":");
+        put_str(&b, type);
+        lp_buf_appends(&b, ",\"code\":");
+        put_str(&b, code);
+        lp_buf_appends(&b, ",\"param\":null,\"request_id\":");
+        put_str(&b, request_id);
+        lp_buf_appends(&b, "}}");
+    }
+    return lp_buf_steal(&b, len);
+}
+
+char *lp_apierr_sse_event(enum lp_proto client, const char *type, const char *code,
+                          const char *message, size_t *len)
+{
+    struct lp_buf b;
+    lp_buf_init(&b, 0);
+    if (!message)
+        message = "";
+    if (client == LP_PROTO_ANTHROPIC) {
+        lp_buf_appends(&b, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":");
+        put_str(&b, type ? type : "api_error");
+        lp_buf_appends(&b, ",\"message\":");
+        put_str(&b, message);
+        lp_buf_appends(&b, "}}\n\n");
+    } else {
+        lp_buf_appends(&b, "data: {\"error\":{\"message\":");
+        put_str(&b, message);
+        lp_buf_appends(&b, ",\"type\":");
+        put_str(&b, type ? type : "server_error");
+        lp_buf_appends(&b, ",\"code\":");
+        put_str(&b, code);
+        lp_buf_appends(&b, "}}\n\n");
+    }
+    return lp_buf_steal(&b, len);
+}

@@ -1,0 +1,460 @@
+/* config.c - configuration snapshots: loading, diagnostics, lifetime and lookups.
+ *
+ * Loading is three steps. A pre-scan with libyaml's event parser reports syntax errors and
+ * refuses documents that are too deep or too large before anything is built. The document
+ * loader then builds the node graph, and config_walk.c maps it onto a struct lp_config that
+ * starts out holding every default. Finally the cross-block fix-ups run (per-backend timeout
+ * overlay, the "no backends" check) and the diagnostics of this load are sorted into file order.
+ * Any error means no snapshot: a half-valid config is never published.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "config_internal.h"
+#include "util/alloc.h"
+
+/* ---- diagnostics -------------------------------------------------------------------------- */
+
+void lp_diags_init(struct lp_diags *d)
+{
+    *d = (struct lp_diags){0};
+}
+
+void lp_diags_free(struct lp_diags *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->n; i++) {
+        LP_FREE(&d->items[i].file);
+        LP_FREE(&d->items[i].msg);
+    }
+    LP_FREE(&d->items);
+    d->n = 0;
+    d->n_errors = 0;
+}
+
+char *lp_diag_format(const struct lp_diag *d)
+{
+    const char *lvl = d->level == LP_DIAG_ERROR ? "error" : "warning";
+    const char *file = d->file ? d->file : "<config>";
+    if (d->line <= 0)
+        return lp_xasprintf("%s: %s: %s", file, lvl, d->msg);
+    return lp_xasprintf("%s:%d:%d: %s: %s", file, d->line, d->col, lvl, d->msg);
+}
+
+static void diag_add(struct lp_config_walk *w, enum lp_diag_level lvl, int line, int col, char *msg)
+{
+    struct lp_diags *d = w->diags;
+    if (lvl == LP_DIAG_ERROR)
+        d->n_errors++;
+    if (++w->n_added > LP_DIAGS_MAX) {
+        free(msg);
+        return;
+    }
+    d->items = lp_xrealloc(d->items, (d->n + 1) * sizeof *d->items);
+    d->items[d->n++] = (struct lp_diag){lvl, lp_xstrdup(w->file), line, col, msg};
+}
+
+static char *vformat(const char *fmt, va_list ap)
+{
+    struct lp_buf b;
+    lp_buf_init(&b, 4096); /* ceiling: a message quoting hostile input stays short */
+    lp_buf_vprintf(&b, fmt, ap);
+    size_t n;
+    return lp_buf_steal(&b, &n);
+}
+
+void lp_config_diag(struct lp_config_walk *w, enum lp_diag_level lvl, int line, int col,
+                    const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *body = vformat(fmt, ap);
+    va_end(ap);
+    if (w->path.len == 0) {
+        diag_add(w, lvl, line, col, body);
+        return;
+    }
+    diag_add(w, lvl, line, col, lp_xasprintf("%s: %s", w->path.data, body));
+    free(body);
+}
+
+void lp_config_diag_raw(struct lp_config_walk *w, enum lp_diag_level lvl, int line, int col,
+                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    diag_add(w, lvl, line, col, vformat(fmt, ap));
+    va_end(ap);
+}
+
+/* Insertion sort (stable, and the range holds at most LP_DIAGS_MAX + 2 items): diagnostics come
+ * out of the walker in schema order, users read them in file order. Position-less ones last. */
+static long diag_key(const struct lp_diag *d)
+{
+    return d->line > 0 ? (long)d->line * 100000L + d->col : 0x7fffffffL;
+}
+
+static void sort_diags(struct lp_diags *d, size_t from)
+{
+    for (size_t i = from + 1; i < d->n; i++) {
+        struct lp_diag x = d->items[i];
+        size_t j = i;
+        while (j > from && diag_key(&d->items[j - 1]) > diag_key(&x)) {
+            d->items[j] = d->items[j - 1];
+            j--;
+        }
+        d->items[j] = x;
+    }
+}
+
+/* ---- snapshot lifetime -------------------------------------------------------------------- */
+
+static struct lp_config *config_new(const char *path, const char *dir)
+{
+    struct lp_config *c = lp_xcalloc(1, sizeof *c);
+    atomic_init(&c->refcount, 1);
+    c->path = lp_xstrdup(path);
+    c->dir = lp_xstrdup(dir);
+    c->listen = lp_xstrdup(":8765");
+    c->timeout = (struct lp_timeouts){10000, 60000, 60000, 600000, 180000};
+    c->fallback = (struct lp_fallback_cfg){
+        .cooldown_seconds = 60,
+        .backoff_initial_ms = 100,
+        .backoff_max_ms = 5000,
+        .backoff_multiplier = 2.0,
+        .backoff_jitter = 0.1,
+        .circuit_failure_threshold = 5,
+        .circuit_success_threshold = 2,
+        .circuit_open_timeout_s = 60,
+        .circuit_half_open_max = 1,
+        .when_all_cooling = LP_ALL_COOLING_FAIL,
+    };
+    c->server = (struct lp_server_cfg){64LL << 20, 64LL << 10, 60000, 0, 30000};
+    c->proxy.forward_client_ip = true;
+    c->proxy.default_max_tokens = 4096;
+    c->logging.level = lp_xstrdup("info");
+    c->logging.mask_sensitive = true;
+    c->logging.base_dir = lp_xstrdup("./logs");
+    c->logging.max_body_log_bytes = 4096;
+    return c;
+}
+
+static void free_strv(char ***v, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free((*v)[i]);
+    LP_FREE(v);
+    *n = 0;
+}
+
+static void free_alias(struct lp_alias *a)
+{
+    for (size_t i = 0; i < a->n_routes; i++) {
+        LP_FREE(&a->routes[i].backend);
+        LP_FREE(&a->routes[i].model);
+    }
+    LP_FREE(&a->routes);
+    free_strv(&a->fallbacks, &a->n_fallbacks);
+    LP_FREE(&a->name);
+}
+
+static void config_free(struct lp_config *c)
+{
+    for (size_t i = 0; i < c->n_backends; i++)
+        lp_config_free_backend(&c->backends[i]);
+    free(c->backends);
+    for (size_t i = 0; i < c->n_aliases; i++)
+        free_alias(&c->aliases[i]);
+    free(c->aliases);
+    free_strv(&c->detection.error_codes, &c->detection.n_error_codes);
+    free_strv(&c->detection.error_patterns, &c->detection.n_error_patterns);
+    free(c->error_fallback.client_codes);
+    free_strv(&c->error_fallback.client_patterns, &c->error_fallback.n_client_patterns);
+    for (size_t i = 0; i < c->proxy.n_custom_variables; i++) {
+        free(c->proxy.custom_variables[i].key);
+        free(c->proxy.custom_variables[i].value);
+    }
+    free(c->proxy.custom_variables);
+    free(c->logging.level);
+    free(c->logging.base_dir);
+    free(c->logging.access_log);
+    free(c->logging.error_log);
+    free(c->path);
+    free(c->dir);
+    free(c->listen);
+    free(c->proxy_api_key);
+    free(c->admin_api_key);
+    free(c);
+}
+
+struct lp_config *lp_config_ref(struct lp_config *cfg)
+{
+    if (cfg)
+        atomic_fetch_add_explicit(&cfg->refcount, 1, memory_order_relaxed);
+    return cfg;
+}
+
+void lp_config_unref(struct lp_config *cfg)
+{
+    /* acq_rel: the thread that frees must see every other holder's last reads finished. */
+    if (cfg && atomic_fetch_sub_explicit(&cfg->refcount, 1, memory_order_acq_rel) == 1) {
+        if (cfg->attached && cfg->attached_free)
+            cfg->attached_free(cfg->attached);
+        config_free(cfg);
+    }
+}
+
+/* ---- lookups ------------------------------------------------------------------------------ */
+
+static int cmp_name_alias(const char *name, size_t len, const struct lp_alias *a)
+{
+    size_t alen = strlen(a->name);
+    int c = memcmp(name, a->name, len < alen ? len : alen);
+    if (c)
+        return c;
+    return (len > alen) - (len < alen);
+}
+
+const struct lp_alias *lp_config_find_alias(const struct lp_config *cfg, const char *name,
+                                            size_t len)
+{
+    if (!cfg || !name)
+        return NULL;
+    size_t lo = 0, hi = cfg->n_aliases;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = cmp_name_alias(name, len, &cfg->aliases[mid]);
+        if (c == 0)
+            return &cfg->aliases[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+long lp_config_find_backend(const struct lp_config *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return -1;
+    for (size_t i = 0; i < cfg->n_backends; i++)
+        if (strcmp(cfg->backends[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+/* libyaml reader errors carry a byte offset rather than a mark. */
+static void offset_to_pos(const char *s, size_t len, size_t off, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (s[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+static void syntax_error(struct lp_config_walk *w, const yaml_parser_t *p, const char *yaml,
+                         size_t len)
+{
+    int line = (int)p->problem_mark.line + 1, col = (int)p->problem_mark.column + 1;
+    if (p->error == YAML_READER_ERROR)
+        offset_to_pos(yaml, len, p->problem_offset, &line, &col);
+    if (p->error == YAML_MEMORY_ERROR) {
+        lp_config_diag_raw(w, LP_DIAG_ERROR, 0, 0, "YAML parser out of memory");
+        return;
+    }
+    const char *problem = p->problem ? p->problem : "unknown error";
+    if (p->context)
+        lp_config_diag_raw(w, LP_DIAG_ERROR, line, col,
+                           "YAML syntax error: %s (%s at line %d, "
+                           "column %d)",
+                           problem, p->context, (int)p->context_mark.line + 1,
+                           (int)p->context_mark.column + 1);
+    else
+        lp_config_diag_raw(w, LP_DIAG_ERROR, line, col, "YAML syntax error: %s", problem);
+}
+
+/* Parse the whole stream as events: syntax errors, nesting depth and size are checked here, so
+ * the document loader below only ever builds something of bounded size. */
+static bool prescan(struct lp_config_walk *w, const char *yaml, size_t len)
+{
+    yaml_parser_t p;
+    yaml_event_t ev;
+    int depth = 0, docs = 0;
+    long events = 0;
+    bool ok = false, done = false;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
+    while (!done) {
+        if (!yaml_parser_parse(&p, &ev)) {
+            syntax_error(w, &p, yaml, len);
+            goto out;
+        }
+        int line = (int)ev.start_mark.line + 1, col = (int)ev.start_mark.column + 1;
+        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+            depth++;
+        else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
+            depth--;
+        else if (ev.type == YAML_DOCUMENT_START_EVENT && ++docs == 2)
+            lp_config_diag_raw(w, LP_DIAG_WARNING, line, col,
+                               "only the first YAML document is used; later ones are ignored");
+        done = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+        if (depth > LP_CONFIG_MAX_DEPTH || ++events > LP_CONFIG_MAX_EVENTS) {
+            lp_config_diag_raw(w, LP_DIAG_ERROR, line, col,
+                               depth > LP_CONFIG_MAX_DEPTH ? "YAML nested more than %d levels deep"
+                                                           : "YAML document has more than %d nodes",
+                               depth > LP_CONFIG_MAX_DEPTH ? LP_CONFIG_MAX_DEPTH
+                                                           : LP_CONFIG_MAX_EVENTS);
+            goto out;
+        }
+    }
+    ok = true;
+out:
+    yaml_parser_delete(&p);
+    return ok;
+}
+
+/* Each backend's timeout keys that it did not set come from the global timeout block. */
+static void overlay_timeouts(struct lp_config *c)
+{
+    for (size_t i = 0; i < c->n_backends; i++) {
+        struct lp_timeouts *t = &c->backends[i].timeout;
+        const struct lp_timeouts *g = &c->timeout;
+        t->connect_ms = t->connect_ms ? t->connect_ms : g->connect_ms;
+        t->read_ms = t->read_ms ? t->read_ms : g->read_ms;
+        t->write_ms = t->write_ms ? t->write_ms : g->write_ms;
+        t->total_ms = t->total_ms ? t->total_ms : g->total_ms;
+        t->ttft_ms = t->ttft_ms ? t->ttft_ms : g->ttft_ms;
+    }
+}
+
+static void finish_diags(struct lp_config_walk *w)
+{
+    if (w->n_ignored > 0)
+        lp_config_diag_raw(w, LP_DIAG_WARNING, w->ignored_line, w->ignored_col,
+                           "accepted but not implemented (ignored): %s", w->ignored.data);
+    if (w->n_added > LP_DIAGS_MAX) {
+        size_t dropped = w->n_added - LP_DIAGS_MAX;
+        w->n_added = 0; /* let this one summary through */
+        lp_config_diag_raw(w, LP_DIAG_WARNING, 0, 0, "%zu more diagnostics not shown", dropped);
+    }
+    sort_diags(w->diags, w->diags_start);
+}
+
+static struct lp_config *load(const char *yaml, size_t len, const char *file, const char *dir,
+                              struct lp_diags *diags)
+{
+    struct lp_config_walk w = {
+        .file = file, .diags = diags, .diags_start = diags->n, .root_line = 1, .root_col = 1};
+    size_t errors_before = diags->n_errors;
+    struct lp_config *cfg = NULL;
+    yaml_parser_t p;
+    yaml_document_t doc;
+    lp_buf_init(&w.path, 1024);
+    lp_buf_init(&w.ignored, 2048);
+    if (len > LP_CONFIG_MAX_INPUT) {
+        lp_config_diag_raw(&w, LP_DIAG_ERROR, 0, 0, "file too large (%zu bytes; limit %u)", len,
+                           LP_CONFIG_MAX_INPUT);
+        goto out;
+    }
+    if (!prescan(&w, yaml, len))
+        goto out;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
+    if (!yaml_parser_load(&p, &doc)) {
+        syntax_error(&w, &p, yaml, len);
+        yaml_parser_delete(&p);
+        goto out;
+    }
+    cfg = config_new(file, dir);
+    w.doc = &doc;
+    w.cfg = cfg;
+    if (!yaml_document_get_root_node(&doc))
+        lp_config_diag_raw(&w, LP_DIAG_ERROR, 0, 0,
+                           "empty configuration; at least one backend "
+                           "is required");
+    else
+        lp_config_walk_root(&w);
+    overlay_timeouts(cfg);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&p);
+out:
+    finish_diags(&w);
+    lp_buf_free(&w.path);
+    lp_buf_free(&w.ignored);
+    if (cfg && diags->n_errors > errors_before) {
+        config_free(cfg);
+        cfg = NULL;
+    }
+    return cfg;
+}
+
+struct lp_config *lp_config_load_string(const char *yaml, size_t len, const char *name,
+                                        struct lp_diags *diags)
+{
+    return load(yaml ? yaml : "", yaml ? len : 0, name ? name : "<string>", ".", diags);
+}
+
+/* Read a whole file, refusing anything over the input ceiling before allocating for it. */
+static char *read_file(const char *path, size_t *len, int *err)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    char *buf = NULL;
+    *err = 0;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        *err = errno;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        *err = EISDIR;
+        goto out;
+    }
+    if (st.st_size > (off_t)LP_CONFIG_MAX_INPUT) {
+        *err = EFBIG;
+        goto out;
+    }
+    buf = lp_xmalloc((size_t)st.st_size + 1);
+    *len = fread(buf, 1, (size_t)st.st_size, f);
+    if (ferror(f)) {
+        *err = EIO;
+        LP_FREE(&buf);
+    }
+out:
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+struct lp_config *lp_config_load_file(const char *path, struct lp_diags *diags)
+{
+    size_t len = 0;
+    int err;
+    char *yaml = read_file(path, &len, &err);
+    if (!yaml) {
+        struct lp_config_walk w = {.file = path, .diags = diags, .diags_start = diags->n};
+        lp_config_diag_raw(&w, LP_DIAG_ERROR, 0, 0, "cannot read configuration: %s", strerror(err));
+        return NULL;
+    }
+    char *copy = lp_xstrdup(path);
+    struct lp_config *cfg = load(yaml, len, path, dirname(copy), diags);
+    free(copy);
+    free(yaml);
+    return cfg;
+}

@@ -1,0 +1,513 @@
+/* health.c - see health.h. One rwlock guards everything; records live in two small arrays
+ * searched linearly (a gateway has tens of backends and pairs, not thousands). */
+#include "health.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "breaker.h"
+#include "util/alloc.h"
+#include "util/json.h"
+
+struct pair_rec {
+    char *backend;
+    char *model;
+    int64_t cool_until;           /* monotonic ms; cooling while now < cool_until */
+    enum lp_err_class cool_cls;
+    char cool_reason[128];
+    enum lp_err_class last_cls;   /* LP_CLASS_OK when no error recorded */
+    int64_t last_wall;            /* Unix ms of the last error */
+    int64_t last_mono;            /* for recycling the oldest record */
+};
+
+struct backend_rec {
+    char *name;
+    bool drained;
+    struct lp_breaker breaker;
+    enum lp_err_class last_cls;
+    int64_t last_wall;
+    char last_reason[128];
+    uint64_t n_errors;
+};
+
+struct lp_health {
+    pthread_rwlock_t lock;
+    struct pair_rec *pairs;
+    size_t n_pairs, cap_pairs;
+    struct backend_rec *backends;
+    size_t n_backends, cap_backends;
+    struct lp_breaker_cfg breaker_cfg; /* from the last configured snapshot */
+    atomic_bool breakers_enabled;
+};
+
+struct lp_health *lp_health_create(void)
+{
+    struct lp_health *h = lp_xcalloc(1, sizeof *h);
+    if (pthread_rwlock_init(&h->lock, NULL) != 0)
+        abort(); /* only fails on resource exhaustion at boot */
+    h->breaker_cfg = lp_breaker_cfg_from(NULL);
+    atomic_init(&h->breakers_enabled, false);
+    return h;
+}
+
+void lp_health_destroy(struct lp_health *h)
+{
+    if (!h)
+        return;
+    for (size_t i = 0; i < h->n_pairs; i++) {
+        free(h->pairs[i].backend);
+        free(h->pairs[i].model);
+    }
+    for (size_t i = 0; i < h->n_backends; i++)
+        free(h->backends[i].name);
+    free(h->pairs);
+    free(h->backends);
+    pthread_rwlock_destroy(&h->lock);
+    free(h);
+}
+
+/* ---- lookups (caller holds the lock) --------------------------------------------------------- */
+
+static struct backend_rec *find_backend(struct lp_health *h, const char *name)
+{
+    for (size_t i = 0; i < h->n_backends; i++)
+        if (strcmp(h->backends[i].name, name) == 0)
+            return &h->backends[i];
+    return NULL;
+}
+
+static struct backend_rec *get_backend(struct lp_health *h, const char *name)
+{
+    struct backend_rec *b = find_backend(h, name);
+    if (b)
+        return b;
+    if (h->n_backends == h->cap_backends) {
+        h->cap_backends = h->cap_backends ? h->cap_backends * 2 : 8;
+        h->backends = lp_xrealloc(h->backends, h->cap_backends * sizeof *h->backends);
+    }
+    b = &h->backends[h->n_backends++];
+    memset(b, 0, sizeof *b);
+    b->name = lp_xstrdup(name);
+    lp_breaker_init(&b->breaker, &h->breaker_cfg);
+    return b;
+}
+
+static struct pair_rec *find_pair(struct lp_health *h, const char *backend, const char *model)
+{
+    for (size_t i = 0; i < h->n_pairs; i++)
+        if (strcmp(h->pairs[i].model, model) == 0 && strcmp(h->pairs[i].backend, backend) == 0)
+            return &h->pairs[i];
+    return NULL;
+}
+
+/* The record to reuse when the table is full: the least recently failed without an active
+ * cooldown, or NULL when every record is cooling. */
+static struct pair_rec *recyclable_pair(struct lp_health *h, int64_t now_mono)
+{
+    struct pair_rec *best = NULL;
+    for (size_t i = 0; i < h->n_pairs; i++) {
+        struct pair_rec *p = &h->pairs[i];
+        if (now_mono < p->cool_until)
+            continue;
+        if (!best || p->last_mono < best->last_mono)
+            best = p;
+    }
+    return best;
+}
+
+static struct pair_rec *get_pair(struct lp_health *h, const char *backend, const char *model,
+                                 int64_t now_mono)
+{
+    struct pair_rec *p = find_pair(h, backend, model);
+    if (p)
+        return p;
+    if (h->n_pairs >= LP_HEALTH_MAX_PAIRS) {
+        p = recyclable_pair(h, now_mono);
+        if (!p)
+            return NULL;
+        free(p->backend);
+        free(p->model);
+    } else {
+        if (h->n_pairs == h->cap_pairs) {
+            h->cap_pairs = h->cap_pairs ? h->cap_pairs * 2 : 16;
+            h->pairs = lp_xrealloc(h->pairs, h->cap_pairs * sizeof *h->pairs);
+        }
+        p = &h->pairs[h->n_pairs++];
+    }
+    memset(p, 0, sizeof *p);
+    p->backend = lp_xstrdup(backend);
+    p->model = lp_xstrdup(model);
+    return p;
+}
+
+/* ---- configuration --------------------------------------------------------------------------- */
+
+/* Adopt cfg's breaker settings; the caller holds the write lock. */
+static void adopt_cfg(struct lp_health *h, const struct lp_config *cfg)
+{
+    if (!cfg)
+        return;
+    atomic_store(&h->breakers_enabled, cfg->fallback.enable_circuit_breaker);
+    struct lp_breaker_cfg bc = lp_breaker_cfg_from(&cfg->fallback);
+    const struct lp_breaker_cfg *old = &h->breaker_cfg;
+    if (bc.failure_threshold == old->failure_threshold &&
+        bc.success_threshold == old->success_threshold &&
+        bc.open_timeout_ms == old->open_timeout_ms && bc.half_open_max == old->half_open_max)
+        return;
+    h->breaker_cfg = bc;
+    for (size_t i = 0; i < h->n_backends; i++)
+        lp_breaker_reconfigure(&h->backends[i].breaker, &bc);
+}
+
+void lp_health_configure(struct lp_health *h, const struct lp_config *cfg)
+{
+    pthread_rwlock_wrlock(&h->lock);
+    adopt_cfg(h, cfg);
+    pthread_rwlock_unlock(&h->lock);
+}
+
+static bool breakers_on(struct lp_health *h, const struct lp_config *cfg)
+{
+    return cfg ? cfg->fallback.enable_circuit_breaker : atomic_load(&h->breakers_enabled);
+}
+
+/* ---- reads ----------------------------------------------------------------------------------- */
+
+enum lp_route_state lp_health_route_state(struct lp_health *h, const struct lp_config *cfg,
+                                          const struct lp_backend *b, const char *model,
+                                          int64_t now_mono, int64_t *until_ms)
+{
+    int64_t until = 0;
+    enum lp_route_state st = LP_ROUTE_USABLE;
+    bool breakers = breakers_on(h, cfg);
+    pthread_rwlock_rdlock(&h->lock);
+    struct backend_rec *br = find_backend(h, b->name);
+    struct pair_rec *p = model ? find_pair(h, b->name, model) : NULL;
+    if (br && br->drained) {
+        st = LP_ROUTE_DRAINED;
+    } else if (br && breakers && !lp_breaker_would_allow(&br->breaker, now_mono)) {
+        st = LP_ROUTE_OPEN;
+        until = lp_breaker_open_until(&br->breaker);
+    } else if (p && now_mono < p->cool_until) {
+        st = LP_ROUTE_COOLING;
+        until = p->cool_until;
+    }
+    pthread_rwlock_unlock(&h->lock);
+    if (until_ms)
+        *until_ms = until;
+    return st;
+}
+
+enum lp_route_state lp_health_state_fn(void *ctx, const struct lp_backend *b, const char *model,
+                                       int64_t now_mono, int64_t *until_ms)
+{
+    return lp_health_route_state(ctx, NULL, b, model, now_mono, until_ms);
+}
+
+bool lp_health_is_drained(struct lp_health *h, const char *backend)
+{
+    pthread_rwlock_rdlock(&h->lock);
+    struct backend_rec *b = find_backend(h, backend);
+    bool d = b && b->drained;
+    pthread_rwlock_unlock(&h->lock);
+    return d;
+}
+
+/* ---- breaker admission and outcomes ---------------------------------------------------------- */
+
+/* The health API carries no breaker ticket: a report that arrives while half-open is taken as
+ * the outcome of a current probe (ticket = current generation); breaker.c still refuses to let
+ * the probe count go negative. See docs/internals/resilience.md. */
+static uint32_t implied_ticket(const struct lp_breaker *b)
+{
+    return b->state == LP_BREAKER_HALF_OPEN && b->in_flight > 0 ? b->gen : 0;
+}
+
+bool lp_health_breaker_allow(struct lp_health *h, const struct lp_config *cfg, const char *backend,
+                             int64_t now_mono)
+{
+    if (cfg)
+        atomic_store(&h->breakers_enabled, cfg->fallback.enable_circuit_breaker);
+    if (!breakers_on(h, cfg))
+        return true;
+    pthread_rwlock_wrlock(&h->lock);
+    adopt_cfg(h, cfg);
+    bool ok = lp_breaker_allow(&get_backend(h, backend)->breaker, now_mono, NULL);
+    pthread_rwlock_unlock(&h->lock);
+    return ok;
+}
+
+void lp_health_release(struct lp_health *h, const char *backend)
+{
+    pthread_rwlock_wrlock(&h->lock);
+    struct backend_rec *b = find_backend(h, backend);
+    if (b)
+        lp_breaker_release(&b->breaker, implied_ticket(&b->breaker));
+    pthread_rwlock_unlock(&h->lock);
+}
+
+static void breaker_outcome(struct backend_rec *b, bool failure, int64_t now_mono)
+{
+    uint32_t t = implied_ticket(&b->breaker);
+    if (failure)
+        lp_breaker_on_failure(&b->breaker, now_mono, t);
+    else
+        lp_breaker_on_success(&b->breaker, now_mono, t);
+}
+
+static void record_pair_failure(struct lp_health *h, const char *backend, const char *model,
+                                const struct lp_decision *d, int64_t now_mono, int64_t now_wall)
+{
+    struct pair_rec *p = get_pair(h, backend, model, now_mono);
+    if (!p)
+        return; /* table full of active cooldowns: drop the record, never block */
+    p->last_cls = d->cls;
+    p->last_wall = now_wall;
+    p->last_mono = now_mono;
+    if (!d->cooldown)
+        return;
+    int64_t ms = d->cooldown_ms > 0 ? d->cooldown_ms : 0;
+    int64_t until = now_mono + ms;
+    if (until > p->cool_until) { /* extend, never shorten */
+        p->cool_until = until;
+        p->cool_cls = d->cls;
+        snprintf(p->cool_reason, sizeof p->cool_reason, "%s", d->reason);
+    }
+}
+
+void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg,
+                              const char *backend, const char *model, const struct lp_decision *d,
+                              int64_t now_mono, int64_t now_wall)
+{
+    if (!backend || !d)
+        return;
+    bool breakers = breakers_on(h, cfg);
+    pthread_rwlock_wrlock(&h->lock);
+    adopt_cfg(h, cfg);
+    struct backend_rec *b = get_backend(h, backend);
+    b->last_cls = d->cls;
+    b->last_wall = now_wall;
+    b->n_errors++;
+    snprintf(b->last_reason, sizeof b->last_reason, "%s", d->reason);
+    if (model)
+        record_pair_failure(h, backend, model, d, now_mono, now_wall);
+    if (breakers)
+        breaker_outcome(b, d->breaker_failure, now_mono);
+    pthread_rwlock_unlock(&h->lock);
+}
+
+void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg,
+                              const char *backend, const char *model, int64_t now_mono)
+{
+    if (!backend)
+        return;
+    bool breakers = breakers_on(h, cfg);
+    pthread_rwlock_wrlock(&h->lock);
+    adopt_cfg(h, cfg);
+    struct pair_rec *p = model ? find_pair(h, backend, model) : NULL;
+    if (p)
+        p->cool_until = 0;
+    struct backend_rec *b = breakers ? find_backend(h, backend) : NULL;
+    if (b)
+        breaker_outcome(b, false, now_mono);
+    pthread_rwlock_unlock(&h->lock);
+}
+
+/* ---- admin ----------------------------------------------------------------------------------- */
+
+void lp_health_set_drained(struct lp_health *h, const char *backend, bool drained)
+{
+    pthread_rwlock_wrlock(&h->lock);
+    get_backend(h, backend)->drained = drained;
+    pthread_rwlock_unlock(&h->lock);
+}
+
+int lp_health_clear(struct lp_health *h, const char *backend, const char *model)
+{
+    int n = 0;
+    pthread_rwlock_wrlock(&h->lock);
+    for (size_t i = 0; i < h->n_pairs; i++) {
+        struct pair_rec *p = &h->pairs[i];
+        if (strcmp(p->backend, backend) != 0 || (model && strcmp(p->model, model) != 0))
+            continue;
+        if (p->cool_until > 0)
+            n++;
+        p->cool_until = 0;
+    }
+    struct backend_rec *b = model ? NULL : find_backend(h, backend);
+    if (b)
+        lp_breaker_init(&b->breaker, &h->breaker_cfg);
+    pthread_rwlock_unlock(&h->lock);
+    return n;
+}
+
+/* ---- JSON view ------------------------------------------------------------------------------- */
+
+static void set_iso(struct json_object *o, const char *key, int64_t unix_ms)
+{
+    char buf[40];
+    time_t s = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, sizeof buf - n, ".%03dZ", (int)(unix_ms % 1000));
+    lp_json_set_str(o, key, buf);
+}
+
+/* A monotonic instant expressed on the wall clock. */
+static int64_t to_wall(int64_t mono, int64_t now_mono, int64_t now_wall)
+{
+    return now_wall + (mono - now_mono);
+}
+
+static struct json_object *breaker_json(const struct lp_breaker *b, int64_t now_mono,
+                                        int64_t now_wall)
+{
+    struct json_object *o = json_object_new_object();
+    lp_json_set_str(o, "state", lp_breaker_state_name(lp_breaker_state(b, now_mono)));
+    lp_json_set_int(o, "consecutive_failures", b->failures);
+    lp_json_set_int(o, "half_open_successes", b->successes);
+    lp_json_set_int(o, "probes_in_flight", b->in_flight);
+    lp_json_set_int(o, "times_opened", (int64_t)b->times_opened);
+    int64_t until = lp_breaker_state(b, now_mono) == LP_BREAKER_OPEN ? lp_breaker_open_until(b) : 0;
+    if (until) {
+        lp_json_set_int(o, "open_until_ms", to_wall(until, now_mono, now_wall));
+        set_iso(o, "open_until", to_wall(until, now_mono, now_wall));
+    } else {
+        lp_json_set(o, "open_until_ms", NULL);
+        lp_json_set(o, "open_until", NULL);
+    }
+    return o;
+}
+
+static struct json_object *last_error_json(const struct backend_rec *b)
+{
+    if (!b || b->last_cls == LP_CLASS_OK)
+        return NULL;
+    struct json_object *o = json_object_new_object();
+    lp_json_set_str(o, "class", lp_class_name(b->last_cls));
+    lp_json_set_int(o, "at_ms", b->last_wall);
+    set_iso(o, "at", b->last_wall);
+    lp_json_set_str(o, "reason", b->last_reason);
+    lp_json_set_int(o, "count", (int64_t)b->n_errors);
+    return o;
+}
+
+static struct json_object *model_json(const char *model, const struct pair_rec *p,
+                                      int64_t now_mono, int64_t now_wall)
+{
+    struct json_object *o = json_object_new_object();
+    lp_json_set_str(o, "model", model);
+    bool cooling = p && now_mono < p->cool_until;
+    lp_json_set_bool(o, "cooling", cooling);
+    if (cooling) {
+        int64_t w = to_wall(p->cool_until, now_mono, now_wall);
+        lp_json_set_int(o, "cooling_until_ms", w);
+        set_iso(o, "cooling_until", w);
+        lp_json_set_int(o, "remaining_ms", p->cool_until - now_mono);
+        lp_json_set_str(o, "class", lp_class_name(p->cool_cls));
+        lp_json_set_str(o, "reason", p->cool_reason);
+    }
+    if (p && p->last_cls != LP_CLASS_OK) {
+        lp_json_set_str(o, "last_error_class", lp_class_name(p->last_cls));
+        lp_json_set_int(o, "last_error_at_ms", p->last_wall);
+    }
+    return o;
+}
+
+static bool listed(struct json_object *models, const char *model)
+{
+    for (size_t i = 0; i < lp_json_arr_len(models); i++) {
+        const char *m = lp_json_get_str(lp_json_arr_at(models, i), "model");
+        if (m && strcmp(m, model) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The backend's configured models (route order), then models that only have recorded state. */
+static struct json_object *models_json(struct lp_health *h, const struct lp_config *cfg,
+                                       size_t bi, int64_t now_mono, int64_t now_wall)
+{
+    const char *name = cfg->backends[bi].name;
+    struct json_object *arr = json_object_new_array();
+    for (size_t a = 0; a < cfg->n_aliases; a++) {
+        for (size_t r = 0; r < cfg->aliases[a].n_routes; r++) {
+            const struct lp_route *rt = &cfg->aliases[a].routes[r];
+            if (rt->backend_idx != bi || !rt->model || listed(arr, rt->model))
+                continue;
+            json_object_array_add(arr, model_json(rt->model, find_pair(h, name, rt->model),
+                                                  now_mono, now_wall));
+        }
+    }
+    for (size_t i = 0; i < h->n_pairs; i++) {
+        const struct pair_rec *p = &h->pairs[i];
+        if (strcmp(p->backend, name) == 0 && !listed(arr, p->model))
+            json_object_array_add(arr, model_json(p->model, p, now_mono, now_wall));
+    }
+    return arr;
+}
+
+static struct json_object *backend_json(struct lp_health *h, const struct lp_config *cfg,
+                                        size_t bi, bool breakers, int64_t now_mono,
+                                        int64_t now_wall)
+{
+    const struct lp_backend *be = &cfg->backends[bi];
+    struct backend_rec *b = find_backend(h, be->name);
+    struct json_object *o = json_object_new_object();
+    lp_json_set_str(o, "name", be->name);
+    lp_json_set_bool(o, "enabled", be->enabled);
+    lp_json_set_bool(o, "drained", b && b->drained);
+    lp_json_set_str(o, "protocol", be->protocol == LP_PROTO_ANTHROPIC ? "anthropic" : "openai");
+    if (breakers) {
+        struct lp_breaker fresh;
+        lp_breaker_init(&fresh, &h->breaker_cfg);
+        lp_json_set(o, "breaker", breaker_json(b ? &b->breaker : &fresh, now_mono, now_wall));
+    } else {
+        lp_json_set(o, "breaker", NULL);
+    }
+    lp_json_set(o, "last_error", last_error_json(b));
+    lp_json_set(o, "models", models_json(h, cfg, bi, now_mono, now_wall));
+    return o;
+}
+
+char *lp_health_json(struct lp_health *h, const struct lp_config *cfg, int64_t now_mono,
+                     int64_t now_wall)
+{
+    struct json_object *root = json_object_new_object();
+    set_iso(root, "now", now_wall);
+    bool breakers = breakers_on(h, cfg);
+    lp_json_set_bool(root, "breakers_enabled", breakers);
+    struct json_object *arr = json_object_new_array();
+    pthread_rwlock_rdlock(&h->lock);
+    for (size_t i = 0; cfg && i < cfg->n_backends; i++)
+        json_object_array_add(arr, backend_json(h, cfg, i, breakers, now_mono, now_wall));
+    pthread_rwlock_unlock(&h->lock);
+    lp_json_set(root, "backends", arr);
+    char *s = lp_xstrdup(lp_json_dump(root, NULL));
+    json_object_put(root);
+    return s;
+}
+
+bool lp_health_any_usable(struct lp_health *h, const struct lp_config *cfg, int64_t now_mono)
+{
+    if (!cfg)
+        return false;
+    for (size_t a = 0; a < cfg->n_aliases; a++) {
+        const struct lp_alias *al = &cfg->aliases[a];
+        for (size_t r = 0; al->enabled && r < al->n_routes; r++) {
+            const struct lp_route *rt = &al->routes[r];
+            if (!rt->enabled || rt->backend_idx >= cfg->n_backends || !rt->model)
+                continue;
+            const struct lp_backend *b = &cfg->backends[rt->backend_idx];
+            if (b->enabled &&
+                lp_health_route_state(h, cfg, b, rt->model, now_mono, NULL) == LP_ROUTE_USABLE)
+                return true;
+        }
+    }
+    return false;
+}

@@ -1,0 +1,138 @@
+/* proto/xlat.c - request dispatch and the helpers shared by the translators. */
+#include "proto/xlat.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/alloc.h"
+#include "util/buf.h"
+#include "util/json.h"
+
+void lp_xlat_fail(struct lp_xlat_err *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    err->status = 400;
+    snprintf(err->type, sizeof err->type, "invalid_request_error");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+}
+
+char *lp_xlat_dump(struct json_object *obj, size_t *out_len)
+{
+    size_t n = 0;
+    const char *s = lp_json_dump(obj, &n);
+    char *r = lp_xstrndup(s, n);
+    if (out_len)
+        *out_len = n;
+    return r;
+}
+
+struct json_object *lp_xlat_ref(struct json_object *v)
+{
+    return v ? json_object_get(v) : NULL;
+}
+
+struct json_object *lp_xlat_text_block(const char *s)
+{
+    struct json_object *b = json_object_new_object();
+    lp_json_set_str(b, "type", "text");
+    lp_json_set_str(b, "text", s);
+    return b;
+}
+
+/* Text parts of both protocols: OpenAI text/refusal/input_text/output_text, Anthropic text. */
+static const char *part_text(struct json_object *part)
+{
+    const char *t = lp_json_get_str(part, "type");
+    if (!t)
+        return NULL;
+    if (!strcmp(t, "text") || !strcmp(t, "input_text") || !strcmp(t, "output_text"))
+        return lp_json_get_str(part, "text");
+    if (!strcmp(t, "refusal"))
+        return lp_json_get_str(part, "refusal");
+    return NULL;
+}
+
+char *lp_xlat_text_of(struct json_object *content, const char *sep)
+{
+    if (lp_json_is_str(content))
+        return lp_xstrdup(lp_json_str(content));
+    if (!lp_json_is_arr(content))
+        return NULL;
+    struct lp_buf b;
+    lp_buf_init(&b, 0);
+    bool any = false;
+    for (size_t i = 0; i < lp_json_arr_len(content); i++) {
+        const char *t = part_text(lp_json_arr_at(content, i));
+        if (!t)
+            continue;
+        if (any)
+            lp_buf_appends(&b, sep);
+        lp_buf_appends(&b, t);
+        any = true;
+    }
+    if (!any) {
+        lp_buf_free(&b);
+        return NULL;
+    }
+    return lp_buf_steal(&b, NULL);
+}
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+char *lp_xlat_make_id(const char *prefix, const char *id, const char *seed, size_t seed_len)
+{
+    static const char *known[] = {"chatcmpl-", "msg_"};
+    if (id && *id) {
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+            size_t n = strlen(known[i]);
+            if (!strncmp(id, known[i], n) && id[n]) {
+                id += n;
+                break;
+            }
+        }
+        return lp_xasprintf("%s%s", prefix, id);
+    }
+    return lp_xasprintf("%s%016llx", prefix,
+                        (unsigned long long)fnv1a(seed ? seed : "", seed ? seed_len : 0));
+}
+
+char *lp_xlat_request(enum lp_proto from, enum lp_proto to, const char *body, size_t len,
+                      const struct lp_xlat_opts *o, size_t *out_len, struct lp_xlat_err *err)
+{
+    static const struct lp_xlat_opts dflt = {0};
+    char *res = NULL;
+    struct json_object *out = NULL;
+    const char *perr = NULL;
+    struct json_object *in = lp_json_parse(body ? body : "", body ? len : 0, &perr);
+    if (!o)
+        o = &dflt;
+    if (!lp_json_is_obj(in)) {
+        lp_xlat_fail(err, "request body must be a JSON object%s%s", perr ? ": " : "",
+                     perr ? perr : "");
+        goto out;
+    }
+    if (from == to) {
+        lp_xlat_fail(err, "internal: no translation needed between identical protocols");
+        goto out;
+    }
+    out = from == LP_PROTO_OPENAI ? lp_xlat_req_o2a(in, o, err) : lp_xlat_req_a2o(in, o, err);
+    if (out)
+        res = lp_xlat_dump(out, out_len);
+out:
+    json_object_put(out);
+    json_object_put(in);
+    return res;
+}

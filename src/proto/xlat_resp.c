@@ -1,0 +1,264 @@
+/* proto/xlat_resp.c - non-streaming response bodies, both directions, and usage extraction. */
+#include <string.h>
+#include <time.h>
+
+#include "proto/xlat.h"
+#include "util/alloc.h"
+#include "util/buf.h"
+#include "util/json.h"
+
+static int64_t num_or(struct json_object *o, const char *key, int64_t dflt)
+{
+    int64_t v;
+    return lp_json_get_int64(o, key, &v) ? v : dflt;
+}
+
+static const char *finish_from_stop(const char *sr)
+{
+    if (!sr)
+        return "stop";
+    if (!strcmp(sr, "max_tokens") || !strcmp(sr, "model_context_window_exceeded"))
+        return "length";
+    if (!strcmp(sr, "tool_use"))
+        return "tool_calls";
+    if (!strcmp(sr, "refusal"))
+        return "content_filter";
+    return "stop"; /* end_turn, stop_sequence, pause_turn */
+}
+
+static const char *stop_from_finish(const char *fr)
+{
+    if (!fr)
+        return "end_turn";
+    if (!strcmp(fr, "length"))
+        return "max_tokens";
+    if (!strcmp(fr, "tool_calls") || !strcmp(fr, "function_call"))
+        return "tool_use";
+    if (!strcmp(fr, "content_filter"))
+        return "refusal";
+    return "end_turn";
+}
+
+/* prompt_tokens = input + cache reads + cache writes: OpenAI counts every prompt token there. */
+static struct json_object *usage_a2o(struct json_object *u)
+{
+    int64_t in = num_or(u, "input_tokens", 0), out = num_or(u, "output_tokens", 0);
+    int64_t cr = num_or(u, "cache_read_input_tokens", 0);
+    int64_t cw = num_or(u, "cache_creation_input_tokens", 0);
+    struct json_object *r = json_object_new_object();
+    lp_json_set_int(r, "prompt_tokens", in + cr + cw);
+    lp_json_set_int(r, "completion_tokens", out);
+    lp_json_set_int(r, "total_tokens", in + cr + cw + out);
+    struct json_object *d = json_object_new_object();
+    lp_json_set_int(d, "cached_tokens", cr);
+    lp_json_set(r, "prompt_tokens_details", d);
+    return r;
+}
+
+static struct json_object *usage_o2a(struct json_object *u)
+{
+    int64_t pt = num_or(u, "prompt_tokens", 0);
+    int64_t cached = num_or(lp_json_get_obj(u, "prompt_tokens_details"), "cached_tokens", 0);
+    if (cached > pt)
+        cached = pt;
+    struct json_object *r = json_object_new_object();
+    lp_json_set_int(r, "input_tokens", pt - cached);
+    lp_json_set_int(r, "output_tokens", num_or(u, "completion_tokens", 0));
+    lp_json_set_int(r, "cache_creation_input_tokens", 0);
+    lp_json_set_int(r, "cache_read_input_tokens", cached);
+    return r;
+}
+
+static void append_block_text(struct lp_buf *b, struct json_object *blk, const char *key)
+{
+    const char *t = lp_json_get_str(blk, key);
+    if (t)
+        lp_buf_appends(b, t);
+}
+
+static struct json_object *a2o_message(struct json_object *content)
+{
+    struct lp_buf text, reasoning;
+    struct json_object *tcs = json_object_new_array();
+    lp_buf_init(&text, 0);
+    lp_buf_init(&reasoning, 0);
+    for (size_t i = 0; i < lp_json_arr_len(content); i++) {
+        struct json_object *b = lp_json_arr_at(content, i);
+        const char *t = lp_json_get_str(b, "type");
+        if (!t)
+            continue;
+        if (!strcmp(t, "text")) {
+            append_block_text(&text, b, "text");
+        } else if (!strcmp(t, "thinking")) {
+            append_block_text(&reasoning, b, "thinking");
+        } else if (!strcmp(t, "tool_use")) {
+            struct json_object *tc = json_object_new_object(), *fn = json_object_new_object();
+            struct json_object *input = lp_json_get(b, "input");
+            lp_json_set_str(tc, "id", lp_json_get_str(b, "id"));
+            lp_json_set_str(tc, "type", "function");
+            lp_json_set_str(fn, "name", lp_json_get_str(b, "name"));
+            lp_json_set_str(fn, "arguments", input ? lp_json_dump(input, NULL) : "{}");
+            lp_json_set(tc, "function", fn);
+            json_object_array_add(tcs, tc);
+        }
+    }
+    struct json_object *m = json_object_new_object();
+    bool has_tools = lp_json_arr_len(tcs) > 0;
+    lp_json_set_str(m, "role", "assistant");
+    lp_json_set(m, "content",
+                text.len || !has_tools ? json_object_new_string(text.data ? text.data : "") : NULL);
+    if (reasoning.len)
+        lp_json_set_str(m, "reasoning_content", reasoning.data);
+    if (has_tools)
+        lp_json_set(m, "tool_calls", lp_xlat_ref(tcs));
+    lp_json_set(m, "refusal", NULL);
+    json_object_put(tcs);
+    lp_buf_free(&text);
+    lp_buf_free(&reasoning);
+    return m;
+}
+
+static struct json_object *resp_a2o(struct json_object *in, const char *alias, const char *body,
+                                    size_t len)
+{
+    struct json_object *content = lp_json_get_arr(in, "content");
+    const char *type = lp_json_get_str(in, "type");
+    if (!content || (type && strcmp(type, "message") != 0))
+        return NULL;
+    struct json_object *out = json_object_new_object();
+    char *id = lp_xlat_make_id("chatcmpl-", lp_json_get_str(in, "id"), body, len);
+    lp_json_set_str(out, "id", id);
+    free(id);
+    lp_json_set_str(out, "object", "chat.completion");
+    lp_json_set_int(out, "created", (int64_t)time(NULL));
+    lp_json_set(out, "model", alias ? json_object_new_string(alias)
+                                    : lp_xlat_ref(lp_json_get(in, "model")));
+    struct json_object *ch = json_object_new_object();
+    lp_json_set_int(ch, "index", 0);
+    lp_json_set(ch, "message", a2o_message(content));
+    lp_json_set(ch, "logprobs", NULL);
+    lp_json_set_str(ch, "finish_reason", finish_from_stop(lp_json_get_str(in, "stop_reason")));
+    struct json_object *choices = json_object_new_array();
+    json_object_array_add(choices, ch);
+    lp_json_set(out, "choices", choices);
+    lp_json_set(out, "usage", usage_a2o(lp_json_get_obj(in, "usage")));
+    return out;
+}
+
+/* Arguments JSON string -> input object. Invalid or non-object JSON (a model can emit that,
+ * e.g. when cut off by max_tokens) becomes {}: Anthropic clients expect an object. */
+static struct json_object *args_to_input(struct json_object *fn)
+{
+    struct json_object *a = lp_json_get(fn, "arguments");
+    if (lp_json_is_obj(a))
+        return lp_xlat_ref(a);
+    const char *s = lp_json_str(a);
+    struct json_object *v = s ? lp_json_parse(s, (size_t)json_object_get_string_len(a), NULL)
+                              : NULL;
+    if (lp_json_is_obj(v))
+        return v;
+    json_object_put(v);
+    return json_object_new_object();
+}
+
+static void add_o2a_text(struct json_object *blocks, const char *type, const char *key,
+                         const char *s)
+{
+    if (!s || !*s)
+        return;
+    struct json_object *b = json_object_new_object();
+    lp_json_set_str(b, "type", type);
+    lp_json_set_str(b, key, s);
+    if (!strcmp(type, "thinking"))
+        lp_json_set_str(b, "signature", "");
+    json_object_array_add(blocks, b);
+}
+
+static struct json_object *o2a_content(struct json_object *msg)
+{
+    struct json_object *blocks = json_object_new_array();
+    const char *reasoning = lp_json_get_str(msg, "reasoning_content");
+    add_o2a_text(blocks, "thinking", "thinking",
+                 reasoning ? reasoning : lp_json_get_str(msg, "reasoning"));
+    char *text = lp_xlat_text_of(lp_json_get(msg, "content"), "");
+    add_o2a_text(blocks, "text", "text", text);
+    free(text);
+    add_o2a_text(blocks, "text", "text", lp_json_get_str(msg, "refusal"));
+    struct json_object *tcs = lp_json_get_arr(msg, "tool_calls");
+    for (size_t j = 0; j < lp_json_arr_len(tcs); j++) {
+        struct json_object *tc = lp_json_arr_at(tcs, j);
+        struct json_object *fn = lp_json_get_obj(tc, "function");
+        if (!fn)
+            continue;
+        struct json_object *b = json_object_new_object();
+        lp_json_set_str(b, "type", "tool_use");
+        lp_json_set_str(b, "id", lp_json_get_str(tc, "id"));
+        lp_json_set_str(b, "name", lp_json_get_str(fn, "name"));
+        lp_json_set(b, "input", args_to_input(fn));
+        json_object_array_add(blocks, b);
+    }
+    return blocks;
+}
+
+static struct json_object *resp_o2a(struct json_object *in, const char *alias, const char *body,
+                                    size_t len)
+{
+    struct json_object *ch = lp_json_arr_at(lp_json_get_arr(in, "choices"), 0);
+    struct json_object *msg = lp_json_get_obj(ch, "message");
+    if (!msg)
+        return NULL;
+    struct json_object *out = json_object_new_object();
+    char *id = lp_xlat_make_id("msg_", lp_json_get_str(in, "id"), body, len);
+    lp_json_set_str(out, "id", id);
+    free(id);
+    lp_json_set_str(out, "type", "message");
+    lp_json_set_str(out, "role", "assistant");
+    lp_json_set(out, "model", alias ? json_object_new_string(alias)
+                                    : lp_xlat_ref(lp_json_get(in, "model")));
+    lp_json_set(out, "content", o2a_content(msg));
+    const char *fr = lp_json_get_str(ch, "finish_reason");
+    if (!fr && lp_json_arr_len(lp_json_get_arr(msg, "tool_calls")) > 0)
+        fr = "tool_calls";
+    lp_json_set_str(out, "stop_reason", stop_from_finish(fr));
+    lp_json_set(out, "stop_sequence", NULL);
+    lp_json_set(out, "usage", usage_o2a(lp_json_get_obj(in, "usage")));
+    return out;
+}
+
+char *lp_xlat_response(enum lp_proto from, enum lp_proto to, const char *body, size_t len,
+                       const char *alias, size_t *out_len)
+{
+    if (from == to || !body)
+        return NULL;
+    struct json_object *in = lp_json_parse(body, len, NULL);
+    struct json_object *out = NULL;
+    if (lp_json_is_obj(in))
+        out = from == LP_PROTO_ANTHROPIC ? resp_a2o(in, alias, body, len)
+                                         : resp_o2a(in, alias, body, len);
+    char *r = out ? lp_xlat_dump(out, out_len) : NULL;
+    json_object_put(out);
+    json_object_put(in);
+    return r;
+}
+
+void lp_xlat_usage(enum lp_proto p, const char *body, size_t len, int64_t *in, int64_t *out,
+                   int64_t *cached)
+{
+    *in = *out = *cached = -1;
+    struct json_object *root = body ? lp_json_parse(body, len, NULL) : NULL;
+    struct json_object *u = lp_json_get_obj(root, "usage");
+    if (u && p == LP_PROTO_OPENAI) {
+        *in = num_or(u, "prompt_tokens", -1);
+        *out = num_or(u, "completion_tokens", -1);
+        *cached = num_or(lp_json_get_obj(u, "prompt_tokens_details"), "cached_tokens", -1);
+    } else if (u) {
+        int64_t i = num_or(u, "input_tokens", -1);
+        int64_t cr = num_or(u, "cache_read_input_tokens", -1);
+        int64_t cw = num_or(u, "cache_creation_input_tokens", -1);
+        if (i >= 0)
+            *in = i + (cr > 0 ? cr : 0) + (cw > 0 ? cw : 0);
+        *out = num_or(u, "output_tokens", -1);
+        *cached = cr;
+    }
+    json_object_put(root);
+}

@@ -1,0 +1,26 @@
+/* proxy.h - one client request's life: intake, plan, attempts, commit, relay, finish.
+ *
+ * The edge hands every complete request to lp_proxy_handle on the worker's loop thread. From
+ * there the request is owned by this module until it is ended on the edge; every resource it
+ * holds (config reference, upstream transfer, timer, buffers) is released in one place,
+ * finish().
+ */
+#ifndef LP_PROXY_H
+#define LP_PROXY_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+struct lp_worker;
+struct lp_edge_req;
+
+/* Entry point for a complete request from the edge (the edge's on_request callback). */
+void lp_proxy_handle(struct lp_worker *w, struct lp_edge_req *er);
+/* The edge refused a request (413, 431, 400, 408): answer in the client's protocol shape. */
+void lp_proxy_reject(struct lp_worker *w, struct lp_edge_req *er, int status, const char *reason);
+
+/* The client protocol implied by a request path: Anthropic for /v1/messages*, else OpenAI. */
+enum lp_proto lp_proxy_path_protocol(const char *path);
+
+#endif

@@ -1,0 +1,169 @@
+/* reqlog.c - what a finished request leaves behind: one JSON access-log line and its metrics.
+ *
+ * Metrics go to the worker's own shard (no lock per request). Label values are bounded: the
+ * alias only when it exists in the config (else "_unknown"), backends/models from the config,
+ * classes from a fixed set, status codes.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "request.h"
+#include "runtime.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "worker.h"
+
+static const char *alias_label(const struct lp_request *req)
+{
+    return req->alias ? req->alias->name : "_unknown";
+}
+
+static const char *proto_name(enum lp_proto p)
+{
+    return p == LP_PROTO_ANTHROPIC ? "anthropic" : "openai";
+}
+
+static void json_str(struct lp_buf *b, const char *key, const char *v)
+{
+    lp_buf_printf(b, ",\"%s\":", key);
+    if (!v) {
+        lp_buf_appends(b, "null");
+        return;
+    }
+    lp_buf_appendc(b, '"');
+    lp_buf_append_json_escaped(b, v, strlen(v));
+    lp_buf_appendc(b, '"');
+}
+
+static void json_tok(struct lp_buf *b, const char *key, int64_t v)
+{
+    if (v >= 0)
+        lp_buf_printf(b, ",\"%s\":%lld", key, (long long)v);
+    else
+        lp_buf_printf(b, ",\"%s\":null", key);
+}
+
+static void record_metrics(struct lp_request *req, int64_t total_us, int64_t overhead_us)
+{
+    struct lp_metrics_shard *s = req->w->metrics;
+    if (!s)
+        return;
+    char status[16];
+    snprintf(status, sizeof status, "%d", req->final_status);
+    const char *alias = alias_label(req);
+    const char *l_req[] = {alias, proto_name(req->client), status};
+    lp_metrics_inc(s, LP_M_REQUESTS_TOTAL, l_req, 1);
+    const char *l_alias[] = {alias};
+    lp_metrics_observe(s, LP_M_REQUEST_DURATION_SECONDS, l_alias, (double)total_us / 1e6);
+    if (req->t_first_byte_us)
+        lp_metrics_observe(s, LP_M_TTFB_SECONDS, l_alias, (double)(req->t_first_byte_us - req->t0_us) / 1e6);
+    lp_metrics_inc(s, LP_M_REQUEST_BYTES_TOTAL, l_alias, req->bytes_in);
+    lp_metrics_inc(s, LP_M_RESPONSE_BYTES_TOTAL, l_alias, req->bytes_out);
+    lp_metrics_observe(s, LP_M_OVERHEAD_SECONDS, NULL, (double)overhead_us / 1e6);
+    for (size_t i = 0; i < req->n_log; i++) {
+        const struct lp_attempt_rec *r = &req->log[i];
+        const char *l_att[] = {r->backend, r->model, r->cls};
+        lp_metrics_inc(s, LP_M_UPSTREAM_ATTEMPTS_TOTAL, l_att, 1);
+        const char *l_b[] = {r->backend};
+        lp_metrics_observe(s, LP_M_UPSTREAM_ATTEMPT_DURATION_SECONDS, l_b, (double)r->dur_us / 1e6);
+        if (r->ttft_us >= 0)
+            lp_metrics_observe(s, LP_M_UPSTREAM_TTFT_SECONDS, l_b, (double)r->ttft_us / 1e6);
+    }
+    if (req->n_log && strcmp(req->log[req->n_log - 1].cls, "ok") == 0) {
+        const char *backend = req->log[req->n_log - 1].backend;
+        const char *types[] = {"input", "output", "cached"};
+        int64_t vals[] = {req->tok_in, req->tok_out, req->tok_cached};
+        for (int i = 0; i < 3; i++) {
+            if (vals[i] > 0) {
+                const char *l_tok[] = {alias, backend, types[i]};
+                lp_metrics_inc(s, LP_M_TOKENS_TOTAL, l_tok, (uint64_t)vals[i]);
+            }
+        }
+    }
+}
+
+void lp_request_log_access(struct lp_request *req)
+{
+    int64_t now = lp_now_us();
+    int64_t total_us = now - req->t0_us;
+    int64_t overhead_us = total_us - req->upstream_wait_us;
+    if (overhead_us < 0)
+        overhead_us = 0;
+    record_metrics(req, total_us, overhead_us);
+    if (!req->path)
+        return;
+    struct lp_buf b;
+    lp_buf_init(&b, 64 * 1024);
+    lp_buf_printf(&b, "{\"ts\":%lld.%03lld,\"type\":\"access\"", (long long)(req->t0_wall_ms / 1000),
+                  (long long)(req->t0_wall_ms % 1000));
+    json_str(&b, "req_id", req->id);
+    json_str(&b, "client_ip", req->peer);
+    json_str(&b, "protocol", proto_name(req->client));
+    json_str(&b, "method", req->method);
+    json_str(&b, "path", req->path);
+    json_str(&b, "alias", req->alias_name);
+    lp_buf_printf(&b, ",\"stream\":%s,\"status\":%d", req->stream ? "true" : "false", req->final_status);
+    lp_buf_appends(&b, ",\"attempts\":[");
+    for (size_t i = 0; i < req->n_log; i++) {
+        const struct lp_attempt_rec *r = &req->log[i];
+        lp_buf_appends(&b, i ? ",{" : "{");
+        lp_buf_appends(&b, "\"backend\":\"");
+        lp_buf_append_json_escaped(&b, r->backend, strlen(r->backend));
+        lp_buf_appends(&b, "\"");
+        json_str(&b, "model", r->model);
+        json_str(&b, "class", r->cls);
+        lp_buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f", r->status, (double)r->dur_us / 1000.0);
+        if (r->ttft_us >= 0)
+            lp_buf_printf(&b, ",\"ttft_ms\":%.3f", (double)r->ttft_us / 1000.0);
+        if (r->cause[0])
+            json_str(&b, "cause", r->cause);
+        lp_buf_appends(&b, "}");
+    }
+    lp_buf_appends(&b, "]");
+    lp_buf_printf(&b, ",\"bytes_in\":%zu,\"bytes_out\":%zu", req->bytes_in, req->bytes_out);
+    json_tok(&b, "tokens_in", req->tok_in);
+    json_tok(&b, "tokens_out", req->tok_out);
+    json_tok(&b, "tokens_cached", req->tok_cached);
+    lp_buf_printf(&b, ",\"total_ms\":%.3f,\"overhead_ms\":%.3f", (double)total_us / 1000.0,
+                  (double)overhead_us / 1000.0);
+    if (req->t_first_byte_us)
+        lp_buf_printf(&b, ",\"ttfb_ms\":%.3f", (double)(req->t_first_byte_us - req->t0_us) / 1000.0);
+    if (req->backoff_total_ms)
+        lp_buf_printf(&b, ",\"backoff_ms\":%lld", (long long)req->backoff_total_ms);
+    if (req->abort_reason)
+        json_str(&b, "abort", req->abort_reason);
+    if (req->client_gone)
+        lp_buf_appends(&b, ",\"client_gone\":true");
+    if (req->error_msg_set)
+        json_str(&b, "error", req->error_msg);
+    lp_buf_appends(&b, "}");
+    lp_log_access(b.data, b.len);
+    lp_buf_free(&b);
+}
+
+void lp_request_count_abort(struct lp_request *req, const char *reason)
+{
+    if (req->abort_reason)
+        return;
+    req->abort_reason = reason;
+    const char *l[] = {reason};
+    lp_metrics_inc(req->w->metrics, LP_M_STREAM_ABORTS_TOTAL, l, 1);
+}
+
+void lp_metrics_failover(struct lp_request *req, const char *reason)
+{
+    const char *l[] = {reason};
+    lp_metrics_inc(req->w->metrics, LP_M_FAILOVERS_TOTAL, l, 1);
+}
+
+void lp_metrics_retry(struct lp_request *req)
+{
+    lp_metrics_inc(req->w->metrics, LP_M_RETRIES_TOTAL, NULL, 1);
+}
+
+void lp_metrics_backoff(struct lp_request *req, int64_t delay_ms)
+{
+    lp_metrics_inc(req->w->metrics, LP_M_BACKOFF_WAIT_SECONDS_TOTAL, NULL, (uint64_t)delay_ms * 1000);
+}

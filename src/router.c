@@ -1,0 +1,262 @@
+/* router.c - the planner. See router.h for the contract. */
+#include "router.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/alloc.h"
+#include "util/rand.h"
+
+/* A growable list of candidates; the plan keeps usable and unusable ones apart so the unusable
+ * ones can be appended last without disturbing the usable order. */
+struct cand_list {
+    struct lp_candidate *items;
+    size_t n, cap;
+};
+
+struct seen_pair {
+    const struct lp_backend *backend;
+    const char *model;
+};
+
+struct plan {
+    const struct lp_config *cfg;
+    const struct lp_plan_opts *opts;
+    struct lp_plan_info *info;
+    struct cand_list usable;
+    struct cand_list unusable;
+    struct seen_pair *seen;
+    size_t n_seen, cap_seen;
+    const struct lp_alias **visited;
+    size_t n_visited, cap_visited;
+};
+
+static void cand_push(struct cand_list *l, const struct lp_candidate *c)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 8;
+        l->items = lp_xrealloc(l->items, l->cap * sizeof *l->items);
+    }
+    l->items[l->n++] = *c;
+}
+
+/* True when (backend, model) was already considered; otherwise records it. */
+static bool seen_or_add(struct plan *p, const struct lp_backend *b, const char *model)
+{
+    for (size_t i = 0; i < p->n_seen; i++)
+        if (p->seen[i].backend == b && strcmp(p->seen[i].model, model) == 0)
+            return true;
+    if (p->n_seen == p->cap_seen) {
+        p->cap_seen = p->cap_seen ? p->cap_seen * 2 : 8;
+        p->seen = lp_xrealloc(p->seen, p->cap_seen * sizeof *p->seen);
+    }
+    p->seen[p->n_seen++] = (struct seen_pair){b, model};
+    return false;
+}
+
+/* True when alias was already expanded in this plan; otherwise marks it. */
+static bool visited_or_mark(struct plan *p, const struct lp_alias *a)
+{
+    for (size_t i = 0; i < p->n_visited; i++)
+        if (p->visited[i] == a)
+            return true;
+    if (p->n_visited == p->cap_visited) {
+        p->cap_visited = p->cap_visited ? p->cap_visited * 2 : 8;
+        p->visited = lp_xrealloc(p->visited, p->cap_visited * sizeof *p->visited);
+    }
+    p->visited[p->n_visited++] = a;
+    return false;
+}
+
+/* Linear lookup so the planner depends only on the config's data, not on its sort order. */
+static const struct lp_alias *find_alias(const struct lp_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_aliases; i++)
+        if (cfg->aliases[i].name && strcmp(cfg->aliases[i].name, name) == 0)
+            return &cfg->aliases[i];
+    return NULL;
+}
+
+static const struct lp_backend *route_backend(const struct lp_config *cfg,
+                                              const struct lp_route *r)
+{
+    if (r->backend_idx >= cfg->n_backends)
+        return NULL;
+    return &cfg->backends[r->backend_idx];
+}
+
+static void note_soonest(struct lp_plan_info *info, int64_t until)
+{
+    if (until > 0 && (info->soonest_until_ms == 0 || until < info->soonest_until_ms))
+        info->soonest_until_ms = until;
+}
+
+/* Apply the protocol, duplicate and health filters to one eligible route. */
+static void consider(struct plan *p, const struct lp_alias *alias, const struct lp_route *r,
+                     bool level2)
+{
+    const struct lp_plan_opts *o = p->opts;
+    const struct lp_backend *b = route_backend(p->cfg, r);
+    struct lp_candidate c = {
+        .alias = alias, .route = r, .backend = b, .level2 = level2,
+        .protocol = r->has_protocol ? r->protocol : b->protocol,
+    };
+    if (!o->allow_cross_protocol && c.protocol != o->client_proto) {
+        p->info->skipped_protocol++;
+        return;
+    }
+    if (seen_or_add(p, b, r->model)) {
+        p->info->skipped_duplicate++;
+        return;
+    }
+    c.state = o->state_fn ? o->state_fn(o->state_ctx, b, r->model, o->now_ms, &c.until_ms)
+                          : LP_ROUTE_USABLE;
+    switch (c.state) {
+    case LP_ROUTE_USABLE:
+        c.until_ms = 0;
+        cand_push(&p->usable, &c);
+        return;
+    case LP_ROUTE_COOLING:
+        p->info->skipped_cooling++;
+        break;
+    case LP_ROUTE_OPEN:
+        p->info->skipped_open++;
+        break;
+    case LP_ROUTE_DRAINED:
+    default:
+        /* A drain is an operator's decision: never kept, even by include_unusable. */
+        p->info->skipped_drained++;
+        return;
+    }
+    note_soonest(p->info, c.until_ms);
+    if (o->include_unusable)
+        cand_push(&p->unusable, &c);
+}
+
+/* Stable insertion sort of route pointers by priority (route lists are short). */
+static void sort_by_priority(const struct lp_route **rs, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        const struct lp_route *x = rs[i];
+        size_t j = i;
+        while (j > 0 && rs[j - 1]->priority > x->priority) {
+            rs[j] = rs[j - 1];
+            j--;
+        }
+        rs[j] = x;
+    }
+}
+
+/* Fisher-Yates shuffle of each run of equal priority, so load spreads within a level. */
+static void shuffle_runs(const struct lp_route **rs, size_t n, uint64_t *rng)
+{
+    if (!rng)
+        return;
+    size_t start = 0;
+    while (start < n) {
+        size_t end = start + 1;
+        while (end < n && rs[end]->priority == rs[start]->priority)
+            end++;
+        for (size_t i = end - start; i > 1; i--) {
+            size_t j = (size_t)lp_rand_below(rng, i);
+            const struct lp_route *t = rs[start + i - 1];
+            rs[start + i - 1] = rs[start + j];
+            rs[start + j] = t;
+        }
+        start = end;
+    }
+}
+
+static void plan_alias(struct plan *p, const struct lp_alias *alias, bool level2)
+{
+    if (visited_or_mark(p, alias))
+        return;
+    const struct lp_route **rs = lp_xcalloc(alias->n_routes ? alias->n_routes : 1, sizeof *rs);
+    size_t n = 0;
+    for (size_t i = 0; i < alias->n_routes; i++) {
+        const struct lp_route *r = &alias->routes[i];
+        const struct lp_backend *b = route_backend(p->cfg, r);
+        if (!r->enabled || !b || !b->enabled || !r->model) {
+            p->info->skipped_disabled++;
+            continue;
+        }
+        rs[n++] = r;
+    }
+    sort_by_priority(rs, n);
+    shuffle_runs(rs, n, p->opts->rng);
+    for (size_t i = 0; i < n; i++)
+        consider(p, alias, rs[i], level2);
+    free(rs);
+
+    for (size_t i = 0; i < alias->n_fallbacks; i++) {
+        const struct lp_alias *fa = alias->fallbacks[i] ? find_alias(p->cfg, alias->fallbacks[i])
+                                                        : NULL;
+        if (fa && fa->enabled)
+            plan_alias(p, fa, true);
+    }
+}
+
+static int64_t expiry_key(const struct lp_candidate *c)
+{
+    return c->until_ms > 0 ? c->until_ms : INT64_MAX;
+}
+
+/* Unusable candidates: soonest expiry first; stable, so ties keep the plan order. */
+static void sort_by_expiry(struct cand_list *l)
+{
+    for (size_t i = 1; i < l->n; i++) {
+        struct lp_candidate x = l->items[i];
+        size_t j = i;
+        while (j > 0 && expiry_key(&l->items[j - 1]) > expiry_key(&x)) {
+            l->items[j] = l->items[j - 1];
+            j--;
+        }
+        l->items[j] = x;
+    }
+}
+
+static size_t emit(const struct cand_list *l, struct lp_candidate *out, size_t at, size_t max)
+{
+    for (size_t i = 0; i < l->n && at < max; i++)
+        out[at++] = l->items[i];
+    return at;
+}
+
+size_t lp_router_plan(const struct lp_config *cfg, const struct lp_alias *alias,
+                      const struct lp_plan_opts *opts, struct lp_candidate *out, size_t max,
+                      struct lp_plan_info *info)
+{
+    struct lp_plan_info scratch;
+    if (!info)
+        info = &scratch;
+    memset(info, 0, sizeof *info);
+    if (!cfg || !alias || !opts)
+        return 0;
+
+    struct plan p = {.cfg = cfg, .opts = opts, .info = info};
+    plan_alias(&p, alias, false);
+    sort_by_expiry(&p.unusable);
+    info->n_usable = p.usable.n;
+    info->n_total = p.usable.n + p.unusable.n;
+
+    size_t n = 0;
+    if (out) {
+        n = emit(&p.usable, out, 0, max);
+        n = emit(&p.unusable, out, n, max);
+    }
+    free(p.usable.items);
+    free(p.unusable.items);
+    free(p.seen);
+    free(p.visited);
+    return n;
+}
+
+int lp_plan_max_attempts(const struct lp_fallback_cfg *f, size_t n_candidates)
+{
+    size_t cap = n_candidates;
+    if (f && f->max_retries > 0 && (size_t)f->max_retries < n_candidates)
+        cap = (size_t)f->max_retries + 1;
+    if (cap > n_candidates)
+        cap = n_candidates;
+    return cap > (size_t)INT32_MAX ? INT32_MAX : (int)cap;
+}

@@ -1,0 +1,46 @@
+/* runtime.h - process-wide state shared by the worker threads.
+ *
+ * The current config snapshot is published under a mutex held only for a pointer copy and a
+ * refcount increment; each request keeps the snapshot it started with. Health state (cooldowns,
+ * breakers, drains) and metrics live here too, keyed by names so they survive reloads.
+ */
+#ifndef LP_RUNTIME_H
+#define LP_RUNTIME_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct lp_health;
+struct lp_metrics;
+struct lp_sysprompts;
+
+struct lp_runtime {
+    pthread_mutex_t lock;      /* guards cfg, sysprompts and their swap */
+    struct lp_config *cfg;     /* current snapshot (one reference held here) */
+    struct lp_health *health;
+    struct lp_metrics *metrics;
+    atomic_bool draining;      /* SIGTERM received: finish in-flight work, accept nothing new */
+    atomic_long active_requests;
+    atomic_long active_streams;
+    int64_t started_wall_ms;
+    char *config_path;
+    uint64_t reload_count;
+    char *last_reload_error;   /* under lock; NULL after a good reload */
+};
+
+/* A new reference to the current config snapshot; never NULL after startup. */
+struct lp_config *lp_runtime_config(struct lp_runtime *rt);
+/* Publish a new snapshot (takes over the caller's reference) and drop the old one. sp (may be
+ * NULL) is attached to cfg and freed with it, so in-flight requests keep the prompts of the
+ * snapshot they hold. cfg NULL just drops the current one (shutdown). */
+void lp_runtime_publish(struct lp_runtime *rt, struct lp_config *cfg, struct lp_sysprompts *sp);
+/* The system prompts of a snapshot, or NULL. */
+struct lp_sysprompts *lp_config_sysprompts(const struct lp_config *cfg);
+/* Destructor for a config's attached system prompts. */
+void lp_runtime_free_sysprompts(void *p);
+
+#endif

@@ -1,0 +1,145 @@
+/* worker.c - worker threads: loop, edge and upstream client per thread. */
+#include "worker.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "edge.h"
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+#include "upstream.h"
+#include "util/alloc.h"
+#include "util/rand.h"
+
+static void on_request(struct lp_edge_req *er, void *arg)
+{
+    lp_proxy_handle(arg, er);
+}
+
+static void on_reject(struct lp_edge_req *er, int status, const char *reason, void *arg)
+{
+    lp_proxy_reject(arg, er, status, reason);
+}
+
+void lp_worker_limits(const struct lp_config *cfg, struct lp_edge_limits *lim)
+{
+    lim->max_header_bytes = (size_t)cfg->server.max_header_size;
+    lim->max_body_bytes = (size_t)cfg->server.max_body_size;
+    lim->header_timeout_ms = cfg->server.idle_timeout_ms;
+    lim->body_timeout_ms = cfg->timeout.read_ms;
+    lim->idle_timeout_ms = cfg->server.idle_timeout_ms;
+    lim->write_timeout_ms = cfg->timeout.write_ms;
+}
+
+/* Drain: check whether this worker is idle, and if so leave the loop. */
+static void on_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct lp_worker *w = arg;
+    if (w->requests == 0) {
+        event_base_loopexit(w->base, NULL);
+        return;
+    }
+    struct timeval tv = {0, 50 * 1000};
+    evtimer_add(w->drain_timer, &tv);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct lp_worker *w = arg;
+    int cmd = atomic_exchange(&w->command, LP_WORKER_CMD_NONE);
+    if (cmd == LP_WORKER_CMD_DRAIN) {
+        lp_edge_drain(w->edge);
+        on_drain_check(-1, 0, w);
+    } else if (cmd == LP_WORKER_CMD_STOP) {
+        event_base_loopbreak(w->base);
+    } else if (cmd == LP_WORKER_CMD_LIMITS) {
+        struct lp_config *cfg = lp_runtime_config(w->rt);
+        struct lp_edge_limits lim;
+        lp_worker_limits(cfg, &lim);
+        lp_edge_set_limits(w->edge, &lim);
+        lp_config_unref(cfg);
+    }
+}
+
+struct lp_worker *lp_worker_create(int idx, struct lp_runtime *rt, int listen_fd)
+{
+    struct lp_worker *w = lp_xcalloc(1, sizeof *w);
+    w->idx = idx;
+    w->rt = rt;
+    w->listen_fd = listen_fd;
+    lp_rand_seed(&w->rng);
+    w->rng ^= (uint64_t)idx * 0x9E3779B97F4A7C15ULL;
+    struct event_config *ec = event_config_new();
+    /* Merges evhttp-style enable-read+write pairs into one epoll_ctl; neither we nor curl dup fds. */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (!w->base)
+        goto fail;
+    struct lp_config *cfg = lp_runtime_config(rt);
+    struct lp_edge_limits lim;
+    lp_worker_limits(cfg, &lim);
+    lp_config_unref(cfg);
+    w->edge = lp_edge_create(w->base, listen_fd, &lim, on_request, on_reject, w);
+    struct lp_upstream_opts uo = {.max_connects = 1024, .max_age_conn_s = 50};
+    w->up = lp_upstream_create(w->base, &uo);
+    if (!w->edge || !w->up)
+        goto fail;
+    w->metrics = rt->metrics ? lp_metrics_shard(rt->metrics, idx) : NULL;
+    w->wake_ev = event_new(w->base, -1, 0, on_wake, w);
+    w->drain_timer = evtimer_new(w->base, on_drain_check, w);
+    return w;
+fail:
+    lp_worker_destroy(w);
+    return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    struct lp_worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+int lp_worker_start(struct lp_worker *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+void lp_worker_command(struct lp_worker *w, int cmd)
+{
+    int expected = LP_WORKER_CMD_NONE;
+    /* STOP overrides a pending DRAIN; otherwise the latest command wins. */
+    if (!atomic_compare_exchange_strong(&w->command, &expected, cmd))
+        atomic_store(&w->command, cmd);
+    event_active(w->wake_ev, EV_READ, 0);
+}
+
+void lp_worker_join(struct lp_worker *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+void lp_worker_destroy(struct lp_worker *w)
+{
+    if (!w)
+        return;
+    if (w->edge)
+        lp_edge_destroy(w->edge);
+    /* lp_edge_destroy closed every connection: in-flight requests got close_cb and finished,
+     * cancelling their transfers. Run the loop once so deferred work (curl reaping) completes. */
+    if (w->base)
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+    if (w->up)
+        lp_upstream_destroy(w->up);
+    if (w->wake_ev)
+        event_free(w->wake_ev);
+    if (w->drain_timer)
+        event_free(w->drain_timer);
+    if (w->base)
+        event_base_free(w->base);
+    free(w);
+}

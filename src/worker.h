@@ -1,0 +1,53 @@
+/* worker.h - one worker thread: an event loop, an HTTP edge on its own SO_REUSEPORT listener and
+ * a libcurl multi client, so a request lives and dies on one thread. */
+#ifndef LP_WORKER_H
+#define LP_WORKER_H
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime.h"
+
+struct lp_edge;
+struct lp_upstream;
+struct lp_metrics_shard;
+
+struct lp_worker {
+    int idx;
+    pthread_t thread;
+    struct event_base *base;
+    struct lp_edge *edge;
+    struct lp_upstream *up;
+    struct lp_runtime *rt;
+    struct lp_metrics_shard *metrics;
+    uint64_t rng;
+    int listen_fd;
+    struct event *wake_ev;    /* activated from other threads: drain / stop */
+    atomic_int command;       /* LP_WORKER_CMD_* */
+    struct event *drain_timer;
+    size_t requests;          /* in-flight requests owned by this worker */
+};
+
+enum {
+    LP_WORKER_CMD_NONE = 0,
+    LP_WORKER_CMD_DRAIN = 1, /* stop accepting; exit the loop once idle */
+    LP_WORKER_CMD_STOP = 2,  /* exit the loop now (drain deadline passed) */
+    LP_WORKER_CMD_LIMITS = 3, /* re-read edge limits from the current config (after a reload) */
+};
+
+/* Create a worker bound to listen_fd (owned by the caller). Returns NULL on failure. */
+struct lp_worker *lp_worker_create(int idx, struct lp_runtime *rt, int listen_fd);
+/* Run the loop on a new thread. */
+int lp_worker_start(struct lp_worker *w);
+/* Thread-safe: ask the worker to drain or stop. */
+void lp_worker_command(struct lp_worker *w, int cmd);
+void lp_worker_join(struct lp_worker *w);
+void lp_worker_destroy(struct lp_worker *w);
+
+struct lp_edge_limits;
+/* Edge limits derived from a config's server and timeout blocks. */
+void lp_worker_limits(const struct lp_config *cfg, struct lp_edge_limits *lim);
+
+#endif

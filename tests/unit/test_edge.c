@@ -1,0 +1,978 @@
+/* test_edge.c - the HTTP/1.1 server edge over real loopback sockets.
+ *
+ * Single-threaded: the test owns the event_base and drives it with EVLOOP_NONBLOCK passes while
+ * it talks to the edge through nonblocking client sockets (pump_* helpers). Each test ends by
+ * destroying the edge and checking that nothing is left (ASan reports leaks).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "edge.h"
+#include "util/clock.h"
+
+/* ---- fixture ---- */
+
+enum mode {
+    M_ECHO,   /* respond 200 at once with a description of the request */
+    M_HOLD,   /* keep the request; the test ends it */
+    M_STREAM, /* lp_edge_start + 3 writes + lp_edge_end at once */
+};
+
+struct fx {
+    struct event_base *base;
+    int lfd;
+    int port;
+    struct lp_edge *edge;
+    enum mode mode;
+    /* the last request / reject seen */
+    int n_requests;
+    int n_rejects;
+    int reject_status;
+    char method[16];
+    char path[256];
+    char query[256];
+    char body[65536];
+    size_t body_len;
+    char xtest[64];
+    int minor;
+    struct lp_edge_req *held;
+    int n_close_cb;
+    int n_drain_cb;
+};
+
+static struct fx fx;
+
+static void copy_str(char *dst, size_t cap, const char *s)
+{
+    snprintf(dst, cap, "%s", s ? s : "(null)");
+}
+
+static void record(struct lp_edge_req *r)
+{
+    copy_str(fx.method, sizeof fx.method, lp_edge_req_method(r));
+    copy_str(fx.path, sizeof fx.path, lp_edge_req_path(r));
+    copy_str(fx.query, sizeof fx.query, lp_edge_req_query(r));
+    copy_str(fx.xtest, sizeof fx.xtest, lp_edge_req_header(r, "x-test"));
+    size_t len = 0;
+    const char *b = lp_edge_req_body(r, &len);
+    assert_non_null(b);
+    assert_int_equal(b[len], '\0');
+    fx.body_len = len < sizeof fx.body ? len : sizeof fx.body - 1;
+    memcpy(fx.body, b, fx.body_len);
+    fx.body[fx.body_len] = '\0';
+    fx.minor = lp_edge_req_http_minor(r);
+}
+
+static void on_close_cb(struct lp_edge_req *r, void *arg)
+{
+    fx.n_close_cb++;
+    assert_true(lp_edge_req_client_gone(r));
+}
+
+static void on_request(struct lp_edge_req *r, void *arg)
+{
+    fx.n_requests++;
+    record(r);
+    lp_edge_set_close_cb(r, on_close_cb, NULL);
+    if (fx.mode == M_HOLD) {
+        fx.held = r;
+        return;
+    }
+    const struct lp_edge_header h[] = {{"Content-Type", "text/plain"},
+                                       {"Content-Length", "999"}, /* must be ignored */
+                                       {"X-Evil", "a\r\nInjected: yes"}}; /* must be dropped */
+    if (fx.mode == M_STREAM) {
+        lp_edge_start(r, 200, h, 1);
+        assert_int_equal(lp_edge_write(r, "hello ", 6), LP_OK);
+        assert_int_equal(lp_edge_write(r, "", 0), LP_OK); /* never a terminal chunk */
+        assert_int_equal(lp_edge_write(r, "streaming ", 10), LP_OK);
+        assert_int_equal(lp_edge_write(r, "world", 5), LP_OK);
+        lp_edge_end(r);
+        return;
+    }
+    char out[70000];
+    int n = snprintf(out, sizeof out, "%s %s %s [%s]", fx.method, fx.path, fx.query, fx.body);
+    lp_edge_respond(r, 200, h, 3, out, (size_t)n);
+}
+
+static void on_reject(struct lp_edge_req *r, int status, const char *reason, void *arg)
+{
+    fx.n_rejects++;
+    fx.reject_status = status;
+    copy_str(fx.method, sizeof fx.method, lp_edge_req_method(r));
+    copy_str(fx.path, sizeof fx.path, lp_edge_req_path(r));
+    char body[256];
+    int n = snprintf(body, sizeof body, "{\"error\":%d}", status);
+    const struct lp_edge_header h[] = {{"Content-Type", "application/json"}};
+    lp_edge_respond(r, status, h, 1, body, (size_t)n);
+}
+
+static const struct lp_edge_limits default_limits = {
+    .max_header_bytes = 4096,
+    .max_body_bytes = 100000,
+    .header_timeout_ms = 5000,
+    .body_timeout_ms = 5000,
+    .idle_timeout_ms = 5000,
+    .write_timeout_ms = 5000,
+};
+
+static void fx_start(const struct lp_edge_limits *lim, bool with_reject)
+{
+    memset(&fx, 0, sizeof fx);
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    fx.base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    assert_non_null(fx.base);
+    fx.lfd = lp_edge_listen_socket("127.0.0.1", 0, false);
+    assert_true(fx.lfd >= 0);
+    fx.port = lp_edge_socket_port(fx.lfd);
+    assert_true(fx.port > 0);
+    fx.edge = lp_edge_create(fx.base, fx.lfd, lim ? lim : &default_limits, on_request,
+                             with_reject ? on_reject : NULL, NULL);
+    assert_non_null(fx.edge);
+}
+
+static void fx_stop(void)
+{
+    if (fx.held) {
+        lp_edge_abort(fx.held);
+        fx.held = NULL;
+    }
+    assert_int_equal(lp_edge_active_requests(fx.edge), 0);
+    lp_edge_destroy(fx.edge);
+    event_base_loop(fx.base, EVLOOP_NONBLOCK);
+    close(fx.lfd);
+    event_base_free(fx.base);
+}
+
+/* ---- client side ---- */
+
+struct client {
+    int fd;
+    char buf[1 << 20];
+    size_t len;
+    bool eof;
+};
+
+struct resp {
+    int status;
+    char head[8192];
+    char body[1 << 19];
+    size_t body_len;
+    bool chunked;
+};
+
+static struct client *client_new_opts(int rcvbuf)
+{
+    struct client *c = calloc(1, sizeof *c);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(c->fd >= 0);
+    if (rcvbuf > 0)
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof a), 0);
+    fcntl(c->fd, F_SETFL, O_NONBLOCK);
+    return c;
+}
+
+static struct client *client_new(void)
+{
+    return client_new_opts(0);
+}
+
+static void client_free(struct client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c);
+}
+
+static void client_send(struct client *c, const char *s)
+{
+    size_t n = strlen(s);
+    ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
+    assert_int_equal(w, (ssize_t)n);
+}
+
+/* One loop pass for the edge plus a short wait for client-side readiness. */
+static void pump_once(struct client *c)
+{
+    event_base_loop(fx.base, EVLOOP_NONBLOCK);
+    if (c) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        poll(&p, 1, 1);
+    } else {
+        poll(NULL, 0, 1);
+    }
+}
+
+static void pump_ms(int ms)
+{
+    int64_t until = lp_now_ms() + ms;
+    while (lp_now_ms() < until)
+        pump_once(NULL);
+}
+
+/* Read what is available into the client buffer. */
+static void client_read(struct client *c)
+{
+    while (c->len < sizeof c->buf) {
+        ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+        if (n > 0) {
+            c->len += (size_t)n;
+            continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            c->eof = true;
+        break;
+    }
+}
+
+static void consume(struct client *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+}
+
+/* Independent chunked decoder for the test side. Returns bytes of framing+data consumed when
+ * the terminal chunk is complete, 0 if incomplete. */
+static size_t dechunk(const char *p, size_t len, char *out, size_t *out_len)
+{
+    size_t i = 0;
+    *out_len = 0;
+    for (;;) {
+        const char *crlf = memmem(p + i, len - i, "\r\n", 2);
+        if (!crlf)
+            return 0;
+        size_t sz = strtoul(p + i, NULL, 16);
+        i = (size_t)(crlf - p) + 2;
+        if (sz == 0)
+            return len - i >= 2 ? i + 2 : 0;
+        if (len - i < sz + 2)
+            return 0;
+        memcpy(out + *out_len, p + i, sz);
+        *out_len += sz;
+        assert_memory_equal(p + i + sz, "\r\n", 2);
+        i += sz + 2;
+    }
+}
+
+static const char *find_header(const char *head, const char *name)
+{
+    static char val[512];
+    char pat[128];
+    snprintf(pat, sizeof pat, "\r\n%s: ", name);
+    const char *p = strcasestr(head, pat);
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    const char *e = strstr(p, "\r\n");
+    snprintf(val, sizeof val, "%.*s", (int)(e - p), p);
+    return val;
+}
+
+/* Try to take one complete response out of the client buffer. */
+static bool parse_resp(struct client *c, struct resp *r, bool head_only)
+{
+    char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+    if (!end)
+        return false;
+    size_t hl = (size_t)(end - c->buf) + 4;
+    assert_true(hl < sizeof r->head);
+    memcpy(r->head, c->buf, hl);
+    r->head[hl] = '\0';
+    r->status = atoi(r->head + 9);
+    const char *cl = find_header(r->head, "Content-Length");
+    r->chunked = find_header(r->head, "Transfer-Encoding") != NULL;
+    if (head_only || r->status < 200 || r->status == 204 || r->status == 304) {
+        r->body_len = 0;
+        consume(c, hl);
+        return true;
+    }
+    if (cl) {
+        size_t n = strtoul(cl, NULL, 10);
+        if (c->len - hl < n)
+            return false;
+        memcpy(r->body, c->buf + hl, n);
+        r->body_len = n;
+        consume(c, hl + n);
+    } else if (r->chunked) {
+        size_t used = dechunk(c->buf + hl, c->len - hl, r->body, &r->body_len);
+        if (!used)
+            return false;
+        consume(c, hl + used);
+    } else {
+        if (!c->eof)
+            return false; /* close-delimited */
+        r->body_len = c->len - hl;
+        memcpy(r->body, c->buf + hl, r->body_len);
+        consume(c, c->len);
+    }
+    r->body[r->body_len] = '\0';
+    return true;
+}
+
+static bool read_resp_opt(struct client *c, struct resp *r, bool head_only, int timeout_ms)
+{
+    int64_t until = lp_now_ms() + timeout_ms;
+    memset(r, 0, offsetof(struct resp, body));
+    while (lp_now_ms() < until) {
+        if (parse_resp(c, r, head_only))
+            return true;
+        if (c->eof)
+            return parse_resp(c, r, head_only);
+        pump_once(c);
+        client_read(c);
+    }
+    return false;
+}
+
+static struct resp *read_resp(struct client *c)
+{
+    static struct resp r;
+    assert_true(read_resp_opt(c, &r, false, 3000));
+    return &r;
+}
+
+/* Pump until the server closes the connection (EOF or reset), or fail after timeout_ms. */
+static bool wait_eof(struct client *c, int timeout_ms)
+{
+    int64_t until = lp_now_ms() + timeout_ms;
+    while (!c->eof && lp_now_ms() < until) {
+        pump_once(c);
+        client_read(c);
+    }
+    return c->eof;
+}
+
+static bool pump_until(bool (*cond)(void), int timeout_ms)
+{
+    int64_t until = lp_now_ms() + timeout_ms;
+    while (!cond() && lp_now_ms() < until)
+        pump_once(NULL);
+    return cond();
+}
+
+static bool have_request(void) { return fx.n_requests > 0; }
+static bool have_two_requests(void) { return fx.n_requests >= 2; }
+static bool no_open_conns(void) { return lp_edge_open_connections(fx.edge) == 0; }
+static bool have_close_cb(void) { return fx.n_close_cb > 0; }
+
+/* ---- tests: basics ---- */
+
+static void test_simple_get(void **state)
+{
+    fx_start(NULL, true);
+    struct client *c = client_new();
+    client_send(c, "GET /hello?q=1&x=%20 HTTP/1.1\r\nHost: a\r\nX-Test:  v1 \r\n\r\n");
+    struct resp *r = read_resp(c);
+    assert_int_equal(r->status, 200);
+    assert_non_null(strstr(r->head, "HTTP/1.1 200 OK\r\n"));
+    assert_string_equal(r->body, "GET /hello q=1&x=%20 []");
+    assert_string_equal(fx.xtest, "v1");
+    assert_int_equal(fx.minor, 1);
+    /* Framing headers come from the edge only; CR/LF in a handler value never reaches the wire. */
+    assert_string_equal(find_header(r->head, "Content-Length"), "23");
+    assert_null(strstr(r->head, "999"));
+    assert_null(strstr(r->head, "Injected"));
+    assert_null(find_header(r->head, "Connection"));
+    client_free(c);
+    fx_stop();
+}
+
+static struct lp_edge_req *held_req(void)
+{
+    assert_true(pump_until(have_request, 3000));
+    return fx.held;
+}
+
+static void test_accessors(void **state)
+{
+    fx_start(NULL, true);
+    fx.mode = M_HOLD;
+    struct client *c = client_new();
+    client_send(c, "DELETE /a/b HTTP/1.1\r\nHost: h\r\nX-One: 1\r\nx-one: 2\r\n\r\n");
+    struct lp_edge_req *r = held_req();
+    assert_string_equal(lp_edge_req_method(r), "DELETE");
+    assert_string_equal(lp_edge_req_path(r), "/a/b");
+    assert_null(lp_edge_req_query(r));
+    assert_string_equal(lp_edge_req_header(r, "X-ONE"), "1");
+    assert_null(lp_edge_req_header(r, "missing"));
+    assert_int_equal(lp_edge_req_header_count(r), 3);
+    const char *n, *v;
+    lp_edge_req_header_at(r, 2, &n, &v);
+    assert_string_equal(n, "x-one");
+    assert_string_equal(v, "2");
+    assert_string_equal(lp_edge_req_peer_ip(r), "127.0.0.1");
+    size_t len = 99;
+    assert_string_equal(lp_edge_req_body(r, &len), "");
+    assert_int_equal(len, 0);
+    assert_int_equal(lp_edge_active_requests(fx.edge), 1);
+    assert_false(lp_edge_req_client_gone(r));
+    /* Asynchronous answer, later in the loop. */
+    pump_ms(20);
+    fx.held = NULL;
+    lp_edge_respond(r, 404, NULL, 0, "nope", 4);
+    struct resp *rr = read_resp(c);
+    assert_int_equal(rr->status, 404);
+    assert_non_null(strstr(rr->head, "404 Not Found"));
+    assert_string_equal(rr->body, "nope");
+    assert_int_equal(lp_edge_active_requests(fx.edge), 0);
+    client_free(c);
+    fx_stop();
+}
+
+static void test_post_content_length(void **state)
+{
+    fx_start(NULL, true);
+    struct client *c = client_new();
+    client_send(c, "POST /v1/messages HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello");
+    pump_ms(10);
+    client_send(c, " world");
+    struct resp *r = read_resp(c);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(fx.body, "hello world");
+    assert_int_equal(fx.body_len, 11);
+    client_free(c);
+    fx_stop();
+}
+
+static void test_chunked_body(void **state)
+{
+    fx_start(NULL, true);
+    struct client *c = client_new();
+    client_send(c, "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "5;name=val\r\nhello\r\n");
+    pump_ms(10);
+    client_send(c, "1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n");
+    struct resp *r = read_resp(c);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(fx.body, "hello 0123456789");
+    assert_int_equal(fx.body_len, 16);
+    client_free(c);
+    fx_stop();
+}
+
+static void test_keepalive_reuse(void **state)
+{
+    fx_start(NULL, true);
+    struct client *c = client_new();
+    client_send(c, "GET /one HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_string_equal(read_resp(c)->body, "GET /one (null) []");
+    client_send(c, "POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx");
+    assert_string_equal(read_resp(c)->body, "POST /two (null) [x]");
+    assert_int_equal(fx.n_requests, 2);
+    assert_int_equal(lp_edge_open_connections(fx.edge), 1);
+    client_free(c);
+    fx_stop();
+}
+
+static void test_pipelined(void **state)
+{
+    fx_start(NULL, true);
+    struct client *c = client_new();
+    client_send(c, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+                   "POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+                   "POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n"
+                   "\r\nGET /4 HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_string_equal(read_resp(c)->body, "GET /1 (null) []");
+    assert_string_equal(read_resp(c)->body, "POST /2 (null) [abc]");
+    assert_string_equal(read_resp(c)->body, "POST /3 (null) [de]");
+    assert_string_equal(read_resp(c)->body, "GET /4 (null) []");
+    assert_int_equal(fx.n_requests, 4);
+    client_free(c);
+    fx_stop();
+}
+
+/* Pipelined requests are handled strictly one at a time, even when answered asynchronously. */
+static void test_pipelined_async(void **state)
+{
+    fx_start(NULL, true);
+    fx.mode = M_HOLD;
+    struct client *c = client_new();
+    client_send(c, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct lp_edge_req *r = held_req();
+    pump_ms(20);
+    assert_int_equal(fx.n_requests, 1);
+    fx.held = NULL;
+    lp_edge_respond(r, 200, NULL, 0, "first", 5);
+    assert_string_equal(read_resp(c)->body, "first");
+    assert_true(pump_until(have_two_requests, 1000));
+    assert_string_equal(fx.path, "/2");
+    client_free(c);
+    fx_stop();
+}
+
+static void test_connection_close(void **state)
+{
+    fx_start(NULL, true);
+    struct client *c = client_new();
+    client_send(c, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    struct resp *r = read_resp(c);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(find_header(r->head, "Connection"), "close");
+    assert_true(wait_eof(c, 2000));
+    assert_true(pump_until(no_open_conns, 1000));
+    client_free(c);
+    fx_stop();
+}
+
+static void test_http10(void **state)
+{
+    fx_start(NULL, true);
+    /* 1.0 without keep-alive: answered, then closed. */
+    struct client *c = client_new();
+    client_send(c, "GET /old HTTP/1.0\r\n\r\n");
+    struct resp *r = read_resp(c);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(fx.minor, 0);
+    assert_string_equal(find_header(r->head, "Connection"), "close");
+    assert_true(wait_eof(c, 2000));
+    client_free(c);
+    /* 1.0 with keep-alive: kept. */
+    c = client_new();
+    client_send(c, "GET /ka HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+    r = read_resp(c);
+    assert_string_equal(find_header(r->head, "Connection"), "keep-alive");
+    client_send(c, "GET /ka2 HTTP/1.0\r\n\r\n");
+    assert_string_equal(read_resp(c)->body, "GET /ka2 (null) []");
+    assert_true(wait_eof(c, 2000));
+    client_free(c);
+    /* 1.0 streaming is close-delimited. */
+    fx.mode = M_STREAM;
+    c = client_new();
+    client_send(c, "GET /s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    r = read_resp(c);
+    assert_false(r->chunked);
+    assert_string_equal(r->body, "hello streaming world");
+    client_free(c);
+    fx_stop();
+}
+
+static void test_head_request(void **state)
+{
+    fx_start(NULL, true);
+    struct client *c = client_new();
+    client_send(c, "HEAD /h HTTP/1.1\r\nHost: a\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct resp r;
+    assert_true(read_resp_opt(c, &r, true, 3000));
+    assert_int_equal(r.status, 200);
+    assert_non_null(find_header(r.head, "Content-Length"));
+    /* No body bytes were sent: the next response follows the head directly. */
+    assert_string_equal(read_resp(c)->body, "GET /after (null) []");
+    client_free(c);
+    fx_stop();
+}
+
+/* ---- tests: rejects ---- */
+
+static struct resp *expect_reject(const char *req, int status)
+{
+    struct client *c = client_new();
+    client_send(c, req);
+    struct resp *r = read_resp(c);
+    assert_int_equal(r->status, status);
+    assert_string_equal(find_header(r->head, "Connection"), "close");
+    assert_true(wait_eof(c, 3000));
+    client_free(c);
+    return r;
+}
+
+static void test_413_content_length(void **state)
+{
+    fx_start(NULL, true);
+    /* Only the head is sent: the reject must not wait for the body. */
+    struct resp *r = expect_reject(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 100001\r\n\r\n", 413);
+    assert_string_equal(r->body, "{\"error\":413}");
+    assert_int_equal(fx.n_rejects, 1);
+    assert_int_equal(fx.reject_status, 413);
+    assert_string_equal(fx.method, "POST");
+    assert_string_equal(fx.path, "/v1/chat/completions");
+    assert_int_equal(fx.n_requests, 0);
+    assert_true(pump_until(no_open_conns, 3000));
+    fx_stop();
+}
+
+static void test_413_chunked(void **state)
+{
+    struct lp_edge_limits lim = default_limits;
+    lim.max_body_bytes = 10;
+    fx_start(&lim, true);
+    struct resp *r = expect_reject("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                   "8\r\n12345678\r\n8\r\n", 413);
+    assert_string_equal(r->body, "{\"error\":413}");
+    assert_int_equal(fx.n_requests, 0);
+    fx_stop();
+}
+
+static void test_431(void **state)
+{
+    fx_start(NULL, true);
+    char big[6000];
+    int n = snprintf(big, sizeof big, "GET /big HTTP/1.1\r\nHost: a\r\nX-Big: ");
+    memset(big + n, 'x', sizeof big - (size_t)n - 1);
+    big[sizeof big - 1] = '\0';
+    expect_reject(big, 431);
+    assert_string_equal(fx.path, "/big"); /* the request line was still described */
+    /* Too many headers is 431 too. */
+    char many[4000];
+    size_t len = (size_t)snprintf(many, sizeof many, "GET / HTTP/1.1\r\n");
+    for (int i = 0; i < 101; i++)
+        len += (size_t)snprintf(many + len, sizeof many - len, "H%d: v\r\n", i);
+    snprintf(many + len, sizeof many - len, "\r\n");
+    expect_reject(many, 431);
+    fx_stop();
+}
+
+static void test_400_variants(void **state)
+{
+    fx_start(NULL, true);
+    expect_reject("GARBAGE\r\n\r\n", 400);
+    assert_string_equal(fx.path, "(null)");
+    expect_reject("GET  / HTTP/1.1\r\n\r\n", 400);
+    expect_reject("GET http://x/ HTTP/1.1\r\n\r\n", 400);
+    expect_reject("GET / HTTP/1.1\r\nBad Name: v\r\n\r\n", 400);
+    expect_reject("GET / HTTP/1.1\r\nName : v\r\n\r\n", 400);
+    expect_reject("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400);
+    expect_reject("GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", 400);
+    expect_reject("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
+    expect_reject("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400);
+    expect_reject("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400);
+    expect_reject("POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400);
+    expect_reject("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400);
+    expect_reject("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
+    expect_reject("GET / HTTP/2.0\r\n\r\n", 505);
+    expect_reject("POST / HTTP/1.1\r\nExpect: magic\r\nContent-Length: 1\r\n\r\n", 417);
+    assert_int_equal(fx.n_requests, 0);
+    fx_stop();
+}
+
+static void test_plain_reject_without_callback(void **state)
+{
+    fx_start(NULL, false);
+    struct resp *r = expect_reject("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400);
+    assert_string_equal(find_header(r->head, "Content-Type"), "text/plain; charset=utf-8");
+    assert_non_null(strstr(r->body, "400"));
+    fx_stop();
+}
+
+static void test_expect_continue(void **state)
+{
+    fx_start(NULL, true);
+    struct client *c = client_new();
+    client_send(c, "POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+    struct resp r;
+    assert_true(read_resp_opt(c, &r, false, 3000));
+    assert_int_equal(r.status, 100);
+    assert_int_equal(fx.n_requests, 0);
+    client_send(c, "body");
+    assert_string_equal(read_resp(c)->body, "POST /e (null) [body]");
+    client_free(c);
+    /* Too large: 413 at once, no 100 Continue. */
+    struct resp *rr = expect_reject(
+        "POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 999999\r\n\r\n", 413);
+    assert_null(strstr(rr->head, "100 Continue"));
+    fx_stop();
+}
+
+/* ---- tests: timeouts ---- */
+
+static void test_slowloris_header_timeout(void **state)
+{
+    struct lp_edge_limits lim = default_limits;
+    lim.header_timeout_ms = 100;
+    fx_start(&lim, true);
+    struct client *c = client_new();
+    client_send(c, "GET / HTTP/1.1\r\nHost: a\r\n");
+    pump_ms(50);
+    client_send(c, "X-Slow: 1\r\n"); /* progress does not extend the header deadline */
+    assert_true(wait_eof(c, 3000));
+    assert_int_equal(c->len, 0); /* closed without a response */
+    assert_int_equal(fx.n_requests, 0);
+    assert_true(pump_until(no_open_conns, 1000));
+    client_free(c);
+    fx_stop();
+}
+
+static void test_idle_timeout(void **state)
+{
+    struct lp_edge_limits lim = default_limits;
+    lim.idle_timeout_ms = 100;
+    fx_start(&lim, true);
+    struct client *c = client_new();
+    client_send(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_int_equal(read_resp(c)->status, 200);
+    int64_t t0 = lp_now_ms();
+    assert_true(wait_eof(c, 3000));
+    assert_true(lp_now_ms() - t0 >= 90);
+    assert_true(pump_until(no_open_conns, 1000));
+    client_free(c);
+    fx_stop();
+}
+
+static void test_body_timeout_408(void **state)
+{
+    struct lp_edge_limits lim = default_limits;
+    lim.body_timeout_ms = 100;
+    fx_start(&lim, true);
+    struct resp *r = expect_reject("POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
+                                   408);
+    assert_string_equal(r->body, "{\"error\":408}");
+    assert_string_equal(fx.path, "/slow");
+    fx_stop();
+}
+
+/* ---- tests: streaming, backpressure, disconnects ---- */
+
+static void test_streaming_chunked(void **state)
+{
+    fx_start(NULL, true);
+    fx.mode = M_STREAM;
+    struct client *c = client_new();
+    client_send(c, "GET /s HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct resp *r = read_resp(c);
+    assert_int_equal(r->status, 200);
+    assert_true(r->chunked);
+    assert_string_equal(find_header(r->head, "Transfer-Encoding"), "chunked");
+    assert_null(find_header(r->head, "Content-Length"));
+    assert_string_equal(r->body, "hello streaming world");
+    /* The connection stays usable after the terminal chunk. */
+    fx.mode = M_ECHO;
+    client_send(c, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_string_equal(read_resp(c)->body, "GET /next (null) []");
+    client_free(c);
+    fx_stop();
+}
+
+static void on_drain(struct lp_edge_req *r, void *arg)
+{
+    fx.n_drain_cb++;
+    assert_true(lp_edge_pending(r) <= 1024);
+}
+
+static void test_backpressure(void **state)
+{
+    fx_start(NULL, true);
+    fx.mode = M_HOLD;
+    struct client *c = client_new_opts(4096);
+    client_send(c, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct lp_edge_req *r = held_req();
+    lp_edge_start(r, 200, NULL, 0);
+    static char chunk[65536];
+    memset(chunk, 'z', sizeof chunk);
+    size_t total = 0;
+    /* The client reads nothing: output must pile up in the edge. */
+    while (lp_edge_pending(r) < 256 * 1024 && total < 64u * 1024 * 1024) {
+        assert_int_equal(lp_edge_write(r, chunk, sizeof chunk), LP_OK);
+        total += sizeof chunk;
+        pump_once(NULL);
+    }
+    assert_true(lp_edge_pending(r) >= 256 * 1024);
+    lp_edge_set_drain_cb(r, 1024, on_drain, NULL);
+    pump_ms(20);
+    assert_int_equal(fx.n_drain_cb, 0);
+    /* Now the client reads: the queue drains and the callback fires once. */
+    int64_t until = lp_now_ms() + 10000;
+    while (fx.n_drain_cb == 0 && lp_now_ms() < until) {
+        pump_once(c);
+        client_read(c);
+        if (c->len > 1 << 19)
+            c->len = 0; /* discard, we only count below */
+    }
+    assert_int_equal(fx.n_drain_cb, 1);
+    fx.held = NULL;
+    lp_edge_end(r);
+    client_free(c);
+    fx_stop();
+}
+
+static void test_client_disconnect_mid_stream(void **state)
+{
+    fx_start(NULL, true);
+    fx.mode = M_HOLD;
+    struct client *c = client_new();
+    client_send(c, "GET /s HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct lp_edge_req *r = held_req();
+    lp_edge_start(r, 200, NULL, 0);
+    assert_int_equal(lp_edge_write(r, "data: 1\n\n", 9), LP_OK);
+    close(c->fd);
+    c->fd = -1;
+    assert_true(pump_until(have_close_cb, 3000));
+    assert_int_equal(fx.n_close_cb, 1);
+    assert_true(lp_edge_req_client_gone(r));
+    assert_int_equal(lp_edge_write(r, "x", 1), LP_ERR);
+    assert_int_equal(lp_edge_pending(r), 0);
+    assert_int_equal(lp_edge_open_connections(fx.edge), 0);
+    assert_int_equal(lp_edge_active_requests(fx.edge), 1);
+    pump_ms(20);
+    assert_int_equal(fx.n_close_cb, 1); /* at most once */
+    fx.held = NULL;
+    lp_edge_end(r); /* frees the request; ASan checks */
+    assert_int_equal(lp_edge_active_requests(fx.edge), 0);
+    client_free(c);
+    fx_stop();
+}
+
+/* A client that vanishes while the handler is still waiting (before any response byte). */
+static void test_client_disconnect_before_response(void **state)
+{
+    fx_start(NULL, true);
+    fx.mode = M_HOLD;
+    struct client *c = client_new();
+    client_send(c, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi");
+    struct lp_edge_req *r = held_req();
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg); /* close with RST */
+    close(c->fd);
+    c->fd = -1;
+    assert_true(pump_until(have_close_cb, 3000));
+    fx.held = NULL;
+    lp_edge_respond(r, 200, NULL, 0, "late", 4); /* dropped, frees the request */
+    assert_int_equal(lp_edge_active_requests(fx.edge), 0);
+    client_free(c);
+    fx_stop();
+}
+
+static void test_write_timeout(void **state)
+{
+    struct lp_edge_limits lim = default_limits;
+    lim.write_timeout_ms = 100;
+    fx_start(&lim, true);
+    fx.mode = M_HOLD;
+    struct client *c = client_new_opts(4096);
+    client_send(c, "GET /w HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct lp_edge_req *r = held_req();
+    lp_edge_start(r, 200, NULL, 0);
+    static char chunk[65536];
+    for (int i = 0; i < 64 && lp_edge_pending(r) == 0; i++)
+        lp_edge_write(r, chunk, sizeof chunk);
+    assert_true(lp_edge_pending(r) > 0);
+    assert_true(pump_until(have_close_cb, 3000));
+    assert_int_equal(lp_edge_write(r, "x", 1), LP_ERR);
+    fx.held = NULL;
+    lp_edge_abort(r);
+    client_free(c);
+    fx_stop();
+}
+
+/* ---- tests: drain and destroy ---- */
+
+static void test_drain(void **state)
+{
+    fx_start(NULL, true);
+    struct client *idle = client_new();
+    client_send(idle, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_int_equal(read_resp(idle)->status, 200);
+    fx.mode = M_HOLD;
+    struct client *busy = client_new();
+    client_send(busy, "GET /busy HTTP/1.1\r\nHost: a\r\n\r\n");
+    fx.n_requests = 0;
+    struct lp_edge_req *r = held_req();
+    assert_int_equal(lp_edge_open_connections(fx.edge), 2);
+    lp_edge_drain(fx.edge);
+    assert_true(wait_eof(idle, 2000)); /* idle keep-alive connection closed at once */
+    assert_int_equal(lp_edge_open_connections(fx.edge), 1);
+    fx.held = NULL;
+    lp_edge_respond(r, 200, NULL, 0, "bye", 3);
+    struct resp *rr = read_resp(busy);
+    assert_string_equal(rr->body, "bye");
+    assert_string_equal(find_header(rr->head, "Connection"), "close");
+    assert_true(wait_eof(busy, 2000));
+    assert_true(pump_until(no_open_conns, 1000));
+    /* No longer accepting: a new connection is never served. */
+    struct client *late = client_new();
+    client_send(late, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    fx.n_requests = 0;
+    pump_ms(50);
+    assert_int_equal(fx.n_requests, 0);
+    client_free(late);
+    client_free(idle);
+    client_free(busy);
+    fx_stop();
+}
+
+static void test_destroy_with_inflight(void **state)
+{
+    fx_start(NULL, true);
+    fx.mode = M_HOLD;
+    struct client *c = client_new();
+    client_send(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct lp_edge_req *r = held_req();
+    struct client *idle = client_new();
+    pump_ms(10);
+    lp_edge_destroy(fx.edge);
+    event_base_loop(fx.base, EVLOOP_NONBLOCK);
+    assert_int_equal(fx.n_close_cb, 1);
+    assert_true(lp_edge_req_client_gone(r));
+    lp_edge_end(r); /* last request ended: the edge is freed now */
+    assert_true(wait_eof(c, 1000));
+    client_free(c);
+    client_free(idle);
+    close(fx.lfd);
+    event_base_free(fx.base);
+}
+
+static void test_listen_socket_any(void **state)
+{
+    int fd = lp_edge_listen_socket(NULL, 0, true);
+    assert_true(fd >= 0);
+    assert_true(lp_edge_socket_port(fd) > 0);
+    close(fd);
+    assert_int_equal(lp_edge_listen_socket("127.0.0.1", 70000, false), -1);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* the client side of the tests uses plain send/close */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_simple_get),
+        cmocka_unit_test(test_accessors),
+        cmocka_unit_test(test_post_content_length),
+        cmocka_unit_test(test_chunked_body),
+        cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_pipelined),
+        cmocka_unit_test(test_pipelined_async),
+        cmocka_unit_test(test_connection_close),
+        cmocka_unit_test(test_http10),
+        cmocka_unit_test(test_head_request),
+        cmocka_unit_test(test_413_content_length),
+        cmocka_unit_test(test_413_chunked),
+        cmocka_unit_test(test_431),
+        cmocka_unit_test(test_400_variants),
+        cmocka_unit_test(test_plain_reject_without_callback),
+        cmocka_unit_test(test_expect_continue),
+        cmocka_unit_test(test_slowloris_header_timeout),
+        cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test(test_body_timeout_408),
+        cmocka_unit_test(test_streaming_chunked),
+        cmocka_unit_test(test_backpressure),
+        cmocka_unit_test(test_client_disconnect_mid_stream),
+        cmocka_unit_test(test_client_disconnect_before_response),
+        cmocka_unit_test(test_write_timeout),
+        cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_destroy_with_inflight),
+        cmocka_unit_test(test_listen_socket_any),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,313 @@
+/* route.c - decides what the mock answers: the admin API, a scripted step, or the default
+ * OpenAI / Anthropic behaviour. Produces a struct mock_plan that conn.c drives. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "mock.h"
+#include "util/alloc.h"
+#include "util/json.h"
+
+void mock_plan_init(struct mock_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    p->status = 200;
+    p->cut_after = -1;
+    p->stall_after = -1;
+    lp_buf_init(&p->head_extra, 1024 * 1024);
+    lp_buf_init(&p->body, 0);
+}
+
+void mock_plan_free(struct mock_plan *p)
+{
+    lp_buf_free(&p->head_extra);
+    lp_buf_free(&p->body);
+    mock_step_unref(p->step);
+    p->step = NULL;
+    LP_FREE(&p->model);
+}
+
+static bool ends_with(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+static void add_header(struct mock_plan *p, const char *name, const char *value)
+{
+    lp_buf_printf(&p->head_extra, "%s: %s\r\n", name, value);
+}
+
+static void json_reply(struct mock_plan *p, int status, const char *json)
+{
+    p->status = status;
+    add_header(p, "content-type", "application/json");
+    lp_buf_appends(&p->body, json);
+}
+
+/* ---- admin API --------------------------------------------------------------------------- */
+
+static void admin_stats(struct mock *m, struct mock_plan *p)
+{
+    lp_buf_printf(&p->body,
+                  "{\"connections\":%llu,\"requests\":%llu,\"active\":%llu,\"aborted\":%llu,"
+                  "\"accepted\":%llu,\"queued\":%zu}",
+                  (unsigned long long)m->log.connections, (unsigned long long)m->log.requests,
+                  (unsigned long long)m->active, (unsigned long long)m->log.aborted,
+                  (unsigned long long)m->accepted, mock_script_len(&m->script));
+    add_header(p, "content-type", "application/json");
+}
+
+static void admin_script(struct mock *m, struct mock_req *r, struct mock_plan *p)
+{
+    const char *err = NULL;
+    int n = mock_script_add(&m->script, r->body.data ? r->body.data : "", r->body.len, &err);
+    if (n < 0) {
+        p->status = 400;
+        lp_buf_appends(&p->body, "{\"error\":\"");
+        if (!err)
+            err = "invalid script";
+        lp_buf_append_json_escaped(&p->body, err, strlen(err));
+        lp_buf_appends(&p->body, "\"}");
+    } else {
+        lp_buf_printf(&p->body, "{\"added\":%d,\"queued\":%zu}", n, mock_script_len(&m->script));
+    }
+    add_header(p, "content-type", "application/json");
+}
+
+static void route_admin(struct mock *m, struct mock_req *r, const char *path, struct mock_plan *p)
+{
+    bool post = strcmp(r->method, "POST") == 0;
+    if (post && strcmp(path, "/_mock/script") == 0) {
+        admin_script(m, r, p);
+    } else if (strcmp(path, "/_mock/requests") == 0) {
+        add_header(p, "content-type", "application/json");
+        mock_log_to_json(&m->log, &p->body);
+    } else if (post && strcmp(path, "/_mock/reset") == 0) {
+        mock_script_clear(&m->script);
+        mock_log_reset(&m->log);
+        json_reply(p, 200, "{\"ok\":true}");
+    } else if (strcmp(path, "/_mock/stats") == 0) {
+        admin_stats(m, p);
+    } else if (strcmp(path, "/_mock/health") == 0) {
+        json_reply(p, 200, "{\"ok\":true}");
+    } else {
+        json_reply(p, 404, "{\"error\":\"unknown admin endpoint\"}");
+    }
+}
+
+/* ---- default behaviour ------------------------------------------------------------------- */
+
+enum endpoint { EP_NONE, EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_RESPONSES, EP_MESSAGES,
+                EP_COUNT_TOKENS, EP_MODELS };
+
+static enum endpoint endpoint_of(const char *method, const char *path, size_t n)
+{
+    bool post = strcmp(method, "POST") == 0;
+    if (post && ends_with(path, n, "/chat/completions"))
+        return EP_CHAT;
+    if (post && ends_with(path, n, "/messages/count_tokens"))
+        return EP_COUNT_TOKENS;
+    if (post && ends_with(path, n, "/messages"))
+        return EP_MESSAGES;
+    if (post && ends_with(path, n, "/completions"))
+        return EP_COMPLETIONS;
+    if (post && ends_with(path, n, "/embeddings"))
+        return EP_EMBEDDINGS;
+    if (post && ends_with(path, n, "/responses"))
+        return EP_RESPONSES;
+    if (strcmp(method, "GET") == 0 && ends_with(path, n, "/models"))
+        return EP_MODELS;
+    return EP_NONE;
+}
+
+static void error_reply(struct mock_plan *p, enum endpoint ep, int status, const char *msg)
+{
+    p->status = status;
+    add_header(p, "content-type", "application/json");
+    if (ep == EP_MESSAGES || ep == EP_COUNT_TOKENS)
+        lp_buf_appends(&p->body, "{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"");
+    else
+        lp_buf_appends(&p->body, "{\"error\":{\"type\":\"mock_error\",\"code\":null,\"message\":\"");
+    lp_buf_append_json_escaped(&p->body, msg, strlen(msg));
+    lp_buf_appends(&p->body, "\"}}");
+}
+
+static void sse_headers(struct mock_plan *p)
+{
+    add_header(p, "content-type", "text/event-stream");
+    add_header(p, "cache-control", "no-cache");
+}
+
+static void models_reply(struct mock *m, struct mock_plan *p)
+{
+    add_header(p, "content-type", "application/json");
+    lp_buf_appends(&p->body, "{\"object\":\"list\",\"data\":[");
+    const char *ids[] = {"mock-model", "gpt-4o-mini", "claude-sonnet-4-5"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        lp_buf_printf(&p->body, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"",
+                      i ? "," : "", ids[i]);
+        lp_buf_append_json_escaped(&p->body, m->opts.name, strlen(m->opts.name));
+        lp_buf_appends(&p->body, "\"}");
+    }
+    lp_buf_appends(&p->body, "]}");
+}
+
+/* Generated (default) answer for an LLM endpoint whose body parsed as `req`. */
+static void answer(struct mock *m, enum endpoint ep, struct json_object *req, bool stream,
+                   struct mock_plan *p)
+{
+    const char *name = m->opts.name;
+    if (stream && (ep == EP_CHAT || ep == EP_MESSAGES)) {
+        p->sse = true;
+        p->gen = true;
+        p->spec.proto = ep == EP_MESSAGES ? MOCK_PROTO_ANTHROPIC : MOCK_PROTO_OPENAI;
+        sse_headers(p);
+        return;
+    }
+    add_header(p, "content-type", "application/json");
+    if (ep == EP_CHAT)
+        mock_body_openai_chat(p, name, &p->body);
+    else if (ep == EP_MESSAGES)
+        mock_body_anthropic(p, name, &p->body);
+    else if (ep == EP_COMPLETIONS)
+        mock_body_openai_completion(p, name, &p->body);
+    else if (ep == EP_RESPONSES)
+        mock_body_openai_responses(p, name, &p->body);
+    else if (ep == EP_EMBEDDINGS) {
+        struct json_object *in = lp_json_get(req, "input");
+        mock_body_embeddings(p, lp_json_is_arr(in) ? lp_json_arr_len(in) : 1, &p->body);
+    } else
+        lp_buf_printf(&p->body, "{\"input_tokens\":%ld}", p->prompt_tokens);
+}
+
+/* The default plan. force_stream: a scripted sse step without events wants the stream. */
+static void route_default(struct mock *m, struct mock_req *r, size_t pathlen, bool force_stream,
+                          struct mock_plan *p)
+{
+    enum endpoint ep = endpoint_of(r->method, r->target, pathlen);
+    p->delay_ms = m->opts.latency_ms;
+    p->spec.chunks = m->opts.chunks;
+    p->spec.interval_ms = m->opts.chunk_interval_ms;
+    p->first_delay_ms = m->opts.ttft_ms;
+    p->response_bytes = m->opts.response_bytes;
+    p->prompt_tokens = mock_tokens(r->body.len);
+    if (ep == EP_NONE) {
+        error_reply(p, ep, 404, "llm-mock: no such endpoint");
+        return;
+    }
+    if (ep == EP_MODELS) {
+        models_reply(m, p);
+        return;
+    }
+    struct json_object *req = lp_json_parse(r->body.data ? r->body.data : "", r->body.len, NULL);
+    if (!lp_json_is_obj(req)) {
+        error_reply(p, ep, 400, "llm-mock: request body is not a JSON object");
+    } else {
+        const char *model = lp_json_get_str(req, "model");
+        p->model = lp_xstrdup(model ? model : "mock-model");
+        p->include_usage =
+            lp_json_get_bool(lp_json_get_obj(req, "stream_options"), "include_usage", false);
+        answer(m, ep, req, force_stream || lp_json_get_bool(req, "stream", false), p);
+    }
+    json_object_put(req);
+}
+
+/* ---- scripted steps ---------------------------------------------------------------------- */
+
+static void step_headers(const struct mock_step *s, struct mock_plan *p, bool *has_ct)
+{
+    for (size_t i = 0; i < s->nhdrs; i++) {
+        const struct mock_hdr *h = &s->hdrs[i];
+        if (strcasecmp(h->name, "content-length") == 0 ||
+            strcasecmp(h->name, "transfer-encoding") == 0)
+            continue; /* framing is ours */
+        if (strcasecmp(h->name, "connection") == 0 && strcasestr(h->value, "close")) {
+            p->conn_close = true;
+            continue;
+        }
+        if (strcasecmp(h->name, "content-type") == 0)
+            *has_ct = true;
+        add_header(p, h->name, h->value);
+    }
+}
+
+/* A step without body or events: the default answer with the step's status, delay and headers
+ * on top (an error status gets a small error body instead of the answer). */
+static void route_step_default(struct mock *m, struct mock_req *r, size_t pathlen,
+                               struct mock_step *s, struct mock_plan *p)
+{
+    route_default(m, r, pathlen, s->has_sse, p);
+    if (s->status >= 300 && s->status != p->status) {
+        lp_buf_reset(&p->head_extra);
+        lp_buf_reset(&p->body);
+        p->sse = false;
+        p->gen = false;
+        char msg[64];
+        snprintf(msg, sizeof msg, "llm-mock: scripted status %d", s->status);
+        error_reply(p, endpoint_of(r->method, r->target, pathlen), s->status, msg);
+    }
+    p->status = s->status;
+}
+
+static void route_step(struct mock *m, struct mock_req *r, size_t pathlen, struct mock_step *s,
+                       struct mock_plan *p)
+{
+    p->step = s;
+    if (s->close) {
+        p->close = true;
+        return;
+    }
+    bool has_ct = false;
+    if (s->sse_default || (!s->has_body && !s->has_sse)) {
+        route_step_default(m, r, pathlen, s, p);
+        has_ct = true;
+    } else if (s->has_sse) {
+        p->sse = true;
+        p->gen = s->has_gen;
+        p->spec = s->gen;
+        p->response_bytes = 1;
+        p->prompt_tokens = mock_tokens(r->body.len);
+        struct json_object *req = lp_json_parse(r->body.data ? r->body.data : "", r->body.len, NULL);
+        const char *model = lp_json_get_str(req, "model");
+        p->model = lp_xstrdup(model ? model : "mock-model");
+        p->include_usage =
+            lp_json_get_bool(lp_json_get_obj(req, "stream_options"), "include_usage", false);
+        json_object_put(req);
+    } else {
+        lp_buf_append(&p->body, s->body, s->body_len);
+    }
+    p->status = s->status;
+    p->delay_ms = s->delay_ms >= 0 ? s->delay_ms : m->opts.latency_ms;
+    p->cut_after = s->cut_after;
+    p->stall_after = s->stall_after;
+    step_headers(s, p, &has_ct);
+    if (!has_ct) {
+        if (p->sse)
+            sse_headers(p);
+        else
+            add_header(p, "content-type", "application/json");
+    }
+}
+
+void mock_route(struct mock *m, struct mock_req *r, struct mock_plan *p, bool *admin)
+{
+    const char *q = strchr(r->target, '?');
+    size_t pathlen = q ? (size_t)(q - r->target) : strlen(r->target);
+    p->resp_id = ++m->next_resp_id;
+    p->created = (int64_t)time(NULL);
+    *admin = strncmp(r->target, "/_mock/", 7) == 0;
+    if (*admin) {
+        char *path = lp_xstrndup(r->target, pathlen);
+        route_admin(m, r, path, p);
+        free(path);
+        return;
+    }
+    struct mock_step *s = mock_script_pop(&m->script, r->target);
+    if (s)
+        route_step(m, r, pathlen, s, p);
+    else
+        route_default(m, r, pathlen, false, p);
+}
