@@ -1349,6 +1349,11 @@ void lp_config_walk_root(struct lp_config_walk *w)
         return;
     w->root_line = line_of(root);
     w->root_col = col_of(root);
+    if (is_null_node(root)) { /* "---" alone, or only comments after it */
+        lp_config_diag_raw(w, LP_DIAG_ERROR, 0, 0,
+                           "empty configuration; at least one backend is required");
+        return;
+    }
     if (root->type != YAML_MAPPING_NODE) {
         ERR(w, root, "the top level must be a mapping, got %s", kind_name(root));
         return;

@@ -491,6 +491,8 @@ static void test_error_no_backends(void **state)
     expect_one_error("listen: ':9000'\nbackends: []\n", 2, 11,
                      "backends: at least one backend is required");
     expect_one_error("", 0, 0, "empty configuration; at least one backend is required");
+    expect_one_error("---\n# nothing\n", 0, 0,
+                     "empty configuration; at least one backend is required");
 }
 
 static void test_error_when_all_cooling(void **state)
