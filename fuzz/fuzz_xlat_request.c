@@ -23,9 +23,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum lp_proto from = (data[0] & 1) ? LP_PROTO_ANTHROPIC : LP_PROTO_OPENAI;
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
-    struct lp_xlat_opts o = {.upstream_model = "fuzz", .default_max_tokens = 4096,
+    struct lp_xlat_opts o = {.upstream_model = "fuzz",
+                             .default_max_tokens = 4096,
                              .max_tokens_limit = (data[0] & 2) ? 1000 : 0,
-                             .stream = (data[0] & 4) != 0, .request_id = "fuzz"};
+                             .stream = (data[0] & 4) != 0,
+                             .request_id = "fuzz"};
     struct lp_xlat_err err;
     size_t n = 0, n2 = 0;
     char *out = lp_xlat_request(from, other(from), body, len, &o, &n, &err);

@@ -71,13 +71,8 @@ static void timer_stop(struct lp_request *req)
     req->timer_kind = LP_TIMER_NONE;
 }
 
-/* Re-entrancy guard: see the file comment. */
-#define ENTER(req) ((req)->busy++)
-static void leave(struct lp_request *req)
-{
-    if (--req->busy == 0 && req->finish_pending)
-        lp_request_finish(req);
-}
+#define ENTER(req) lp_request_enter(req)
+#define leave(req) lp_request_leave(req)
 
 static void free_attempt_bufs(struct lp_request *req)
 {
@@ -894,10 +889,7 @@ static void next_attempt(struct lp_request *req)
             return;
         if (rc == LP_ERR) {
             lp_health_release(req->rt->health, c->backend->name);
-            if (!req->busy)
-                lp_request_finish(req);
-            else
-                req->finish_pending = true;
+            lp_request_finish(req);
             return;
         }
     }
@@ -972,10 +964,7 @@ static void all_failed(struct lp_request *req)
     lp_request_reply_error(req, status, NULL, code, b.data);
     lp_buf_free(&b);
 out:
-    if (!req->busy)
-        lp_request_finish(req);
-    else
-        req->finish_pending = true;
+    lp_request_finish(req);
 }
 
 static bool cross_protocol_possible(const struct lp_request *req)

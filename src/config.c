@@ -66,6 +66,10 @@ static char *vformat(const char *fmt, va_list ap)
     struct lp_buf b;
     lp_buf_init(&b, 4096); /* ceiling: a message quoting hostile input stays short */
     lp_buf_vprintf(&b, fmt, ap);
+    if (b.len == 0) { /* see lp_config_expand_env: steal() of an empty buffer is unterminated */
+        lp_buf_free(&b);
+        return lp_xstrdup("");
+    }
     size_t n;
     return lp_buf_steal(&b, &n);
 }

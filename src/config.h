@@ -205,7 +205,8 @@ struct lp_config *lp_config_ref(struct lp_config *cfg);
 /* Drop a reference; the last one frees the snapshot. NULL is ignored. */
 void lp_config_unref(struct lp_config *cfg);
 
-/* Alias by exact name (binary search), or NULL. */
+/* Alias by exact name name[0..len) (binary search; name need not be NUL-terminated), enabled or
+ * not, or NULL. */
 const struct lp_alias *lp_config_find_alias(const struct lp_config *cfg, const char *name,
                                             size_t len);
 /* Index of the backend named `name`, or -1. */

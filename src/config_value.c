@@ -427,9 +427,10 @@ char *lp_config_expand_env(const char *s, size_t len, lp_env_missing_fn on_missi
         }
         i = (size_t)(close - s) + 1;
     }
-    if (rc < 0) {
+    if (rc < 0 || out.len == 0) {
+        /* lp_buf_steal() of a never-grown buffer does not NUL-terminate: build "" ourselves. */
         lp_buf_free(&out);
-        return NULL;
+        return rc < 0 ? NULL : lp_xstrdup("");
     }
     size_t n;
     return lp_buf_steal(&out, &n);

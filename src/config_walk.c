@@ -151,7 +151,8 @@ static size_t path_key(struct lp_config_walk *w, const char *key)
     size_t mark = w->path.len;
     if (mark > 0)
         lp_buf_appendc(&w->path, '.');
-    lp_buf_appends(&w->path, key);
+    size_t n = strlen(key);
+    lp_buf_append(&w->path, key, n > 64 ? 64 : n); /* unknown keys can be huge */
     return mark;
 }
 
@@ -187,7 +188,8 @@ static void record_ignored(struct lp_config_walk *w, const yaml_node_t *key)
         w->ignored_col = col_of(key);
     }
     if (w->n_ignored++ < 24)
-        lp_buf_printf(&w->ignored, "%s%s", w->ignored.len ? ", " : "", w->path.data);
+        lp_buf_printf(&w->ignored, "%s%s", w->ignored.len ? ", " : "",
+                      w->path.data ? w->path.data : "?");
     else if (w->n_ignored == 25)
         lp_buf_appends(&w->ignored, ", ...");
 }
@@ -726,6 +728,32 @@ static bool parse_protocol(struct lp_config_walk *w, yaml_node_t *val, enum lp_p
     return false;
 }
 
+/* The value node a mapping writes for `key` itself (merged keys aside), or NULL. */
+static yaml_node_t *own_value(struct lp_config_walk *w, yaml_node_t *map, const char *key)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(w->doc, p->key);
+        if (k && k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, key) == 0)
+            return yaml_document_get_node(w->doc, p->value);
+    }
+    return NULL;
+}
+
+/* A required key that ended up unset: absent or null is reported here; a present but invalid
+ * value already had its own error, so another one would only be noise. */
+static void require(struct lp_config_walk *w, yaml_node_t *map, const char *key, const void *val)
+{
+    if (val)
+        return;
+    yaml_node_t *v = own_value(w, map, key);
+    if (!v)
+        ERR(w, map, "missing required key \"%s\"", key);
+    else if (is_null_node(v))
+        ERR(w, v, "\"%s\" must not be empty", key);
+}
+
 /* ---- timeouts ----------------------------------------------------------------------------- */
 
 /* clang-format off */
@@ -845,10 +873,8 @@ static void on_backend_item(struct lp_config_walk *w, yaml_node_t *item, size_t 
         free_backend(&b);
         return;
     }
-    if (!b.name)
-        ERR(w, item, "missing required key \"name\"");
-    if (!b.url)
-        ERR(w, item, "missing required key \"url\"");
+    require(w, item, "name", b.name);
+    require(w, item, "url", b.url);
     if (!b.name || !b.url) {
         free_backend(&b);
         return;
@@ -925,11 +951,9 @@ static void on_route_item(struct lp_config_walk *w, yaml_node_t *item, size_t i,
         LP_FREE(&r.model);
         return;
     }
-    if (!r.backend)
-        ERR(w, item, "missing required key \"backend\"");
-    if (!r.model)
-        ERR(w, item, "missing required key \"model\"");
-    else if (r.model[0] == '\0')
+    require(w, item, "backend", r.backend);
+    require(w, item, "model", r.model);
+    if (r.model && r.model[0] == '\0')
         ERR(w, item, "\"model\" must not be empty");
     if (r.backend_idx == SIZE_MAX || !r.model || r.model[0] == '\0') {
         LP_FREE(&r.backend);

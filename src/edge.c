@@ -349,7 +349,8 @@ static void start_linger(struct conn *c)
 
 static void finish_close(struct conn *c)
 {
-    if (c->linger && !c->read_eof)
+    /* Unread pipelined bytes would turn close() into a RST as well. */
+    if ((c->linger || c->in_off < c->in_len) && !c->read_eof)
         start_linger(c);
     else
         close_conn(c);

@@ -102,6 +102,37 @@ static size_t utf8_seq_len(const unsigned char *p, size_t avail)
     return n;
 }
 
+/* SWAR: true when any byte of v is < 0x20, >= 0x80, '"' or '\\'. The classic has-zero-byte
+ * trick; it never misses a special byte (a false positive only sends us to the byte loop). */
+static bool word_has_special(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\'); /* zero bytes where v has " or \\ */
+    uint64_t zq = (q - ones) & ~q, zb = (b - ones) & ~b;     /* high bit set: a zero byte */
+    uint64_t ctl = (v - ones * 0x20) & ~v;                   /* high bit set: a byte < 0x20 */
+    return ((zq | zb | ctl | v) & high) != 0;                /* v & high: a byte >= 0x80 */
+}
+
+/* Skip plain printable ASCII (the bulk of a prompt) from pos; returns the first other byte's
+ * offset, or len. Eight bytes at a time while no word holds a special byte. */
+static size_t skip_plain(const unsigned char *p, size_t pos, size_t len)
+{
+    while (len - pos >= 8) {
+        uint64_t v;
+        memcpy(&v, p + pos, 8);
+        if (word_has_special(v))
+            break;
+        pos += 8;
+    }
+    while (pos < len) {
+        unsigned char c = p[pos];
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+            break;
+        pos++;
+    }
+    return pos;
+}
+
 /* Validate the string starting at s->pos (which holds '"'); leave pos after the closing quote.
  * *has_esc tells the caller whether the raw bytes equal the decoded value. */
 static bool scan_string(struct scanner *s, bool *has_esc)
@@ -110,13 +141,7 @@ static bool scan_string(struct scanner *s, bool *has_esc)
     size_t start = s->pos++;
     *has_esc = false;
     for (;;) {
-        /* Fast path: plain printable ASCII, the vast majority of a prompt. */
-        while (s->pos < s->len) {
-            unsigned char c = p[s->pos];
-            if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
-                break;
-            s->pos++;
-        }
+        s->pos = skip_plain(p, s->pos, s->len);
         if (s->pos >= s->len)
             return fail(s, "unterminated string", start);
         unsigned char c = p[s->pos];

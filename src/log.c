@@ -26,11 +26,11 @@
 #include "util/alloc.h"
 #include "util/buf.h"
 
-#define MSG_MAX ((size_t)64 * 1024)     /* a longer message is truncated */
-#define OPS_LINE_MAX ((size_t)1 << 20)  /* escaped, masked message plus the envelope */
+#define MSG_MAX ((size_t)64 * 1024)    /* a longer message is truncated */
+#define OPS_LINE_MAX ((size_t)1 << 20) /* escaped, masked message plus the envelope */
 #define ACCESS_LINE_MAX ((size_t)256 * 1024)
 #define MIN_SECRET_LEN 4
-#define WAKE_MS 200                     /* how soon an idle writer notices a reopen request */
+#define WAKE_MS 200                      /* how soon an idle writer notices a reopen request */
 #define KEEP_BATCH_CAP ((size_t)1 << 20) /* batch buffers larger than this are freed after use */
 
 enum dest { DEST_OPS = 0, DEST_ACC = 1, N_DEST = 2 };
@@ -170,7 +170,8 @@ static void report_drops(void)
     lp_buf_init(&line, 0);
     lp_buf_appendc(&line, '{');
     append_ts(&line);
-    lp_buf_printf(&line, ",\"level\":\"warn\",\"msg\":\"log queue full: %lu lines dropped so far\"}\n", d);
+    lp_buf_printf(&line,
+                  ",\"level\":\"warn\",\"msg\":\"log queue full: %lu lines dropped so far\"}\n", d);
     write_ops(line.data, line.len);
     lp_buf_free(&line);
     reported = d;
@@ -257,7 +258,8 @@ static void enqueue(enum dest d, const char *line, size_t n)
         return;
     }
     size_t queued = g.q[DEST_OPS].len + g.q[DEST_ACC].len;
-    if (g.q_lines >= g.max_lines || n > g.max_bytes - (queued < g.max_bytes ? queued : g.max_bytes)) {
+    if (g.q_lines >= g.max_lines ||
+        n > g.max_bytes - (queued < g.max_bytes ? queued : g.max_bytes)) {
         pthread_mutex_unlock(&g.mu);
         atomic_fetch_add_explicit(&g_dropped, 1, memory_order_relaxed);
         return;

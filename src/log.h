@@ -37,12 +37,12 @@ enum lp_log_level {
 
 struct lp_log_opts {
     enum lp_log_level level;
-    bool mask;              /* mask secrets (default true) */
-    const char *error_file; /* operational log file, NULL = stderr only */
-    const char *access_file;/* access log file, NULL = stderr */
-    bool also_stderr;       /* operational lines also to stderr when a file is set */
-    size_t queue_max_bytes; /* 0 = LP_LOG_QUEUE_MAX_BYTES (both logs together) */
-    size_t queue_max_lines; /* 0 = LP_LOG_QUEUE_MAX_LINES */
+    bool mask;               /* mask secrets (default true) */
+    const char *error_file;  /* operational log file, NULL = stderr only */
+    const char *access_file; /* access log file, NULL = stderr */
+    bool also_stderr;        /* operational lines also to stderr when a file is set */
+    size_t queue_max_bytes;  /* 0 = LP_LOG_QUEUE_MAX_BYTES (both logs together) */
+    size_t queue_max_lines;  /* 0 = LP_LOG_QUEUE_MAX_LINES */
 };
 
 /* Start the logger, or apply new options to a running one (level, masking and files; the queue

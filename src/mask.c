@@ -133,8 +133,7 @@ static size_t skip_scheme(const char *in, size_t len, size_t j, size_t lim)
 
 /* After a keyword at kw_end: separators, then the value. Separators are any run of blanks,
  * quotes, backslashes, ':' and '='; a quote after ':' or '=' opens a quoted value. */
-static bool match_value_after(const char *in, size_t len, size_t kw_end, bool scheme,
-                              struct hit *h)
+static bool match_value_after(const char *in, size_t len, size_t kw_end, bool scheme, struct hit *h)
 {
     size_t j = kw_end;
     bool assigned = false, quoted = false, escaped = false;
@@ -169,10 +168,32 @@ static bool match_value_after(const char *in, size_t len, size_t kw_end, bool sc
     return true;
 }
 
+/* Error codes such as "invalid_api_key: Incorrect API key provided" name a key without holding
+ * one; masking the word after them would only garble the message. True when the identifier
+ * that ends at i (e.g. "invalid_" before "api_key") starts with such a qualifier. */
+static bool is_error_code(const char *in, size_t i)
+{
+    static const char *const quals[] = {"invalid", "incorrect", "missing", "bad", "expired",
+                                        "wrong",   "revoked",   "unknown", "no",  "empty"};
+    size_t start = i;
+    while (start > 0 && is_keych((unsigned char)in[start - 1]))
+        start--;
+    if (start == i)
+        return false;
+    for (size_t k = 0; k < sizeof quals / sizeof quals[0]; k++) {
+        size_t n = strlen(quals[k]);
+        if (i - start == n + 1 && ieq_at(in, i, start, quals[k]))
+            return true;
+    }
+    return false;
+}
+
 /* authorization / api_key / api-key / apikey (also as the tail of x-api-key, proxy_api_key). */
 static bool match_keyword(const char *in, size_t len, size_t i, struct hit *h)
 {
     static const char *const words[] = {"authorization", "api_key", "api-key", "apikey"};
+    if (is_error_code(in, i))
+        return false;
     for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) {
         if (ieq_at(in, len, i, words[k]))
             return match_value_after(in, len, i + strlen(words[k]), k == 0, h);
@@ -226,9 +247,9 @@ static bool is_query_valch(unsigned char c)
 /* ?key=v, &api_key=v, &access_token=v ... (the '?' or '&' is at i). */
 static bool match_query(const char *in, size_t len, size_t i, struct hit *h)
 {
-    static const char *const names[] = {"key", "api_key", "apikey", "api-key", "access_token",
-                                        "refresh_token", "token", "client_secret", "password",
-                                        "secret", "sig", "signature"};
+    static const char *const names[] = {"key",          "api_key",       "apikey", "api-key",
+                                        "access_token", "refresh_token", "token",  "client_secret",
+                                        "password",     "secret",        "sig",    "signature"};
     size_t l = name_at(in, len, i + 1, names, sizeof names / sizeof names[0], '=');
     if (l == 0)
         return false;
@@ -241,8 +262,8 @@ static bool match_query(const char *in, size_t len, size_t i, struct hit *h)
 }
 
 /* The longest-listed registered secret starting at in[i]. */
-static bool match_secret(const char *in, size_t len, size_t i, const char *const *secrets,
-                         size_t n, struct hit *h)
+static bool match_secret(const char *in, size_t len, size_t i, const char *const *secrets, size_t n,
+                         struct hit *h)
 {
     for (size_t k = 0; k < n; k++) {
         const char *s = secrets[k];
@@ -255,11 +276,32 @@ static bool match_secret(const char *in, size_t len, size_t i, const char *const
     return false;
 }
 
-static bool find_hit(const char *in, size_t len, size_t i, const char *const *secrets, size_t n,
-                     struct hit *h)
+/* Grow h->val_end over any registered secret that starts inside the masked range and runs past
+ * its end. Otherwise the tail of the masked form plus the verbatim text after it could spell the
+ * secret (a pattern value that ends inside a secret, or a secret that overlaps itself). */
+static void cover_overhangs(const char *in, size_t len, struct hit *h, const char *const *secrets,
+                            size_t n)
 {
-    if (match_secret(in, len, i, secrets, n, h))
-        return true;
+    for (bool grown = true; grown;) {
+        grown = false;
+        for (size_t k = 0; k < n; k++) {
+            size_t l = secrets[k] ? strlen(secrets[k]) : 0;
+            /* Only a start within the last l-1 bytes can run past the end. */
+            size_t p = h->val_end >= l ? h->val_end - l + 1 : 0;
+            if (p <= h->val_start)
+                p = h->val_start + 1;
+            for (; l && p < h->val_end && p + l <= len; p++) {
+                if (memcmp(in + p, secrets[k], l) == 0) {
+                    h->val_end = p + l;
+                    grown = true;
+                }
+            }
+        }
+    }
+}
+
+static bool match_pattern(const char *in, size_t len, size_t i, struct hit *h)
+{
     switch (lower((unsigned char)in[i])) {
     case 's':
         return match_sk(in, len, i, h);
@@ -275,6 +317,16 @@ static bool find_hit(const char *in, size_t len, size_t i, const char *const *se
     default:
         return false;
     }
+}
+
+static bool find_hit(const char *in, size_t len, size_t i, const char *const *secrets, size_t n,
+                     struct hit *h)
+{
+    if (!match_secret(in, len, i, secrets, n, h) && !match_pattern(in, len, i, h))
+        return false;
+    if (n)
+        cover_overhangs(in, len, h, secrets, n);
+    return true;
 }
 
 static void build_triggers(unsigned char trig[256], const char *const *secrets, size_t n)

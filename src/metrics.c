@@ -55,7 +55,9 @@ _Static_assert(sizeof B_LATENCY / sizeof B_LATENCY[0] <= MAX_BUCKETS, "bucket se
 _Static_assert(sizeof B_FIRST / sizeof B_FIRST[0] <= MAX_BUCKETS, "bucket set too long");
 _Static_assert(sizeof B_OVERHEAD / sizeof B_OVERHEAD[0] <= MAX_BUCKETS, "bucket set too long");
 
-#define COUNTER(n, h, ...) {.name = n, .type = LP_METRIC_COUNTER, .help = h, .labels = {__VA_ARGS__}}
+/* clang-format off */
+#define COUNTER(n, h, ...)                                                                         \
+    {.name = n, .type = LP_METRIC_COUNTER, .help = h, .labels = {__VA_ARGS__}}
 #define GAUGE(n, h, ...) {.name = n, .type = LP_METRIC_GAUGE, .help = h, .labels = {__VA_ARGS__}}
 #define HISTOGRAM(n, h, b, ...)                                                                    \
     {.name = n, .type = LP_METRIC_HISTOGRAM, .help = h, .labels = {__VA_ARGS__},                   \
@@ -127,6 +129,8 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
     [LP_M_BUILD_INFO] = GAUGE("llm_proxy_build_info",
         "Always 1; the version label names the running build.", "version"),
 };
+
+/* clang-format on */
 
 /* One time series in one shard. vals layout: counter and gauge [0] (a gauge holds int64 bits);
  * histogram: [0..n_buckets] per-bucket counts (the last is +Inf, not cumulative), then the sum
@@ -266,8 +270,8 @@ static struct series *new_series(struct lp_metrics_shard *s, enum lp_metric_id i
 }
 
 /* Slow path: first sight of a label tuple. Past the cap, the "_other" series absorbs it. */
-static struct series *create_series(struct lp_metrics_shard *s, enum lp_metric_id id,
-                                    uint64_t h, const char *const *labels, size_t nl)
+static struct series *create_series(struct lp_metrics_shard *s, enum lp_metric_id id, uint64_t h,
+                                    const char *const *labels, size_t nl)
 {
     static const char *const other[LP_METRICS_MAX_LABELS] = {"_other", "_other", "_other",
                                                              "_other"};
@@ -330,8 +334,8 @@ static uint64_t double_to_bits(double d)
     return u;
 }
 
-void lp_metrics_observe(struct lp_metrics_shard *s, enum lp_metric_id id,
-                        const char *const *labels, double value)
+void lp_metrics_observe(struct lp_metrics_shard *s, enum lp_metric_id id, const char *const *labels,
+                        double value)
 {
     if (isnan(value))
         return;
@@ -412,8 +416,8 @@ static void collect_series(struct samples *ss, const struct series *se)
         sm->hist = lp_xcalloc(d->n_buckets + 1, sizeof *sm->hist);
         for (size_t b = 0; b <= d->n_buckets; b++)
             sm->hist[b] = atomic_load_explicit(&se->vals[b], memory_order_relaxed);
-        sm->v = bits_to_double(atomic_load_explicit(&se->vals[d->n_buckets + 1],
-                                                    memory_order_relaxed));
+        sm->v =
+            bits_to_double(atomic_load_explicit(&se->vals[d->n_buckets + 1], memory_order_relaxed));
     } else if (d->type == LP_METRIC_GAUGE) {
         sm->v = (double)(int64_t)atomic_load_explicit(&se->vals[0], memory_order_relaxed);
     } else {

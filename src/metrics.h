@@ -30,31 +30,31 @@ enum lp_metric_type {
 
 /* Label order is the order listed; pass label values in that order. */
 enum lp_metric_id {
-    LP_M_REQUESTS_TOTAL,            /* counter {alias,protocol,status}: client requests finished */
-    LP_M_REQUEST_DURATION_SECONDS,  /* histogram {alias}: whole request, seconds */
-    LP_M_TTFB_SECONDS,              /* histogram {alias}: first byte sent to the client */
-    LP_M_UPSTREAM_ATTEMPTS_TOTAL,   /* counter {backend,model,class}: class "ok" on success */
+    LP_M_REQUESTS_TOTAL,           /* counter {alias,protocol,status}: client requests finished */
+    LP_M_REQUEST_DURATION_SECONDS, /* histogram {alias}: whole request, seconds */
+    LP_M_TTFB_SECONDS,             /* histogram {alias}: first byte sent to the client */
+    LP_M_UPSTREAM_ATTEMPTS_TOTAL,  /* counter {backend,model,class}: class "ok" on success */
     LP_M_UPSTREAM_ATTEMPT_DURATION_SECONDS, /* histogram {backend} */
-    LP_M_UPSTREAM_TTFT_SECONDS,     /* histogram {backend}: first token/event from upstream */
-    LP_M_FAILOVERS_TOTAL,           /* counter {reason}: moved on to the next candidate */
-    LP_M_RETRIES_TOTAL,             /* counter {}: attempts beyond the first */
-    LP_M_BACKOFF_WAIT_SECONDS_TOTAL,/* counter {}: pass MICROSECONDS to lp_metrics_inc */
-    LP_M_COOLDOWN_ACTIVE,           /* gauge {backend,model}: 1 while cooling (callback) */
-    LP_M_BREAKER_STATE,             /* gauge {backend}: 0 closed, 1 open, 2 half-open (callback) */
-    LP_M_ALIAS_USABLE_ROUTES,       /* gauge {alias}: routes not cooling/open/drained (callback) */
-    LP_M_ACTIVE_REQUESTS,           /* gauge {}: lp_metrics_gauge_add +1 / -1 */
-    LP_M_ACTIVE_STREAMS,            /* gauge {}: lp_metrics_gauge_add +1 / -1 */
-    LP_M_STREAM_ABORTS_TOTAL,       /* counter {reason}: streams ended after commit */
-    LP_M_TOKENS_TOTAL,              /* counter {alias,backend,type}: type input|output|cached */
-    LP_M_REQUEST_BYTES_TOTAL,       /* counter {alias}: client request body bytes */
-    LP_M_RESPONSE_BYTES_TOTAL,      /* counter {alias}: response body bytes sent to clients */
-    LP_M_OVERHEAD_SECONDS,          /* histogram {}: total time minus upstream wait */
-    LP_M_CONFIG_RELOADS_TOTAL,      /* counter {result}: result ok|error */
+    LP_M_UPSTREAM_TTFT_SECONDS,      /* histogram {backend}: first token/event from upstream */
+    LP_M_FAILOVERS_TOTAL,            /* counter {reason}: moved on to the next candidate */
+    LP_M_RETRIES_TOTAL,              /* counter {}: attempts beyond the first */
+    LP_M_BACKOFF_WAIT_SECONDS_TOTAL, /* counter {}: pass MICROSECONDS to lp_metrics_inc */
+    LP_M_COOLDOWN_ACTIVE,            /* gauge {backend,model}: 1 while cooling (callback) */
+    LP_M_BREAKER_STATE,              /* gauge {backend}: 0 closed, 1 open, 2 half-open (callback) */
+    LP_M_ALIAS_USABLE_ROUTES,        /* gauge {alias}: routes not cooling/open/drained (callback) */
+    LP_M_ACTIVE_REQUESTS,            /* gauge {}: lp_metrics_gauge_add +1 / -1 */
+    LP_M_ACTIVE_STREAMS,             /* gauge {}: lp_metrics_gauge_add +1 / -1 */
+    LP_M_STREAM_ABORTS_TOTAL,        /* counter {reason}: streams ended after commit */
+    LP_M_TOKENS_TOTAL,               /* counter {alias,backend,type}: type input|output|cached */
+    LP_M_REQUEST_BYTES_TOTAL,        /* counter {alias}: client request body bytes */
+    LP_M_RESPONSE_BYTES_TOTAL,       /* counter {alias}: response body bytes sent to clients */
+    LP_M_OVERHEAD_SECONDS,           /* histogram {}: total time minus upstream wait */
+    LP_M_CONFIG_RELOADS_TOTAL,       /* counter {result}: result ok|error */
     LP_M_PROCESS_RESIDENT_MEMORY_BYTES, /* gauge {}: built in, from /proc/self/statm */
-    LP_M_PROCESS_OPEN_FDS,          /* gauge {}: built in, from /proc/self/fd */
-    LP_M_PROCESS_CPU_SECONDS_TOTAL, /* counter {}: built in, from /proc/self/stat */
-    LP_M_LOG_LINES_DROPPED_TOTAL,   /* counter {}: built in, lp_log_dropped() */
-    LP_M_BUILD_INFO,                /* gauge {version}: always 1, built in */
+    LP_M_PROCESS_OPEN_FDS,              /* gauge {}: built in, from /proc/self/fd */
+    LP_M_PROCESS_CPU_SECONDS_TOTAL,     /* counter {}: built in, from /proc/self/stat */
+    LP_M_LOG_LINES_DROPPED_TOTAL,       /* counter {}: built in, lp_log_dropped() */
+    LP_M_BUILD_INFO,                    /* gauge {version}: always 1, built in */
     LP_M__COUNT
 };
 
@@ -82,8 +82,8 @@ void lp_metrics_set_series_cap(struct lp_metrics *m, size_t cap);
 void lp_metrics_inc(struct lp_metrics_shard *s, enum lp_metric_id id, const char *const *labels,
                     uint64_t v);
 /* Record one observation (seconds, bytes...) in a histogram. NaN is ignored. */
-void lp_metrics_observe(struct lp_metrics_shard *s, enum lp_metric_id id,
-                        const char *const *labels, double value);
+void lp_metrics_observe(struct lp_metrics_shard *s, enum lp_metric_id id, const char *const *labels,
+                        double value);
 /* Add delta (may be negative) to a gauge; the exposed value is the sum over shards. */
 void lp_metrics_gauge_add(struct lp_metrics_shard *s, enum lp_metric_id id,
                           const char *const *labels, int64_t delta);

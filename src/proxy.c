@@ -132,6 +132,12 @@ void lp_request_finish(struct lp_request *req)
     free(req);
 }
 
+void lp_request_leave(struct lp_request *req)
+{
+    if (--req->busy == 0 && req->finish_pending)
+        lp_request_finish(req);
+}
+
 static void on_client_close(struct lp_edge_req *er, void *arg)
 {
     struct lp_request *req = arg;
@@ -291,10 +297,12 @@ void lp_proxy_handle(struct lp_worker *w, struct lp_edge_req *er)
 {
     struct lp_request *req = request_new(w, er);
     lp_edge_set_close_cb(er, on_client_close, req);
+    lp_request_enter(req);
     dispatch(req);
     /* Synchronous replies end the edge request at once; finish those here. */
     if (!req->er && !req->x && !req->timer_armed && !req->admin_job)
-        lp_request_finish(req);
+        req->finish_pending = true;
+    lp_request_leave(req);
 }
 
 void lp_proxy_reject(struct lp_worker *w, struct lp_edge_req *er, int status, const char *reason)

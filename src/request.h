@@ -158,6 +158,15 @@ bool lp_request_check_auth(struct lp_request *req, const char *key);
 void lp_request_finish(struct lp_request *req);
 /* Write the access-log line and record metrics (called by finish). */
 void lp_request_log_access(struct lp_request *req);
+/* Re-entrancy guard for asynchronous entry points (edge and upstream callbacks, timers): a
+ * finish requested while an entry point is on the stack is deferred until the outermost one
+ * leaves. Never touch req after lp_request_leave. */
+static inline void lp_request_enter(struct lp_request *req)
+{
+    req->busy++;
+}
+void lp_request_leave(struct lp_request *req);
+
 /* Count a stream aborted after commit (metrics; the access log shows it too). */
 void lp_request_count_abort(struct lp_request *req, const char *reason);
 /* Metrics hooks of the attempt loop (reqlog.c). */

@@ -6,6 +6,7 @@
  */
 #include "sse.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #define SSE_DEFAULT_MAX (1024 * 1024)
@@ -55,6 +56,25 @@ static void compact(struct lp_sse_parser *p)
     p->start = 0;
 }
 
+/* Offset of the first '\n' or '\r' in p[i, len), or len. SWAR over 8-byte words (the has-zero-
+ * byte trick on v^"\n\n.." and v^"\r\r..") because event payloads are long lines of JSON. */
+static size_t find_eol(const char *p, size_t i, size_t len)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    while (len - i >= 8) {
+        uint64_t v, n, r;
+        memcpy(&v, p + i, 8);
+        n = v ^ (ones * '\n');
+        r = v ^ (ones * '\r');
+        if (((n - ones) & ~n & high) | ((r - ones) & ~r & high))
+            break;
+        i += 8;
+    }
+    while (i < len && p[i] != '\n' && p[i] != '\r')
+        i++;
+    return i;
+}
+
 /* Scan new bytes for event ends (blank lines) and check that no event, complete or still
  * pending, is larger than the ceiling. Commits the scan state only on success. This is an
  * approximation of lp_sse_next's parse that may differ by the BOM or one '\n', which does not
@@ -66,25 +86,26 @@ static enum lp_status check_ceiling(struct lp_sse_parser *p, const char *buf, si
     size_t boundary = p->boundary;
     bool ls = p->b_line_start, pcr = p->b_prev_cr;
     for (size_t i = 0; i < len; i++) {
-        char c = buf[i];
-        size_t abs = base + i;
-        if (c == '\n' && pcr) { /* second half of a CRLF whose CR already ended the line */
+        size_t j = find_eol(buf, i, len);
+        if (j > i)
+            ls = pcr = false; /* ordinary bytes before the terminator */
+        if (j == len)
+            break;
+        i = j;
+        size_t abs = base + j;
+        if (buf[j] == '\n' && pcr) { /* second half of a CRLF whose CR already ended the line */
             pcr = false;
             if (boundary == abs)
                 boundary = evb = abs + 1;
             continue;
         }
-        if (c == '\r' || c == '\n') {
-            if (ls) {
-                if (abs + 1 - evb > p->max_event)
-                    return LP_ERR_TOOBIG;
-                boundary = evb = abs + 1;
-            }
-            ls = true;
-            pcr = c == '\r';
-            continue;
+        if (ls) {
+            if (abs + 1 - evb > p->max_event)
+                return LP_ERR_TOOBIG;
+            boundary = evb = abs + 1;
         }
-        ls = pcr = false;
+        ls = true;
+        pcr = buf[j] == '\r';
     }
     if (base + len - evb > p->max_event)
         return LP_ERR_TOOBIG;
@@ -196,9 +217,7 @@ static enum lp_status next_event(struct lp_sse_parser *p, struct lp_sse_event *e
     const char *d = p->buf.data;
     size_t len = p->buf.len;
     for (;;) {
-        size_t i = p->lscan > p->scan ? p->lscan : p->scan;
-        while (i < len && d[i] != '\n' && d[i] != '\r')
-            i++;
+        size_t i = find_eol(d, p->lscan > p->scan ? p->lscan : p->scan, len);
         p->lscan = i;
         if (i >= len)
             return LP_AGAIN;

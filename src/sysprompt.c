@@ -188,8 +188,8 @@ static void set_field(yaml_document_t *d, const char *k, yaml_node_t *vn, struct
     } else if (!strcmp(k, "models") && v) {
         add_model(m, v);
     } else if (!strcmp(k, "models") && vn && vn->type == YAML_SEQUENCE_NODE) {
-        for (yaml_node_item_t *it = vn->data.sequence.items.start;
-             it < vn->data.sequence.items.top; it++)
+        for (yaml_node_item_t *it = vn->data.sequence.items.start; it < vn->data.sequence.items.top;
+             it++)
             if (scalar(d, yaml_document_get_node(d, *it)))
                 add_model(m, scalar(d, yaml_document_get_node(d, *it)));
     } else {

@@ -16,13 +16,13 @@
 #include "config.h"
 
 struct lp_sysprompt {
-    char *path;             /* file it came from */
-    char *text;             /* content after front matter, trimmed, variables expanded */
-    bool after;             /* position: after (true) or before (false, default) */
-    char *separator;        /* "\n\n" default; "\n", "", or custom_separator */
-    char **models;          /* globs matched against the client's alias; default {"*"} */
+    char *path;      /* file it came from */
+    char *text;      /* content after front matter, trimmed, variables expanded */
+    bool after;      /* position: after (true) or before (false, default) */
+    char *separator; /* "\n\n" default; "\n", "", or custom_separator */
+    char **models;   /* globs matched against the client's alias; default {"*"} */
     size_t n_models;
-    int priority;           /* default 100; lower first, ties by path */
+    int priority; /* default 100; lower first, ties by path */
 };
 
 struct lp_sysprompts {

@@ -102,7 +102,8 @@ static void write_usage(struct lp_stream_xlat *x, struct lp_sx_w *w)
     lp_sx_putf(w,
                ",\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
                "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":%lld}}}\n\n",
-               (long long)in, (long long)out, (long long)(in + out), (long long)cached);
+               (long long)in, (long long)out, (long long)lp_sx_sat_add(in, out),
+               (long long)cached);
 }
 
 /* ---- blocks ------------------------------------------------------------------------------ */
@@ -225,10 +226,8 @@ static void write_finish(struct lp_stream_xlat *x, struct lp_sx_w *w, const char
 static void on_message_delta(struct lp_stream_xlat *x, struct lp_sx_w *w, struct json_object *root)
 {
     struct json_object *usage = lp_json_get_obj(root, "usage");
-    if (usage) {
+    if (usage)
         lp_sx_usage_from_anthropic(usage, &x->usage);
-        x->usage_seen = true;
-    }
     const char *sr = lp_json_get_str(lp_json_get_obj(root, "delta"), "stop_reason");
     if (sr && *sr && !x->u.a2o.finish_sent)
         write_finish(x, w, map_stop(sr));
@@ -253,10 +252,8 @@ static enum lp_status dispatch(struct lp_stream_xlat *x, struct lp_sx_w *w, cons
         return LP_OK;
     if (strcmp(type, "message_start") == 0) {
         struct json_object *usage = lp_json_get_obj(lp_json_get_obj(root, "message"), "usage");
-        if (usage) {
+        if (usage)
             lp_sx_usage_from_anthropic(usage, &x->usage);
-            x->usage_seen = true;
-        }
         ensure_started(x, w);
         return LP_OK;
     }
@@ -282,8 +279,6 @@ enum lp_status lp_stream_a2o_event(struct lp_stream_xlat *x, const char *event, 
                                    const char *data, size_t data_len, struct lp_buf *out)
 {
     struct lp_sx_w w = {out, LP_OK};
-    if (event_len == 5 && memcmp(event, "error", 5) == 0)
-        return LP_DECLINED;
     enum lp_status rc = LP_ERR_PARSE;
     struct json_object *root = lp_json_parse(data, data_len, NULL);
     if (!lp_json_is_obj(root))

@@ -339,10 +339,8 @@ static enum lp_status on_chunk(struct lp_stream_xlat *x, struct lp_sx_w *w, stru
     struct lp_sx_o2a *s = &x->u.o2a;
     enum lp_status rc = LP_OK;
     struct json_object *usage = lp_json_get_obj(root, "usage");
-    if (usage) {
+    if (usage)
         lp_sx_usage_from_openai(usage, &x->usage);
-        x->usage_seen = true;
-    }
     if (!s->started)
         write_message_start(x, w);
     struct json_object *choice = pick_choice(root);

@@ -85,6 +85,10 @@ enum lp_status lp_stream_xlat_event(struct lp_stream_xlat *x, const char *event,
         data_len = 0;
     if (!event)
         event_len = 0;
+    /* An SSE event named "error" is an in-band error in either protocol (some OpenAI-compatible
+     * servers name theirs too), whatever its data. */
+    if (event_len == 5 && memcmp(event, "error", 5) == 0)
+        return LP_DECLINED;
     if (x->client == LP_PROTO_ANTHROPIC)
         return lp_stream_o2a_event(x, data ? data : "", data_len, out);
     return lp_stream_a2o_event(x, event ? event : "", event_len, data ? data : "", data_len, out);
@@ -129,18 +133,35 @@ struct lp_stream_usage lp_stream_xlat_usage(const struct lp_stream_xlat *x)
 
 /* ---- shared helpers ---------------------------------------------------------------------- */
 
+int64_t lp_sx_sat_add(int64_t a, int64_t b)
+{
+    a = a < 0 ? 0 : a;
+    b = b < 0 ? 0 : b;
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* Token counts come from upstream JSON: negative values are clamped to 0. */
+static bool get_count(struct json_object *obj, const char *key, int64_t *out)
+{
+    if (!lp_json_get_int64(obj, key, out))
+        return false;
+    if (*out < 0)
+        *out = 0;
+    return true;
+}
+
 void lp_sx_usage_from_openai(struct json_object *usage, struct lp_stream_usage *u)
 {
     int64_t v;
     if (!lp_json_is_obj(usage))
         return;
-    if (lp_json_get_int64(usage, "prompt_tokens", &v))
+    if (get_count(usage, "prompt_tokens", &v))
         u->input = v;
-    if (lp_json_get_int64(usage, "completion_tokens", &v))
+    if (get_count(usage, "completion_tokens", &v))
         u->output = v;
-    if (lp_json_get_int64(lp_json_get_obj(usage, "prompt_tokens_details"), "cached_tokens", &v))
+    if (get_count(lp_json_get_obj(usage, "prompt_tokens_details"), "cached_tokens", &v))
         u->cached = v;
-    else if (lp_json_get_int64(usage, "prompt_cache_hit_tokens", &v)) /* DeepSeek */
+    else if (get_count(usage, "prompt_cache_hit_tokens", &v)) /* DeepSeek */
         u->cached = v;
 }
 
@@ -149,16 +170,16 @@ void lp_sx_usage_from_anthropic(struct json_object *usage, struct lp_stream_usag
     int64_t in, rd = 0, wr = 0, out;
     if (!lp_json_is_obj(usage))
         return;
-    if (lp_json_get_int64(usage, "input_tokens", &in)) {
-        bool has_rd = lp_json_get_int64(usage, "cache_read_input_tokens", &rd);
-        lp_json_get_int64(usage, "cache_creation_input_tokens", &wr);
-        u->input = in + (rd > 0 ? rd : 0) + (wr > 0 ? wr : 0);
+    if (get_count(usage, "input_tokens", &in)) {
+        bool has_rd = get_count(usage, "cache_read_input_tokens", &rd);
+        get_count(usage, "cache_creation_input_tokens", &wr);
+        u->input = lp_sx_sat_add(lp_sx_sat_add(in, rd), wr);
         if (has_rd)
             u->cached = rd;
         else if (u->cached < 0)
             u->cached = 0;
     }
-    if (lp_json_get_int64(usage, "output_tokens", &out))
+    if (get_count(usage, "output_tokens", &out))
         u->output = out;
 }
 
@@ -222,11 +243,12 @@ static bool name_is(const char *ev, size_t len, const char *want)
     return ev && len == wl && memcmp(ev, want, wl) == 0;
 }
 
-/* Cheap pre-filter: the word "error" must occur for the data to be an error object, which spares
- * a JSON parse of every text delta on the commit path. */
+/* Cheap pre-filter: "error" must occur as a string for the data to be an error object (or be
+ * hidden behind a \u escape), which spares a JSON parse of most text deltas. */
 static bool mentions_error(const char *data, size_t len)
 {
-    return data && len >= 7 && memmem(data, len, "\"error\"", 7) != NULL;
+    return data && len >= 7 &&
+           (memmem(data, len, "\"error\"", 7) != NULL || memmem(data, len, "\\u", 2) != NULL);
 }
 
 static struct json_object *error_object(enum lp_proto p, struct json_object *root)
@@ -247,7 +269,7 @@ static struct json_object *error_object(enum lp_proto p, struct json_object *roo
 bool lp_sse_event_is_error(enum lp_proto p, const char *event, size_t event_len, const char *data,
                            size_t data_len)
 {
-    if (p == LP_PROTO_ANTHROPIC && name_is(event, event_len, "error"))
+    if (name_is(event, event_len, "error"))
         return true;
     if (!mentions_error(data, data_len))
         return false;

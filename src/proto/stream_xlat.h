@@ -98,8 +98,9 @@ void lp_stream_xlat_error(struct lp_stream_xlat *x, const char *type, const char
 /* Usage seen so far (message_start/message_delta, or OpenAI usage objects). */
 struct lp_stream_usage lp_stream_xlat_usage(const struct lp_stream_xlat *x);
 
-/* Is this upstream event of protocol p an in-band error? Anthropic: event name `error` or data
- * {"type":"error",...}; OpenAI: data is an object with a non-null top-level "error" member.
+/* Is this upstream event of protocol p an in-band error? Either protocol: SSE event name `error`.
+ * Anthropic: data {"type":"error",...}; OpenAI: data is an object with a non-null top-level
+ * "error" member.
  * Never fails: garbage is "not an error" (the translator reports it as LP_ERR_PARSE). */
 bool lp_sse_event_is_error(enum lp_proto p, const char *event, size_t event_len, const char *data,
                            size_t data_len);

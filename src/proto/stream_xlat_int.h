@@ -71,7 +71,6 @@ struct lp_stream_xlat {
     char *rid;   /* sanitised request id, for derived tool ids ("" when none) */
     int64_t created;
     struct lp_stream_usage usage;
-    bool usage_seen;
     union {
         struct lp_sx_o2a o2a;
         struct lp_sx_a2o a2o;
@@ -109,6 +108,8 @@ void lp_sx_putf(struct lp_sx_w *w, const char *fmt, ...) __attribute__((format(p
 /* Append a JSON string literal (with quotes) holding s[0..n). */
 void lp_sx_put_jstr(struct lp_sx_w *w, const char *s, size_t n);
 
+/* a + b for token counts: negatives count as 0, the sum saturates at INT64_MAX. */
+int64_t lp_sx_sat_add(int64_t a, int64_t b);
 /* Read an OpenAI usage object into u (fields present overwrite; absent ones are kept). */
 void lp_sx_usage_from_openai(struct json_object *usage, struct lp_stream_usage *u);
 /* Read an Anthropic usage object (message_start.message.usage or message_delta.usage). When it

@@ -26,15 +26,26 @@ struct uperr {
 static const char *type_from_status(int status)
 {
     switch (status) {
-    case 401: return "authentication_error";
-    case 402: return "billing_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 408: case 504: return "timeout_error";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
-    case 503: case 529: return "overloaded_error";
-    default: return status >= 500 ? "api_error" : "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 402:
+        return "billing_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 408:
+    case 504:
+        return "timeout_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 503:
+    case 529:
+        return "overloaded_error";
+    default:
+        return status >= 500 ? "api_error" : "invalid_request_error";
     }
 }
 
@@ -49,10 +60,10 @@ static bool icontains(const char *hay, const char *needle)
 
 static bool is_context_overflow(const char *msg, const char *code, const char *type)
 {
-    static const char *pats[] = {"prompt is too long", "context_length_exceeded",
+    static const char *pats[] = {"prompt is too long",     "context_length_exceeded",
                                  "maximum context length", "context window",
-                                 "context length", "input is too long", "too many tokens",
-                                 "exceeds the model's context"};
+                                 "context length",         "input is too long",
+                                 "too many tokens",        "exceeds the model's context"};
     if ((code && !strcmp(code, "context_length_exceeded")) ||
         (type && !strcmp(type, "context_length_exceeded")))
         return true;
@@ -65,10 +76,11 @@ static bool is_context_overflow(const char *msg, const char *code, const char *t
 /* Refine the status-derived class with what the body's type/code say. */
 static const char *refine(const char *base, const char *type, const char *code)
 {
-    static const char *anthropic[] = {"invalid_request_error", "authentication_error",
-                                      "billing_error", "permission_error", "not_found_error",
-                                      "request_too_large", "rate_limit_error", "timeout_error",
-                                      "api_error", "overloaded_error"};
+    static const char *anthropic[] = {
+        "invalid_request_error", "authentication_error", "billing_error",
+        "permission_error",      "not_found_error",      "request_too_large",
+        "rate_limit_error",      "timeout_error",        "api_error",
+        "overloaded_error"};
     for (size_t i = 0; type && i < sizeof anthropic / sizeof anthropic[0]; i++)
         if (!strcmp(type, anthropic[i]))
             return strcmp(type, "invalid_request_error") ? anthropic[i] : base;
@@ -265,6 +277,6 @@ char *lp_xlat_error(enum lp_proto from, enum lp_proto to, int status, const char
 char *lp_xlat_error_body(enum lp_proto p, int status, const char *type, const char *message,
                          size_t *out_len)
 {
-    return render(p, type && *type ? type : type_from_status(status),
-                  message ? message : "error", out_len);
+    return render(p, type && *type ? type : type_from_status(status), message ? message : "error",
+                  out_len);
 }

@@ -286,8 +286,9 @@ static void conv_tools(struct a2o *st, struct json_object *in, struct json_objec
         const char *name = lp_json_get_str(t, "name");
         struct json_object *schema = lp_json_get_obj(t, "input_schema");
         if (!name || !schema) {
-            lp_log_debug(st->o->request_id, "xlat: tools.%zu (%s) has no OpenAI equivalent, dropped",
-                         k, lp_json_get_str(t, "type") ? lp_json_get_str(t, "type") : "?");
+            lp_log_debug(st->o->request_id,
+                         "xlat: tools.%zu (%s) has no OpenAI equivalent, dropped", k,
+                         lp_json_get_str(t, "type") ? lp_json_get_str(t, "type") : "?");
             continue;
         }
         struct json_object *fn = json_object_new_object();
@@ -321,9 +322,10 @@ static void conv_tool_choice(struct json_object *in, struct json_object *out)
         lp_json_set(r, "function", fn);
         lp_json_set(out, "tool_choice", r);
     } else if (type) {
-        lp_json_set_str(out, "tool_choice", !strcmp(type, "any")    ? "required"
-                                            : !strcmp(type, "none") ? "none"
-                                                                    : "auto");
+        lp_json_set_str(out, "tool_choice",
+                        !strcmp(type, "any")    ? "required"
+                        : !strcmp(type, "none") ? "none"
+                                                : "auto");
     }
     if (lp_json_get_bool(tc, "disable_parallel_tool_use", false))
         lp_json_set_bool(out, "parallel_tool_calls", false);
@@ -376,9 +378,9 @@ static bool conv_params(struct a2o *st, struct json_object *in, struct json_obje
 
 static void log_dropped(struct a2o *st, struct json_object *in)
 {
-    static const char *handled[] = {"model", "messages", "system", "max_tokens", "temperature",
-                                    "top_p", "stop_sequences", "stream", "tools", "tool_choice",
-                                    "metadata"};
+    static const char *handled[] = {"model",       "messages",    "system",         "max_tokens",
+                                    "temperature", "top_p",       "stop_sequences", "stream",
+                                    "tools",       "tool_choice", "metadata"};
     if (!lp_log_enabled(LP_LOG_DEBUG))
         return;
     json_object_object_foreach(in, k, v)
@@ -388,7 +390,8 @@ static void log_dropped(struct a2o *st, struct json_object *in)
         for (size_t i = 0; i < sizeof handled / sizeof handled[0] && !known; i++)
             known = !strcmp(k, handled[i]);
         if (!known)
-            lp_log_debug(st->o->request_id, "xlat: Anthropic field \"%s\" has no OpenAI equivalent, dropped", k);
+            lp_log_debug(st->o->request_id,
+                         "xlat: Anthropic field \"%s\" has no OpenAI equivalent, dropped", k);
     }
 }
 

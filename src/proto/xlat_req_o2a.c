@@ -146,8 +146,7 @@ static struct json_object *conv_file(struct json_object *part, const char *where
     const char *data = lp_json_get_str(f, "file_data");
     struct json_object *src = data ? data_url_source(data) : NULL;
     if (!src) {
-        lp_xlat_fail(err, "%s.file: only inline file_data (a base64 data URL) is supported",
-                     where);
+        lp_xlat_fail(err, "%s.file: only inline file_data (a base64 data URL) is supported", where);
         return NULL;
     }
     return media_block("document", src);
@@ -271,8 +270,7 @@ static struct json_object *parse_args(struct json_object *fn, size_t i, size_t j
     const char *perr = NULL;
     struct json_object *v = lp_json_parse(s, n, &perr);
     if (!lp_json_is_obj(v)) {
-        lp_xlat_fail(err,
-                     "messages[%zu].tool_calls[%zu].function.arguments: %s%s", i, j,
+        lp_xlat_fail(err, "messages[%zu].tool_calls[%zu].function.arguments: %s%s", i, j,
                      v ? "must be a JSON object" : "invalid JSON: ", v ? "" : perr);
         json_object_put(v);
         return NULL;
@@ -451,9 +449,10 @@ static struct json_object *conv_tool_choice(struct json_object *tc)
     const char *s = lp_json_str(tc);
     struct json_object *r = json_object_new_object();
     if (s) {
-        lp_json_set_str(r, "type", !strcmp(s, "required") ? "any"
-                                   : !strcmp(s, "none")   ? "none"
-                                                          : "auto");
+        lp_json_set_str(r, "type",
+                        !strcmp(s, "required") ? "any"
+                        : !strcmp(s, "none")   ? "none"
+                                               : "auto");
         return r;
     }
     const char *name = lp_json_get_str(lp_json_get_obj(tc, "function"), "name");
@@ -573,7 +572,10 @@ static void conv_reasoning(struct o2a *st, struct json_object *in, struct json_o
     const char *e = lp_json_get_str(in, "reasoning_effort");
     if (!e)
         return;
-    int64_t want = !strcmp(e, "low") ? 1024 : !strcmp(e, "medium") ? 8192 : !strcmp(e, "high") ? 24576 : 0;
+    int64_t want = !strcmp(e, "low")      ? 1024
+                   : !strcmp(e, "medium") ? 8192
+                   : !strcmp(e, "high")   ? 24576
+                                          : 0;
     int64_t budget = want < max_tokens / 2 ? want : max_tokens / 2;
     const char *tct = lp_json_get_str(lp_json_get_obj(out, "tool_choice"), "type");
     bool forced = tct && (!strcmp(tct, "any") || !strcmp(tct, "tool"));
@@ -594,9 +596,18 @@ static void conv_reasoning(struct o2a *st, struct json_object *in, struct json_o
 
 static void log_dropped(struct o2a *st, struct json_object *in)
 {
-    static const char *handled[] = {"model", "messages", "max_tokens", "max_completion_tokens",
-                                    "temperature", "top_p", "stop", "stream", "tools",
-                                    "tool_choice", "parallel_tool_calls", "user",
+    static const char *handled[] = {"model",
+                                    "messages",
+                                    "max_tokens",
+                                    "max_completion_tokens",
+                                    "temperature",
+                                    "top_p",
+                                    "stop",
+                                    "stream",
+                                    "tools",
+                                    "tool_choice",
+                                    "parallel_tool_calls",
+                                    "user",
                                     "reasoning_effort"};
     if (!lp_log_enabled(LP_LOG_DEBUG))
         return;
@@ -607,7 +618,8 @@ static void log_dropped(struct o2a *st, struct json_object *in)
         for (size_t i = 0; i < sizeof handled / sizeof handled[0] && !known; i++)
             known = !strcmp(k, handled[i]);
         if (!known)
-            lp_log_debug(st->o->request_id, "xlat: OpenAI field \"%s\" has no Anthropic equivalent, dropped", k);
+            lp_log_debug(st->o->request_id,
+                         "xlat: OpenAI field \"%s\" has no Anthropic equivalent, dropped", k);
     }
 }
 

@@ -131,8 +131,8 @@ static struct json_object *resp_a2o(struct json_object *in, const char *alias, c
     free(id);
     lp_json_set_str(out, "object", "chat.completion");
     lp_json_set_int(out, "created", (int64_t)time(NULL));
-    lp_json_set(out, "model", alias ? json_object_new_string(alias)
-                                    : lp_xlat_ref(lp_json_get(in, "model")));
+    lp_json_set(out, "model",
+                alias ? json_object_new_string(alias) : lp_xlat_ref(lp_json_get(in, "model")));
     struct json_object *ch = json_object_new_object();
     lp_json_set_int(ch, "index", 0);
     lp_json_set(ch, "message", a2o_message(content));
@@ -153,8 +153,8 @@ static struct json_object *args_to_input(struct json_object *fn)
     if (lp_json_is_obj(a))
         return lp_xlat_ref(a);
     const char *s = lp_json_str(a);
-    struct json_object *v = s ? lp_json_parse(s, (size_t)json_object_get_string_len(a), NULL)
-                              : NULL;
+    struct json_object *v =
+        s ? lp_json_parse(s, (size_t)json_object_get_string_len(a), NULL) : NULL;
     if (lp_json_is_obj(v))
         return v;
     json_object_put(v);
@@ -213,8 +213,8 @@ static struct json_object *resp_o2a(struct json_object *in, const char *alias, c
     free(id);
     lp_json_set_str(out, "type", "message");
     lp_json_set_str(out, "role", "assistant");
-    lp_json_set(out, "model", alias ? json_object_new_string(alias)
-                                    : lp_xlat_ref(lp_json_get(in, "model")));
+    lp_json_set(out, "model",
+                alias ? json_object_new_string(alias) : lp_xlat_ref(lp_json_get(in, "model")));
     lp_json_set(out, "content", o2a_content(msg));
     const char *fr = lp_json_get_str(ch, "finish_reason");
     if (!fr && lp_json_arr_len(lp_json_get_arr(msg, "tool_calls")) > 0)

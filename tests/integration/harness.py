@@ -303,6 +303,8 @@ class SSEStream:
             chunk = self.read_some()
             if not chunk:
                 ev = self._flush_tail()
+                if self.owns_conn:
+                    self.close()  # the body is over (or broken): release the socket
                 if ev is not None:
                     yield ev
                 return
@@ -844,3 +846,57 @@ def proxy_can_start() -> bool:
 
 
 _proxy_ok: bool | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Resilience-test helpers (test_2x_*.py): health view, access log, per-test proxies
+# --------------------------------------------------------------------------------------------
+
+
+def admin_backends(px: "Proxy") -> dict:
+    """``GET /admin/backends`` (with the proxy key) parsed; asserts a 200."""
+    r = request(px.url, "GET", "/admin/backends", headers=auth())
+    if r.status != 200:
+        raise AssertionError(f"/admin/backends -> {r.status}: {r.text[:300]}")
+    return r.json()
+
+
+def backend_health(px: "Proxy", name: str) -> dict:
+    """The ``/admin/backends`` entry of backend ``name``."""
+    for b in admin_backends(px)["backends"]:
+        if b["name"] == name:
+            return b
+    raise AssertionError(f"backend {name} not in /admin/backends")
+
+
+def pair_health(px: "Proxy", name: str, model: str) -> dict:
+    """The ``/admin/backends`` model entry of (backend ``name``, ``model``)."""
+    for m in backend_health(px, name)["models"]:
+        if m["model"] == model:
+            return m
+    raise AssertionError(f"model {model} not listed under backend {name}")
+
+
+def access_entries(px: "Proxy") -> list[dict]:
+    """Every ``"type":"access"`` JSON line of the proxy log so far, parsed."""
+    out = []
+    for line in px.log_text().splitlines():
+        if '"type":"access"' in line:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def access_entry(px: "Proxy", req_id: str, timeout: float = 5.0) -> dict:
+    """Wait for the access-log line of request ``req_id`` (the writer is asynchronous)."""
+    return wait_until(lambda: next((e for e in access_entries(px) if e.get("req_id") == req_id),
+                                   None), timeout, msg=f"access line of {req_id}")
+
+
+def upstream_hits(*mocks: "Mock") -> list[tuple[str, int]]:
+    """(mock name, t_ms) of every upstream request the mocks received, in time order (the mocks
+    stamp requests with the shared monotonic clock)."""
+    hits = [(m.name, e["t_ms"]) for m in mocks for e in m.requests()]
+    return sorted(hits, key=lambda h: h[1])

@@ -430,6 +430,9 @@ static void test_error_route_missing_model(void **state)
     expect_one_error("backends:\n"
                      "  - url: https://a.example\n",
                      2, 5, "backends[0]: missing required key \"name\"");
+    expect_one_error("backends:\n"
+                     "  - {name: ~, url: 'https://a.example'}\n",
+                     2, 12, "backends[0]: \"name\" must not be empty");
 }
 
 static void test_error_bad_duration(void **state)
@@ -616,6 +619,14 @@ static void test_env_interpolation(void **state)
     expect_diag(&d, LP_DIAG_WARNING, 10, 19,
                 "server.threads: environment variable LPT_UNSET is not set (using \"\")");
     assert_int_equal(d.n, 2);
+    lp_config_unref(cfg);
+    lp_diags_free(&d);
+
+    /* an empty quoted string stays an empty (terminated) string */
+    cfg = load(BASE_BACKEND "proxy_api_key: ''\ndetection: {error_codes: ['']}\n", &d);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->proxy_api_key, "");
+    assert_string_equal(cfg->detection.error_codes[0], "");
     lp_config_unref(cfg);
     lp_diags_free(&d);
 

@@ -34,7 +34,11 @@ enum mode {
     M_ECHO,   /* respond 200 at once with a description of the request */
     M_HOLD,   /* keep the request; the test ends it */
     M_STREAM, /* lp_edge_start + 3 writes + lp_edge_end at once */
+    M_BIG,    /* respond 200 at once with BIG_LEN bytes (more than the socket takes at once) */
+    M_SOAK,   /* keep every request in fx.soak[]; the soak test ends them in random ways */
 };
+
+#define BIG_LEN (3u << 20)
 
 struct fx {
     struct event_base *base;
@@ -54,6 +58,8 @@ struct fx {
     char xtest[64];
     int minor;
     struct lp_edge_req *held;
+    struct lp_edge_req *soak[16];
+    int n_soak;
     int n_close_cb;
     int n_drain_cb;
 };
@@ -96,9 +102,21 @@ static void on_request(struct lp_edge_req *r, void *arg)
         fx.held = r;
         return;
     }
+    if (fx.mode == M_SOAK) {
+        assert_true(fx.n_soak < 16);
+        fx.soak[fx.n_soak++] = r;
+        return;
+    }
     const struct lp_edge_header h[] = {{"Content-Type", "text/plain"},
                                        {"Content-Length", "999"}, /* must be ignored */
                                        {"X-Evil", "a\r\nInjected: yes"}}; /* must be dropped */
+    if (fx.mode == M_BIG) {
+        char *big = malloc(BIG_LEN);
+        memset(big, 'B', BIG_LEN);
+        lp_edge_respond(r, 200, NULL, 0, big, BIG_LEN);
+        free(big);
+        return;
+    }
     if (fx.mode == M_STREAM) {
         lp_edge_start(r, 200, h, 1);
         assert_int_equal(lp_edge_write(r, "hello ", 6), LP_OK);
@@ -168,7 +186,7 @@ static void fx_stop(void)
 
 struct client {
     int fd;
-    char buf[1 << 20];
+    char buf[4 << 20];
     size_t len;
     bool eof;
 };
@@ -176,7 +194,7 @@ struct client {
 struct resp {
     int status;
     char head[8192];
-    char body[1 << 19];
+    char body[4 << 20];
     size_t body_len;
     bool chunked;
 };
@@ -854,6 +872,52 @@ static void test_client_disconnect_before_response(void **state)
     fx_stop();
 }
 
+/* While a request is held, a client that floods pipelined bytes fills the input buffer; reading
+ * stops, but closing the connection is still noticed (EV_CLOSED). */
+static void test_flood_then_close_detected(void **state)
+{
+    fx_start(NULL, true);
+    fx.mode = M_HOLD;
+    struct client *c = client_new();
+    client_send(c, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct lp_edge_req *r = held_req();
+    static char junk[32768];
+    memset(junk, 'j', sizeof junk - 1);
+    junk[sizeof junk - 1] = '\0';
+    client_send(c, junk);
+    pump_ms(30);
+    assert_int_equal(fx.n_close_cb, 0);
+    assert_int_equal(fx.n_requests, 1);
+    close(c->fd);
+    c->fd = -1;
+    assert_true(pump_until(have_close_cb, 3000));
+    fx.held = NULL;
+    lp_edge_respond(r, 200, NULL, 0, "x", 1);
+    assert_int_equal(lp_edge_active_requests(fx.edge), 0);
+    client_free(c);
+    fx_stop();
+}
+
+/* A client that half-closes after its request still gets the whole (synchronous) response, even
+ * when most of it is still queued in the edge when the EOF arrives. */
+static void test_half_close_gets_response(void **state)
+{
+    fx_start(NULL, true);
+    fx.mode = M_BIG;
+    struct client *c = client_new_opts(4096);
+    client_send(c, "GET /big HTTP/1.1\r\nHost: a\r\n\r\n");
+    shutdown(c->fd, SHUT_WR);
+    pump_ms(20);
+    assert_true(lp_edge_open_connections(fx.edge) == 1); /* still flushing */
+    struct resp *r = read_resp(c);
+    assert_int_equal(r->status, 200);
+    assert_int_equal(r->body_len, BIG_LEN);
+    assert_true(wait_eof(c, 2000));
+    assert_true(pump_until(no_open_conns, 1000));
+    client_free(c);
+    fx_stop();
+}
+
 static void test_write_timeout(void **state)
 {
     struct lp_edge_limits lim = default_limits;
@@ -942,6 +1006,124 @@ static void test_listen_socket_any(void **state)
     assert_int_equal(lp_edge_listen_socket("127.0.0.1", 70000, false), -1);
 }
 
+/* ---- soak: mutated and fragmented input, random handler behaviour ---- */
+
+static uint64_t soak_rng = 0x9e3779b97f4a7c15ULL;
+
+static uint32_t rnd(uint32_t n)
+{
+    soak_rng = soak_rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return n ? (uint32_t)(soak_rng >> 33) % n : 0;
+}
+
+/* End every kept request in one of the ways a handler may. */
+static void soak_end_all(void)
+{
+    while (fx.n_soak > 0) {
+        struct lp_edge_req *r = fx.soak[--fx.n_soak];
+        switch (rnd(4)) {
+        case 0:
+            lp_edge_respond(r, 200, NULL, 0, "ok", 2);
+            break;
+        case 1:
+            lp_edge_start(r, 200, NULL, 0);
+            lp_edge_write(r, "data: x\n\n", 9);
+            lp_edge_end(r);
+            break;
+        case 2:
+            lp_edge_start(r, 200, NULL, 0);
+            lp_edge_write(r, "partial", 7);
+            lp_edge_abort(r);
+            break;
+        default:
+            lp_edge_abort(r);
+            break;
+        }
+    }
+}
+
+static void soak_pump(struct client *c)
+{
+    pump_once(c);
+    client_read(c);
+    c->len = 0;
+    if (rnd(2))
+        soak_end_all();
+}
+
+static size_t soak_input(char *buf, size_t cap)
+{
+    static const char *seeds[] = {
+        "GET /a?b=c HTTP/1.1\r\nHost: h\r\n\r\n",
+        "POST /v1/messages HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+        "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n",
+        "POST /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nxyz",
+        "GET /1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
+        "HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    };
+    size_t len = 0;
+    int reqs = 1 + (int)rnd(3);
+    for (int i = 0; i < reqs; i++) {
+        const char *s = seeds[rnd(sizeof seeds / sizeof seeds[0])];
+        size_t n = strlen(s);
+        if (len + n >= cap)
+            break;
+        memcpy(buf + len, s, n);
+        len += n;
+    }
+    /* A few random byte edits: flips, CR/LF/NUL/colon/space injections, truncation. */
+    static const char inject[] = "\r\n\0: \t0fZ;";
+    int edits = (int)rnd(4);
+    for (int i = 0; i < edits && len > 0; i++) {
+        size_t at = rnd((uint32_t)len);
+        if (rnd(2))
+            buf[at] = inject[rnd(sizeof inject - 1)];
+        else
+            buf[at] = (char)rnd(256);
+    }
+    if (rnd(8) == 0)
+        len = rnd((uint32_t)len + 1);
+    return len;
+}
+
+static void test_soak_random_input(void **state)
+{
+    struct lp_edge_limits lim = {.max_header_bytes = 512, .max_body_bytes = 64,
+                                 .header_timeout_ms = 40, .body_timeout_ms = 40,
+                                 .idle_timeout_ms = 40, .write_timeout_ms = 200};
+    fx_start(&lim, rnd(2) != 0);
+    fx.mode = M_SOAK;
+    for (int it = 0; it < 150; it++) {
+        char buf[1024];
+        size_t len = soak_input(buf, sizeof buf);
+        struct client *c = client_new();
+        for (size_t off = 0; off < len;) {
+            size_t k = 1 + rnd((uint32_t)(len - off));
+            if (send(c->fd, buf + off, k, MSG_NOSIGNAL) <= 0)
+                break;
+            off += k;
+            soak_pump(c);
+        }
+        int steps = (int)rnd(30);
+        for (int i = 0; i < steps && !c->eof; i++)
+            soak_pump(c);
+        if (rnd(3) == 0)
+            shutdown(c->fd, SHUT_WR);
+        client_free(c); /* often while the edge still works on it */
+        pump_once(NULL);
+        if (rnd(2))
+            soak_end_all();
+    }
+    int64_t until = lp_now_ms() + 5000;
+    while ((lp_edge_open_connections(fx.edge) > 0 || fx.n_soak > 0) && lp_now_ms() < until) {
+        pump_once(NULL);
+        soak_end_all();
+    }
+    assert_int_equal(lp_edge_open_connections(fx.edge), 0);
+    assert_int_equal(lp_edge_active_requests(fx.edge), 0);
+    fx_stop();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* the client side of the tests uses plain send/close */
@@ -969,10 +1151,13 @@ int main(void)
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_client_disconnect_mid_stream),
         cmocka_unit_test(test_client_disconnect_before_response),
+        cmocka_unit_test(test_flood_then_close_detected),
+        cmocka_unit_test(test_half_close_gets_response),
         cmocka_unit_test(test_write_timeout),
         cmocka_unit_test(test_drain),
         cmocka_unit_test(test_destroy_with_inflight),
         cmocka_unit_test(test_listen_socket_any),
+        cmocka_unit_test(test_soak_random_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -417,6 +417,44 @@ static void test_depth_limit(void **state)
     free(deep);
 }
 
+/* The string fast path reads 8 bytes at a time: a special byte at every offset within a word
+ * must still be seen (control char rejected at its offset, quote ending the string, escape and
+ * UTF-8 handled, invalid byte rejected). */
+static void test_fast_path_positions(void **state)
+{
+    (void)state;
+    const char *az = "abcdefghijklmnopqrstuvwxyz";
+    for (size_t k = 0; k < 24; k++) {
+        char b[128];
+        struct lp_jscan s;
+        const char *msg = NULL;
+        size_t off = 0;
+        int n;
+        /* control character: rejected exactly where it is */
+        n = snprintf(b, sizeof b, "{\"model\":\"%.*s\x01%s\"}", (int)k, az,
+                     "tail-bytes-here");
+        assert_int_equal(lp_jscan_request(b, (size_t)n, &s, &msg, &off), LP_ERR_PARSE);
+        assert_int_equal(off, 10 + k);
+        /* invalid UTF-8 byte */
+        n = snprintf(b, sizeof b, "{\"model\":\"%.*s\xff%s\"}", (int)k, az,
+                     "tail-bytes-here");
+        assert_int_equal(lp_jscan_request(b, (size_t)n, &s, &msg, &off), LP_ERR_PARSE);
+        assert_int_equal(off, 10 + k);
+        /* quote ends the string early: what follows is garbage */
+        n = snprintf(b, sizeof b, "{\"model\":\"%.*s\"%s\"}", (int)k, az,
+                     "tail-bytes-here");
+        assert_int_equal(lp_jscan_request(b, (size_t)n, &s, &msg, &off), LP_ERR_PARSE);
+        assert_int_equal(off, 11 + k);
+        /* escape and a 2-byte character are decoded */
+        n = snprintf(b, sizeof b, "{\"model\":\"%.*s\\n\xc3\xa9%s\"}", (int)k, az,
+                     "tail-bytes-here");
+        assert_int_equal(lp_jscan_request(b, (size_t)n, &s, &msg, &off), LP_OK);
+        assert_int_equal(strlen(s.model), k + 3 + 15);
+        assert_memory_equal(s.model + k, "\n\xc3\xa9tail", 7);
+        lp_jscan_free(&s);
+    }
+}
+
 static char *rewrite(const char *body, const char *model, size_t *n)
 {
     struct lp_jscan s;
@@ -536,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_invalid_frees_model),
         cmocka_unit_test(test_non_object_top_level),
         cmocka_unit_test(test_depth_limit),
+        cmocka_unit_test(test_fast_path_positions),
         cmocka_unit_test(test_rewrite_preserves_bytes),
         cmocka_unit_test(test_rewrite_jsonc_roundtrip),
         cmocka_unit_test(test_decode_string),

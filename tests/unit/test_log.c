@@ -71,7 +71,10 @@ static int teardown(void **state)
 static void start(const char *ops, const char *acc, enum lp_log_level lvl, size_t max_lines)
 {
     char *o = ops ? path_in_dir(ops) : NULL, *a = acc ? path_in_dir(acc) : NULL;
-    struct lp_log_opts opts = {.level = lvl, .mask = true, .error_file = o, .access_file = a,
+    struct lp_log_opts opts = {.level = lvl,
+                               .mask = true,
+                               .error_file = o,
+                               .access_file = a,
                                .queue_max_lines = max_lines};
     assert_int_equal(lp_log_init(&opts), LP_OK);
     free(o);
@@ -85,7 +88,8 @@ static void test_order_and_format(void **state)
     start("ops.log", "acc.log", LP_LOG_DEBUG, 0);
     for (int i = 0; i < 1000; i++)
         lp_log_info(i % 2 ? "req-1" : NULL, "line %d \"quoted\"", i);
-    const char *a1 = "{\"req_id\":\"r1\",\"status\":200}", *a2 = "{\"req_id\":\"r2\",\"status\":502}\n";
+    const char *a1 = "{\"req_id\":\"r1\",\"status\":200}",
+               *a2 = "{\"req_id\":\"r2\",\"status\":502}\n";
     lp_log_access(a1, strlen(a1));
     lp_log_access(a2, strlen(a2));
     lp_log_shutdown();
@@ -113,7 +117,8 @@ static void test_order_and_format(void **state)
     free(p);
     p = path_in_dir("acc.log");
     s = slurp(p);
-    assert_string_equal(s, "{\"req_id\":\"r1\",\"status\":200}\n{\"req_id\":\"r2\",\"status\":502}\n");
+    assert_string_equal(s,
+                        "{\"req_id\":\"r1\",\"status\":200}\n{\"req_id\":\"r2\",\"status\":502}\n");
     free(s);
     free(p);
 }
@@ -328,8 +333,8 @@ static void test_sync_fallback(void **state)
 static void test_bad_path(void **state)
 {
     (void)state;
-    struct lp_log_opts opts = {.level = LP_LOG_INFO, .mask = true,
-                               .error_file = "/nonexistent-dir/x/ops.log"};
+    struct lp_log_opts opts = {
+        .level = LP_LOG_INFO, .mask = true, .error_file = "/nonexistent-dir/x/ops.log"};
     int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, 2);
     enum lp_status rc = lp_log_init(&opts);

@@ -48,7 +48,8 @@ static const struct mask_case cases[] = {
     {"{\"authorization\":\"Bearer tok-0123456789abcdef\"}",
      "{\"authorization\":\"Bearer tok-****cdef\"}"},
     {"{\"api_key\":\"\",\"x\":1}", "{\"api_key\":\"\",\"x\":1}"},
-    {"{\"password\": \"hunter2\", \"token\":\"t0k\"}", "{\"password\": \"****\", \"token\":\"****\"}"},
+    {"{\"password\": \"hunter2\", \"token\":\"t0k\"}",
+     "{\"password\": \"****\", \"token\":\"****\"}"},
     {"{\"access_token\":\"a.b.c\"}", "{\"access_token\":\"****\"}"},
     {"{\"max_tokens\":100,\"tokens\":\"x\"}", "{\"max_tokens\":100,\"tokens\":\"x\"}"},
     /* JSON inside a JSON string (escaped quotes) */
@@ -62,6 +63,11 @@ static const struct mask_case cases[] = {
     {"authorization failed for backend a", "authorization failed for backend a"},
     {"missing api key", "missing api key"},
     {"apikey rotated", "apikey rotated"},
+    /* error codes that name a key are not keys */
+    {"401 invalid_api_key: Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz",
+     "401 invalid_api_key: Incorrect API key provided: sk-p****wxyz"},
+    {"{\"code\":\"missing_api_key\",\"x\":1}", "{\"code\":\"missing_api_key\",\"x\":1}"},
+    {"my_api_key: abc", "my_api_key: ****"},
     {"", ""},
 };
 
@@ -88,6 +94,16 @@ static void test_registered_secrets(void **state)
     char *got = mask_str("k=my-proxy-key-0123456789, also s3cr3t and xs3cr3tx", secrets, 4);
     assert_string_equal(got, "k=my-p****6789, also **** and x****x");
     assert_null(strstr(got, "s3cr3t"));
+    free(got);
+    /* a pattern value that ends inside a secret is extended over the whole secret */
+    const char *dotted[] = {"key.part!0123456789abcdef"};
+    got = mask_str("Bearer xyzkey.part!0123456789abcdef tail", dotted, 1);
+    assert_string_equal(got, "Bearer xyzk****cdef tail");
+    free(got);
+    /* a self-overlapping secret in a long run: the run is masked whole */
+    const char *rep[] = {"QQQQQQQQQQQQQQQQQQQQ"};
+    got = mask_str("QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ,", rep, 1);
+    assert_string_equal(got, "QQQQ****QQQQ,");
     free(got);
     /* a registered secret with unusual characters, inside a header line */
     const char *odd[] = {"p@ss word!"};
@@ -162,12 +178,9 @@ static void test_unterminated(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table),
-        cmocka_unit_test(test_registered_secrets),
-        cmocka_unit_test(test_count_and_token),
-        cmocka_unit_test(test_binary_input),
-        cmocka_unit_test(test_ceiling),
-        cmocka_unit_test(test_unterminated),
+        cmocka_unit_test(test_table),           cmocka_unit_test(test_registered_secrets),
+        cmocka_unit_test(test_count_and_token), cmocka_unit_test(test_binary_input),
+        cmocka_unit_test(test_ceiling),         cmocka_unit_test(test_unterminated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

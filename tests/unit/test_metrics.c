@@ -105,7 +105,7 @@ static void test_histogram(void **state)
     const char *l[] = {"x"};
     lp_metrics_observe(s, LP_M_REQUEST_DURATION_SECONDS, l, 0.05); /* on a bound: le="0.05" */
     lp_metrics_observe(s, LP_M_REQUEST_DURATION_SECONDS, l, 0.3);
-    lp_metrics_observe(s, LP_M_REQUEST_DURATION_SECONDS, l, 700); /* above the last bound */
+    lp_metrics_observe(s, LP_M_REQUEST_DURATION_SECONDS, l, 700);       /* above the last bound */
     lp_metrics_observe(s, LP_M_REQUEST_DURATION_SECONDS, l, 0.0 / 0.0); /* NaN: ignored */
     char *t = render(m);
 #define B(le) value_of(t, "llm_proxy_request_duration_seconds_bucket{alias=\"x\",le=\"" le "\"}")
@@ -148,8 +148,8 @@ static void test_multi_shard_sum(void **state)
                             "class=\"timeout\"}") == 1);
     assert_int_equal(count_of(t, "llm_proxy_upstream_attempts_total{"), 2);
     assert_true(value_of(t, "llm_proxy_active_requests") == 2);
-    assert_true(value_of(t, "llm_proxy_upstream_ttft_seconds_bucket{backend=\"b1\",le=\"0.25\"}")
-                == 1);
+    assert_true(value_of(t, "llm_proxy_upstream_ttft_seconds_bucket{backend=\"b1\",le=\"0.25\"}") ==
+                1);
     assert_true(value_of(t, "llm_proxy_upstream_ttft_seconds_bucket{backend=\"b1\",le=\"5\"}") ==
                 2);
     assert_true(value_of(t, "llm_proxy_upstream_ttft_seconds_count{backend=\"b1\"}") == 2);

@@ -160,7 +160,7 @@ static void check_anthropic_stream(const char *buf, size_t len, bool expect_erro
             struct json_object *cb = lp_json_get_obj(o, "content_block");
             const char *bt = lp_json_get_str(cb, "type");
             assert_true(str_in(bt, (const char *const[]){"text", "thinking", "tool_use", NULL}));
-            snprintf(open_type, sizeof open_type, "%s", bt);
+            snprintf(open_type, sizeof open_type, "%s", bt ? bt : "");
             json_acc[0] = '\0';
             if (strcmp(bt, "tool_use") == 0) {
                 assert_true(strlen(lp_json_get_str(cb, "id")) > 0);
@@ -275,7 +275,7 @@ static void check_openai_stream(const char *buf, size_t len, bool include_usage,
         int64_t created;
         assert_true(lp_json_get_int64(o, "created", &created));
         if (i == 0)
-            snprintf(id, sizeof id, "%s", lp_json_get_str(o, "id"));
+            snprintf(id, sizeof id, "%s", lp_json_get_str(o, "id") ? lp_json_get_str(o, "id") : "");
         assert_string_equal(lp_json_get_str(o, "id"), id);
         assert_true(strncmp(id, "chatcmpl-", 9) == 0);
         struct json_object *choices = lp_json_get_arr(o, "choices");
@@ -751,6 +751,7 @@ static void test_o2a_bad_input(void **state)
     assert_int_equal(feed(x, NULL, "[1,2]", &out), LP_ERR_PARSE);
     assert_int_equal(out.len, 0);
     assert_int_equal(feed(x, NULL, "{\"error\":{\"message\":\"quota\"}}", &out), LP_DECLINED);
+    assert_int_equal(feed(x, "error", "{\"message\":\"named\"}", &out), LP_DECLINED);
     assert_int_equal(out.len, 0);
     /* Wrongly typed members are ignored rather than trusted. */
     assert_int_equal(feed(x, NULL, "{\"choices\":{\"delta\":1},\"usage\":[]}", &out), LP_OK);
@@ -1013,6 +1014,7 @@ static void test_is_error(void **state)
     assert_false(lp_sse_event_is_error(LP_PROTO_OPENAI, NULL, 0, "[DONE]", 6));
     assert_false(lp_sse_event_is_error(LP_PROTO_OPENAI, NULL, 0, "{\"error\"", 8));
     assert_false(lp_sse_event_is_error(LP_PROTO_OPENAI, NULL, 0, NULL, 0));
+    assert_true(lp_sse_event_is_error(LP_PROTO_OPENAI, "error", 5, "{}", 2));
 }
 
 static void test_error_info(void **state)

@@ -133,10 +133,11 @@ static int setup_dir(void **st)
     char sub[128];
     snprintf(sub, sizeof sub, "%s/system_prompts", tmpdir);
     mkdir(sub, 0700);
-    write_file("system_prompt.md", "Main prompt");                               /* prio 100 */
+    write_file("system_prompt.md", "Main prompt"); /* prio 100 */
     write_file("system_prompts/b.md", "---\npriority: 10\n---\nB first");
     write_file("system_prompts/a.md", "---\npriority: 50\n---\nA second");
-    write_file("system_prompts/c.md", "---\npriority: 50\nposition: after\nseparator: newline\n---\nC after");
+    write_file("system_prompts/c.md",
+               "---\npriority: 50\nposition: after\nseparator: newline\n---\nC after");
     write_file("system_prompts/d.md", "---\nenabled: false\n---\nD disabled");
     write_file("system_prompts/e.md", "---\nmodels: [\"gpt-*\"]\n---\nE gpt only");
     write_file("system_prompts/notes.txt", "ignored");
@@ -195,7 +196,8 @@ static void expect_apply(struct lp_sysprompts *sp, enum lp_proto p, const char *
     }
     assert_non_null(got);
     assert_int_equal(n, strlen(got));
-    struct json_object *g = lp_json_parse(got, n, NULL), *w = lp_json_parse(want, strlen(want), NULL);
+    struct json_object *g = lp_json_parse(got, n, NULL),
+                       *w = lp_json_parse(want, strlen(want), NULL);
     assert_non_null(w);
     if (!json_object_equal(g, w))
         fail_msg("got  %s\nwant %s", got, want);
@@ -210,25 +212,28 @@ static void test_apply_openai(void **st)
     struct lp_sysprompts *sp = load();
     /* Existing string system message: befores in priority order, after appended; the other
      * system/developer messages stay. */
-    expect_apply(sp, LP_PROTO_OPENAI, "claude-x",
-                 "{\"messages\":[{\"role\":\"system\",\"content\":\"Orig\"},"
-                 "{\"role\":\"developer\",\"content\":\"Dev\"},{\"role\":\"user\",\"content\":\"hi\"},"
-                 "{\"role\":\"system\",\"content\":\"Late\"}]}",
-                 "{\"messages\":[{\"role\":\"system\",\"content\":"
-                 "\"B first\\n\\nA second\\n\\nMain prompt\\n\\nOrig\\nC after\"},"
-                 "{\"role\":\"developer\",\"content\":\"Dev\"},{\"role\":\"user\",\"content\":\"hi\"},"
-                 "{\"role\":\"system\",\"content\":\"Late\"}]}");
+    expect_apply(
+        sp, LP_PROTO_OPENAI, "claude-x",
+        "{\"messages\":[{\"role\":\"system\",\"content\":\"Orig\"},"
+        "{\"role\":\"developer\",\"content\":\"Dev\"},{\"role\":\"user\",\"content\":\"hi\"},"
+        "{\"role\":\"system\",\"content\":\"Late\"}]}",
+        "{\"messages\":[{\"role\":\"system\",\"content\":"
+        "\"B first\\n\\nA second\\n\\nMain prompt\\n\\nOrig\\nC after\"},"
+        "{\"role\":\"developer\",\"content\":\"Dev\"},{\"role\":\"user\",\"content\":\"hi\"},"
+        "{\"role\":\"system\",\"content\":\"Late\"}]}");
     /* No system message: one is inserted at index 0; gpt-only prompt matches. */
-    expect_apply(sp, LP_PROTO_OPENAI, "gpt-4o", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+    expect_apply(sp, LP_PROTO_OPENAI, "gpt-4o",
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
                  "{\"messages\":[{\"role\":\"system\",\"content\":"
                  "\"B first\\n\\nA second\\n\\nMain prompt\\n\\nE gpt only\\nC after\"},"
                  "{\"role\":\"user\",\"content\":\"hi\"}]}");
     /* Array content keeps its parts; prompts become parts around them. */
-    expect_apply(sp, LP_PROTO_OPENAI, "m",
-                 "{\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"P\"}]}]}",
-                 "{\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"B first\"},"
-                 "{\"type\":\"text\",\"text\":\"A second\"},{\"type\":\"text\",\"text\":\"Main prompt\"},"
-                 "{\"type\":\"text\",\"text\":\"P\"},{\"type\":\"text\",\"text\":\"C after\"}]}]}");
+    expect_apply(
+        sp, LP_PROTO_OPENAI, "m",
+        "{\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"P\"}]}]}",
+        "{\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"text\",\"text\":\"B first\"},"
+        "{\"type\":\"text\",\"text\":\"A second\"},{\"type\":\"text\",\"text\":\"Main prompt\"},"
+        "{\"type\":\"text\",\"text\":\"P\"},{\"type\":\"text\",\"text\":\"C after\"}]}]}");
     expect_apply(sp, LP_PROTO_OPENAI, "m", "[1,2]", NULL);
     expect_apply(sp, LP_PROTO_OPENAI, "m", "{bad", NULL);
     lp_sysprompt_free_set(sp);
@@ -243,13 +248,16 @@ static void test_apply_anthropic(void **st)
                  "{\"system\":\"B first\\n\\nA second\\n\\nMain prompt\\n\\nS\\nC after\","
                  "\"messages\":[{\"role\":\"system\",\"content\":\"mid\"}]}");
     expect_apply(sp, LP_PROTO_ANTHROPIC, "claude",
-                 "{\"system\":[{\"type\":\"text\",\"text\":\"S\",\"cache_control\":{\"type\":\"ephemeral\"}}]}",
-                 "{\"system\":[{\"type\":\"text\",\"text\":\"B first\"},{\"type\":\"text\",\"text\":\"A second\"},"
+                 "{\"system\":[{\"type\":\"text\",\"text\":\"S\",\"cache_control\":{\"type\":"
+                 "\"ephemeral\"}}]}",
+                 "{\"system\":[{\"type\":\"text\",\"text\":\"B "
+                 "first\"},{\"type\":\"text\",\"text\":\"A second\"},"
                  "{\"type\":\"text\",\"text\":\"Main prompt\"},"
                  "{\"type\":\"text\",\"text\":\"S\",\"cache_control\":{\"type\":\"ephemeral\"}},"
                  "{\"type\":\"text\",\"text\":\"C after\"}]}");
-    expect_apply(sp, LP_PROTO_ANTHROPIC, "claude", "{\"messages\":[]}",
-                 "{\"messages\":[],\"system\":\"B first\\n\\nA second\\n\\nMain prompt\\nC after\"}");
+    expect_apply(
+        sp, LP_PROTO_ANTHROPIC, "claude", "{\"messages\":[]}",
+        "{\"messages\":[],\"system\":\"B first\\n\\nA second\\n\\nMain prompt\\nC after\"}");
     lp_sysprompt_free_set(sp);
 }
 
@@ -272,12 +280,9 @@ static void test_model_filter(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_front_matter),
-        cmocka_unit_test(test_bad_yaml_is_content),
-        cmocka_unit_test(test_variables),
-        cmocka_unit_test(test_load_order),
-        cmocka_unit_test(test_apply_openai),
-        cmocka_unit_test(test_apply_anthropic),
+        cmocka_unit_test(test_front_matter), cmocka_unit_test(test_bad_yaml_is_content),
+        cmocka_unit_test(test_variables),    cmocka_unit_test(test_load_order),
+        cmocka_unit_test(test_apply_openai), cmocka_unit_test(test_apply_anthropic),
         cmocka_unit_test(test_model_filter),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

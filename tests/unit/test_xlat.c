@@ -69,7 +69,8 @@ static char **list_cases(const char *prefix, size_t *n)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t l = strlen(e->d_name);
-        if (l < 9 || strcmp(e->d_name + l - 8, ".in.json") || strncmp(e->d_name, prefix, strlen(prefix)))
+        if (l < 9 || strcmp(e->d_name + l - 8, ".in.json") ||
+            strncmp(e->d_name, prefix, strlen(prefix)))
             continue;
         v = realloc(v, (*n + 1) * sizeof *v);
         v[(*n)++] = strndup(e->d_name, l - 8);
@@ -88,8 +89,8 @@ static void free_cases(char **v, size_t n)
 
 static struct lp_xlat_opts opts_for(const char *name)
 {
-    struct lp_xlat_opts o = {.upstream_model = "up-model", .default_max_tokens = 4096,
-                             .request_id = "test"};
+    struct lp_xlat_opts o = {
+        .upstream_model = "up-model", .default_max_tokens = 4096, .request_id = "test"};
     struct json_object *j = load_json(name, ".opts.json");
     int64_t v;
     if (lp_json_get_int64(j, "default_max_tokens", &v))
@@ -143,9 +144,9 @@ static void regen(const char *name, const char *out)
     if (!f)
         return; /* exists */
     struct json_object *j = lp_json_parse(out, strlen(out), NULL);
-    fprintf(f, "%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
-                                                             JSON_C_TO_STRING_SPACED |
-                                                             JSON_C_TO_STRING_NOSLASHESCAPE));
+    fprintf(f, "%s\n",
+            json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
     fclose(f);
     json_object_put(j);
 }
@@ -215,10 +216,26 @@ static void run_prefix(const char *prefix, size_t min_cases)
     free_cases(cases, n);
 }
 
-static void test_golden_requests_o2a(void **s) { (void)s; run_prefix("req_o2a_", 10); }
-static void test_golden_requests_a2o(void **s) { (void)s; run_prefix("req_a2o_", 5); }
-static void test_golden_responses(void **s) { (void)s; run_prefix("resp_", 8); }
-static void test_golden_errors(void **s) { (void)s; run_prefix("err_", 10); }
+static void test_golden_requests_o2a(void **s)
+{
+    (void)s;
+    run_prefix("req_o2a_", 10);
+}
+static void test_golden_requests_a2o(void **s)
+{
+    (void)s;
+    run_prefix("req_a2o_", 5);
+}
+static void test_golden_responses(void **s)
+{
+    (void)s;
+    run_prefix("resp_", 8);
+}
+static void test_golden_errors(void **s)
+{
+    (void)s;
+    run_prefix("err_", 10);
+}
 
 /* ---- round trip: OpenAI -> Anthropic -> OpenAI keeps the conversation's meaning ---- */
 
@@ -340,7 +357,8 @@ static void test_round_trip_o2a2o(void **s)
         snprintf(path, sizeof path, "%s/%s.in.json", DIR_XLAT, cases[i]);
         size_t olen;
         char *orig = slurp(path, &olen);
-        struct json_object *jo = lp_json_parse(orig, olen, NULL), *jb = lp_json_parse(b, blen, NULL);
+        struct json_object *jo = lp_json_parse(orig, olen, NULL),
+                           *jb = lp_json_parse(b, blen, NULL);
         struct json_object *co = canon(lp_json_get_arr(jo, "messages"));
         struct json_object *cb = canon(lp_json_get_arr(jb, "messages"));
         if (!json_object_equal(co, cb))

@@ -1,0 +1,67 @@
+"""Keep-alive on both sides: sequential requests reuse one upstream connection (mock conn_id),
+and the client's own connection stays open across requests (non-stream and stream)."""
+
+import unittest
+
+from harness import Client, backend, config, request, stream
+from proxycase import CHAT, MSG, ProxyCase, an_auth, chat, check_anthropic_stream, check_openai_stream, msg, oa_auth
+
+
+class TestKeepAlive(ProxyCase):
+    mock_names = {"oa": (), "an": ()}
+
+    @classmethod
+    def make_config(cls, m):
+        # One worker, so that requests arriving on different client connections share one
+        # upstream connection pool.
+        return config([backend(m["oa"]), backend(m["an"], "anthropic")],
+                      {"gpt-a": [("oa", "gpt-up-1")], "claude-a": [("an", "claude-up-1")]},
+                      server={"threads": 1})
+
+    def test_client_connection_kept_alive_upstream_reused(self):
+        with Client(self.url) as c:
+            ports = set()
+            for i in range(3):
+                r = c.request("POST", "/v1/chat/completions", CHAT, headers=oa_auth())
+                self.assertEqual(r.status, 200, r.text)
+                self.assertNotEqual((r.headers.get("connection") or "").lower(), "close")
+                ports.add(c.conn.sock.getsockname()[1])
+            s = c.stream("/v1/chat/completions", chat(stream=True), headers=oa_auth())
+            check_openai_stream(self, s.all())
+            self.assertTrue(s.complete)
+            self.assertIsNotNone(c.conn.sock, "proxy closed the client connection after a stream")
+            ports.add(c.conn.sock.getsockname()[1])
+            r = c.request("POST", "/v1/chat/completions", CHAT, headers=oa_auth())
+            self.assertEqual(r.status, 200)
+            ports.add(c.conn.sock.getsockname()[1])
+            self.assertEqual(len(ports), 1, "the client connection was re-opened")
+        log = self.mocks["oa"].wait_requests(5)
+        self.assertEqual(len(log), 5)
+        self.assertEqual(len({e["conn_id"] for e in log}), 1,
+                         f"upstream connections not reused: {[e['conn_id'] for e in log]}")
+        self.assertEqual(self.mocks["oa"].stats()["connections"], 1)
+
+    def test_upstream_reused_across_client_connections(self):
+        for _ in range(4):
+            r = request(self.url, "POST", "/v1/messages?beta=true", MSG, headers=an_auth())
+            self.assertEqual(r.status, 200, r.text)
+        s = stream(self.url, "/v1/messages", msg(stream=True), headers=an_auth())
+        check_anthropic_stream(self, s.all(), n_deltas=8)
+        s.close()
+        log = self.mocks["an"].wait_requests(5)
+        self.assertEqual(len({e["conn_id"] for e in log}), 1,
+                         f"upstream connections not reused: {[e['conn_id'] for e in log]}")
+
+    def test_error_reply_keeps_client_connection(self):
+        with Client(self.url) as c:
+            r = c.request("POST", "/v1/chat/completions", {"model": "nope", "messages": []},
+                          headers=oa_auth())
+            self.assertEqual(r.status, 404)
+            port = c.conn.sock.getsockname()[1]
+            r = c.request("POST", "/v1/chat/completions", CHAT, headers=oa_auth())
+            self.assertEqual(r.status, 200, r.text)
+            self.assertEqual(c.conn.sock.getsockname()[1], port)
+
+
+if __name__ == "__main__":
+    unittest.main()
