@@ -108,6 +108,7 @@ void lp_attempt_teardown(struct lp_request *req)
     }
     free_attempt_bufs(req);
     lp_buf_free(&req->out);
+    lp_buf_free(&req->last_err);
 }
 
 static void record_attempt(struct lp_request *req, const char *cls, int status, const char *cause)
@@ -227,16 +228,40 @@ static void add_hdr(struct lp_request *req, size_t *cap, char *line)
     req->up_hdrs[req->n_up_hdrs++] = line;
 }
 
+/* Is `name` listed in the client's Connection header (RFC 9110 7.6.1: those are hop-by-hop)? */
+static bool connection_listed(const char *conn, const char *name)
+{
+    if (!conn)
+        return false;
+    size_t nlen = strlen(name);
+    for (const char *p = conn; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
+            t--;
+        if ((size_t)(t - p) == nlen && strncasecmp(p, name, nlen) == 0)
+            return true;
+        p = e;
+    }
+    return false;
+}
+
 static void build_headers(struct lp_request *req, const struct lp_candidate *c)
 {
     size_t cap = 0;
     const struct lp_backend *b = c->backend;
     enum lp_proto to = c->protocol;
     size_t n = lp_edge_req_header_count(req->er);
+    const char *conn = lp_edge_req_header(req->er, "Connection");
     for (size_t i = 0; i < n; i++) {
         const char *name, *value;
         lp_edge_req_header_at(req->er, i, &name, &value);
-        if (strcasecmp(name, "Content-Type") == 0 || !lp_hdr_forward_request(name, to))
+        if (strcasecmp(name, "Content-Type") == 0 || !lp_hdr_forward_request(name, to) ||
+            connection_listed(conn, name))
             continue;
         /* When translating, the client's protocol headers mean nothing to the backend. */
         if (req->translate && strncasecmp(name, "anthropic-", 10) == 0)
@@ -272,6 +297,31 @@ static void build_headers(struct lp_request *req, const struct lp_candidate *c)
 static int64_t route_max_tokens(const struct lp_candidate *c)
 {
     return c->route->max_tokens > 0 ? c->route->max_tokens : c->backend->max_tokens;
+}
+
+/* Ask an OpenAI upstream for the final usage chunk although the client did not (Codex sends no
+ * stream_options), so token metrics work; the tap withholds that chunk from the client. Only
+ * done when the body has no stream_options at all, so nothing the client set is changed. */
+static void inject_usage_option(struct lp_request *req)
+{
+    static const char opt[] = "\"stream_options\":{\"include_usage\":true},";
+    const char *b = req->up_body;
+    size_t len = req->up_body_len;
+    const char *brace = memchr(b, '{', len);
+    if (!brace)
+        return;
+    size_t at = (size_t)(brace - b) + 1;
+    /* An object with no member after '{' (impossible here: model was just written) would
+     * need no comma; rewrite_model guarantees a member follows. */
+    char *nb = lp_xmalloc(len + sizeof opt);
+    memcpy(nb, b, at);
+    memcpy(nb + at, opt, sizeof opt - 1);
+    memcpy(nb + at + sizeof opt - 1, b + at, len - at);
+    nb[len + sizeof opt - 1] = '\0';
+    free(req->up_body);
+    req->up_body = nb;
+    req->up_body_len = len + sizeof opt - 1;
+    req->inject_usage = true;
 }
 
 /* Build the upstream body for candidate c. Returns false (with the client answered) when the
@@ -324,6 +374,10 @@ static bool build_body(struct lp_request *req, const struct lp_candidate *c)
         }
     }
     req->up_body = lp_jscan_rewrite_model(src, src_len, s, c->route->model, &req->up_body_len);
+    req->inject_usage = false;
+    if (req->client == LP_PROTO_OPENAI && req->stream && s->stream_options_len == 0 &&
+        strcmp(req->path, "/v1/chat/completions") == 0)
+        inject_usage_option(req);
     if (injected) {
         lp_jscan_free(&scan);
         free(injected);

@@ -145,6 +145,7 @@ static struct lp_config *config_new(const char *path, const char *dir)
     c->proxy.default_max_tokens = 4096;
     c->logging.level = lp_xstrdup("info");
     c->logging.mask_sensitive = true;
+    c->metrics.enabled = true;
     c->logging.base_dir = lp_xstrdup("./logs");
     c->logging.max_body_log_bytes = 4096;
     return c;

@@ -140,6 +140,10 @@ struct lp_logging_cfg {
     int64_t max_body_log_bytes; /* default 4096 */
 };
 
+struct lp_metrics_cfg {
+    bool enabled; /* default true: record Prometheus metrics (off only for benchmarking) */
+};
+
 struct lp_config {
     atomic_int refcount;
     char *path;           /* file the snapshot was loaded from ("<string>" for tests) */
@@ -158,6 +162,7 @@ struct lp_config {
     struct lp_server_cfg server;
     struct lp_proxy_cfg proxy;
     struct lp_logging_cfg logging;
+    struct lp_metrics_cfg metrics;
     /* Derived data loaded with this snapshot (the system prompts), freed with it: set once by
      * the loader before the snapshot is published, never changed afterwards. */
     void *attached;

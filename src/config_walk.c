@@ -1317,6 +1317,13 @@ static const struct field logging_fields[] = {
 /* clang-format on */
 
 /* clang-format off */
+static const struct field metrics_fields[] = {
+    VAL("enabled", K_BOOL, struct lp_metrics_cfg, enabled),
+    END,
+};
+/* clang-format on */
+
+/* clang-format off */
 static const struct field rate_limit_fields[] = {
     ACC("enabled"), ACC("global_rps"), ACC("per_ip_rps"), ACC("burst_factor"), ACC("per_model_rps"),
     END,
@@ -1360,6 +1367,7 @@ static const struct field root_fields[] = {
     MAPAT("timeout", struct lp_config, timeout, timeout_fields, .pass = 2),
     MAPAT("server", struct lp_config, server, server_fields, .pass = 2),
     MAPAT("logging", struct lp_config, logging, logging_fields, .pass = 2),
+    MAPAT("metrics", struct lp_config, metrics, metrics_fields, .pass = 2),
     MAP("rate_limit", rate_limit_fields, .pass = 2, .record = true),
     MAP("concurrency", concurrency_fields, .pass = 2, .record = true),
     END,

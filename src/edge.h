@@ -57,7 +57,9 @@ typedef void (*lp_edge_request_cb)(struct lp_edge_req *req, void *arg);
  * (method may be "" and path NULL when the request line was not parsed). The callback must
  * answer synchronously with lp_edge_respond (so the body can be in the client's protocol
  * shape); the edge then closes the connection after writing it (Connection: close). If the
- * callback is NULL, or returns without answering, the edge sends a plain-text response. */
+ * callback is NULL, or returns without answering, the edge sends a plain-text response.
+ * Exception to "invalid once ended": inside on_reject, the accessors (method, path, headers)
+ * stay usable until the callback returns, even after lp_edge_respond (e.g. for logging). */
 typedef void (*lp_edge_reject_cb)(struct lp_edge_req *req, int status, const char *reason,
                                   void *arg);
 /* The client went away (EOF/reset/write error/write timeout) before the handler ended the

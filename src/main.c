@@ -77,7 +77,10 @@ void lp_main_apply_logging(const struct lp_config *cfg)
         .level = parse_level(cfg->logging.level),
         .mask = cfg->logging.mask_sensitive,
         .error_file = cfg->logging.error_log,
-        .access_file = cfg->logging.access_log,
+        .access_file = cfg->logging.access_log && strcmp(cfg->logging.access_log, "off") != 0 &&
+                               strcmp(cfg->logging.access_log, "none") != 0
+                           ? cfg->logging.access_log
+                           : NULL,
         .also_stderr = true,
     };
     lp_log_init(&lo);

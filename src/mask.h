@@ -16,6 +16,8 @@
  *   - JSON members "access_token", "refresh_token", "client_secret", "password", "secret",
  *     "token": their string value;
  *   - query parameters ?key= &key= access_token= token= api_key= ... up to '&', '#' or space.
+ * Error codes that merely name a key ("invalid_api_key: Incorrect API key") are not keywords.
+ * A registered secret that starts inside a masked region and runs past its end extends it.
  * A value that starts with '"' is masked up to the closing unescaped quote (so a JSON string
  * with spaces is masked whole); otherwise up to the first character outside
  * [A-Za-z0-9-_.~+/=].

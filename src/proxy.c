@@ -89,9 +89,9 @@ static struct lp_request *request_new(struct lp_worker *w, struct lp_edge_req *e
     req->cfg = lp_runtime_config(w->rt);
     req->t0_us = lp_now_us();
     req->t0_wall_ms = lp_wall_ms();
-    req->path = lp_edge_req_path(er);
-    req->query = lp_edge_req_query(er);
-    req->method = lp_edge_req_method(er);
+    req->path = lp_xstrdup(lp_edge_req_path(er));
+    req->query = lp_xstrdup(lp_edge_req_query(er));
+    req->method = lp_xstrdup(lp_edge_req_method(er));
     req->client = lp_proxy_path_protocol(req->path);
     snprintf(req->peer, sizeof req->peer, "%s", lp_edge_req_peer_ip(er));
     const char *rid = lp_edge_req_header(er, "X-Request-Id");
@@ -129,6 +129,9 @@ void lp_request_finish(struct lp_request *req)
     lp_jscan_free(&req->scan);
     lp_config_unref(req->cfg);
     free(req->alias_name);
+    free(req->path);
+    free(req->query);
+    free(req->method);
     free(req);
 }
 
@@ -226,10 +229,23 @@ static bool is_llm_endpoint(const char *path)
     return strncmp(path, "/v1/", 4) == 0 && path[4] != '\0';
 }
 
+/* Optional body logging (logging.log_bodies): at intake, while the body is still ours to read.
+ * The logger masks secrets; the size is capped by logging.max_body_log_bytes. */
+static void log_body(struct lp_request *req)
+{
+    if (!req->cfg->logging.log_bodies)
+        return;
+    size_t cap = (size_t)(req->cfg->logging.max_body_log_bytes > 0 ? req->cfg->logging.max_body_log_bytes : 4096);
+    size_t n = req->body_len < cap ? req->body_len : cap;
+    lp_log_info(req->id, "request body (%zu bytes%s): %.*s", req->body_len,
+                n < req->body_len ? ", truncated" : "", (int)n, req->body);
+}
+
 static void handle_llm(struct lp_request *req)
 {
     if (!lp_request_check_auth(req, req->cfg->proxy_api_key))
         return;
+    log_body(req);
     const char *err = NULL;
     size_t err_off = 0;
     if (req->body_len == 0) {

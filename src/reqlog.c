@@ -48,7 +48,7 @@ static void json_tok(struct lp_buf *b, const char *key, int64_t v)
 static void record_metrics(struct lp_request *req, int64_t total_us, int64_t overhead_us)
 {
     struct lp_metrics_shard *s = req->w->metrics;
-    if (!s)
+    if (!s || !req->cfg->metrics.enabled)
         return;
     char status[16];
     snprintf(status, sizeof status, "%d", req->final_status);
@@ -92,7 +92,8 @@ void lp_request_log_access(struct lp_request *req)
     if (overhead_us < 0)
         overhead_us = 0;
     record_metrics(req, total_us, overhead_us);
-    if (!req->path)
+    const char *al = req->cfg->logging.access_log;
+    if (!req->path || (al && (strcmp(al, "off") == 0 || strcmp(al, "none") == 0)))
         return;
     struct lp_buf b;
     lp_buf_init(&b, 64 * 1024);

@@ -60,9 +60,10 @@ struct lp_request {
     struct lp_config *cfg;       /* snapshot held for the request's whole life */
     char id[LP_REQID_MAX];
     char peer[64];
-    const char *method, *path, *query; /* borrowed from er; copied before er is ended? no: only
-                                           used while er is live, see attempt.c */
-    const char *body;            /* the client's body, borrowed from er */
+    char *method, *path, *query; /* copies: they outlive er (the access log runs after the
+                                    reply has ended the edge request) */
+    const char *body;            /* the client's body, borrowed from er: valid only while er is
+                                    live, i.e. during intake and attempts */
     size_t body_len;
     enum lp_proto client;
     bool stream;                 /* the client asked for stream: true */

@@ -285,8 +285,11 @@ enum lp_status lp_stream_a2o_event(struct lp_stream_xlat *x, const char *event, 
         goto out;
     const char *type = lp_json_get_str(root, "type");
     char *ev = NULL;
-    if (!type) /* fall back to the SSE event name */
+    if (!type) { /* fall back to the SSE event name (one with a NUL in it matches nothing) */
         type = ev = lp_xstrndup(event, event_len);
+        if (strlen(ev) != event_len)
+            type = "";
+    }
     if (strcmp(type, "error") == 0)
         rc = LP_DECLINED;
     else

@@ -43,6 +43,7 @@ enum lp_status lp_buf_reserve(struct lp_buf *b, size_t extra)
         cap = cap < SIZE_MAX / 4 ? cap * 2 : need;
     b->data = lp_xrealloc(b->data, cap);
     b->cap = cap;
+    b->data[b->len] = '\0'; /* keep the invariant for a fresh allocation too */
     return LP_OK;
 }
 

@@ -255,8 +255,8 @@ class SSEStream:
 
     If the connection breaks mid-body the iteration ends and ``s.truncated`` is True with
     ``s.error`` holding the exception. ``s.body`` holds every byte read so far. ``read_some(n)``
-    reads raw body bytes instead of events (for slow-reader tests); ``close()`` drops the
-    connection (which the server sees as a client disconnect).
+    reads raw body bytes (for slow-reader tests; iterating afterwards still yields every event,
+    those bytes included); ``close()`` drops the connection (the server sees the client leave).
     """
 
     def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse,
@@ -267,7 +267,7 @@ class SSEStream:
         self.status = resp.status
         self.reason = resp.reason
         self.headers = resp.headers
-        self.body = b""
+        self.body = bytearray()  # every body byte read so far
         self.complete = False
         self.truncated = False
         self.error: BaseException | None = None
@@ -291,6 +291,7 @@ class SSEStream:
                 self.complete = True
             return b""
         self.body += chunk
+        self._pending += chunk.replace(b"\r\n", b"\n")  # events() parses what we read here too
         return chunk
 
     def events(self) -> Iterator[SSEEvent]:
@@ -308,7 +309,6 @@ class SSEStream:
                 if ev is not None:
                     yield ev
                 return
-            self._pending += chunk.replace(b"\r\n", b"\n")
 
     __iter__ = events
 
@@ -900,3 +900,61 @@ def upstream_hits(*mocks: "Mock") -> list[tuple[str, int]]:
     stamp requests with the shared monotonic clock)."""
     hits = [(m.name, e["t_ms"]) for m in mocks for e in m.requests()]
     return sorted(hits, key=lambda h: h[1])
+
+
+# --------------------------------------------------------------------------------------------
+# Operations-test helpers (test_5x_*.py): /metrics parsing
+# --------------------------------------------------------------------------------------------
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
+    """Parse a Prometheus text exposition into ``{(name, frozenset(label items)): value}``
+    (comments skipped; label values unescaped for ``\\\\``, ``\\"`` and ``\\n``)."""
+    out: dict[tuple[str, frozenset], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        labels: dict[str, str] = {}
+        if "{" in line:
+            name, rest = line.split("{", 1)
+            i = 0
+            while rest[i] != "}":
+                eq = rest.index("=", i)
+                key = rest[i:eq].strip().lstrip(",").strip()
+                j, val = eq + 2, []
+                while rest[j] != '"':
+                    if rest[j] == "\\":
+                        j += 1
+                        val.append({"n": "\n"}.get(rest[j], rest[j]))
+                    else:
+                        val.append(rest[j])
+                    j += 1
+                labels[key] = "".join(val)
+                i = j + 1
+                if rest[i] == ",":
+                    i += 1
+            value = rest[i + 1:].split()[0]
+        else:
+            name, value = line.split()[:2]
+        out[(name, frozenset(labels.items()))] = float(value)
+    return out
+
+
+def scrape(px: "Proxy") -> dict[tuple[str, frozenset], float]:
+    """``GET /metrics`` (no key) parsed with :func:`parse_metrics`; asserts a 200."""
+    r = request(px.url, "GET", "/metrics")
+    if r.status != 200:
+        raise AssertionError(f"/metrics -> {r.status}: {r.text[:300]}")
+    return parse_metrics(r.text)
+
+
+def metric(samples: dict, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when none)."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+def has_metric(samples: dict, name: str, **labels: str) -> bool:
+    """True when at least one sample of ``name`` has (at least) ``labels``."""
+    want = set(labels.items())
+    return any(n == name and want <= ls for (n, ls) in samples)

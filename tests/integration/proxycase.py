@@ -11,7 +11,7 @@ import json
 import unittest
 from typing import Any, Callable
 
-from harness import PROXY_KEY, Mock, Proxy, SSEEvent, auth, config, proxy_can_start
+from harness import PROXY_KEY, Mock, Proxy, SSEEvent, auth, config, proxy_can_start, request
 
 CHAT = {"model": "gpt-a", "messages": [{"role": "user", "content": "hi"}]}
 MSG = {"model": "claude-a", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
@@ -137,6 +137,20 @@ def assert_anthropic_error(tc: unittest.TestCase, r, status: int, *, type_: str 
     return b["error"]
 
 
+def proxy_healthy(px: Proxy) -> bool:
+    """True when px answers GET /health with 200 (a dying process is waited for briefly)."""
+    try:
+        if px.alive() and request(px.url, "GET", "/health", timeout=3).status == 200:
+            return True
+    except OSError:
+        pass
+    try:
+        px.proc.wait(5)
+    except Exception:  # still alive but not answering: stop() will report it
+        pass
+    return False
+
+
 class ProxyCase(unittest.TestCase):
     """Mocks named in ``mock_names`` (``{name: extra mock args}``) and one proxy built by
     ``make_config(mocks)`` run for the whole class; every mock is reset before each test."""
@@ -165,7 +179,7 @@ class ProxyCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         errors = []
-        for p in [cls.proxy, *cls.mocks.values()]:
+        for p in [*cls.dead_proxies, cls.proxy, *cls.mocks.values()]:
             try:
                 p.stop()
             except AssertionError as e:
@@ -173,7 +187,15 @@ class ProxyCase(unittest.TestCase):
         if errors:
             raise AssertionError("\n".join(errors))
 
+    dead_proxies: list = []
+
     def setUp(self):
+        cls = type(self)
+        if not proxy_healthy(cls.proxy):
+            # A proxy bug killed it in an earlier test: keep that failure for tearDownClass
+            # (exit code, sanitizer report) and give the remaining tests a fresh proxy.
+            cls.dead_proxies = [*cls.dead_proxies, cls.proxy]
+            cls.proxy = Proxy(cls.make_config(cls.mocks), args=cls.proxy_args).start()
         for m in self.mocks.values():
             m.reset()
 

@@ -6,7 +6,8 @@ backend. What the client gets (status, headers, SSE sequence) and what the upstr
 import json
 import unittest
 
-from harness import PROXY_KEY, Client, RawConn, backend, backend_key, config, http_bytes, request, stream
+from harness import (PROXY_KEY, RawConn, backend, backend_key, config, http_bytes, request, stream,
+                     wait_until)
 from proxycase import (CHAT, MSG, ProxyCase, an_auth, assert_openai_error, chat,
                        check_anthropic_stream, check_openai_stream, msg, oa_auth)
 
@@ -316,6 +317,19 @@ class TestPassthrough(ProxyCase):
                     self.assertEqual(m["object"], "model")
             assert_openai_error(self, request(self.url, "GET", path), 401)
         self.assertEqual(self.mocks["oa"].requests(), [])
+
+    def test_no_secret_in_logs(self):
+        request(self.url, "POST", "/v1/chat/completions", CHAT, headers=oa_auth())
+        request(self.url, "POST", "/v1/messages", MSG, headers=an_auth())
+        request(self.url, "POST", "/v1/chat/completions", CHAT,
+                headers={"Authorization": "Bearer sk-wrong-client-key-0123456789"})
+        self.mocks["an"].wait_requests(1)
+        wait_until(lambda: self.proxy.log_text().count('"type":"access"') >= 3,
+                   msg="access log lines")
+        text = self.proxy.log_text()
+        for secret in (PROXY_KEY, backend_key("oa"), backend_key("an"),
+                       "sk-wrong-client-key-0123456789"):
+            self.assertNotIn(secret, text, "secret written to the proxy log")
 
     def test_health_without_auth(self):
         for path in ("/health", "/healthz"):

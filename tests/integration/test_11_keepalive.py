@@ -3,7 +3,7 @@ and the client's own connection stays open across requests (non-stream and strea
 
 import unittest
 
-from harness import Client, backend, config, request, stream
+from harness import Client, RawConn, backend, config, http_bytes, request, stream
 from proxycase import CHAT, MSG, ProxyCase, an_auth, chat, check_anthropic_stream, check_openai_stream, msg, oa_auth
 
 
@@ -51,6 +51,37 @@ class TestKeepAlive(ProxyCase):
         log = self.mocks["an"].wait_requests(5)
         self.assertEqual(len({e["conn_id"] for e in log}), 1,
                          f"upstream connections not reused: {[e['conn_id'] for e in log]}")
+
+    def test_connection_close_honoured(self):
+        """A client asking for Connection: close gets its full response, then the close; the
+        upstream connection is still pooled."""
+        for body, proto in ((chat(stream=True), "sse"), (CHAT, "json"),
+                            (msg(stream=True), "sse-an")):
+            path = "/v1/messages" if proto == "sse-an" else "/v1/chat/completions"
+            hdrs = {**(an_auth() if proto == "sse-an" else oa_auth()), "Connection": "close"}
+            with RawConn(self.url) as c:
+                c.send(http_bytes("POST", path, body, hdrs))
+                r = c.read_response()
+                self.assertEqual(r.status, 200, r.text)
+                if proto == "sse":
+                    self.assertTrue(r.body.endswith(b"data: [DONE]\n\n"), r.body[-50:])
+                elif proto == "sse-an":
+                    self.assertIn(b"event: message_stop", r.body)
+                else:
+                    self.assertEqual(r.json()["object"], "chat.completion")
+                self.assertEqual(c.read_until_close(timeout=3), b"", "connection not closed")
+        self.assertEqual(request(self.url, "GET", "/health").status, 200)
+        log = self.mocks["oa"].wait_requests(2)
+        self.assertEqual(len({e["conn_id"] for e in log}), 1)
+
+    def test_http10_client(self):
+        with RawConn(self.url) as c:
+            data = http_bytes("POST", "/v1/chat/completions", CHAT, oa_auth())
+            c.send(data.replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+            out = c.read_until_close(timeout=5)
+        self.assertTrue(out.startswith(b"HTTP/1."), out[:100])
+        self.assertIn(b" 200 ", out.split(b"\r\n", 1)[0])
+        self.assertIn(b'"chat.completion"', out)
 
     def test_error_reply_keeps_client_connection(self):
         with Client(self.url) as c:

@@ -491,8 +491,11 @@ static enum lp_status read_head(struct mock_conn *c)
     head[n] = '\0';
     enum lp_status rc = parse_head(&c->req, head);
     free(head);
-    if (rc == LP_OK)
-        rc = read_framing(&c->req);
+    if (rc != LP_OK)
+        return rc;
+    rc = read_framing(&c->req);
+    if (rc == LP_ERR_TOOBIG)
+        c->st = ST_BODY; /* so the reply is 413, not 431 */
     if (rc != LP_OK)
         return rc;
     const char *expect = mock_req_header(&c->req, "expect");

@@ -49,11 +49,18 @@ static char *string_or_json(struct json_object *v, size_t *len)
     return lp_xstrndup(s ? s : "null", s ? n : 4);
 }
 
-static int get_int(struct json_object *o, const char *key, int dflt)
+/* An integer member clamped to [-1, 1e9]; `dflt` when absent. A member of another type makes
+ * *bad true (the script is rejected rather than half-understood). */
+static int get_int(struct json_object *o, const char *key, int dflt, bool *bad)
 {
+    struct json_object *j = lp_json_get(o, key);
     int64_t v;
-    if (!lp_json_get_int64(o, key, &v))
+    if (!j)
         return dflt;
+    if (!lp_json_get_int64(o, key, &v)) {
+        *bad = true;
+        return dflt;
+    }
     if (v > 1000000000)
         v = 1000000000;
     if (v < -1)
@@ -98,8 +105,9 @@ static const char *parse_event(struct mock_sse_event *e, struct json_object *o)
         e->data = string_or_json(data, NULL);
     if (!e->raw && !e->data)
         return "sse.events[] needs data or raw";
-    e->delay_ms = get_int(o, "delay_ms", 0);
-    return NULL;
+    bool bad = false;
+    e->delay_ms = get_int(o, "delay_ms", 0, &bad);
+    return bad ? "sse.events[].delay_ms must be a number" : NULL;
 }
 
 static const char *parse_generate(struct mock_step *s, struct json_object *g)
@@ -113,10 +121,11 @@ static const char *parse_generate(struct mock_step *s, struct json_object *g)
         s->gen.proto = MOCK_PROTO_OPENAI;
     else
         return "sse.generate.protocol must be openai or anthropic";
-    s->gen.chunks = get_int(g, "chunks", 8);
-    s->gen.chunk_bytes = get_int(g, "chunk_bytes", 16);
-    s->gen.interval_ms = get_int(g, "interval_ms", 0);
-    if (s->gen.chunks < 0 || s->gen.chunk_bytes < 1 || s->gen.interval_ms < 0)
+    bool bad = false;
+    s->gen.chunks = get_int(g, "chunks", 8, &bad);
+    s->gen.chunk_bytes = get_int(g, "chunk_bytes", 16, &bad);
+    s->gen.interval_ms = get_int(g, "interval_ms", 0, &bad);
+    if (bad || s->gen.chunks < 0 || s->gen.chunk_bytes < 1 || s->gen.interval_ms < 0)
         return "sse.generate: chunks >= 0, chunk_bytes >= 1, interval_ms >= 0";
     s->has_gen = true;
     return NULL;
@@ -127,11 +136,11 @@ static const char *parse_sse(struct mock_step *s, struct json_object *sse)
     if (!lp_json_is_obj(sse))
         return "sse must be an object";
     s->has_sse = true;
-    int64_t v;
-    if (lp_json_get_int64(sse, "cut_after", &v))
-        s->cut_after = v < 0 ? 0 : (long)v;
-    if (lp_json_get_int64(sse, "stall_after", &v))
-        s->stall_after = v < 0 ? 0 : (long)v;
+    bool bad = false;
+    s->cut_after = get_int(sse, "cut_after", -1, &bad);
+    s->stall_after = get_int(sse, "stall_after", -1, &bad);
+    if (bad)
+        return "sse.cut_after and sse.stall_after must be numbers";
     struct json_object *gen = lp_json_get(sse, "generate");
     if (gen)
         return parse_generate(s, gen);
@@ -156,11 +165,14 @@ static const char *parse_step_fields(struct mock_step *s, struct json_object *o)
 {
     if (!lp_json_is_obj(o))
         return "each step must be an object";
-    s->status = get_int(o, "status", 200);
+    bool bad = false;
+    s->status = get_int(o, "status", 200, &bad);
+    s->delay_ms = get_int(o, "delay_ms", -1, &bad);
+    s->times = get_int(o, "times", 1, &bad);
+    if (bad)
+        return "status, delay_ms and times must be numbers";
     if (s->status < 100 || s->status > 999)
         return "status must be 100..999";
-    s->delay_ms = get_int(o, "delay_ms", -1);
-    s->times = get_int(o, "times", 1);
     if (s->times == 0)
         s->times = 1;
     s->close = lp_json_get_bool(o, "close", false);
