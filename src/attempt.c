@@ -20,6 +20,7 @@
 #include "hdrpolicy.h"
 #include "health.h"
 #include "log.h"
+#include "mask.h"
 #include "proto/stream_xlat.h"
 #include "proto/xlat.h"
 #include "request.h"
@@ -950,6 +951,28 @@ static void next_attempt(struct lp_request *req)
     all_failed(req);
 }
 
+#define LP_MAX_SECRETS 64
+
+/* The configured keys, longest first (lp_mask prefers earlier entries on a common prefix). */
+static size_t collect_secrets(const struct lp_config *cfg, const char **out)
+{
+    size_t n = 0;
+    if (cfg->proxy_api_key && cfg->proxy_api_key[0])
+        out[n++] = cfg->proxy_api_key;
+    if (cfg->admin_api_key && cfg->admin_api_key[0])
+        out[n++] = cfg->admin_api_key;
+    for (size_t i = 0; i < cfg->n_backends && n < LP_MAX_SECRETS; i++)
+        if (cfg->backends[i].api_key && cfg->backends[i].api_key[0])
+            out[n++] = cfg->backends[i].api_key;
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strlen(out[j]) > strlen(out[j - 1]); j--) {
+            const char *t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+        }
+    return n;
+}
+
 static void append_attempts(struct lp_buf *b, const struct lp_request *req)
 {
     for (size_t i = 0; i < req->n_log; i++) {
@@ -1006,8 +1029,16 @@ static void all_failed(struct lp_request *req)
         char type[64] = "", umsg[256] = "";
         lp_sse_event_error_info(req->last_err_proto, req->last_err.data ? req->last_err.data : "",
                                 req->last_err.len, type, sizeof type, umsg, sizeof umsg);
-        lp_buf_printf(&b, "All %zu attempts failed; last upstream error: %s. Attempts: ", req->n_log,
-                      umsg[0] ? umsg : "(no message)");
+        /* Upstreams sometimes echo a key in their error message: mask before it reaches the
+         * client (the attempt list is already masked by classify). */
+        const char *secrets[LP_MAX_SECRETS];
+        size_t n_sec = collect_secrets(req->cfg, secrets);
+        lp_buf_printf(&b, "All %zu attempts failed; last upstream error: ", req->n_log);
+        if (umsg[0])
+            lp_mask(umsg, strlen(umsg), &b, secrets, n_sec);
+        else
+            lp_buf_appends(&b, "(no message)");
+        lp_buf_appends(&b, ". Attempts: ");
     } else {
         bool timeouts_only = req->n_net_fail == 0 && req->n_timeout_fail > 0;
         status = (timeouts_only || req->deadline_hit) ? 504 : 502;

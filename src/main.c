@@ -194,6 +194,8 @@ static int run(struct app *a, const char *path)
         return 1;
     }
     lp_main_apply_logging(cfg);
+    for (int i = 0; i < MAX_WORKERS; i++)
+        a->listen_fds[i] = -1;
     pthread_mutex_init(&a->rt.lock, NULL);
     a->rt.cfg = cfg;
     a->rt.config_path = lp_xstrdup(path);
@@ -211,14 +213,9 @@ static int run(struct app *a, const char *path)
     }
     if (open_listeners(a, cfg) != 0)
         return 1;
-    for (int i = 0; i < a->n_workers; i++) {
-        a->workers[i] = lp_worker_create(i, &a->rt, a->listen_fds[i]);
-        if (!a->workers[i] || lp_worker_start(a->workers[i]) != 0) {
-            fprintf(stderr, "llm-proxy: cannot start worker %d\n", i);
-            return 1;
-        }
-    }
-    lp_reloader_set_workers(a->reloader, a->workers, a->n_workers);
+    /* Signals first: a SIGTERM/SIGHUP that arrives as soon as the port answers must be handled,
+     * not kill the process. Worker threads block these signals (see worker.c), so they are
+     * delivered to the main thread's libevent signal handling. */
     a->sig_term = evsignal_new(a->base, SIGTERM, on_terminate, a);
     a->sig_int = evsignal_new(a->base, SIGINT, on_terminate, a);
     a->sig_hup = evsignal_new(a->base, SIGHUP, on_hup, a);
@@ -228,6 +225,15 @@ static int run(struct app *a, const char *path)
     evsignal_add(a->sig_int, NULL);
     evsignal_add(a->sig_hup, NULL);
     evsignal_add(a->sig_usr1, NULL);
+    for (int i = 0; i < a->n_workers; i++) {
+        a->workers[i] = lp_worker_create(i, &a->rt, a->listen_fds[i]);
+        a->listen_fds[i] = -1; /* the worker owns it now */
+        if (!a->workers[i] || lp_worker_start(a->workers[i]) != 0) {
+            fprintf(stderr, "llm-proxy: cannot start worker %d\n", i);
+            return 1;
+        }
+    }
+    lp_reloader_set_workers(a->reloader, a->workers, a->n_workers);
     lp_log_info(NULL, "llm-proxy %s started: %zu backend(s), %zu alias(es), config %s", LP_VERSION,
                 cfg->n_backends, cfg->n_aliases, path);
     event_base_dispatch(a->base);
@@ -242,7 +248,7 @@ static void teardown(struct app *a)
             lp_worker_join(a->workers[i]);
             lp_worker_destroy(a->workers[i]);
         }
-        if (a->listen_fds[i] > 0)
+        if (a->listen_fds[i] >= 0)
             close(a->listen_fds[i]);
     }
     lp_reloader_destroy(a->reloader);

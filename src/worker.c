@@ -3,6 +3,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -52,6 +53,12 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     int cmd = atomic_exchange(&w->command, LP_WORKER_CMD_NONE);
     if (cmd == LP_WORKER_CMD_DRAIN) {
         lp_edge_drain(w->edge);
+        /* Close the listening socket so that new connections are refused at once instead of
+         * waiting in the backlog until the drain deadline. */
+        if (w->listen_fd >= 0) {
+            close(w->listen_fd);
+            w->listen_fd = -1;
+        }
         on_drain_check(-1, 0, w);
     } else if (cmd == LP_WORKER_CMD_STOP) {
         event_base_loopbreak(w->base);
@@ -106,7 +113,13 @@ static void *worker_main(void *arg)
 
 int lp_worker_start(struct lp_worker *w)
 {
-    return pthread_create(&w->thread, NULL, worker_main, w);
+    /* Workers block the process signals so they are handled by the main thread's loop. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 void lp_worker_command(struct lp_worker *w, int cmd)
@@ -141,5 +154,7 @@ void lp_worker_destroy(struct lp_worker *w)
         event_free(w->drain_timer);
     if (w->base)
         event_base_free(w->base);
+    if (w->listen_fd >= 0)
+        close(w->listen_fd);
     free(w);
 }

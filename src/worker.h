@@ -37,7 +37,8 @@ enum {
     LP_WORKER_CMD_LIMITS = 3, /* re-read edge limits from the current config (after a reload) */
 };
 
-/* Create a worker bound to listen_fd (owned by the caller). Returns NULL on failure. */
+/* Create a worker bound to listen_fd, which it takes over (closed on drain or destroy). Returns
+ * NULL on failure (the fd is then closed too). */
 struct lp_worker *lp_worker_create(int idx, struct lp_runtime *rt, int listen_fd);
 /* Run the loop on a new thread. */
 int lp_worker_start(struct lp_worker *w);

@@ -1,11 +1,11 @@
-"""Resilience under load: 200 concurrent requests (OpenAI and Anthropic clients, streaming and
+"""Resilience under load: two waves of 200 concurrent requests (OpenAI and Anthropic clients, streaming and
 not) while backend a flaps between 500s, connection closes, slow answers and successes, and b is
 healthy. Every request must get a correct 200 answer (failover hides a's faults), and the proxy
 must exit cleanly under ASan afterwards (Proxy.stop checks the sanitizer output).
 """
 
 import concurrent.futures
-import json
+import time
 import unittest
 
 from harness import (Mock, Proxy, access_entries, admin_backends, auth, backend, config,
@@ -81,19 +81,23 @@ class TestFlappingBackend(unittest.TestCase):
         cycle = [{"status": 500}, {}, {"close": True}, {"delay_ms": 30},
                  {"status": 503, "body": {"error": {"message": "overloaded", "type": "server_error"}}},
                  {}, {"status": 429, "headers": {"Retry-After": "1"}}, {"close": True}]
-        self.a.script(*(cycle * 40))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=N_REQUESTS) as ex:
-            results = list(ex.map(lambda i: one_request(px.url, i), range(N_REQUESTS)))
+        self.a.script(*(cycle * 60))
+        results = []
+        for wave in range(2):
+            if wave:
+                time.sleep(1.1)  # cooldowns (1 s) expire, open breakers turn half-open
+            with concurrent.futures.ThreadPoolExecutor(max_workers=N_REQUESTS) as ex:
+                results += list(ex.map(lambda i: one_request(px.url, i), range(N_REQUESTS)))
         problems = [(i, k, p) for i, (_, k, p) in enumerate(results) if p]
         self.assertEqual(problems, [], f"{len(problems)} bad answers")
-        self.assertEqual(sum(1 for s, _, _ in results if s == 200), N_REQUESTS)
+        self.assertEqual(sum(1 for s, _, _ in results if s == 200), 2 * N_REQUESTS)
         n_a, n_b = len(self.a.requests()), len(self.b.requests())
         print(f"\n  flap: a served/failed {n_a} attempts, b {n_b}")
         self.assertGreater(n_a, 0)
         # One access line per request, each ending with an ok attempt.
-        lines = wait_until(lambda: (lambda l: l if len(l) >= N_REQUESTS else None)(
+        lines = wait_until(lambda: (lambda l: l if len(l) >= 2 * N_REQUESTS else None)(
             [e for e in access_entries(px) if e.get("alias")]), timeout=10, msg="access lines")
-        self.assertEqual(len(lines), N_REQUESTS)
+        self.assertEqual(len(lines), 2 * N_REQUESTS)
         for e in lines:
             self.assertEqual(e["attempts"][-1]["class"], "ok", e)
             self.assertEqual(e["status"], 200, e)

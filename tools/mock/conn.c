@@ -226,7 +226,7 @@ static void send_head(struct mock_conn *c)
     evbuffer_add(o, p->head_extra.data ? p->head_extra.data : "", p->head_extra.len);
     if (p->sse && c->chunked_out)
         evbuffer_add_printf(o, "transfer-encoding: chunked\r\n");
-    else if (!p->sse)
+    else if (!p->sse && p->status != 204 && p->status != 304)
         evbuffer_add_printf(o, "content-length: %zu\r\n", p->body.len);
     if (c->close_after)
         evbuffer_add_printf(o, "connection: close\r\n");

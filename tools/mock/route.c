@@ -280,6 +280,10 @@ static void route_step(struct mock *m, struct mock_req *r, size_t pathlen, struc
         lp_buf_append(&p->body, s->body, s->body_len);
     }
     p->status = s->status;
+    if (s->status == 204 || s->status == 304) { /* these never carry a body */
+        lp_buf_reset(&p->body);
+        p->sse = false;
+    }
     p->delay_ms = s->delay_ms >= 0 ? s->delay_ms : m->opts.latency_ms;
     p->cut_after = s->cut_after;
     p->stall_after = s->stall_after;
