@@ -140,16 +140,19 @@ void lp_worker_destroy(struct lp_worker *w)
 {
     if (!w)
         return;
+    /* A pending STOP would break the loop passes below before the deferred work runs. */
+    if (w->wake_ev)
+        event_free(w->wake_ev);
+    w->wake_ev = NULL;
     if (w->edge)
         lp_edge_destroy(w->edge);
-    /* lp_edge_destroy closed every connection: in-flight requests got close_cb and finished,
-     * cancelling their transfers. Run the loop once so deferred work (curl reaping) completes. */
-    if (w->base)
+    /* lp_edge_destroy closed every connection; the close callbacks are deferred to the loop.
+     * A few non-blocking passes deliver them (requests finish and cancel their transfers) and
+     * then run the deferred curl reaping. */
+    for (int i = 0; w->base && i < 4; i++)
         event_base_loop(w->base, EVLOOP_NONBLOCK);
     if (w->up)
         lp_upstream_destroy(w->up);
-    if (w->wake_ev)
-        event_free(w->wake_ev);
     if (w->drain_timer)
         event_free(w->drain_timer);
     if (w->base)

@@ -290,7 +290,7 @@ enum lp_status lp_stream_a2o_event(struct lp_stream_xlat *x, const char *event, 
         if (strlen(ev) != event_len)
             type = "";
     }
-    if (strcmp(type, "error") == 0)
+    if (strcmp(type, "error") == 0 && lp_sx_mentions_error(data, data_len))
         rc = LP_DECLINED;
     else
         rc = dispatch(x, &w, type, root);

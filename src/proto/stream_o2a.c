@@ -398,7 +398,7 @@ enum lp_status lp_stream_o2a_event(struct lp_stream_xlat *x, const char *data, s
     if (!lp_json_is_obj(root))
         goto out;
     struct json_object *err = lp_json_get(root, "error");
-    if (err && !json_object_is_type(err, json_type_null)) {
+    if (err && lp_sx_mentions_error(data, data_len)) {
         rc = LP_DECLINED;
         goto out;
     }

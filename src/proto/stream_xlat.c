@@ -243,12 +243,12 @@ static bool name_is(const char *ev, size_t len, const char *want)
     return ev && len == wl && memcmp(ev, want, wl) == 0;
 }
 
-/* Cheap pre-filter: "error" must occur as a string for the data to be an error object (or be
- * hidden behind a \u escape), which spares a JSON parse of most text deltas. */
-static bool mentions_error(const char *data, size_t len)
+/* Cheap pre-filter, shared with the translators so both classify alike: "error" must occur
+ * literally, which spares a JSON parse of nearly every content chunk on pass-through streams. An
+ * error key or type spelled with \u escapes is therefore not an error (no server writes that). */
+bool lp_sx_mentions_error(const char *data, size_t len)
 {
-    return data && len >= 7 &&
-           (memmem(data, len, "\"error\"", 7) != NULL || memmem(data, len, "\\u", 2) != NULL);
+    return data && len >= 7 && memmem(data, len, "\"error\"", 7) != NULL;
 }
 
 static struct json_object *error_object(enum lp_proto p, struct json_object *root)
@@ -271,7 +271,7 @@ bool lp_sse_event_is_error(enum lp_proto p, const char *event, size_t event_len,
 {
     if (name_is(event, event_len, "error"))
         return true;
-    if (!mentions_error(data, data_len))
+    if (!lp_sx_mentions_error(data, data_len))
         return false;
     struct json_object *root = lp_json_parse(data, data_len, NULL);
     bool is = root && error_object(p, root) != NULL;

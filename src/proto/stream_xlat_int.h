@@ -116,6 +116,8 @@ void lp_sx_usage_from_openai(struct json_object *usage, struct lp_stream_usage *
  * carries input_tokens, input becomes input_tokens + the cache fields present beside it (Anthropic
  * sends them together); output_tokens overwrites output. */
 void lp_sx_usage_from_anthropic(struct json_object *usage, struct lp_stream_usage *u);
+/* Does data contain the literal "error" (the pre-condition of an in-band error event)? */
+bool lp_sx_mentions_error(const char *data, size_t len);
 /* Is data exactly the OpenAI terminal sentinel "[DONE]" (surrounding whitespace allowed)? */
 bool lp_sx_is_done_sentinel(const char *data, size_t len);
 /* Feed streamed JSON text to a completeness tracker. */

@@ -310,6 +310,21 @@ class TestAllFailed(ClassCase):
         self.assert_cooling(px, "a", "ma", "timeout")
         self.assert_cooling(px, "b", "mb", "timeout")
 
+    def test_total_deadline_504(self):
+        """total_timeout bounds the whole request: a slow first attempt (within its ttft) that
+        runs into the deadline ends the request with 504 without trying further routes."""
+        px = self.proxy(timeout={"ttft_timeout": "5s", "total_timeout": "1s"})
+        self.a.script({"delay_ms": 3000})
+        t0 = time.monotonic()
+        r = self.chat(px)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.status, 504, r.text)
+        self.assertLess(elapsed, 2.0)
+        self.assertEqual(len(self.b.requests()), 0, "an attempt was started after the deadline")
+        self.assertIn("a/ma", r.json()["error"]["message"])
+        # b did nothing wrong: the request's own deadline must not cool it down.
+        self.assert_not_cooling(px, "b", "mb")
+
 
 class TestAccessLog(ClassCase):
     def test_access_line_lists_attempts(self):

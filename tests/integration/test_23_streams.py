@@ -56,14 +56,15 @@ class StreamCase(unittest.TestCase):
         cfg = config(
             [backend(self.a), backend(self.b),
              backend("a-an", "anthropic", url=self.a.url), backend("b-an", "anthropic", url=self.b.url)],
-            {"m": [("a", "ma"), ("b", "mb")], "am": [("a-an", "ma"), ("b-an", "mb")]},
+            {"m": [("a", "ma"), ("b", "mb")], "am": [("a-an", "ma"), ("b-an", "mb")],
+             "x": [("a-an", "xa"), ("b", "xb")]},
             fallback={"cooldown_seconds": 2},
             timeout={"ttft_timeout": "500ms", "read_timeout": "1s"})
         self.px = Proxy(cfg).start()
         self.addCleanup(self.px.stop)
 
-    def oa(self):
-        return stream(self.px.url, "/v1/chat/completions", chat(), headers=auth())
+    def oa(self, alias="m"):
+        return stream(self.px.url, "/v1/chat/completions", chat(alias), headers=auth())
 
     def an(self):
         return stream(self.px.url, "/v1/messages", msg(), headers=auth("anthropic"))
@@ -147,6 +148,26 @@ class TestBeforeCommit(StreamCase):
         self.assertTrue(p["cooling"], p)
         self.assertEqual(p["class"], "server", p)
 
+    def test_inband_error_first_event_translated_fails_over(self):
+        """OpenAI client, Anthropic backend first: its in-band overloaded_error is not shown."""
+        self.a.script({"sse": {"events": [{"event": "error", "data": AN_OVERLOADED}]}})
+        s = self.oa("x")
+        self.assertEqual(s.status, 200)
+        self.assert_clean_openai(s.all())
+        self.assertEqual([h[0] for h in upstream_hits(self.a, self.b)], ["a", "b"])
+        self.assertEqual(pair_health(self.px, "a-an", "xa")["class"], "overloaded")
+
+    def test_every_attempt_fails_before_commit_gives_json_error(self):
+        """A stream request whose attempts all fail before the first event gets a normal JSON
+        error with the last upstream status, not a 200 stream."""
+        self.a.script({"status": 500})
+        self.b.script({"status": 502})
+        s = self.oa()
+        self.assertEqual(s.status, 502)
+        self.assertIn("application/json", s.headers.get("content-type", ""))
+        body = json.loads(s.read_some() + s.read_some())
+        self.assertIn("a/ma", body["error"]["message"])
+
     def test_ttft_stall_fails_over_within_ttft(self):
         self.a.script({"sse": {"stall_after": 0}})  # head sent, then silence
         t0 = time.monotonic()
@@ -189,6 +210,15 @@ class TestAfterCommit(StreamCase):
         self.assertEqual([e.event for e in events],
                          ["message_start", "content_block_start", "ping", "content_block_delta",
                           "error"])
+        self.assertEqual(self.b.requests(), [])
+
+    def test_mid_stream_cut_translated_ends_with_openai_error(self):
+        """OpenAI client, Anthropic backend cut after a delta: OpenAI error chunk, no [DONE]."""
+        self.a.script({"sse": {"cut_after": 4}})
+        s = self.oa("x")
+        self.assertEqual(s.status, 200)
+        events = s.all()
+        self.assert_openai_error_end(s, events)
         self.assertEqual(self.b.requests(), [])
 
     def test_mid_stream_stall_openai_read_timeout(self):
