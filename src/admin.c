@@ -35,7 +35,7 @@ static void reply_json(struct lp_request *req, int status, const char *body, siz
 static void gauge_active_requests(struct lp_metrics_sink *sink, void *ctx)
 {
     struct lp_runtime *rt = ctx;
-    lp_metrics_sink_put(sink, NULL, (double)atomic_load(&rt->active_requests));
+    lp_metrics_sink_put(sink, NULL, (double)atomic_load(&rt->active_llm));
 }
 
 static void gauge_active_streams(struct lp_metrics_sink *sink, void *ctx)

@@ -125,6 +125,8 @@ void lp_request_finish(struct lp_request *req)
     if (req->stream_counted)
         atomic_fetch_sub(&req->rt->active_streams, 1);
     atomic_fetch_sub(&req->rt->active_requests, 1);
+    if (req->llm)
+        atomic_fetch_sub(&req->rt->active_llm, 1);
     req->w->requests--;
     lp_jscan_free(&req->scan);
     lp_config_unref(req->cfg);
@@ -243,6 +245,8 @@ static void log_body(struct lp_request *req)
 
 static void handle_llm(struct lp_request *req)
 {
+    req->llm = true;
+    atomic_fetch_add(&req->rt->active_llm, 1);
     if (!lp_request_check_auth(req, req->cfg->proxy_api_key))
         return;
     log_body(req);

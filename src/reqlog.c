@@ -48,8 +48,8 @@ static void json_tok(struct lp_buf *b, const char *key, int64_t v)
 static void record_metrics(struct lp_request *req, int64_t total_us, int64_t overhead_us)
 {
     struct lp_metrics_shard *s = req->w->metrics;
-    if (!s || !req->cfg->metrics.enabled)
-        return;
+    if (!s || !req->cfg->metrics.enabled || !req->llm)
+        return; /* health checks, scrapes and admin calls are not traffic */
     char status[16];
     snprintf(status, sizeof status, "%d", req->final_status);
     const char *alias = alias_label(req);

@@ -133,6 +133,7 @@ struct lp_request {
     bool committed;
     bool client_gone;
     bool stream_counted;
+    bool llm;                    /* an LLM endpoint request: counted in metrics */
     bool paused;
     int final_status;
     bool error_msg_set;

@@ -24,7 +24,8 @@ struct lp_runtime {
     struct lp_health *health;
     struct lp_metrics *metrics;
     atomic_bool draining;      /* SIGTERM received: finish in-flight work, accept nothing new */
-    atomic_long active_requests;
+    atomic_long active_requests;   /* every request in flight (the drain waits for 0) */
+    atomic_long active_llm;        /* LLM endpoint requests in flight (the metric) */
     atomic_long active_streams;
     int64_t started_wall_ms;
     char *config_path;

@@ -11,8 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import (Mock, Proxy, auth, backend, backend_key, config, pair_health,
-                     proxy_can_start, request, upstream_hits, wait_until)
+from harness import (Mock, Proxy, auth, backend, config, pair_health, proxy_can_start, request,
+                     wait_until)
 
 COOL = {"cooldown_seconds": 2}
 
@@ -103,7 +103,7 @@ class TestPlan(FallbackCase):
         self.assertLess(time.monotonic() - t0, 5)
         self.assertEqual(r.status, 500, r.text)
         self.assertEqual(self.hits(), [("a", "xa"), ("b", "yb")])
-        # The cycle from the other side as well (b/yb is cooling now, so only a... both cool).
+        # From the other side the plan is y then x: both pairs cool now, so nothing is tried.
         self.assertEqual(self.post(px, "y").status, 503)
         self.assertEqual(len(self.hits()), 2)
 

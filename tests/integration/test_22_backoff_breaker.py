@@ -6,6 +6,7 @@ Mock timestamps (t_ms) come from the shared monotonic clock, so gaps between moc
 """
 
 import json
+import threading
 import time
 import unittest
 
@@ -207,7 +208,6 @@ class TestBreaker(Case):
         self.open_breaker(px)
         time.sleep(1.1)
         self.a.script({"delay_ms": 600})
-        import threading
         out = {}
         t = threading.Thread(target=lambda: out.setdefault("r", self.post(px, "o3")))
         t.start()

@@ -11,8 +11,9 @@ import subprocess
 import time
 import unittest
 
-from harness import (PROXY_KEY, SOURCE_DIR, Mock, Proxy, access_entry, auth, backend, config,
-                     pair_health, proxy_can_start, stream, upstream_hits)
+from harness import (PROXY_KEY, SOURCE_DIR, Mock, Proxy, RawConn, access_entry, auth, backend,
+                     config, http_bytes, pair_health, proxy_can_start, stream, upstream_hits,
+                     wait_until)
 
 SDK_DIR = os.path.join(SOURCE_DIR, "tests", "sdk")
 TTFT_S = 0.5
@@ -182,6 +183,16 @@ class TestBeforeCommit(StreamCase):
         self.assertEqual([h[0] for h in upstream_hits(self.a, self.b)], ["a", "b"])
         self.assertEqual(pair_health(self.px, "a", "ma")["class"], "timeout")
 
+    def test_ttft_counts_events_not_keepalive_comments(self):
+        """An SSE comment before the first event does not satisfy ttft_timeout."""
+        self.a.script({"sse": {"events": [{"raw": ": keep-alive\n\n"},
+                                          {"data": OA_ERROR, "delay_ms": 3000}]}})
+        t0 = time.monotonic()
+        events = self.oa().all()
+        self.assertLess(time.monotonic() - t0, TTFT_S + 0.7)
+        self.assert_clean_openai(events)
+        self.assertEqual(pair_health(self.px, "a", "ma")["class"], "timeout")
+
     def test_ttft_stall_anthropic(self):
         self.a.script({"sse": {"stall_after": 0}})
         t0 = time.monotonic()
@@ -220,6 +231,13 @@ class TestAfterCommit(StreamCase):
         events = s.all()
         self.assert_openai_error_end(s, events)
         self.assertEqual(self.b.requests(), [])
+
+    def test_cut_before_message_stop_anthropic_is_an_error(self):
+        """Everything but the final message_stop arrived: still not a clean end."""
+        self.a.script({"sse": {"cut_after": 13}})
+        events = self.an().all()
+        self.assert_anthropic_error_end(None, events)
+        self.assertEqual([e.event for e in events][-2:], ["message_delta", "error"])
 
     def test_mid_stream_stall_openai_read_timeout(self):
         self.a.script({"sse": {"stall_after": 3}})
@@ -272,6 +290,36 @@ class TestAfterCommit(StreamCase):
         self.assertEqual(last["error"]["type"], "server_error")
         self.assertEqual(len(events), 2)
         self.assertEqual(self.b.requests(), [])
+
+
+class TestClientGone(StreamCase):
+    """A client that goes away is not a backend failure: no failover, no cooldown, and the
+    upstream transfer is cancelled."""
+
+    def test_disconnect_while_waiting_for_head(self):
+        self.a.script({"delay_ms": 1500})
+        c = RawConn(self.px.url)
+        c.send(http_bytes("POST", "/v1/chat/completions",
+                          {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, auth()))
+        self.a.wait_requests(1)
+        time.sleep(0.1)
+        c.close()
+        wait_until(lambda: self.a.requests()[0]["client_aborted"], timeout=3,
+                   msg="the proxy cancels the upstream request")
+        self.assertEqual(self.b.requests(), [])
+        self.assertFalse(pair_health(self.px, "a", "ma")["cooling"])
+
+    def test_disconnect_mid_stream(self):
+        self.a.script({"sse": {"generate": {"chunks": 50, "interval_ms": 40}}})
+        s = self.oa()
+        it = iter(s)
+        for _ in range(3):
+            next(it)
+        s.close()
+        wait_until(lambda: self.a.requests()[0]["client_aborted"], timeout=3,
+                   msg="the proxy cancels the upstream stream")
+        self.assertEqual(self.b.requests(), [])
+        self.assertFalse(pair_health(self.px, "a", "ma")["cooling"])
 
 
 class TestSdkRaises(StreamCase):
