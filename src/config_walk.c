@@ -283,7 +283,7 @@ static bool get_int(struct lp_config_walk *w, yaml_node_t *n, int64_t min, int64
                     int64_t *out)
 {
     char *s;
-    int64_t v;
+    int64_t v = 0;
     if (typed_scalar(w, n, "an integer", &s) != SC_OK)
         return false;
     bool ok = lp_config_parse_int(s, &v);
@@ -1179,7 +1179,7 @@ static const struct field detection_fields[] = {
 static void on_client_code_item(struct lp_config_walk *w, yaml_node_t *item, size_t i, void *arg)
 {
     struct lp_error_fallback_cfg *e = arg;
-    int64_t v;
+    int64_t v = 0;
     if (!get_int(w, item, 100, 599, &v))
         return;
     e->client_codes = lp_xrealloc(e->client_codes, (e->n_client_codes + 1) * sizeof(int));
