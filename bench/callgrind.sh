@@ -94,16 +94,10 @@ logging: {level: info, access_log: /dev/null, error_log: "$tmp/proxy-error.log"}
 EOF
 [ -n "$extra" ] && cat "$extra" >>"$tmp/proxy.yaml"
 
-taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" \
-    "$bin" -config "$tmp/proxy.yaml" >"$tmp/proxy.stderr" 2>&1 &
-vg_pid=$!
-pids=("$vg_pid" "${pids[@]}")   # stop the proxy before the mock
-proxy_port=$(wait_port "$tmp/proxy.stderr" 'listening on [^ ]*:([0-9]+) with' 60)
-
 # client N: N sequential requests on one keep-alive connection; every one must be a 200
 # with a complete body.
 client() {
-    python3 - "$proxy_port" "$1" "$mode" "$key" <<'PY'
+    python3 - "$1" "$2" "$mode" "$key" <<'PY'
 import http.client, json, sys
 port, n, mode, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 body = json.dumps({"model": "bench-model", "stream": mode == "stream", "max_tokens": 64,
@@ -125,37 +119,76 @@ sys.exit(1 if bad else 0)
 PY
 }
 
-client 100 || { echo "warm-up failed" >&2; exit 1; }
-callgrind_control -z "$vg_pid" >/dev/null
-t0=$(date +%s.%N)
-client "$n" || { echo "some of the $n measured requests failed" >&2; exit 1; }
-t1=$(date +%s.%N)
-callgrind_control -d "$vg_pid" >/dev/null
-dump=$(ls -t "$tmp"/cg.out.* 2>/dev/null | head -1)
-[ -n "$dump" ] || { echo "no callgrind dump found" >&2; exit 1; }
-
-total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
-echo "llm-proxy under callgrind: $bin"
-echo "mode $mode, $n requests at c=1 on one keep-alive connection (after 100 warm-up requests)," \
-     "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') s under valgrind"
-echo "total Ir $total  =>  $(awk -v t="$total" -v n="$n" 'BEGIN {printf "%.0f", t / n}') instructions per request"
-
-# annotate KIND: the top functions of the dump, with Ir per request added.
-annotate() {
-    callgrind_annotate --inclusive="$1" --threshold=100 "$dump" 2>/dev/null |
-        awk -v n="$n" -v top="$top" '
-            /^-+$/ { dashes++; next }
-            dashes >= 3 && /^ *[0-9,]+ / {
-                ir = $1; gsub(",", "", ir)
-                if (seen++ < top) {
-                    $1 = ""; sub(/^ +/, "")
-                    printf "%14d  %9.0f/req  %5.1f%%  %s\n", ir, ir / n, 100 * ir / total, $0
-                }
-            }' total="$total"
+# profile NAME REQUESTS: one whole proxy life under callgrind (start, 100 warm-up requests,
+# REQUESTS more, SIGTERM, clean exit). Whole lives, not zero/dump mid-run: a mid-run dump
+# charges the frames still on the stack (event loop, worker thread) with their callees' cost.
+profile() {
+    local name=$1 reqs=$2 port
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$tmp/$name.cg" \
+        "$bin" -config "$tmp/proxy.yaml" >"$tmp/$name.stderr" 2>&1 &
+    local vg=$!
+    pids=("$vg" "${pids[@]}") # stop the proxy before the mock
+    port=$(wait_port "$tmp/$name.stderr" 'listening on [^ ]*:([0-9]+) with' 60)
+    client "$port" 100 || { echo "$name: warm-up failed" >&2; exit 1; }
+    if [ "$reqs" -gt 0 ]; then
+        client "$port" "$reqs" || { echo "$name: some of the $reqs requests failed" >&2; exit 1; }
+    fi
+    kill -TERM "$vg"
+    wait "$vg" || { echo "$name: llm-proxy exited with $?" >&2; tail "$tmp/$name.stderr" >&2; exit 1; }
+    pids=("${pids[@]:1}")
 }
-echo
-echo "top $top functions by self cost (Ir, Ir/request, share, function):"
-annotate no
-echo
-echo "top $top functions by inclusive cost:"
-annotate yes
+
+t0=$(date +%s)
+profile base 0
+profile run "$n"
+t1=$(date +%s)
+
+# Per-function Ir of run minus base = the cost of the N requests alone.
+python3 - "$tmp/run.cg" "$tmp/base.cg" "$n" "$top" "$bin" "$mode" "$((t1 - t0))" <<'PY'
+import re, subprocess, sys
+run, base, n, top, binpath, mode, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
+
+def costs(path, inclusive):
+    out = subprocess.run(["callgrind_annotate", "--inclusive=" + inclusive, "--threshold=100", path],
+                         capture_output=True, text=True, check=True).stdout
+    total, fns = 0, {}
+    for line in out.splitlines():
+        m = re.match(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.*)$", line)
+        if not m:
+            continue
+        ir, what = int(m.group(1).replace(",", "")), m.group(2).strip()
+        if what == "PROGRAM TOTALS":
+            total = ir
+        elif what and not what.startswith("*"):
+            # "file:function [object]" -> "function [object basename]"
+            m2 = re.match(r"^(?:.*?:)?([^:\[]+?)\s*(\[(.*)\])?$", what)
+            fn = m2.group(1) if m2 else what
+            obj = m2.group(3).rsplit("/", 1)[-1] if m2 and m2.group(3) else ""
+            key = f"{fn} ({obj})" if obj else fn
+            fns[key] = fns.get(key, 0) + ir
+    return total, fns
+
+t_run, self_run = costs(run, "no")
+t_base, self_base = costs(base, "no")
+_, inc_run = costs(run, "yes")
+_, inc_base = costs(base, "yes")
+per_req = (t_run - t_base) / n
+print(f"llm-proxy under callgrind: {binpath}")
+print(f"mode {mode}: {n} requests at c=1 on one keep-alive connection, after 100 warm-up requests "
+      f"({secs} s for both runs under valgrind)")
+print(f"Ir with {n} requests: {t_run:,}; without (start + warm-up + exit): {t_base:,}")
+print(f"=> {per_req:,.0f} instructions per request (all threads)\n")
+
+def show(title, a, b, skip_frames=False):
+    diff = {k: a.get(k, 0) - b.get(k, 0) for k in set(a) | set(b)}
+    if skip_frames:  # thread start and event loop frames hold ~100%: they say nothing
+        diff = {k: v for k, v in diff.items() if v < 0.99 * (t_run - t_base)}
+    print(title)
+    print(f"{'Ir/request':>12} {'share':>6}  function (object)")
+    for k, v in sorted(diff.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{v / n:12,.0f} {100 * v / (t_run - t_base):5.1f}%  {k}")
+    print()
+
+show(f"top {top} functions by self cost:", self_run, self_base)
+show(f"top {top} functions by inclusive cost (frames >= 99% omitted):", inc_run, inc_base, True)
+PY

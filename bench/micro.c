@@ -239,6 +239,7 @@ static struct lp_metrics *make_metrics(int aliases, int backends, size_t *series
 int main(int argc, char **argv)
 {
     int scale = argc > 1 ? atoi(argv[1]) : 1;
+    const char *only = argc > 2 ? argv[2] : NULL; /* profile one case: a2o, o2a, so2a, sa2o */
     if (scale < 1)
         scale = 1;
     char *oreq = make_openai_request(20 * 1024);
@@ -253,6 +254,27 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (only) {
+        struct req_ctx c = {strcmp(only, "a2o") == 0 ? areq : oreq, strcmp(only, "a2o") == 0 ? alen : olen,
+                            strcmp(only, "a2o") == 0 ? LP_PROTO_ANTHROPIC : LP_PROTO_OPENAI,
+                            strcmp(only, "a2o") == 0 ? LP_PROTO_OPENAI : LP_PROTO_ANTHROPIC};
+        char *os1 = make_openai_stream(200), *as1 = make_anthropic_stream(200);
+        struct stream_ctx sc = {strcmp(only, "sa2o") == 0 ? as1 : os1,
+                                strlen(strcmp(only, "sa2o") == 0 ? as1 : os1),
+                                strcmp(only, "sa2o") == 0 ? LP_PROTO_ANTHROPIC : LP_PROTO_OPENAI,
+                                strcmp(only, "sa2o") == 0 ? LP_PROTO_OPENAI : LP_PROTO_ANTHROPIC, true, 4096};
+        for (int i = 0; i < 2000 * scale; i++) {
+            if (only[0] == 's')
+                run_stream(&sc);
+            else
+                run_translate(&c);
+        }
+        free(os1);
+        free(as1);
+        free(oreq);
+        free(areq);
+        return 0;
+    }
     printf("# llm-proxy micro-benchmarks (best of 5 rounds; microseconds per operation)\n\n");
     printf("| operation | size | us/op | ratio to pass-through |\n|---|---|---|---|\n");
     struct req_ctx pt_o = {oreq, olen, LP_PROTO_OPENAI, LP_PROTO_OPENAI};

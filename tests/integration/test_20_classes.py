@@ -6,6 +6,8 @@ Three mocks (a, b, c) live for the whole class; each test starts its own proxy s
 never leak between tests. Cooldowns are 2 s, ttft_timeout 500 ms.
 """
 
+import concurrent.futures
+import email.utils
 import json
 import time
 import unittest
@@ -179,6 +181,24 @@ class TestFailoverClasses(ClassCase):
         # cooldown_seconds is 2: the Retry-After hint lengthens it to at least 7 s.
         self.failover_case(step, "rate_limit", 429, min_cool_ms=6000, max_cool_ms=7000)
 
+    def test_rate_limit_retry_after_ms_and_http_date(self):
+        """The other hint forms reach the classifier through the real header path."""
+        step = {"status": 429, "headers": {"retry-after-ms": "5000"},
+                "body": {"error": {"message": "Rate limit reached", "type": "rate_limit_error"}}}
+        self.failover_case(step, "rate_limit", 429, min_cool_ms=4000, max_cool_ms=5000)
+        px = self.proxy()
+        self.a.reset()
+        when = email.utils.formatdate(time.time() + 6, usegmt=True)
+        self.a.script({"status": 429, "headers": {"Retry-After": when},
+                       "body": {"error": {"message": "Rate limit reached", "type": "rate_limit_error"}}})
+        self.assertEqual(self.chat(px).status, 200)
+        self.assert_cooling(px, "a", "ma", "rate_limit", 4000, 6000)
+
+    def test_overloaded_503_retry_after_lengthens_cooldown(self):
+        step = {"status": 503, "headers": {"Retry-After": "5"},
+                "body": {"error": {"message": "Service Unavailable", "type": "server_error"}}}
+        self.failover_case(step, "server", 503, min_cool_ms=4000, max_cool_ms=5000)
+
     def test_overloaded_529_anthropic(self):
         step = {"status": 529, "body": AN_OVERLOADED}
         self.failover_case(step, "overloaded", 529, anthropic=True)
@@ -312,18 +332,27 @@ class TestAllFailed(ClassCase):
 
     def test_total_deadline_504(self):
         """total_timeout bounds the whole request: a slow first attempt (within its ttft) that
-        runs into the deadline ends the request with 504 without trying further routes."""
-        px = self.proxy(timeout={"ttft_timeout": "5s", "total_timeout": "1s"})
-        self.a.script({"delay_ms": 3000})
+        runs into the deadline ends the request with 504 without trying further routes, and the
+        healthy second backend is not blamed. Four requests at once (four aliases), because the
+        wrong outcome depends on how the deadline timer rounds."""
+        models = {f"d{i}": [("a", f"da{i}"), ("b", f"db{i}")] for i in range(4)}
+        cfg = config([backend(self.a), backend(self.b)], models,
+                     fallback={"cooldown_seconds": 2},
+                     timeout={"ttft_timeout": "5s", "total_timeout": "1s"})
+        px = Proxy(cfg).start()
+        self.addCleanup(px.stop)
+        self.a.script({"delay_ms": 3000, "times": 4})
         t0 = time.monotonic()
-        r = self.chat(px)
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            rs = list(ex.map(lambda i: self.chat(px, {**CHAT, "model": f"d{i}"}), range(4)))
         elapsed = time.monotonic() - t0
-        self.assertEqual(r.status, 504, r.text)
         self.assertLess(elapsed, 2.0)
+        for i, r in enumerate(rs):
+            self.assertEqual(r.status, 504, r.text)
+            self.assertIn(f"a/da{i}", r.json()["error"]["message"])
+            # b did nothing wrong: the request's own deadline must not cool it down.
+            self.assert_not_cooling(px, "b", f"db{i}")
         self.assertEqual(len(self.b.requests()), 0, "an attempt was started after the deadline")
-        self.assertIn("a/ma", r.json()["error"]["message"])
-        # b did nothing wrong: the request's own deadline must not cool it down.
-        self.assert_not_cooling(px, "b", "mb")
 
 
 class TestAccessLog(ClassCase):
