@@ -37,9 +37,11 @@
 #define SSE_EVENT_MAX (4 * 1024 * 1024)  /* one SSE event */
 #define STREAM_HIGH_WATER (256 * 1024)   /* client output queued before pausing upstream */
 #define STREAM_LOW_WATER (64 * 1024)
+#define LP_MIN_ATTEMPT_MS 100            /* don't start an attempt with less time left */
 
 static void next_attempt(struct lp_request *req);
 static void all_failed(struct lp_request *req);
+static void deadline_reached(struct lp_request *req);
 
 /* ---- small helpers --------------------------------------------------------------------- */
 
@@ -190,6 +192,13 @@ static void end_stream(struct lp_request *req, const char *err_type, const char 
         lp_buf_reset(&req->out);
         if (req->xlat) {
             lp_stream_xlat_error(req->xlat, err_type, err_msg, &req->out);
+        } else if (strcmp(req->path, "/v1/responses") == 0) {
+            /* The Responses API's own stream error event. */
+            lp_buf_appends(&req->out, "event: error\ndata: {\"type\":\"error\",\"code\":\"");
+            lp_buf_appends(&req->out, err_type);
+            lp_buf_appends(&req->out, "\",\"message\":\"");
+            lp_buf_append_json_escaped(&req->out, err_msg, strlen(err_msg));
+            lp_buf_appends(&req->out, "\",\"param\":null}\n\n");
         } else {
             size_t len = 0;
             char *ev = lp_apierr_sse_event(req->client, err_type, NULL, err_msg, &len);
@@ -202,6 +211,7 @@ static void end_stream(struct lp_request *req, const char *err_type, const char 
         req->error_msg_set = true;
         lp_log_warn(req->id, "stream aborted after commit (%s): %s", abort_reason, err_msg);
     }
+    lp_request_log_access(req);
     if (req->er) {
         if (req->client_gone)
             lp_edge_abort(req->er);
@@ -388,6 +398,16 @@ static bool build_body(struct lp_request *req, const struct lp_candidate *c)
 
 static const struct lp_upstream_cbs upstream_cbs;
 
+/* The transfer's own time limit: the request's remaining deadline, or the backend's
+ * total_timeout when that is shorter (a per-backend `timeout:` override bounds each attempt). */
+static int64_t attempt_limit_ms(struct lp_request *req, const struct lp_timeouts *t)
+{
+    int64_t left = remaining_ms(req);
+    req->attempt_limit_is_deadline = !(t->total_ms > 0 && t->total_ms < left);
+    int64_t lim = req->attempt_limit_is_deadline ? left : t->total_ms;
+    return lim > 0 ? lim : 1;
+}
+
 /* Start candidate c. Returns LP_OK when a transfer is running, LP_DECLINED when the candidate
  * cannot serve this endpoint (try the next), LP_ERR when the request was answered. */
 static enum lp_status start_attempt(struct lp_request *req, const struct lp_candidate *c)
@@ -413,6 +433,7 @@ static enum lp_status start_attempt(struct lp_request *req, const struct lp_cand
     req->up_sse = false;
     req->first_event_seen = false;
     req->stream_done = false;
+    req->saw_finish = false;
     req->att_first_us = 0;
     req->att_start_us = lp_now_us();
     req->last_data_us = req->att_start_us;
@@ -427,7 +448,7 @@ static enum lp_status start_attempt(struct lp_request *req, const struct lp_cand
         .headers = (const char *const *)req->up_hdrs,
         .n_headers = req->n_up_hdrs,
         .connect_timeout_ms = t->connect_ms,
-        .total_timeout_ms = remaining_ms(req) > 0 ? remaining_ms(req) : 1,
+        .total_timeout_ms = attempt_limit_ms(req, t),
     };
     req->n_attempts++;
     req->x = lp_upstream_start(req->w->up, &ur, &upstream_cbs, req);
@@ -437,7 +458,11 @@ static enum lp_status start_attempt(struct lp_request *req, const struct lp_cand
         return LP_DECLINED;
     }
     int64_t ttft = t->ttft_ms > 0 ? t->ttft_ms : 180000;
-    timer_arm(req, LP_TIMER_TTFT, ttft < remaining_ms(req) ? ttft : remaining_ms(req));
+    int64_t left = remaining_ms(req);
+    /* When the request's deadline comes before this attempt's TTFT limit, the timer is the
+     * deadline: its expiry is not the backend's fault (see on_timer). */
+    req->ttft_is_deadline = ttft >= left;
+    timer_arm(req, LP_TIMER_TTFT, ttft < left ? ttft : left);
     lp_log_debug(req->id, "attempt %d: %s model=%s url=%s%s", req->n_attempts, c->backend->name,
                  c->route->model, req->up_url, req->translate ? " (translated)" : "");
     return LP_OK;
@@ -634,6 +659,40 @@ static bool on_first_event(struct lp_request *req, const struct lp_sse_event *ev
     return true;
 }
 
+/* Pass-through: remember that the upstream reached its finish point (OpenAI finish_reason,
+ * Anthropic message_delta), so a clean EOF without the terminal event can still end normally. */
+static void note_finish(struct lp_request *req, const struct lp_sse_event *ev)
+{
+    if (req->client == LP_PROTO_ANTHROPIC) {
+        if (ev->event_len == 13 && memcmp(ev->event, "message_delta", 13) == 0)
+            req->saw_finish = true;
+    } else if (ev->data_len > 20 && memmem(ev->data, ev->data_len, "\"finish_reason\":\"", 17)) {
+        req->saw_finish = true;
+    }
+}
+
+/* A pass-through stream ended with a clean EOF but no terminal event. Returns true when that
+ * is a normal end, after writing the terminal event the client expects if it is missing. */
+static bool passthrough_clean_eof(struct lp_request *req)
+{
+    bool chat = strcmp(req->path, "/v1/chat/completions") == 0 || strcmp(req->path, "/v1/messages") == 0;
+    if (!chat) {
+        /* Other endpoints (/v1/responses, /v1/completions) have their own terminal events; the
+         * upstream closing the stream cleanly is their end. */
+        return true;
+    }
+    if (!req->saw_finish)
+        return false;
+    if (req->client == LP_PROTO_ANTHROPIC) {
+        static const char stop[] = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        client_write(req, stop, sizeof stop - 1);
+    } else {
+        static const char done[] = "data: [DONE]\n\n";
+        client_write(req, done, sizeof done - 1);
+    }
+    return true;
+}
+
 static void relay_event(struct lp_request *req, const struct lp_sse_event *ev)
 {
     if (req->xlat) {
@@ -671,6 +730,8 @@ static void relay_event(struct lp_request *req, const struct lp_sse_event *ev)
     }
     if (req->tap.done)
         req->stream_done = true;
+    else
+        note_finish(req, ev);
 }
 
 static enum lp_status on_sse_data(struct lp_request *req, const char *buf, size_t len)
@@ -742,10 +803,14 @@ static enum lp_transport transport_of(enum lp_xfer_result r)
 
 static void on_stream_done(struct lp_request *req, enum lp_xfer_result res, const char *err)
 {
-    if (!req->stream_done && !req->stream_error && req->xlat && res == LP_XFER_OK) {
-        lp_buf_reset(&req->out);
-        if (lp_stream_xlat_eof(req->xlat, &req->out) == LP_OK) {
-            client_write(req, req->out.data, req->out.len);
+    if (!req->stream_done && !req->stream_error && res == LP_XFER_OK) {
+        if (req->xlat) {
+            lp_buf_reset(&req->out);
+            if (lp_stream_xlat_eof(req->xlat, &req->out) == LP_OK) {
+                client_write(req, req->out.data, req->out.len);
+                req->stream_done = true;
+            }
+        } else if (lp_sse_pending(&req->sse) == 0 && passthrough_clean_eof(req)) {
             req->stream_done = true;
         }
     }
@@ -822,8 +887,12 @@ static void on_up_done(void *arg, struct lp_upstream_xfer *x, enum lp_xfer_resul
             tr = LP_TR_PROTOCOL;
             why = "upstream response larger than the 64 MiB buffer limit";
         }
-        classify_transport(req, tr, why, &d);
-        failover(req, &d);
+        if (tr == LP_TR_TIMEOUT_TOTAL && req->attempt_limit_is_deadline) {
+            deadline_reached(req);
+        } else {
+            classify_transport(req, tr, why, &d);
+            failover(req, &d);
+        }
     }
     if (req->hx == x)
         req->hx = NULL;
@@ -837,6 +906,29 @@ static const struct lp_upstream_cbs upstream_cbs = {
 };
 
 /* ---- timer ----------------------------------------------------------------------------- */
+
+/* The request's total_timeout expired during an attempt. Not the backend's fault: nothing is
+ * cooled down; the client gets 504 with the attempts so far. */
+static void deadline_reached(struct lp_request *req)
+{
+    char why[96];
+    snprintf(why, sizeof why, "total_timeout (%lld ms) reached", (long long)req->cfg->timeout.total_ms);
+    if (req->x) {
+        lp_upstream_cancel(req->x);
+        req->x = NULL;
+    }
+    lp_health_release(req->rt->health, req->cur->backend->name);
+    if (req->committed) {
+        record_attempt(req, "timeout", req->up_status, why);
+        end_stream(req, "timeout_error", why, "total_timeout");
+        lp_request_finish(req);
+        return;
+    }
+    record_attempt(req, "timeout", req->up_status, why);
+    req->n_timeout_fail++;
+    req->deadline_hit = true;
+    all_failed(req);
+}
 
 static void abort_attempt_timeout(struct lp_request *req, enum lp_transport tr, const char *why)
 {
@@ -871,6 +963,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         req->next_cand--; /* next_attempt picks c again, now without waiting */
         (void)c;
         next_attempt(req);
+    } else if (kind == LP_TIMER_TTFT && req->x && req->ttft_is_deadline) {
+        deadline_reached(req);
     } else if (kind == LP_TIMER_TTFT && req->x) {
         char why[96];
         snprintf(why, sizeof why, "no %s within ttft_timeout (%lld ms)",
@@ -923,7 +1017,8 @@ static void next_attempt(struct lp_request *req)
     while (req->next_cand < req->n_cands) {
         if (req->max_attempts > 0 && req->n_attempts >= req->max_attempts)
             break;
-        if (remaining_ms(req) <= 0) {
+        if (remaining_ms(req) < LP_MIN_ATTEMPT_MS) {
+            /* Too little time left for a meaningful attempt. */
             req->deadline_hit = true;
             break;
         }

@@ -52,6 +52,7 @@ void lp_request_reply(struct lp_request *req, int status, const char *content_ty
     req->final_status = status;
     req->bytes_out += len;
     req->committed = true; /* COMMIT: a complete response goes to the edge */
+    lp_request_log_access(req);
     if (!req->client_gone)
         lp_edge_respond(req->er, status, h, n, body, len);
     else

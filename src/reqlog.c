@@ -86,6 +86,11 @@ static void record_metrics(struct lp_request *req, int64_t total_us, int64_t ove
 
 void lp_request_log_access(struct lp_request *req)
 {
+    /* Recorded once, just before the response's last byte is handed to the edge, so a client
+     * that reads its answer and then scrapes /metrics (maybe on another worker) sees it. */
+    if (req->recorded)
+        return;
+    req->recorded = true;
     int64_t now = lp_now_us();
     int64_t total_us = now - req->t0_us;
     int64_t overhead_us = total_us - req->upstream_wait_us;

@@ -117,6 +117,7 @@ struct lp_request {
     bool pending_decision_set;
     struct lp_stream_tap tap;    /* pass-through stream observer */
     bool stream_error;           /* an error event was relayed / the stream broke */
+    bool saw_finish;             /* pass-through: finish_reason / message_delta relayed */
     bool resp_overflow;
     int64_t last_hint_ms;        /* Retry-After of the last failure */
     const char *last_backend;
@@ -128,12 +129,15 @@ struct lp_request {
     int64_t backoff_total_ms;
     bool backoff_done;           /* the wait before the pending candidate is over */
     bool deadline_hit;
+    bool ttft_is_deadline;       /* the TTFT timer of this attempt is the request deadline */
+    bool attempt_limit_is_deadline; /* curl's time limit of this attempt is the deadline */
 
     /* Outcome. */
     bool committed;
     bool client_gone;
     bool stream_counted;
     bool llm;                    /* an LLM endpoint request: counted in metrics */
+    bool recorded;               /* access line and metrics written */
     bool paused;
     int final_status;
     bool error_msg_set;
@@ -158,7 +162,8 @@ void lp_request_reply_error_body(struct lp_request *req, int status, const char 
 bool lp_request_check_auth(struct lp_request *req, const char *key);
 /* Release everything the request owns; ends the edge request if still open. Exactly once. */
 void lp_request_finish(struct lp_request *req);
-/* Write the access-log line and record metrics (called by finish). */
+/* Write the access-log line and record metrics, once (before the final bytes go to the edge,
+ * and from finish as a fallback). */
 void lp_request_log_access(struct lp_request *req);
 /* Re-entrancy guard for asynchronous entry points (edge and upstream callbacks, timers): a
  * finish requested while an entry point is on the stack is deferred until the outermost one

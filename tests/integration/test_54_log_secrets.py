@@ -59,27 +59,67 @@ def proxy_sections(all_log: str) -> list[str]:
     return ["\n".join(s) for s in out]
 
 
+def own_section(px) -> str:
+    """px's whole stdout/stderr as appended to all.log when it stopped (its temporary directory
+    is gone by then)."""
+    with open(ALL_LOG, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    head = f"===== llm-proxy {px.describe()} "
+    start = text.rindex(head)
+    end = text.find("\n===== ", start + len(head))
+    return text[start:end if end >= 0 else len(text)]
+
+
 class TestLogSecrets(unittest.TestCase):
+    """One proxy run (driven once, by whichever test comes first); the tests check its logs,
+    the replies it sent, and all.log."""
+
+    outcome: dict | None = None
+
     @classmethod
     def setUpClass(cls):
         if not proxy_can_start():
             raise unittest.SkipTest("llm-proxy binary not available")
+        cls.a = Mock("oa-up").start()
+        cls.an = Mock("an-up").start()
+        cls.dir = tempfile.mkdtemp(prefix="lp-ops-secrets-")
+        cls.access = os.path.join(cls.dir, "access.log")
+        cls.error = os.path.join(cls.dir, "proxy.log")
+        cls.outcome = None
 
-    def setUp(self):
-        self.a = Mock("oa-up").start()
-        self.addCleanup(self.a.stop)
-        self.an = Mock("an-up").start()
-        self.addCleanup(self.an.stop)
-        self.dir = tempfile.mkdtemp(prefix="lp-ops-secrets-")
-        self.access = os.path.join(self.dir, "access.log")
-        self.error = os.path.join(self.dir, "proxy.log")
+    @classmethod
+    def tearDownClass(cls):
+        cls.a.stop()
+        cls.an.stop()
+
+    def ensure_run(self) -> dict:
+        """Start the proxy, drive every request, stop it; returns {"logs": {name: text},
+        "replies": [leak descriptions]}."""
+        cls = type(self)
+        if cls.outcome is None:
+            px = Proxy(self.cfg())
+            px.start()
+            try:
+                self.drive(px)
+                time.sleep(0.5)  # the writer drains its queue
+            finally:
+                px.stop()
+            logs = {"proxy stdout/stderr": own_section(px)}
+            for p in (self.access, self.error):
+                with open(p, encoding="utf-8", errors="replace") as f:
+                    logs[os.path.basename(p)] = f.read()
+            cls.outcome = {"logs": logs, "replies": self.reply_leaks}
+        return cls.outcome
 
     def cfg(self, **models):
         c = config(
             [{**backend(self.a), "api_key": BACKEND_KEY_OA},
-             {**backend(self.an, "anthropic"), "api_key": BACKEND_KEY_AN}],
+             {**backend(self.an, "anthropic"), "api_key": BACKEND_KEY_AN},
+             {**backend(self.a), "name": "oa-e500", "api_key": BACKEND_KEY_OA},
+             {**backend(self.a), "name": "oa-esse", "api_key": BACKEND_KEY_OA}],
             {"m": [("oa-up", "gpt-x")], "am": [("an-up", "claude-x")],
-             "both": [("oa-up", "gpt-x"), ("an-up", "claude-x")], **models},
+             "both": [("oa-up", "gpt-x"), ("an-up", "claude-x")],
+             "e500": [("oa-e500", "gpt-x")], "esse": [("oa-esse", "gpt-x")], **models},
             fallback={"enable_backoff": False, "cooldown_seconds": 1},
             logging={"level": "debug", "log_bodies": True, "mask_sensitive": True,
                      "access_log": self.access, "error_log": self.error})
@@ -87,7 +127,17 @@ class TestLogSecrets(unittest.TestCase):
         c["admin_api_key"] = ADMIN_KEY_54
         return c
 
+    def note_reply(self, r, what):
+        """Replies to clients must not carry a configured key either (checked after the logs,
+        so that a leaky reply does not hide a leaky log)."""
+        text = r.body.decode("utf-8", "replace") if isinstance(r.body, (bytes, bytearray)) \
+            else r.text
+        found = leaks(text, CONFIGURED + (WRONG_KEY,))
+        if found:
+            self.reply_leaks.append(f"{what}: {found}: {text[:400]}")
+
     def drive(self, px):
+        self.reply_leaks = []
         url = px.url
         oa = {"Authorization": f"Bearer {PROXY_KEY_54}"}
         an = {"x-api-key": PROXY_KEY_54, "anthropic-version": "2023-06-01"}
@@ -118,7 +168,7 @@ class TestLogSecrets(unittest.TestCase):
             r = request(url, "POST", "/v1/chat/completions", CHAT,
                         headers={"Authorization": f"Bearer {k}"})
             self.assertEqual(r.status, 401, r.text)
-            self.assertNotIn(k, r.text)
+            self.note_reply(r, f"401 for key {k[:8]}")
             r = request(url, "POST", "/v1/messages", MSG,
                         headers={"x-api-key": k, "anthropic-version": "2023-06-01"})
             self.assertEqual(r.status, 401, r.text)
@@ -139,13 +189,21 @@ class TestLogSecrets(unittest.TestCase):
                                     "type": "server_error"}}}]}})
         self.an.script({"status": 403, "body": {"type": "error", "error": {
             "type": "permission_error", "message": f"x-api-key {BACKEND_KEY_AN} is disabled"}}})
-        request(url, "POST", "/v1/chat/completions", {**CHAT, "model": "both"}, headers=oa)
-        request(url, "POST", "/v1/chat/completions", {**CHAT, "model": "both"}, headers=oa)
-        s = stream(url, "/v1/chat/completions", {**CHAT, "model": "m", "stream": True},
+        r = request(url, "POST", "/v1/chat/completions", {**CHAT, "model": "both"}, headers=oa)
+        self.assertEqual(r.status, 403, r.text)
+        self.note_reply(r, "all attempts failed, upstream errors echoing keys")
+        r = request(url, "POST", "/v1/chat/completions", {**CHAT, "model": "e500"}, headers=oa)
+        self.assertEqual(r.status, 500, r.text)
+        self.note_reply(r, "upstream 500 echoing keys")
+        s = stream(url, "/v1/chat/completions", {**CHAT, "model": "esse", "stream": True},
                    headers=oa)
         s.all()
-        time.sleep(1.1)  # the 1 s cooldowns end
-        request(url, "POST", "/v1/chat/completions", {**CHAT, "model": "am"}, headers=oa)
+        self.note_reply(s, "stream with an upstream error event echoing a key")
+        self.assertEqual((self.a.stats()["queued"], self.an.stats()["queued"]), (0, 0),
+                         "every scripted error was served")
+        r = request(url, "GET", "/admin/backends", headers={"x-api-key": ADMIN_KEY_54})
+        self.assertEqual(r.status, 200, r.text)
+        self.note_reply(r, "/admin/backends last errors and cooldown reasons")
         # admin calls: right key, proxy key (401), wrong key
         adm = {"Authorization": f"Bearer {ADMIN_KEY_54}"}
         self.assertEqual(request(url, "GET", "/admin/config", headers=adm).status, 200)
@@ -161,7 +219,7 @@ class TestLogSecrets(unittest.TestCase):
         px.write_config(bad)
         r = request(url, "POST", "/admin/reload", headers=adm, timeout=20)
         self.assertIs(r.json()["ok"], False, r.text)
-        self.assertEqual(leaks(r.text, CONFIGURED), [], "reload diagnostics leak a key")
+        self.note_reply(r, "/admin/reload diagnostics")
         px.write_config(self.cfg())
         px.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: request(url, "GET", "/admin/stats", headers=adm).status == 200,
@@ -171,17 +229,7 @@ class TestLogSecrets(unittest.TestCase):
         request(url, "DELETE", "/v1/chat/completions", headers=oa)
 
     def test_1_no_key_in_any_log(self):
-        px = Proxy(self.cfg())
-        px.start()
-        try:
-            self.drive(px)
-            time.sleep(0.5)  # the writer drains its queue
-        finally:
-            px.stop()
-        texts = {"proxy stdout/stderr": px.log_text()}
-        for p in (self.access, self.error):
-            with open(p, encoding="utf-8", errors="replace") as f:
-                texts[os.path.basename(p)] = f.read()
+        texts = self.ensure_run()["logs"]
         # the logs must actually hold what we grep for: debug lines, bodies, access lines
         self.assertIn('"level":"debug"', texts["proxy.log"])
         self.assertGreaterEqual(texts["access.log"].count('"type":"access"'), 20)
@@ -191,8 +239,17 @@ class TestLogSecrets(unittest.TestCase):
                 found = leaks(line, CONFIGURED + (WRONG_KEY,))
                 self.assertEqual(found, [], f"{name} leaks {found}: {line[:600]}")
 
-    def test_2_all_log_has_no_harness_or_configured_key(self):
-        """The llm-proxy sections of all.log (every proxy of the run that has stopped so far)."""
+    def test_2_no_key_in_replies(self):
+        """Error replies (to clients and admins) must not carry a configured key either: an
+        upstream that echoes the backend key must not hand it to a client."""
+        self.maxDiff = None
+        leaky = self.ensure_run()["replies"]
+        self.assertEqual(leaky, [], "replies carrying a configured key:\n" + "\n".join(leaky))
+
+    def test_3_all_log_has_no_harness_or_configured_key(self):
+        """The llm-proxy sections of all.log (every proxy of the run that has stopped so far,
+        this file's included)."""
+        self.ensure_run()
         if not os.path.exists(ALL_LOG):
             self.skipTest("no all.log yet")
         with open(ALL_LOG, encoding="utf-8", errors="replace") as f:
