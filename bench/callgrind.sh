@@ -2,7 +2,7 @@
 # callgrind.sh - deterministic cost of llm-proxy: instructions per request under callgrind.
 #
 #   bench/callgrind.sh [-n REQUESTS] [--stream] [--build DIR] [--bin PATH] [--top K]
-#                      [--extra FILE.yaml] [--keep]
+#                      [--extra FILE.yaml] [--access-log PATH|off] [--keep]
 #
 # Starts llm-mock (pinned to CPU 1) and llm-proxy (1 worker thread) under
 # `valgrind --tool=callgrind`, sends 100 warm-up requests, zeroes the counters, sends REQUESTS
@@ -21,6 +21,7 @@ build="$root/build-bench"
 bin=""
 top=15
 extra=""
+access_log=/dev/null
 keep=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
     --bin) bin=$2; shift 2 ;;
     --top) top=$2; shift 2 ;;
     --extra) extra=$2; shift 2 ;;
+    --access-log) access_log=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -90,7 +92,7 @@ models:
     routes:
       - {backend: mock, model: gpt-4o-mini, priority: 1}
 fallback: {when_all_cooling: try_soonest}
-logging: {level: info, access_log: /dev/null, error_log: "$tmp/proxy-error.log"}
+logging: {level: info, access_log: "$access_log", error_log: "$tmp/proxy-error.log"}
 EOF
 [ -n "$extra" ] && cat "$extra" >>"$tmp/proxy.yaml"
 

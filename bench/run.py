@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -30,6 +31,7 @@ ALIAS = "bench-model"
 UPSTREAM_MODEL = "gpt-4o-mini"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROCS = []  # every subprocess.Popen we started, stopped by cleanup()
+TMP = None  # the suite's temp dir
 
 
 def log(msg):
@@ -38,13 +40,36 @@ def log(msg):
 
 # ---- processes ---------------------------------------------------------------------------------
 
+def allow_core():
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+    except (ValueError, OSError):
+        pass
+
+
 def start(argv, cpus, **kw):
     """Start argv pinned to `cpus` (a string for taskset -c, or None) and remember it."""
     if cpus is not None and shutil.which("taskset"):
         argv = ["taskset", "-c", cpus] + argv
-    p = subprocess.Popen(argv, **kw)
+    # cwd = the temp dir (kept when the suite fails) and core dumps on, so a crash leaves a core.
+    p = subprocess.Popen(argv, cwd=TMP, preexec_fn=allow_core, **kw)
     PROCS.append(p)
     return p
+
+
+def check_alive(targets):
+    """Fail loudly, with the exit status / signal and the log tail, if a process died."""
+    for t in targets:
+        rc = t["proc"].poll()
+        if rc is None:
+            continue
+        how = f"killed by signal {-rc} ({signal.Signals(-rc).name})" if rc < 0 else f"exit {rc}"
+        tail = ""
+        if t.get("stderr") and os.path.exists(t["stderr"]):
+            with open(t["stderr"], errors="replace") as f:
+                tail = "".join(f.readlines()[-15:])
+        raise RuntimeError(f"{t['name']} (pid {t['pid']}) died: {how}\n{tail}")
 
 
 def stop(p, timeout=5.0):
@@ -266,7 +291,7 @@ def start_mock(args, tmp):
               args.cpu_mock, stdout=out, stderr=subprocess.STDOUT)
     port = wait_for(lambda: port_in_file(f"{tmp}/mock.out", r"listening on [^\n]*:(\d+)\n"),
                     5, "llm-mock to listen")
-    return {"name": "mock", "kind": "mock", "proc": p, "pid": p.pid,
+    return {"name": "mock", "kind": "mock", "proc": p, "pid": p.pid, "stderr": f"{tmp}/mock.out",
             "urls": {m: f"http://127.0.0.1:{port}/v1/chat/completions"
                      for m in ("json", "stream")}, "port": port}
 
@@ -285,6 +310,7 @@ def start_nginx(args, tmp, mock_port):
         p = start([args.nginx, "-p", ngx + "/", "-c", f"{ngx}/nginx.conf", "-e",
                    f"{ngx}/nginx-error.log"], args.cpu_server, stdout=err, stderr=subprocess.STDOUT)
         t = {"name": "nginx", "kind": "nginx", "proc": p, "pid": p.pid,
+             "stderr": f"{ngx}/nginx-error.log",
              "urls": {"json": f"http://127.0.0.1:{pj}/v1/chat/completions",
                       "stream": f"http://127.0.0.1:{ps}/v1/chat/completions"}}
         try:
@@ -599,7 +625,8 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    tmp = tempfile.mkdtemp(prefix="lp-bench-")
+    global TMP
+    tmp = TMP = tempfile.mkdtemp(prefix="lp-bench-")
     started = datetime.datetime.now()
     info = machine_info(args)
     points = [(m, int(c)) for m in args.modes.split(",") for c in args.conc.split(",")]
@@ -607,6 +634,7 @@ def main():
     raw_dir = os.path.join(args.out, "raw", stamp)
     if not args.no_save:
         os.makedirs(raw_dir, exist_ok=True)
+    ok = False
     try:
         mock = start_mock(args, tmp)
         targets = [mock] if want_mock else []
@@ -637,7 +665,10 @@ def main():
                         pin(t["pid"], cpuset(args.cpu_server))
                     raw = os.path.join(raw_dir, f"r{rnd}-{t['name']}-{mode}-c{conc}.txt") \
                         if not args.no_save else None
-                    r = measure(args, t, mock, conc, mode, args.duration, raw)
+                    try:
+                        r = measure(args, t, mock, conc, mode, args.duration, raw)
+                    finally:
+                        check_alive(targets + [mock])
                     if t["kind"] == "mock":
                         pin(t["pid"], cpuset(args.cpu_mock))
                     runs.setdefault((t["name"], mode, conc), []).append(r)
@@ -673,10 +704,11 @@ def main():
                            "configs": {t["name"]: open(t["config"]).read()
                                        for t in targets if t["kind"] == "proxy"}}, f, indent=1)
             log(f"wrote {path}")
+        ok = True
         return 1 if any(r["errors"] for r in results.values()) else 0
     finally:
         cleanup()
-        if args.keep_tmp:
+        if args.keep_tmp or not ok:
             log(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)

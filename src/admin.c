@@ -44,6 +44,20 @@ static void gauge_active_streams(struct lp_metrics_sink *sink, void *ctx)
     lp_metrics_sink_put(sink, NULL, (double)atomic_load(&rt->active_streams));
 }
 
+/* Whether the route (a, r) repeats a (backend, model) pair of an earlier route of any alias. */
+static bool pair_seen_before(const struct lp_config *cfg, size_t a, size_t r)
+{
+    const struct lp_route *x = &cfg->aliases[a].routes[r];
+    for (size_t i = 0; i <= a; i++) {
+        const struct lp_alias *al = &cfg->aliases[i];
+        size_t end = i == a ? r : al->n_routes;
+        for (size_t k = 0; k < end; k++)
+            if (al->routes[k].backend_idx == x->backend_idx && strcmp(al->routes[k].model, x->model) == 0)
+                return true;
+    }
+    return false;
+}
+
 static void gauge_cooldowns(struct lp_metrics_sink *sink, void *ctx)
 {
     struct lp_runtime *rt = ctx;
@@ -54,9 +68,10 @@ static void gauge_cooldowns(struct lp_metrics_sink *sink, void *ctx)
         for (size_t r = 0; r < al->n_routes; r++) {
             const struct lp_route *rt_ = &al->routes[r];
             const struct lp_backend *b = &cfg->backends[rt_->backend_idx];
-            enum lp_route_state st = lp_health_route_state(rt->health, cfg, b, rt_->model, now, NULL);
+            if (pair_seen_before(cfg, a, r))
+                continue; /* one sample per pair: equal label sets would be summed */
             const char *l[] = {b->name, rt_->model};
-            lp_metrics_sink_put(sink, l, st == LP_ROUTE_COOLING ? 1.0 : 0.0);
+            lp_metrics_sink_put(sink, l, lp_health_pair_cooling(rt->health, b->name, rt_->model, now) ? 1.0 : 0.0);
         }
     }
     lp_config_unref(cfg);
@@ -293,7 +308,19 @@ static void on_reload_done(void *arg, bool ok, char *message)
     req->admin_job = NULL;
     struct json_object *o = json_object_new_object();
     lp_json_set_bool(o, "ok", ok);
-    lp_json_set_str(o, "message", message && *message ? message : (ok ? "reloaded" : "invalid"));
+    /* Diagnostics may quote a misplaced key value: mask with the keys of both the running and
+     * (if it loaded) the new snapshot, like every other admin view. */
+    struct lp_config *now = lp_runtime_config(req->rt);
+    const char *secrets[128];
+    size_t n = lp_config_secrets(req->cfg, secrets, 64);
+    n += lp_config_secrets(now, secrets + n, 64);
+    struct lp_buf mb;
+    lp_buf_init(&mb, 1 << 20);
+    const char *msg = message && *message ? message : (ok ? "reloaded" : "invalid");
+    lp_mask(msg, strlen(msg), &mb, secrets, n);
+    lp_json_set_str(o, "message", mb.data ? mb.data : "");
+    lp_buf_free(&mb);
+    lp_config_unref(now);
     size_t len = 0;
     const char *s = lp_json_dump(o, &len);
     reply_json(req, ok ? 200 : 400, s, len);

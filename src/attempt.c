@@ -38,6 +38,7 @@
 #define STREAM_HIGH_WATER (256 * 1024)   /* client output queued before pausing upstream */
 #define STREAM_LOW_WATER (64 * 1024)
 #define LP_MIN_ATTEMPT_MS 100            /* don't start an attempt with less time left */
+#define LP_MAX_SECRETS 64                /* configured keys considered when masking */
 
 static void next_attempt(struct lp_request *req);
 static void all_failed(struct lp_request *req);
@@ -720,10 +721,20 @@ static void relay_event(struct lp_request *req, const struct lp_sse_event *ev)
         return;
     }
     bool drop = lp_stream_tap_event(&req->tap, ev->event, ev->event_len, ev->data, ev->data_len);
-    if (!drop)
+    bool is_err = lp_sse_event_is_error(req->client, ev->event, ev->event_len, ev->data, ev->data_len);
+    if (is_err) {
+        /* Relayed (it is protocol-correct for this client) but masked: upstreams sometimes
+         * echo the operator's key in error messages. Rare, so the cost does not matter. */
+        const char *secrets[LP_MAX_SECRETS];
+        size_t n_sec = lp_config_secrets(req->cfg, secrets, LP_MAX_SECRETS);
+        lp_buf_reset(&req->out);
+        lp_mask(ev->raw, ev->raw_len, &req->out, secrets, n_sec);
+        client_write(req, req->out.data, req->out.len);
+    } else if (!drop) {
         client_write(req, ev->raw, ev->raw_len);
-    if (lp_sse_event_is_error(req->client, ev->event, ev->event_len, ev->data, ev->data_len)) {
-        /* The error event itself is protocol-correct for this client; the stream ends here. */
+    }
+    if (is_err) {
+        /* The stream ends here. */
         lp_request_count_abort(req, "upstream_error_event");
         req->stream_error = true;
         return;
@@ -1046,28 +1057,6 @@ static void next_attempt(struct lp_request *req)
     all_failed(req);
 }
 
-#define LP_MAX_SECRETS 64
-
-/* The configured keys, longest first (lp_mask prefers earlier entries on a common prefix). */
-static size_t collect_secrets(const struct lp_config *cfg, const char **out)
-{
-    size_t n = 0;
-    if (cfg->proxy_api_key && cfg->proxy_api_key[0])
-        out[n++] = cfg->proxy_api_key;
-    if (cfg->admin_api_key && cfg->admin_api_key[0])
-        out[n++] = cfg->admin_api_key;
-    for (size_t i = 0; i < cfg->n_backends && n < LP_MAX_SECRETS; i++)
-        if (cfg->backends[i].api_key && cfg->backends[i].api_key[0])
-            out[n++] = cfg->backends[i].api_key;
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && strlen(out[j]) > strlen(out[j - 1]); j--) {
-            const char *t = out[j];
-            out[j] = out[j - 1];
-            out[j - 1] = t;
-        }
-    return n;
-}
-
 static void append_attempts(struct lp_buf *b, const struct lp_request *req)
 {
     for (size_t i = 0; i < req->n_log; i++) {
@@ -1127,7 +1116,7 @@ static void all_failed(struct lp_request *req)
         /* Upstreams sometimes echo a key in their error message: mask before it reaches the
          * client (the attempt list is already masked by classify). */
         const char *secrets[LP_MAX_SECRETS];
-        size_t n_sec = collect_secrets(req->cfg, secrets);
+        size_t n_sec = lp_config_secrets(req->cfg, secrets, LP_MAX_SECRETS);
         lp_buf_printf(&b, "All %zu attempts failed; last upstream error: ", req->n_log);
         if (umsg[0])
             lp_mask(umsg, strlen(umsg), &b, secrets, n_sec);

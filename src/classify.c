@@ -2,6 +2,9 @@
  * override precedence; docs/internals/resilience.md has the full table. */
 #include "classify.h"
 
+#include "mask.h"
+#include "util/buf.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -525,8 +528,22 @@ static void append_sanitized(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+/* Mask configured keys (any shape) and key patterns in src before it is truncated into the
+ * reason, so neither a whole key nor a cut-off prefix of one can reach a reply or the admin
+ * view. */
+static void append_masked(char *dst, size_t cap, const char *src, const struct lp_config *cfg)
+{
+    const char *secrets[64];
+    size_t n = lp_config_secrets(cfg, secrets, 64);
+    struct lp_buf b;
+    lp_buf_init(&b, 8192);
+    lp_mask(src, strlen(src), &b, secrets, n);
+    append_sanitized(dst, cap, b.data ? b.data : "");
+    lp_buf_free(&b);
+}
+
 static void set_reason(struct lp_decision *d, const struct lp_classify_in *in,
-                       const struct err_info *e, const char *why)
+                       const struct err_info *e, const char *why, const struct lp_config *cfg)
 {
     if (in->transport != LP_TR_NONE) {
         snprintf(d->reason, sizeof d->reason, "%s", transport_name(in->transport));
@@ -534,11 +551,11 @@ static void set_reason(struct lp_decision *d, const struct lp_classify_in *in,
     }
     const char *label = e->n_tokens ? e->tokens[0] : why ? why : lp_class_name(d->cls);
     snprintf(d->reason, sizeof d->reason, "%d%s ", in->status, in->from_sse_event ? " sse" : "");
-    append_sanitized(d->reason, sizeof d->reason, label);
+    append_masked(d->reason, sizeof d->reason, label, cfg);
     const char *msg = e->n_msgs ? e->msgs[0] : (!e->root ? e->text : NULL);
     if (msg && *msg) {
         append_sanitized(d->reason, sizeof d->reason, ": ");
-        append_sanitized(d->reason, sizeof d->reason, msg);
+        append_masked(d->reason, sizeof d->reason, msg, cfg);
     }
 }
 
@@ -566,7 +583,7 @@ void lp_classify(const struct lp_classify_in *in, const struct lp_config *cfg,
             apply_overrides(cfg, in->status, &e, out);
         if (out->cooldown)
             set_cooldown(in, cfg, out);
-        set_reason(out, in, &e, why);
+        set_reason(out, in, &e, why, cfg);
     }
     err_info_free(&e);
 }

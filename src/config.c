@@ -463,3 +463,25 @@ struct lp_config *lp_config_load_file(const char *path, struct lp_diags *diags)
     free(yaml);
     return cfg;
 }
+
+size_t lp_config_secrets(const struct lp_config *cfg, const char **out, size_t max)
+{
+    size_t n = 0;
+    if (!cfg)
+        return 0;
+    if (cfg->proxy_api_key && cfg->proxy_api_key[0] && n < max)
+        out[n++] = cfg->proxy_api_key;
+    if (cfg->admin_api_key && cfg->admin_api_key[0] && n < max)
+        out[n++] = cfg->admin_api_key;
+    for (size_t i = 0; i < cfg->n_backends && n < max; i++)
+        if (cfg->backends[i].api_key && cfg->backends[i].api_key[0])
+            out[n++] = cfg->backends[i].api_key;
+    for (size_t i = 1; i < n; i++) {
+        for (size_t j = i; j > 0 && strlen(out[j]) > strlen(out[j - 1]); j--) {
+            const char *t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+        }
+    }
+    return n;
+}

@@ -210,6 +210,11 @@ struct lp_config *lp_config_ref(struct lp_config *cfg);
 /* Drop a reference; the last one frees the snapshot. NULL is ignored. */
 void lp_config_unref(struct lp_config *cfg);
 
+/* The configured secrets (proxy, admin and backend keys; empty ones skipped) into out[0..max),
+ * longest first, so lp_mask prefers the longer of two keys sharing a prefix. Borrowed pointers,
+ * valid while cfg is. Returns the count. */
+size_t lp_config_secrets(const struct lp_config *cfg, const char **out, size_t max);
+
 /* Alias by exact name name[0..len) (binary search; name need not be NUL-terminated), enabled or
  * not, or NULL. */
 const struct lp_alias *lp_config_find_alias(const struct lp_config *cfg, const char *name,

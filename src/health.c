@@ -217,6 +217,16 @@ bool lp_health_is_drained(struct lp_health *h, const char *backend)
     return d;
 }
 
+bool lp_health_pair_cooling(struct lp_health *h, const char *backend, const char *model,
+                            int64_t now_mono)
+{
+    pthread_rwlock_rdlock(&h->lock);
+    struct pair_rec *p = find_pair(h, backend, model);
+    bool cooling = p && now_mono < p->cool_until;
+    pthread_rwlock_unlock(&h->lock);
+    return cooling;
+}
+
 /* ---- breaker admission and outcomes ---------------------------------------------------------- */
 
 /* The health API carries no breaker ticket: a report that arrives while half-open is taken as

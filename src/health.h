@@ -83,6 +83,11 @@ void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg,
 void lp_health_set_drained(struct lp_health *h, const char *backend, bool drained);
 bool lp_health_is_drained(struct lp_health *h, const char *backend);
 
+/* Whether the pair itself is cooling down, whatever its backend's breaker or drain state (the
+ * route state reports only the highest-precedence reason). For the cooldown gauge. */
+bool lp_health_pair_cooling(struct lp_health *h, const char *backend, const char *model,
+                            int64_t now_mono);
+
 /* Admin reset: end the cooldowns of backend's pairs (model NULL = all models) and, when model is
  * NULL, close its breaker. Returns how many cooldowns were ended. */
 int lp_health_clear(struct lp_health *h, const char *backend, const char *model);

@@ -1,0 +1,152 @@
+"""Regression tests for findings of the proxy-core review (/work/briefs/review.md).
+
+Each test names its finding (R1, R2, ...). They assert the correct behaviour, so a test fails
+while its finding is unfixed.
+"""
+
+import json
+import socket
+import time
+import unittest
+
+from harness import (Mock, Proxy, RawConn, access_entry, auth, backend, backend_health, config,
+                     http_bytes, pair_health, proxy_can_start, request, stream, wait_until)
+
+OA_CHUNK = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "ma",
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"},
+                         "finish_reason": None}]}
+
+
+def chat(alias="m", stream_=True):
+    return {"model": alias, "stream": stream_, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def msg(alias="am", stream_=True):
+    return {"model": alias, "stream": stream_, "max_tokens": 32,
+            "messages": [{"role": "user", "content": "hi"}]}
+
+
+def an_message_start(model="ma"):
+    return {"type": "message_start", "message": {
+        "id": "msg_01", "type": "message", "role": "assistant", "content": [], "model": model,
+        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}}
+
+
+class ReviewCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not proxy_can_start():
+            raise unittest.SkipTest("llm-proxy binary not available")
+        cls.a, cls.b = Mock("a").start(), Mock("b").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.a.stop()
+        cls.b.stop()
+
+    def setUp(self):
+        self.a.reset()
+        self.b.reset()
+
+    def start_proxy(self, **extra):
+        cfg = config(
+            [backend(self.a), backend(self.b),
+             backend("a-an", "anthropic", url=self.a.url), backend("b-an", "anthropic", url=self.b.url)],
+            {"m": [("a", "ma"), ("b", "mb")], "am": [("a-an", "ma"), ("b-an", "mb")],
+             "x": [("a-an", "xa"), ("b", "xb")], "y": [("a", "ya"), ("b-an", "yb")]},
+            **extra)
+        px = Proxy(cfg).start()
+        self.addCleanup(px.stop)
+        return px
+
+    def assert_openai_error_end(self, events):
+        datas = [e.data for e in events]
+        self.assertNotIn("[DONE]", datas, "a broken stream must not end with [DONE]")
+        self.assertTrue(datas, "no events at all")
+        try:
+            last = json.loads(datas[-1])
+        except ValueError:
+            self.fail(f"last event is not JSON: {datas[-1][:200]!r}")
+        self.assertIsInstance(last.get("error"), dict,
+                              f"broken stream ended silently; last event: {datas[-1][:200]}")
+
+    def assert_anthropic_error_end(self, events):
+        names = [e.event for e in events]
+        self.assertNotIn("message_stop", names)
+        self.assertEqual(names[-1] if names else None, "error",
+                         f"broken stream ended silently; events: {names}")
+
+
+class TestR1BrokenStreamEndsWithError(ReviewCase):
+    """R1: a stream that breaks after commit because the translator rejects an event
+    (LP_ERR_PARSE / LP_ERR_TOOBIG) or an SSE event exceeds the 4 MiB ceiling must end with a
+    protocol-correct error event, never with a clean terminal chunk and no error."""
+
+    def test_translated_stream_bad_json_event_openai_client(self):
+        # OpenAI client, Anthropic upstream (alias x -> a-an): the 3rd event is not JSON.
+        self.a.script({"sse": {"events": [
+            {"event": "message_start", "data": an_message_start()},
+            {"event": "content_block_start",
+             "data": {"type": "content_block_start", "index": 0,
+                      "content_block": {"type": "text", "text": ""}}},
+            {"event": "content_block_delta", "data": "{not json"},
+            {"event": "message_stop", "data": {"type": "message_stop"}, "delay_ms": 200}]}})
+        px = self.start_proxy()
+        s = stream(px.url, "/v1/chat/completions", chat("x"), headers=auth())
+        self.assertEqual(s.status, 200)
+        self.assert_openai_error_end(s.all())
+
+    def test_translated_stream_bad_json_event_anthropic_client(self):
+        # Anthropic client, OpenAI upstream (alias y -> a): the 2nd chunk is not JSON.
+        self.a.script({"sse": {"events": [
+            {"data": OA_CHUNK},
+            {"data": "{not json"},
+            {"data": "[DONE]", "delay_ms": 200}]}})
+        px = self.start_proxy()
+        s = stream(px.url, "/v1/messages", msg("y"), headers=auth("anthropic"))
+        self.assertEqual(s.status, 200)
+        self.assert_anthropic_error_end(s.all())
+
+    def test_passthrough_oversized_event_after_commit(self):
+        # A first normal chunk commits the stream; the second event is over the 4 MiB ceiling.
+        big = "x" * (5 * 1024 * 1024)
+        self.a.script({"sse": {"events": [
+            {"data": OA_CHUNK},
+            {"raw": "data: " + big + "\n\n"},
+            {"data": "[DONE]"}]}})
+        px = self.start_proxy()
+        s = stream(px.url, "/v1/chat/completions", chat("m"), headers=auth(), timeout=60)
+        self.assertEqual(s.status, 200)
+        self.assert_openai_error_end(s.all())
+
+
+OA_ERROR = {"error": {"message": "The server had an error while processing your request.",
+                      "type": "server_error", "param": None, "code": None}}
+BREAKER = {"cooldown_seconds": 1, "enable_circuit_breaker": True, "circuit_failure_threshold": 1,
+           "circuit_open_timeout": 1, "circuit_success_threshold": 1}
+
+
+class TestR2MidStreamErrorReleasesProbe(ReviewCase):
+    """R2: a committed stream that ends with an upstream error event (or a translator error)
+    reports nothing to the health store: a half-open probe slot is never given back, so the
+    backend stays half-open with every probe slot taken, i.e. unusable, forever."""
+
+    def test_probe_slot_released_after_midstream_error_event(self):
+        px = self.start_proxy(fallback=BREAKER)
+        self.a.script({"status": 500})
+        r = request(px.url, "POST", "/v1/chat/completions", chat("m", False), headers=auth())
+        self.assertEqual(r.status, 200, r.text)
+        self.assertEqual(backend_health(px, "a")["breaker"]["state"], "open")
+        time.sleep(1.2)
+        self.a.reset()
+        self.a.script({"sse": {"events": [{"data": OA_CHUNK}, {"data": OA_ERROR}]}})
+        s = stream(px.url, "/v1/chat/completions", chat("m"), headers=auth())
+        self.assertEqual(s.status, 200)
+        s.all()
+        self.assertEqual(len(self.a.requests()), 1, "the half-open probe went to a")
+        br = backend_health(px, "a")["breaker"]
+        self.assertEqual(br["probes_in_flight"], 0, f"probe slot leaked: {br}")
+
+
+if __name__ == "__main__":
+    unittest.main()
