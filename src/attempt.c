@@ -435,6 +435,11 @@ static enum lp_status start_attempt(struct lp_request *req, const struct lp_cand
     req->first_event_seen = false;
     req->stream_done = false;
     req->saw_finish = false;
+    req->stream_broken = NULL;
+    req->stream_error = false;
+    req->resp_overflow = false;
+    req->paused = false;
+    memset(&req->tap, 0, sizeof req->tap);
     req->att_first_us = 0;
     req->att_start_us = lp_now_us();
     req->last_data_us = req->att_start_us;
@@ -547,6 +552,24 @@ static void classify_http(struct lp_request *req, const char *body, size_t len, 
         }
     }
     lp_classify(&in, req->cfg, d);
+}
+
+/* The HTTP status an in-band error event of class cls stands for. */
+static int status_of_class(enum lp_err_class cls, enum lp_proto up)
+{
+    switch (cls) {
+    case LP_CLASS_CLIENT:
+    case LP_CLASS_CONTEXT_LENGTH:
+    case LP_CLASS_CONTENT_POLICY: return 400;
+    case LP_CLASS_AUTH: return 401;
+    case LP_CLASS_MODEL_NOT_FOUND: return 404;
+    case LP_CLASS_RATE_LIMIT:
+    case LP_CLASS_QUOTA: return 429;
+    case LP_CLASS_OVERLOADED: return up == LP_PROTO_ANTHROPIC ? 529 : 503;
+    case LP_CLASS_TIMEOUT: return 504;
+    case LP_CLASS_NETWORK: return 502;
+    default: return 500;
+    }
 }
 
 /* The upstream's error goes back to the client as is (status and body), translated to the
@@ -694,6 +717,15 @@ static bool passthrough_clean_eof(struct lp_request *req)
     return true;
 }
 
+/* An upstream error event was relayed to the client: keep its data to classify the attempt's
+ * outcome when the transfer ends (health must learn about it, see on_stream_done). */
+static void keep_error_event(struct lp_request *req, const struct lp_sse_event *ev)
+{
+    req->stream_error = true;
+    lp_buf_reset(&req->resp);
+    lp_buf_append(&req->resp, ev->data, ev->data_len < ERRBODY_MAX ? ev->data_len : ERRBODY_MAX);
+}
+
 static void relay_event(struct lp_request *req, const struct lp_sse_event *ev)
 {
     if (req->xlat) {
@@ -708,11 +740,14 @@ static void relay_event(struct lp_request *req, const struct lp_sse_event *ev)
             lp_stream_xlat_error(req->xlat, type, msg, &req->out);
             client_write(req, req->out.data, req->out.len);
             lp_request_count_abort(req, "upstream_error_event");
-            req->stream_error = true;
+            keep_error_event(req, ev);
             return;
         }
         if (rc != LP_OK) {
-            req->stream_error = true;
+            /* Nothing was written for this event: on_stream_done ends the stream with an
+             * error event so the client never mistakes the truncation for an end. */
+            req->stream_broken = rc == LP_ERR_TOOBIG ? "upstream stream exceeded a translation limit"
+                                                     : "upstream sent an invalid stream event";
             return;
         }
         client_write(req, req->out.data, req->out.len);
@@ -736,7 +771,7 @@ static void relay_event(struct lp_request *req, const struct lp_sse_event *ev)
     if (is_err) {
         /* The stream ends here. */
         lp_request_count_abort(req, "upstream_error_event");
-        req->stream_error = true;
+        keep_error_event(req, ev);
         return;
     }
     if (req->tap.done)
@@ -755,7 +790,7 @@ static enum lp_status on_sse_data(struct lp_request *req, const char *buf, size_
         return LP_AGAIN;
     }
     if (lp_sse_feed(&req->sse, buf, len) != LP_OK) {
-        req->stream_error = true;
+        req->stream_broken = "upstream SSE event larger than the 4 MiB limit";
         return LP_ERR;
     }
     struct lp_sse_event ev;
@@ -767,12 +802,10 @@ static enum lp_status on_sse_data(struct lp_request *req, const char *buf, size_
             if (!on_first_event(req, &ev))
                 return LP_ERR;
         }
-        if (req->stream_done || req->stream_error)
+        if (req->stream_done || req->stream_error || req->stream_broken)
             continue;
         relay_event(req, &ev);
-        if (req->client_gone)
-            return LP_ERR;
-        if (req->stream_error)
+        if (req->client_gone || req->stream_error || req->stream_broken)
             return LP_ERR;
     }
     return LP_OK;
@@ -814,7 +847,7 @@ static enum lp_transport transport_of(enum lp_xfer_result r)
 
 static void on_stream_done(struct lp_request *req, enum lp_xfer_result res, const char *err)
 {
-    if (!req->stream_done && !req->stream_error && res == LP_XFER_OK) {
+    if (!req->stream_done && !req->stream_error && !req->stream_broken && res == LP_XFER_OK) {
         if (req->xlat) {
             lp_buf_reset(&req->out);
             if (lp_stream_xlat_eof(req->xlat, &req->out) == LP_OK) {
@@ -834,8 +867,18 @@ static void on_stream_done(struct lp_request *req, enum lp_xfer_result res, cons
         report_success(req);
         end_stream(req, NULL, NULL, NULL);
     } else if (req->stream_error) {
-        record_attempt(req, "server", req->up_status, "error event mid-stream");
-        end_stream(req, NULL, NULL, NULL); /* the error event was already relayed */
+        /* The upstream's error event was relayed (so the client knows); classify it for health. */
+        struct lp_decision d;
+        classify_http(req, req->resp.data, req->resp.len, true, &d);
+        record_attempt(req, lp_class_name(d.cls), req->up_status, d.reason);
+        report_failure(req, &d);
+        end_stream(req, NULL, NULL, NULL);
+    } else if (req->stream_broken) {
+        struct lp_decision d;
+        classify_transport(req, LP_TR_PROTOCOL, req->stream_broken, &d);
+        record_attempt(req, lp_class_name(d.cls), req->up_status, req->stream_broken);
+        report_failure(req, &d);
+        end_stream(req, "api_error", req->stream_broken, "upstream_protocol");
     } else {
         const char *why = res == LP_XFER_OK ? "upstream closed the stream before its final event"
                                             : (err ? err : "upstream connection failed");
@@ -871,6 +914,9 @@ static void on_up_done(void *arg, struct lp_upstream_xfer *x, enum lp_xfer_resul
         if (d.failover) {
             failover(req, &d);
         } else {
+            /* The error came in a 200 event stream; answer with the status it stands for, so
+             * SDKs raise the right exception (e.g. 400 for "prompt is too long"). */
+            req->up_status = status_of_class(d.cls, req->cur->protocol);
             relay_upstream_error(req, &d);
             lp_request_finish(req);
         }

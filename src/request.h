@@ -116,7 +116,9 @@ struct lp_request {
     struct lp_decision pending_decision; /* decided from the first SSE event */
     bool pending_decision_set;
     struct lp_stream_tap tap;    /* pass-through stream observer */
-    bool stream_error;           /* an error event was relayed / the stream broke */
+    bool stream_error;           /* an upstream error event was relayed to the client */
+    const char *stream_broken;   /* static cause: the stream broke and the client was told
+                                    nothing yet (invalid/oversized event) */
     bool saw_finish;             /* pass-through: finish_reason / message_delta relayed */
     bool resp_overflow;
     int64_t last_hint_ms;        /* Retry-After of the last failure */

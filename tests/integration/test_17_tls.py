@@ -23,6 +23,7 @@ nginx or openssl missing is a failure (run scripts/install-deps.sh), not a skip.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+from typing import Iterator
 
 from harness import (Client, Mock, Proxy, access_entry, auth, backend, config, free_port,
                      wait_until)
@@ -245,6 +247,15 @@ class TestTLSUpstream(unittest.TestCase):
                      server={"threads": 1})  # one worker = one upstream connection pool
         return Proxy(cfg)
 
+    @contextlib.contextmanager
+    def trusted_proxy(self, host: str = "127.0.0.1") -> Iterator[Proxy]:
+        """A running proxy whose backend trusts the private CA (fails clearly without the key)."""
+        with self.proxy(trusted=True, host=host) as px:
+            if "tls_ca_file: unknown key" in px.log_text():
+                self.fail("llm-proxy has no backend key `tls_ca_file` (a CA bundle for one "
+                          "backend), so the private CA cannot be trusted")
+            yield px
+
     def assert_nothing_reached_upstream(self):
         time.sleep(0.2)  # nginx logs at request end: give a stray request time to show up
         self.assertEqual(self.nginx.entries()[self.log_mark:], [],
@@ -278,7 +289,7 @@ class TestTLSUpstream(unittest.TestCase):
 
     def test_host_name_is_verified(self):
         """A certificate from the trusted CA, but for 127.0.0.1, served on 127.0.0.2."""
-        with self.proxy(trusted=True, host="127.0.0.2") as px, Client(px.url) as c:
+        with self.trusted_proxy("127.0.0.2") as px, Client(px.url) as c:
             r = c.request("POST", "/v1/chat/completions", chat(), auth())
             self.assert_tls_failure(px, r, "127.0.0.2")
         self.assert_nothing_reached_upstream()
@@ -286,7 +297,7 @@ class TestTLSUpstream(unittest.TestCase):
     # ---- trusted CA --------------------------------------------------------------------------
 
     def test_trusted_ca_non_stream_and_stream(self):
-        with self.proxy(trusted=True) as px, Client(px.url) as c:
+        with self.trusted_proxy() as px, Client(px.url) as c:
             r = c.request("POST", "/v1/chat/completions", chat(), auth())
             self.assertEqual(r.status, 200, r.text)
             self.assertIn("Hello from tls-mock", r.json()["choices"][0]["message"]["content"])
@@ -303,7 +314,7 @@ class TestTLSUpstream(unittest.TestCase):
 
     def test_http2_and_one_connection_for_sequential_requests(self):
         n = 4
-        with self.proxy(trusted=True) as px:
+        with self.trusted_proxy() as px:
             for i in range(n):
                 with Client(px.url) as c:  # a fresh client connection each time
                     r = c.request("POST", "/v1/chat/completions", chat(), auth())
@@ -316,7 +327,7 @@ class TestTLSUpstream(unittest.TestCase):
                          f"sequential upstream requests used several TLS connections: {lines}")
 
     def test_stream_arrives_event_by_event(self):
-        with self.proxy(trusted=True) as px, Client(px.url) as c:
+        with self.trusted_proxy() as px, Client(px.url) as c:
             t0 = time.monotonic()
             s = c.stream("/v1/chat/completions", chat(stream=True), auth())
             self.assertEqual(s.status, 200)

@@ -148,5 +148,44 @@ class TestR2MidStreamErrorReleasesProbe(ReviewCase):
         self.assertEqual(br["probes_in_flight"], 0, f"probe slot leaked: {br}")
 
 
+
+class TestR3AttemptStateReset(ReviewCase):
+    """R3: per-attempt flags (stream_error, resp_overflow, paused, tap) are not reset by
+    start_attempt. An oversized first event on backend a sets stream_error before commit; the
+    failover to b then commits a stream whose every event is skipped and which ends cleanly."""
+
+    def test_failover_after_oversized_first_event_relays_next_stream(self):
+        big = "x" * (5 * 1024 * 1024)
+        self.a.script({"sse": {"events": [{"raw": "data: " + big + "\n\n"}]}})
+        px = self.start_proxy()
+        s = stream(px.url, "/v1/chat/completions", chat("m"), headers=auth(), timeout=60)
+        self.assertEqual(s.status, 200)
+        datas = [e.data for e in s.all()]
+        self.assertEqual(len(self.b.requests()), 1, "failed over to b")
+        self.assertTrue(datas and datas[-1] == "[DONE]", f"b's stream was not relayed: {datas}")
+        text = "".join((json.loads(d)["choices"][0]["delta"].get("content") or "")
+                       for d in datas[:-1] if json.loads(d).get("choices"))
+        self.assertTrue(text.startswith("Hello from b"), text)
+
+
+
+class TestR4InbandClientErrorStatus(ReviewCase):
+    """R4: an in-band error as the FIRST SSE event that is not failed over (a client-class error
+    such as context length) is relayed with the upstream's HTTP status, which is 200: the client
+    gets `200 application/json` carrying an error body."""
+
+    def test_first_event_client_error_not_200(self):
+        err = {"type": "error", "error": {"type": "invalid_request_error",
+                                          "message": "prompt is too long: 250000 tokens > 200000 maximum"}}
+        self.a.script({"sse": {"events": [{"event": "error", "data": err}]}})
+        px = self.start_proxy()
+        r = request(px.url, "POST", "/v1/messages", msg("am"), headers=auth("anthropic"))
+        self.assertEqual(len(self.b.requests()), 0, "a client error is not failed over")
+        self.assertNotEqual(r.status, 200, f"error body with status 200: {r.text[:300]}")
+        self.assertGreaterEqual(r.status, 400)
+        self.assertEqual(r.json()["type"], "error")
+        self.assertTrue(r.headers.get("x-request-id"))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -182,8 +182,13 @@ class TestReloadUnderLoad(ReloadCase):
 
         with concurrent.futures.ThreadPoolExecutor(STREAMS) as pool:
             futs = [pool.submit(one, i) for i in range(STREAMS)]
-            wait_until(lambda: self.slow.stats()["active"] >= STREAMS, timeout=10,
-                       msg=f"{STREAMS} streams in flight at the mock")
+            # All 50 in progress at the proxy, and (nearly) all streaming from the mock. A few
+            # cold upstream connects may lag (see bugs-ops.md O8), so not all 50 are required
+            # at the mock for this test.
+            wait_until(lambda: metric(scrape(px), "llm_proxy_active_requests") >= STREAMS,
+                       timeout=10, msg=f"{STREAMS} requests in flight at the proxy")
+            wait_until(lambda: self.slow.stats()["active"] >= STREAMS - 10, timeout=10,
+                       msg=f"{STREAMS - 10}+ streams in flight at the mock")
             t0 = time.monotonic()
             px.write_config(self.cfg(s=[("slow", "slow-model")], late=[("b", "mb-late")]))
             r = self.admin_reload(px)
