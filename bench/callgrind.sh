@@ -4,13 +4,13 @@
 #   bench/callgrind.sh [-n REQUESTS] [--stream] [--build DIR] [--bin PATH] [--top K]
 #                      [--extra FILE.yaml] [--access-log PATH|off] [--keep]
 #
-# Starts llm-mock (pinned to CPU 1) and llm-proxy (1 worker thread) under
-# `valgrind --tool=callgrind`, sends 100 warm-up requests, zeroes the counters, sends REQUESTS
-# (default 2000) requests one after another over one keep-alive connection (c=1), dumps the
-# counters and prints: total Ir (instructions executed, all threads) / requests, and the top K
-# (default 15) functions by self and by inclusive cost, each also per request.
-# Unlike wall-clock numbers this barely moves with machine load, so it is the number to compare
-# before/after a change (run it for both binaries with --bin).
+# Starts llm-mock (pinned to CPU 1) and runs llm-proxy (1 worker thread, CPU 0) twice under
+# `valgrind --tool=callgrind`: start, 100 warm-up requests, then REQUESTS (default 2000) more
+# requests or none, then SIGTERM. The requests go one after another over one keep-alive
+# connection (c=1). The difference of the two runs is the cost of the REQUESTS alone; it prints
+# Ir (instructions executed, all threads) per request and the top K (default 15) functions by
+# self and by inclusive cost, per request. Unlike wall-clock numbers this does not move with
+# machine load, so it is the number to compare before/after a change (--bin for each build).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     --extra) extra=$2; shift 2 ;;
     --access-log) access_log=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done

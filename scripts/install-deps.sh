@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libevent-dev libcurl4-openssl-dev libjson-c-dev libyaml-dev libcmocka-dev
-      python3 nodejs npm curl ca-certificates nginx-light wrk prometheus systemd logrotate)
+      python3 nodejs npm curl ca-certificates openssl nginx-light wrk prometheus systemd logrotate)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -455,6 +455,7 @@ static enum lp_status start_attempt(struct lp_request *req, const struct lp_cand
         .n_headers = req->n_up_hdrs,
         .connect_timeout_ms = t->connect_ms,
         .total_timeout_ms = attempt_limit_ms(req, t),
+        .ca_file = c->backend->tls_ca_file,
     };
     req->n_attempts++;
     req->x = lp_upstream_start(req->w->up, &ur, &upstream_cbs, req);

@@ -17,6 +17,8 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <errno.h>
 #include <strings.h>
 
 #include "config_internal.h"
@@ -801,6 +803,22 @@ static void on_backend_url(struct lp_config_walk *w, yaml_node_t *val, void *tar
         b->url[--n] = '\0';
 }
 
+/* A CA bundle for a backend with a private CA: resolved against the config file's directory and
+ * checked to be readable now, so a typo is a load error, not a TLS failure at request time. */
+static void on_backend_tls_ca_file(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_backend *b = target;
+    if (!set_str(w, val, &b->tls_ca_file))
+        return;
+    if (b->tls_ca_file[0] != '/' && w->cfg->dir && w->cfg->dir[0]) {
+        char *abs = lp_xasprintf("%s/%s", w->cfg->dir, b->tls_ca_file);
+        free(b->tls_ca_file);
+        b->tls_ca_file = abs;
+    }
+    if (access(b->tls_ca_file, R_OK) != 0)
+        ERR(w, val, "cannot read tls_ca_file \"%.200s\": %s", b->tls_ca_file, strerror(errno));
+}
+
 static void on_backend_protocol(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
     struct lp_backend *b = target;
@@ -834,6 +852,7 @@ static const struct field backend_fields[] = {
     VAL("enabled", K_BOOL, struct lp_backend, enabled),
     FN("protocol", on_backend_protocol),
     VAL("locale", K_STR, struct lp_backend, locale),
+    FN("tls_ca_file", on_backend_tls_ca_file),
     FN("timeout", on_backend_timeout),
     FN("headers", on_backend_headers),
     NUM("max_tokens", K_INT64, struct lp_backend, max_tokens, 0, INT32_MAX),
@@ -848,6 +867,7 @@ static void free_backend(struct lp_backend *b)
     LP_FREE(&b->api_key);
     LP_FREE(&b->protocol_name);
     LP_FREE(&b->locale);
+    LP_FREE(&b->tls_ca_file);
     for (size_t i = 0; i < b->n_headers; i++) {
         LP_FREE(&b->headers[i].key);
         LP_FREE(&b->headers[i].value);

@@ -63,6 +63,7 @@ struct lp_upstream {
     size_t active;
     int depth; /* > 0 while inside curl_multi_socket_action */
     long max_age_conn_s;
+    char *default_cainfo; /* libcurl's built-in CA bundle path, restored on pooled handles */
     struct lp_upstream_xfer *live;
     struct lp_upstream_xfer *reap;
 };
@@ -429,6 +430,13 @@ struct lp_upstream *lp_upstream_create(struct event_base *base, const struct lp_
     curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
     curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, o && o->max_connects > 0 ? o->max_connects : 512L);
     curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    CURL *probe = curl_easy_init();
+    if (probe) {
+        char *def = NULL;
+        if (curl_easy_getinfo(probe, CURLINFO_CAINFO, &def) == CURLE_OK && def)
+            u->default_cainfo = lp_xstrdup(def);
+        curl_easy_cleanup(probe);
+    }
     evtimer_assign(&u->timer_ev, base, on_timer, u);
     event_assign(&u->reap_ev, base, -1, 0, on_reap, u);
     return u;
@@ -456,6 +464,7 @@ void lp_upstream_destroy(struct lp_upstream *u)
         }
     }
     free(u->socks);
+    free(u->default_cainfo);
     free(u);
 }
 
@@ -495,6 +504,9 @@ struct lp_upstream_xfer *lp_upstream_start(struct lp_upstream *u, const struct l
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(r->connect_timeout_ms > 0 ? r->connect_timeout_ms : 10000));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(r->total_timeout_ms > 0 ? r->total_timeout_ms : 0));
+    /* Pooled handles keep their options: always set the CA bundle, to the backend's own or back
+     * to the default, so a private CA never carries over to another backend. */
+    curl_easy_setopt(e, CURLOPT_CAINFO, r->ca_file ? r->ca_file : u->default_cainfo);
     x->next = u->live;
     if (u->live)
         u->live->prev = x;

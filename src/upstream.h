@@ -58,6 +58,7 @@ struct lp_upstream_req {
     size_t n_headers;
     int64_t connect_timeout_ms;
     int64_t total_timeout_ms;  /* 0 = none */
+    const char *ca_file;       /* CA bundle to verify the peer with; NULL = libcurl's default */
 };
 
 struct lp_upstream_opts {

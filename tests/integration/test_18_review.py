@@ -187,5 +187,86 @@ class TestR4InbandClientErrorStatus(ReviewCase):
         self.assertTrue(r.headers.get("x-request-id"))
 
 
+
+class TestR5ClientGoneDoesNotBlameUpstream(ReviewCase):
+    """R5: when the edge reports a failed write synchronously (lp_edge_write -> LP_ERR) during a
+    committed stream, the transfer is aborted and on_stream_done reports a network failure of
+    the BACKEND (cooldown + breaker failure) for what was the client leaving."""
+
+    def test_client_reset_mid_stream_does_not_cool_backend(self):
+        px = self.start_proxy(fallback={"cooldown_seconds": 30})
+        self.a.script({"sse": {"generate": {"protocol": "openai", "chunks": 20000,
+                                            "chunk_bytes": 2048}}, "times": -1})
+        body = http_bytes("POST", "/v1/chat/completions", chat("m"),
+                          {**auth(), "Content-Type": "application/json"})
+        for _ in range(15):
+            with RawConn(px.url) as c:
+                c.send(body)
+                c.recv_until(b"data:", timeout=10)
+                # Stop reading so the proxy's socket buffer fills, then reset.
+                time.sleep(0.05)
+                c.close(reset=True)
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p = pair_health(px, "a", "ma")
+        self.assertFalse(p["cooling"], f"client disconnects cooled the backend down: {p}")
+        self.assertIsNone(backend_health(px, "a")["last_error"])
+
+
+
+class TestR6DrainKeepsQueuedOutput(unittest.TestCase):
+    """R6: on SIGTERM a worker leaves its loop as soon as no REQUEST is in flight, although the
+    edge may still hold queued response bytes for a slow reader; lp_worker_destroy then closes
+    the connection and the client receives a truncated response."""
+
+    def test_sigterm_does_not_truncate_queued_response(self):
+        if not proxy_can_start():
+            self.skipTest("llm-proxy binary not available")
+        import signal as _signal
+        with Mock("big", "--response-bytes", "24000000") as up:
+            px = Proxy(config([backend(up)], {"m": [("big", "mb")]})).start()
+            try:
+                with RawConn(px.url, timeout=30) as c:
+                    c.send(http_bytes("POST", "/v1/chat/completions", chat("m", False),
+                                      {**auth(), "Content-Type": "application/json"}))
+                    head = c.recv_until(b"\r\n\r\n", timeout=30)
+                    self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+                    n = int([l.split(b":")[1] for l in head.split(b"\r\n")
+                             if l.lower().startswith(b"content-length:")][0])
+                    time.sleep(0.5)  # the proxy has the whole body; most is still queued
+                    px.proc.send_signal(_signal.SIGTERM)
+                    time.sleep(0.5)
+                    body = c.buf
+                    while len(body) < n:
+                        try:
+                            chunk = c.sock.recv(1 << 20)
+                        except (ConnectionResetError, TimeoutError, socket.timeout):
+                            break
+                        if not chunk:
+                            break
+                        body += chunk
+                    self.assertEqual(len(body), n, "response truncated by the drain")
+            finally:
+                px.stop()
+
+
+
+class TestR7DeadlineMidStreamNoBlame(ReviewCase):
+    """R7: total_timeout expiring in a COMMITTED stream goes through on_stream_done's generic
+    branch: classified as a network reset and reported as the backend's failure (cooldown,
+    breaker), although a long generation is not the backend's fault."""
+
+    def test_total_timeout_mid_stream_does_not_cool_backend(self):
+        px = self.start_proxy(timeout={"total_timeout": "1s", "read_timeout": "5s"},
+                              fallback={"cooldown_seconds": 30})
+        self.a.script({"sse": {"generate": {"protocol": "openai", "chunks": 40,
+                                            "chunk_bytes": 8, "interval_ms": 50}}})
+        s = stream(px.url, "/v1/chat/completions", chat("m"), headers=auth())
+        self.assertEqual(s.status, 200)
+        self.assert_openai_error_end(s.all())
+        p = pair_health(px, "a", "ma")
+        self.assertFalse(p["cooling"], f"the request's own deadline cooled the backend: {p}")
+
+
 if __name__ == "__main__":
     unittest.main()
