@@ -781,6 +781,8 @@ static void relay_event(struct lp_request *req, const struct lp_sse_event *ev)
         note_finish(req, ev);
 }
 
+static enum lp_status relay_events(struct lp_request *req);
+
 static enum lp_status on_sse_data(struct lp_request *req, const char *buf, size_t len)
 {
     if (req->committed && !req->client_gone && req->er &&
@@ -794,6 +796,19 @@ static enum lp_status on_sse_data(struct lp_request *req, const char *buf, size_
         req->stream_broken = "upstream SSE event larger than the 4 MiB limit";
         return LP_ERR;
     }
+    /* Every event completed by this read (and the response head, on the first) goes out in one
+     * sendmsg: no buffering delay, but no syscall per event either. */
+    struct lp_edge_req *er = req->er;
+    if (er)
+        lp_edge_cork(er);
+    enum lp_status rc = relay_events(req);
+    if (er && req->er == er)
+        lp_edge_uncork(er);
+    return rc;
+}
+
+static enum lp_status relay_events(struct lp_request *req)
+{
     struct lp_sse_event ev;
     while (lp_sse_next(&req->sse, &ev) == LP_OK) {
         if (!req->first_event_seen) {

@@ -95,6 +95,7 @@ struct conn {
     bool write_on;     /* wev registered */
     bool head_started; /* CS_HEAD: header timeout running (else keep-alive idle) */
     bool must_close;   /* close after the current response */
+    bool corked;       /* lp_edge_cork: queue output, send it in one go at uncork */
     bool linger;       /* close through CS_LINGER (unread input may follow) */
     bool read_eof;     /* peer sent FIN while the response was still being flushed */
     bool defer_next;   /* on_defer: parse the next buffered request */
@@ -365,6 +366,11 @@ static void out_write(struct conn *c, struct iovec *iov, int n)
     if (c->fd < 0)
         return;
     size_t done = 0;
+    if (c->corked) {
+        for (int i = 0; i < n; i++)
+            evbuffer_add(c->out, iov[i].iov_base, iov[i].iov_len);
+        return;
+    }
     if (evbuffer_get_length(c->out) == 0) {
         struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
@@ -482,8 +488,12 @@ static void activate_req(struct conn *c)
 }
 
 /* The handler ended the request: flush, then go on with the connection. */
+static void uncork_conn(struct conn *c);
+
 static void end_request(struct conn *c)
 {
+    if (c->corked)
+        uncork_conn(c);
     c->req.active = false;
     c->edge->n_active--;
     if (c->fd < 0) {
@@ -1281,7 +1291,46 @@ void lp_edge_end(struct lp_edge_req *r)
     }
     if (c->fd >= 0 && r->chunked_out && !r->no_body)
         out_write1(c, "0\r\n\r\n", 5);
+    lp_edge_uncork(r);
     end_request(c);
+}
+
+void lp_edge_cork(struct lp_edge_req *r)
+{
+    if (r->active && r->conn->fd >= 0)
+        r->conn->corked = true;
+}
+
+void lp_edge_uncork(struct lp_edge_req *r)
+{
+    uncork_conn(r->conn);
+}
+
+static void uncork_conn(struct conn *c)
+{
+    if (!c->corked)
+        return;
+    c->corked = false;
+    if (c->fd < 0 || evbuffer_get_length(c->out) == 0)
+        return;
+    if (c->write_on) {
+        /* Already waiting for EPOLLOUT: the queued bytes go out with the rest. */
+        if (c->req.drain_cb && evbuffer_get_length(c->out) > c->req.low_wm)
+            c->req.above_lw = true;
+        return;
+    }
+    /* One sendmsg for everything written while corked; the rest waits for EPOLLOUT. */
+    if (!flush_out(c))
+        return;
+    size_t pending = evbuffer_get_length(c->out);
+    if (pending == 0)
+        return;
+    event_add(&c->wev, NULL);
+    c->write_on = true;
+    if (c->state == CS_ACTIVE || c->state == CS_FLUSH)
+        set_deadline(c, c->lim.write_timeout_ms);
+    if (c->req.drain_cb && pending > c->req.low_wm)
+        c->req.above_lw = true;
 }
 
 void lp_edge_abort(struct lp_edge_req *r)

@@ -142,6 +142,11 @@ void lp_edge_set_drain_cb(struct lp_edge_req *r, size_t low_watermark, lp_edge_d
                           void *arg);
 /* Terminal chunk; ends the request; the connection is kept alive unless close is needed. Without
  * a prior lp_edge_start this is a misuse and behaves like lp_edge_abort. */
+/* Cork/uncork: between the two, writes (head, chunks) are queued instead of sent, and uncork
+ * sends them in one sendmsg. For relaying several SSE events of one upstream read (and the head
+ * with the first of them) in one syscall. lp_edge_end uncorks. */
+void lp_edge_cork(struct lp_edge_req *r);
+void lp_edge_uncork(struct lp_edge_req *r);
 void lp_edge_end(struct lp_edge_req *r);
 /* Ends the request and closes the connection at once (no terminal chunk; queued output is
  * dropped). Use it to signal a truncated stream to the client. */
