@@ -169,6 +169,19 @@ def cpu_ticks(pids):
     return u, s
 
 
+def machine_busy_s():
+    """CPU seconds all CPUs spent busy (incl. VM steal) since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def children_cpu_s():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def mem_kb(pids, key):
     total = 0
     for pid in pids:
@@ -386,9 +399,11 @@ def run_wrk(args, url, conc, mode, duration, raw_path=None):
 def measure(args, target, mock, conc, mode, duration, raw_path=None):
     pids = proc_pids(target)
     mpids = proc_pids(mock)
+    b0, w0 = machine_busy_s(), children_cpu_s()
     c0, m0, t0 = cpu_ticks(pids), cpu_ticks(mpids), time.time()
     r = run_wrk(args, target["urls"][mode], conc, mode, duration, raw_path)
     c1, m1, t1 = cpu_ticks(pids), cpu_ticks(mpids), time.time()
+    b1, w1 = machine_busy_s(), children_cpu_s()
     wall = t1 - t0
     n = max(r["requests"], 1)
     r["cpu_user_s"] = (c1[0] - c0[0]) / CLK_TCK
@@ -399,6 +414,11 @@ def measure(args, target, mock, conc, mode, duration, raw_path=None):
     r["cpu_sys_us_per_req"] = r["cpu_sys_s"] / n * 1e6
     r["cpu_util"] = r["cpu_s"] / wall
     r["mock_cpu_util"] = (m1[0] + m1[1] - m0[0] - m0[1]) / CLK_TCK / wall
+    # CPU used by anything that is not ours (other users' builds, VM steal) during the run,
+    # in CPUs: a run with a high value was disturbed. wrk is a child of ours (RUSAGE_CHILDREN).
+    ours = r["cpu_s"] + (w1 - w0) + (0 if target is mock else
+                                    (m1[0] + m1[1] - m0[0] - m0[1]) / CLK_TCK)
+    r["foreign_cpu"] = max(0.0, (b1 - b0) - ours) / wall
     r["hwm_kb"] = mem_kb(pids, "VmHWM")
     r["rss_kb"] = mem_kb(pids, "VmRSS")
     return r
@@ -445,7 +465,7 @@ def ratio(a, b):
 
 def median_result(rs):
     keys = ["rps", "p50_us", "p99_us", "cpu_us_per_req", "cpu_user_us_per_req",
-            "cpu_sys_us_per_req", "cpu_util", "mock_cpu_util"]
+            "cpu_sys_us_per_req", "cpu_util", "mock_cpu_util", "foreign_cpu"]
     out = {k: statistics.median(r[k] for r in rs) for k in keys}
     out["errors"] = sum(r["errors"] for r in rs)
     out["requests"] = sum(r["requests"] for r in rs)
@@ -468,11 +488,13 @@ def report(args, info, targets, points, results, mem, baseline, started, elapsed
              f"`--chunks {args.chunks} --chunk-interval-ms 0`.")
     L.append("- Targets: " + "; ".join(
         f"`{t['name']}` = {describe(t)}" for t in targets))
-    L.append(f"- Suite wall time {elapsed:.0f} s.\n")
+    L.append(f"- Suite wall time {elapsed:.0f} s. `other load` = CPU used by processes that are "
+             f"not part of the benchmark (and VM steal) during the run, in % of one CPU: above "
+             f"~20 % the run was disturbed; trust CPU µs/req and ratios more than req/s then.\n")
 
     L.append("| mode | conc | target | req/s | p50 | p99 | CPU µs/req (usr+sys) | server CPU | "
-             "mock CPU | errors |")
-    L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+             "mock CPU | other load | errors |")
+    L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (mode, conc) in points:
         for t in targets:
             r = results[(t["name"], mode, conc)]
@@ -482,7 +504,7 @@ def report(args, info, targets, points, results, mem, baseline, started, elapsed
                 f"**{r['errors']} FLAGGED** (status {int(r['first_bad_status'])})"
             L.append(f"| {mode} | {conc} | {t['name']} | {r['rps']:.0f} | {fmt_us(r['p50_us'])} | "
                      f"{fmt_us(r['p99_us'])} | {cpu} | {r['cpu_util'] * 100:.0f}% | "
-                     f"{r['mock_cpu_util'] * 100:.0f}% | {err} |")
+                     f"{r['mock_cpu_util'] * 100:.0f}% | {r['foreign_cpu'] * 100:.0f}% | {err} |")
 
     others = [t for t in targets if t["name"] != baseline and t["kind"] != "mock"]
     if baseline in {t["name"] for t in targets} and others:
@@ -674,7 +696,8 @@ def main():
                     runs.setdefault((t["name"], mode, conc), []).append(r)
                     log(f"round {rnd + 1}/{args.rounds} {mode:6} c={conc:<3} {t['name']:10} "
                         f"{r['rps']:8.0f} req/s p50 {r['p50_us']:6.0f} µs p99 {r['p99_us']:7.0f} µs "
-                        f"cpu {r['cpu_us_per_req']:6.1f} µs/req errors {r['errors']}")
+                        f"cpu {r['cpu_us_per_req']:6.1f} µs/req other {r['foreign_cpu'] * 100:3.0f}% "
+                        f"errors {r['errors']}")
             for t in targets:
                 mem[t["name"]]["after_round"].append(mem_kb(proc_pids(t), "VmRSS"))
         for t in targets:
@@ -706,6 +729,9 @@ def main():
             log(f"wrote {path}")
         ok = True
         return 1 if any(r["errors"] for r in results.values()) else 0
+    except SystemExit:
+        ok = True  # interrupted: nothing to debug, remove the temp dir
+        raise
     finally:
         cleanup()
         if args.keep_tmp or not ok:

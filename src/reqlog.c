@@ -4,6 +4,7 @@
  * alias only when it exists in the config (else "_unknown"), backends/models from the config,
  * classes from a fixed set, status codes.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,12 +38,44 @@ static void json_str(struct lp_buf *b, const char *key, const char *v)
     lp_buf_appendc(b, '"');
 }
 
+/* Integer and millisecond formatting without printf: the access line is built for every request,
+ * and printf's float path was a visible share of the per-request cost. */
+static void put_u64(struct lp_buf *b, uint64_t v)
+{
+    char t[24];
+    size_t n = sizeof t;
+    do {
+        t[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    lp_buf_append(b, t + n, sizeof t - n);
+}
+
+static void put_key(struct lp_buf *b, const char *key)
+{
+    lp_buf_appends(b, ",\"");
+    lp_buf_appends(b, key);
+    lp_buf_appends(b, "\":");
+}
+
 static void json_tok(struct lp_buf *b, const char *key, int64_t v)
 {
+    put_key(b, key);
     if (v >= 0)
-        lp_buf_printf(b, ",\"%s\":%lld", key, (long long)v);
+        put_u64(b, (uint64_t)v);
     else
-        lp_buf_printf(b, ",\"%s\":null", key);
+        lp_buf_appends(b, "null");
+}
+
+/* "key":1.234 from microseconds. */
+static void json_ms(struct lp_buf *b, const char *key, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    put_key(b, key);
+    put_u64(b, (uint64_t)us / 1000);
+    char frac[4] = {'.', (char)('0' + us % 1000 / 100), (char)('0' + us % 100 / 10), (char)('0' + us % 10)};
+    lp_buf_append(b, frac, 4);
 }
 
 static void record_metrics(struct lp_request *req, int64_t total_us, int64_t overhead_us)
@@ -102,15 +135,20 @@ void lp_request_log_access(struct lp_request *req)
         return;
     struct lp_buf b;
     lp_buf_init(&b, 64 * 1024);
-    lp_buf_printf(&b, "{\"ts\":%lld.%03lld,\"type\":\"access\"", (long long)(req->t0_wall_ms / 1000),
-                  (long long)(req->t0_wall_ms % 1000));
+    lp_buf_appends(&b, "{\"ts\":");
+    put_u64(&b, (uint64_t)(req->t0_wall_ms / 1000));
+    char ms[4] = {'.', (char)('0' + req->t0_wall_ms % 1000 / 100), (char)('0' + req->t0_wall_ms % 100 / 10),
+                  (char)('0' + req->t0_wall_ms % 10)};
+    lp_buf_append(&b, ms, 4);
+    lp_buf_appends(&b, ",\"type\":\"access\"");
     json_str(&b, "req_id", req->id);
     json_str(&b, "client_ip", req->peer);
     json_str(&b, "protocol", proto_name(req->client));
     json_str(&b, "method", req->method);
     json_str(&b, "path", req->path);
     json_str(&b, "alias", req->alias_name);
-    lp_buf_printf(&b, ",\"stream\":%s,\"status\":%d", req->stream ? "true" : "false", req->final_status);
+    lp_buf_appends(&b, req->stream ? ",\"stream\":true" : ",\"stream\":false");
+    json_tok(&b, "status", req->final_status);
     lp_buf_appends(&b, ",\"attempts\":[");
     for (size_t i = 0; i < req->n_log; i++) {
         const struct lp_attempt_rec *r = &req->log[i];
@@ -120,24 +158,26 @@ void lp_request_log_access(struct lp_request *req)
         lp_buf_appends(&b, "\"");
         json_str(&b, "model", r->model);
         json_str(&b, "class", r->cls);
-        lp_buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f", r->status, (double)r->dur_us / 1000.0);
+        json_tok(&b, "status", r->status);
+        json_ms(&b, "duration_ms", r->dur_us);
         if (r->ttft_us >= 0)
-            lp_buf_printf(&b, ",\"ttft_ms\":%.3f", (double)r->ttft_us / 1000.0);
+            json_ms(&b, "ttft_ms", r->ttft_us);
         if (r->cause[0])
             json_str(&b, "cause", r->cause);
         lp_buf_appends(&b, "}");
     }
     lp_buf_appends(&b, "]");
-    lp_buf_printf(&b, ",\"bytes_in\":%zu,\"bytes_out\":%zu", req->bytes_in, req->bytes_out);
+    json_tok(&b, "bytes_in", (int64_t)req->bytes_in);
+    json_tok(&b, "bytes_out", (int64_t)req->bytes_out);
     json_tok(&b, "tokens_in", req->tok_in);
     json_tok(&b, "tokens_out", req->tok_out);
     json_tok(&b, "tokens_cached", req->tok_cached);
-    lp_buf_printf(&b, ",\"total_ms\":%.3f,\"overhead_ms\":%.3f", (double)total_us / 1000.0,
-                  (double)overhead_us / 1000.0);
+    json_ms(&b, "total_ms", total_us);
+    json_ms(&b, "overhead_ms", overhead_us);
     if (req->t_first_byte_us)
-        lp_buf_printf(&b, ",\"ttfb_ms\":%.3f", (double)(req->t_first_byte_us - req->t0_us) / 1000.0);
+        json_ms(&b, "ttfb_ms", req->t_first_byte_us - req->t0_us);
     if (req->backoff_total_ms)
-        lp_buf_printf(&b, ",\"backoff_ms\":%lld", (long long)req->backoff_total_ms);
+        json_tok(&b, "backoff_ms", req->backoff_total_ms);
     if (req->abort_reason)
         json_str(&b, "abort", req->abort_reason);
     if (req->client_gone)

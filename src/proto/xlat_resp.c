@@ -241,12 +241,70 @@ char *lp_xlat_response(enum lp_proto from, enum lp_proto to, const char *body, s
     return r;
 }
 
+/* The byte range of the object value of the LAST `"usage":` member in body, or false. Both
+ * protocols put the top-level usage after the content, so the last occurrence is the top-level
+ * one; a nested "usage" key (inside a tool_use input object) comes earlier. Inside JSON strings
+ * quotes are escaped, so `"usage"` followed by ':' is always a key. */
+static bool find_usage_object(const char *body, size_t len, size_t *start, size_t *end)
+{
+    static const char key[] = "\"usage\"";
+    const size_t klen = sizeof key - 1;
+    if (len < klen + 3)
+        return false;
+    for (size_t i = len - klen; i-- > 0;) {
+        if (body[i] != '"' || memcmp(body + i, key, klen) != 0)
+            continue;
+        size_t j = i + klen;
+        while (j < len && (body[j] == ' ' || body[j] == '\t' || body[j] == '\n' || body[j] == '\r'))
+            j++;
+        if (j >= len || body[j] != ':')
+            continue;
+        j++;
+        while (j < len && (body[j] == ' ' || body[j] == '\t' || body[j] == '\n' || body[j] == '\r'))
+            j++;
+        if (j >= len || body[j] != '{')
+            return false;
+        /* Find the matching brace, skipping strings. */
+        int depth = 0;
+        bool in_str = false;
+        for (size_t k = j; k < len; k++) {
+            char c = body[k];
+            if (in_str) {
+                if (c == '\\')
+                    k++;
+                else if (c == '"')
+                    in_str = false;
+            } else if (c == '"') {
+                in_str = true;
+            } else if (c == '{') {
+                depth++;
+            } else if (c == '}' && --depth == 0) {
+                *start = j;
+                *end = k + 1;
+                return true;
+            }
+        }
+        return false;
+    }
+    return false;
+}
+
 void lp_xlat_usage(enum lp_proto p, const char *body, size_t len, int64_t *in, int64_t *out,
                    int64_t *cached)
 {
     *in = *out = *cached = -1;
-    struct json_object *root = body ? lp_json_parse(body, len, NULL) : NULL;
-    struct json_object *u = lp_json_get_obj(root, "usage");
+    struct json_object *root = NULL, *u = NULL;
+    size_t us, ue;
+    /* Fast path: parse only the usage object, not the whole (possibly large) response. */
+    if (body && find_usage_object(body, len, &us, &ue)) {
+        root = lp_json_parse(body + us, ue - us, NULL);
+        u = lp_json_is_obj(root) ? root : NULL;
+    }
+    if (!u) {
+        json_object_put(root);
+        root = body ? lp_json_parse(body, len, NULL) : NULL;
+        u = lp_json_get_obj(root, "usage");
+    }
     if (u && p == LP_PROTO_OPENAI) {
         *in = num_or(u, "prompt_tokens", -1);
         *out = num_or(u, "completion_tokens", -1);

@@ -268,5 +268,69 @@ class TestR7DeadlineMidStreamNoBlame(ReviewCase):
         self.assertFalse(p["cooling"], f"the request's own deadline cooled the backend: {p}")
 
 
+
+class TestR8ClientResetDetected(ReviewCase):
+    """R8: a client that RESETS its connection while a request with a body larger than the
+    edge's input buffer is in progress is never noticed: the edge paused reading (RM_CLOSED, only
+    EV_CLOSED registered) and libevent maps EPOLLHUP/EPOLLERR to EV_READ|EV_WRITE, never to
+    EV_CLOSED. The upstream request runs on to its end (tokens billed), the drain waits for it."""
+
+    def test_reset_during_upstream_wait_cancels_upstream(self):
+        px = self.start_proxy()
+        self.a.script({"delay_ms": 4000})
+        body = chat("m", False)
+        body["messages"][0]["content"] = "x" * 300000
+        with RawConn(px.url) as c:
+            c.send(http_bytes("POST", "/v1/chat/completions", body,
+                              {**auth(), "Content-Type": "application/json"}))
+            self.a.wait_requests(1)
+            time.sleep(0.2)
+            c.close(reset=True)
+        wait_until(lambda: self.a.stats()["aborted"] >= 1, timeout=2,
+                   msg="upstream request cancelled after the client reset")
+
+
+
+class TestR9DeadlineOnReusedConnection(ReviewCase):
+    """R9: upstream.c map_result() calls every CURLE_OPERATION_TIMEDOUT with CONNECT_TIME 0 a
+    connect timeout. On a REUSED connection CONNECT_TIME is 0, so curl's expiry of the request's
+    own deadline (which races our TTFT/deadline timer, both set to the same instant) becomes
+    LP_XFER_TIMEOUT_CONNECT, skips the deadline_reached() path and cools the backend down."""
+
+    def test_deadline_on_reused_connection_does_not_cool(self):
+        px = self.start_proxy(server={"threads": 1}, timeout={"total_timeout": "300ms"},
+                              fallback={"cooldown_seconds": 30})
+        for _ in range(8):
+            r = request(px.url, "POST", "/v1/chat/completions", chat("m", False), headers=auth())
+            self.assertEqual(r.status, 200, r.text)  # warms a pooled connection to a
+            self.a.script({"delay_ms": 800})
+            self.b.script({"delay_ms": 800})
+            r = request(px.url, "POST", "/v1/chat/completions", chat("m", False), headers=auth())
+            self.assertEqual(r.status, 504, r.text)
+            p = pair_health(px, "a", "ma")
+            self.assertFalse(p["cooling"], f"the request deadline cooled the backend: {p}")
+            self.a.wait_idle(3)
+            self.a.reset()
+            self.b.reset()
+
+
+
+class TestR10AllFailedRetryAfter(ReviewCase):
+    """R10: when every attempt failed with 429/503 and Retry-After hints, the all-failed reply
+    (status 429) carries no Retry-After, although the proxy knows when a route frees up; SDKs
+    then retry blindly (and hit the cooling routes -> 503s)."""
+
+    def test_all_rate_limited_reply_has_retry_after(self):
+        px = self.start_proxy(fallback={"enable_backoff": False})
+        err = {"error": {"message": "slow down", "type": "rate_limit_error"}}
+        self.a.script({"status": 429, "headers": {"retry-after": "7"}, "body": err})
+        self.b.script({"status": 429, "headers": {"retry-after": "9"}, "body": err})
+        r = request(px.url, "POST", "/v1/chat/completions", chat("m", False), headers=auth())
+        self.assertEqual(r.status, 429, r.text)
+        ra = r.headers.get("retry-after")
+        self.assertIsNotNone(ra, "no Retry-After on an all-rate-limited 429")
+        self.assertTrue(1 <= int(ra) <= 9, ra)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -208,7 +208,8 @@ class TestReloadUnderLoad(ReloadCase):
         m = scrape(px)
         self.assertEqual(metric(m, "llm_proxy_stream_aborts_total"), 0)
         self.assertEqual(metric(m, "llm_proxy_requests_total", alias="s", status="200"), STREAMS)
-        self.assertEqual(metric(m, "llm_proxy_active_streams"), 0)
+        wait_until(lambda: metric(scrape(px), "llm_proxy_active_streams") == 0, timeout=3,
+                   msg="active_streams back to 0")
 
 
 class TestReloadState(ReloadCase):
