@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mask.h"
 #include "proto/stream_xlat.h"
+#include "proto/synth.h"
 #include "proto/xlat.h"
 #include "request.h"
 #include "runtime.h"
@@ -43,6 +44,7 @@
 static void next_attempt(struct lp_request *req);
 static void all_failed(struct lp_request *req);
 static void deadline_reached(struct lp_request *req);
+static enum lp_transport transport_of(enum lp_xfer_result r);
 
 /* ---- small helpers --------------------------------------------------------------------- */
 
@@ -595,6 +597,11 @@ static void relay_upstream_error(struct lp_request *req, const struct lp_decisio
     report_failure(req, d);
 }
 
+static bool is_chat_path(const struct lp_request *req)
+{
+    return strcmp(req->path, "/v1/chat/completions") == 0 || strcmp(req->path, "/v1/messages") == 0;
+}
+
 static void reply_buffered_success(struct lp_request *req)
 {
     const char *body = req->resp.data ? req->resp.data : "";
@@ -630,7 +637,22 @@ static void reply_buffered_success(struct lp_request *req)
     }
     const char *ct = req->hx && !req->translate ? lp_upstream_header(req->hx, "Content-Type") : NULL;
     req->t_first_byte_us = lp_now_us();
-    lp_request_reply(req, req->up_status, ct ? ct : "application/json", body, len, extra, n);
+    size_t slen = 0;
+    char *sse = NULL;
+    if (req->stream && is_chat_path(req) &&
+        (sse = lp_synth_stream(req->client, body, len, req->scan.has_stream_options_include_usage, &slen))) {
+        /* The upstream ignored stream: true; replay its answer as the stream the client asked
+         * for (an SDK in stream mode would otherwise see an empty stream). */
+        lp_log_info(req->id, "%s answered a stream request with one JSON body; replayed as SSE",
+                    req->cur->backend->name);
+        commit_stream(req);
+        client_write(req, sse, slen);
+        req->stream_done = true;
+        end_stream(req, NULL, NULL, NULL);
+        free(sse);
+    } else {
+        lp_request_reply(req, req->up_status, ct ? ct : "application/json", body, len, extra, n);
+    }
     free(xbody);
 }
 
@@ -863,6 +885,19 @@ static enum lp_transport transport_of(enum lp_xfer_result r)
 
 static void on_stream_done(struct lp_request *req, enum lp_xfer_result res, const char *err)
 {
+    if (req->client_gone) {
+        /* The client left (reset, Ctrl-C): its own write failure aborted the transfer. Not the
+         * backend's fault: nothing is cooled down or counted against its breaker. */
+        record_attempt(req, "client_gone", req->up_status, "client disconnected mid-stream");
+        lp_health_release(req->rt->health, req->cur->backend->name);
+        end_stream(req, NULL, NULL, NULL);
+        lp_request_finish(req);
+        return;
+    }
+    if (res == LP_XFER_TIMEOUT_TOTAL && req->attempt_limit_is_deadline) {
+        deadline_reached(req); /* committed: ends the stream with a timeout error event */
+        return;
+    }
     if (!req->stream_done && !req->stream_error && !req->stream_broken && res == LP_XFER_OK) {
         if (req->xlat) {
             lp_buf_reset(&req->out);
@@ -898,9 +933,9 @@ static void on_stream_done(struct lp_request *req, enum lp_xfer_result res, cons
     } else {
         const char *why = res == LP_XFER_OK ? "upstream closed the stream before its final event"
                                             : (err ? err : "upstream connection failed");
-        record_attempt(req, res == LP_XFER_OK ? "server" : "network", req->up_status, why);
         struct lp_decision d;
-        classify_transport(req, LP_TR_RESET, why, &d);
+        classify_transport(req, res == LP_XFER_OK ? LP_TR_RESET : transport_of(res), why, &d);
+        record_attempt(req, lp_class_name(d.cls), req->up_status, why);
         report_failure(req, &d);
         end_stream(req, "api_error", why, "upstream_cut");
     }
@@ -1192,7 +1227,18 @@ static void all_failed(struct lp_request *req)
         lp_buf_printf(&b, "All %zu attempts failed. Attempts: ", req->n_log);
     }
     append_attempts(&b, req);
-    lp_request_reply_error(req, status, NULL, code, b.data);
+    if ((status == 429 || status == 503 || status == 529) && req->last_hint_ms > 0) {
+        /* Keep the upstream's retry hint: clients back off on it. */
+        char ra[32];
+        snprintf(ra, sizeof ra, "%lld", (long long)((req->last_hint_ms + 999) / 1000));
+        struct lp_edge_header extra = {"Retry-After", ra};
+        size_t len = 0;
+        char *body = lp_apierr_body(req->client, status, NULL, code, b.data, req->id, &len);
+        lp_request_reply_error_body(req, status, body, len, &extra, 1);
+        free(body);
+    } else {
+        lp_request_reply_error(req, status, NULL, code, b.data);
+    }
     lp_buf_free(&b);
 out:
     lp_request_finish(req);

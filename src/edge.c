@@ -45,6 +45,8 @@
 #define DEFAULT_MAX_BODY ((size_t)16 * 1024 * 1024)
 #define IN_INITIAL 4096         /* input buffer of a new or idle connection */
 #define IN_MIN_SPARE 2048       /* room kept after a parsed head for body bytes / pipelining */
+#define SPILL_MAX 16384         /* pipelined bytes buffered while a request is active; past it,
+                                   reading pauses (EV_CLOSED only, which misses a reset) */
 #define IDLE_KEEP_BODY (64 * 1024) /* body storage above this is released between requests */
 #define HEAD_MAX (1024 * 1024)  /* ceiling on a response head built from handler headers */
 #define LINGER_MS 2000          /* after a reject: discard input this long before closing */
@@ -96,6 +98,9 @@ struct conn {
     bool head_started; /* CS_HEAD: header timeout running (else keep-alive idle) */
     bool must_close;   /* close after the current response */
     bool corked;       /* lp_edge_cork: queue output, send it in one go at uncork */
+    bool to_spill;     /* the pending recv targets spill (see read_target) */
+    struct lp_buf spill; /* bytes read while a request is active and in[] is full (pipelined
+                            input), so reading, and thus reset detection, never has to stop */
     bool linger;       /* close through CS_LINGER (unread input may follow) */
     bool read_eof;     /* peer sent FIN while the response was still being flushed */
     bool defer_next;   /* on_defer: parse the next buffered request */
@@ -291,6 +296,7 @@ static void free_conn(struct conn *c)
     LP_FREE(&c->in);
     lp_buf_free(&c->body);
     lp_buf_free(&c->hbuf);
+    lp_buf_free(&c->spill);
     evbuffer_free(c->out);
     free(c);
     e->n_conns--;
@@ -712,6 +718,19 @@ static bool read_target(struct conn *c, char **dst, size_t *room)
     }
     *dst = c->in + c->in_len;
     *room = c->in_cap - c->in_len;
+    c->to_spill = false;
+    if (*room == 0 && (c->state == CS_ACTIVE || c->state == CS_FLUSH)) {
+        /* in[] holds the parsed head (pointers into it): keep reading into a side buffer, so a
+         * client reset is seen at once (an EV_CLOSED-only registration cannot see it). */
+        size_t left = c->spill.max > c->spill.len + 1 ? c->spill.max - c->spill.len - 1 : 0;
+        if (left == 0 || lp_buf_reserve(&c->spill, left < 4096 ? left : 4096) != LP_OK)
+            return false;
+        *dst = c->spill.data + c->spill.len;
+        *room = c->spill.cap - c->spill.len - 1;
+        if (*room > left)
+            *room = left;
+        c->to_spill = true;
+    }
     return *room > 0;
 }
 
@@ -736,7 +755,13 @@ static void on_bytes(struct conn *c, size_t n)
         break;
     case CS_ACTIVE:
     case CS_FLUSH:
-        c->in_len += n; /* the next (pipelined) request: kept for later */
+        /* The next (pipelined) request: kept for later. */
+        if (c->to_spill) {
+            c->spill.len += n;
+            c->spill.data[c->spill.len] = '\0';
+        } else {
+            c->in_len += n;
+        }
         break;
     default: /* CS_LINGER: discarded */
         break;
@@ -870,6 +895,17 @@ static void after_flush(struct conn *c)
     }
     c->state = CS_HEAD;
     compact_in(c);
+    if (c->spill.len > 0) {
+        /* The head is no longer referenced: bring the spilled pipelined bytes back in line. */
+        size_t need = c->in_len + c->spill.len;
+        if (c->in_cap < need) {
+            c->in = lp_xrealloc(c->in, need);
+            c->in_cap = need;
+        }
+        memcpy(c->in + c->in_len, c->spill.data, c->spill.len);
+        c->in_len = need;
+        lp_buf_reset(&c->spill);
+    }
     c->head_off = c->head_len = c->scan = 0;
     c->lim = c->edge->lim;
     set_read(c, RM_ON);
@@ -909,6 +945,7 @@ static void new_conn(struct lp_edge *e, int fd, const struct sockaddr_storage *s
         abort();
     lp_buf_init(&c->body, c->lim.max_body_bytes);
     lp_buf_init(&c->hbuf, HEAD_MAX);
+    lp_buf_init(&c->spill, SPILL_MAX);
     event_assign(&c->wev, e->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     event_assign(&c->timer, e->base, -1, 0, on_timer, c);
     event_assign(&c->defer, e->base, -1, 0, on_defer, c);

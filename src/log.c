@@ -30,7 +30,10 @@
 #define OPS_LINE_MAX ((size_t)1 << 20) /* escaped, masked message plus the envelope */
 #define ACCESS_LINE_MAX ((size_t)256 * 1024)
 #define MIN_SECRET_LEN 4
-#define WAKE_MS 200                      /* how soon an idle writer notices a reopen request */
+#define WAKE_MS 50                       /* the writer's poll period: how late a queued line or a
+                                            reopen request may be noticed */
+#define SIGNAL_BYTES (64 * 1024)         /* wake the writer at once only past this much queued:
+                                            no futex wake per request at ordinary rates */
 #define KEEP_BATCH_CAP ((size_t)1 << 20) /* batch buffers larger than this are freed after use */
 
 enum dest { DEST_OPS = 0, DEST_ACC = 1, N_DEST = 2 };
@@ -267,7 +270,7 @@ static void enqueue(enum dest d, const char *line, size_t n)
     (void)lp_buf_append(&g.q[d], line, n); /* unbounded buffer; the check above is the ceiling */
     g.q_lines++;
     g.seq_in++;
-    if (queued == 0 && !g.hold)
+    if (queued < SIGNAL_BYTES && queued + n >= SIGNAL_BYTES && !g.hold)
         pthread_cond_signal(&g.wake);
     pthread_mutex_unlock(&g.mu);
 }

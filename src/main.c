@@ -129,12 +129,15 @@ static int active_requests(struct app *a)
     return (int)atomic_load(&a->rt.active_requests);
 }
 
+/* Drain progress: the workers leave their loops once they have no request and no connection
+ * left (see worker.c); the deadline (server.shutdown_timeout) stops them regardless. */
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct app *a = arg;
     int64_t now = lp_wall_ms();
-    if (active_requests(a) == 0 || now >= a->drain_deadline_ms) {
-        if (active_requests(a) > 0)
+    bool all_done = atomic_load(&a->rt.workers_exited) >= a->n_workers;
+    if (all_done || now >= a->drain_deadline_ms) {
+        if (!all_done)
             lp_log_warn(NULL, "drain deadline passed with %d request(s) in flight; closing them",
                         active_requests(a));
         for (int i = 0; i < a->n_workers; i++)
@@ -188,6 +191,16 @@ static int open_listeners(struct app *a, const struct lp_config *cfg)
         fprintf(stderr, "llm-proxy: invalid listen address '%s'\n", cfg->listen);
         return -1;
     }
+    /* SO_REUSEPORT would let a second instance bind the same port silently and take half the
+     * connections: make sure nobody listens there first. */
+    int probe = lp_edge_listen_socket(host, port, false);
+    if (probe < 0) {
+        fprintf(stderr, "llm-proxy: cannot listen on %s: %s\n", cfg->listen, strerror(errno));
+        return -1;
+    }
+    if (port == 0)
+        port = lp_edge_socket_port(probe);
+    close(probe);
     for (int i = 0; i < a->n_workers; i++) {
         /* One SO_REUSEPORT socket per worker: the kernel spreads connections across them. */
         a->listen_fds[i] = lp_edge_listen_socket(host, port, true);
@@ -273,16 +286,21 @@ static int run(struct app *a, const char *path)
 
 static void teardown(struct app *a)
 {
+    /* Order matters: stop every worker loop, then the reload thread (it may still command
+     * workers or complete admin jobs on their loops), then free the workers. */
     for (int i = 0; i < a->n_workers; i++) {
         if (a->workers[i]) {
             lp_worker_command(a->workers[i], LP_WORKER_CMD_STOP);
             lp_worker_join(a->workers[i]);
-            lp_worker_destroy(a->workers[i]);
         }
+    }
+    lp_reloader_destroy(a->reloader);
+    for (int i = 0; i < a->n_workers; i++) {
+        if (a->workers[i])
+            lp_worker_destroy(a->workers[i]);
         if (a->listen_fds[i] >= 0)
             close(a->listen_fds[i]);
     }
-    lp_reloader_destroy(a->reloader);
     struct event *evs[] = {a->sig_term, a->sig_int, a->sig_hup, a->sig_usr1, a->drain_tick};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])

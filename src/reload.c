@@ -138,8 +138,10 @@ static bool do_reload(struct lp_reloader *r, char **msg_out)
         lp_main_apply_logging(cfg);
         lp_health_configure(r->rt->health, cfg);
         lp_runtime_publish(r->rt, cfg, sp);
+        pthread_mutex_lock(&r->mu);
         for (int i = 0; i < r->n_workers; i++)
             lp_worker_command(r->workers[i], LP_WORKER_CMD_LIMITS);
+        pthread_mutex_unlock(&r->mu);
         lp_log_info(NULL, "configuration reloaded from %s", r->rt->config_path);
     }
     pthread_mutex_lock(&r->rt->lock);
@@ -292,8 +294,10 @@ struct lp_reloader *lp_reloader_create(struct lp_runtime *rt, struct event_base 
 
 void lp_reloader_set_workers(struct lp_reloader *r, struct lp_worker **w, int n)
 {
+    pthread_mutex_lock(&r->mu); /* the reload thread reads them under mu */
     r->workers = w;
     r->n_workers = n;
+    pthread_mutex_unlock(&r->mu);
 }
 
 void lp_reloader_destroy(struct lp_reloader *r)

@@ -26,6 +26,7 @@ struct lp_runtime {
     atomic_bool draining;      /* SIGTERM received: finish in-flight work, accept nothing new */
     atomic_long active_requests;   /* every request in flight (the drain waits for 0) */
     atomic_long active_llm;        /* LLM endpoint requests in flight (the metric) */
+    atomic_int workers_exited;     /* worker loops that have returned (drain progress) */
     atomic_long active_streams;
     int64_t started_wall_ms;
     char *config_path;

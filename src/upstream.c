@@ -275,9 +275,11 @@ static enum lp_xfer_result map_result(struct lp_upstream_xfer *x, CURLcode rc)
     case CURLE_COULDNT_RESOLVE_PROXY:
         return LP_XFER_DNS;
     case CURLE_OPERATION_TIMEDOUT: {
-        curl_off_t connect_us = 0;
-        curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-        return connect_us == 0 ? LP_XFER_TIMEOUT_CONNECT : LP_XFER_TIMEOUT_TOTAL;
+        /* A reused connection has no connect time; the request being sent (pretransfer) is the
+         * sign that the connect phase, fresh or pooled, was over. */
+        curl_off_t pre_us = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pre_us);
+        return pre_us == 0 && !lp_upstream_reused(x) ? LP_XFER_TIMEOUT_CONNECT : LP_XFER_TIMEOUT_TOTAL;
     }
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
@@ -327,7 +329,6 @@ static CURL *easy_get(struct lp_upstream *u)
     curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 60L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 30L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, u->max_age_conn_s);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -490,6 +491,9 @@ struct lp_upstream_xfer *lp_upstream_start(struct lp_upstream *u, const struct l
     /* No 100-continue round trip (or 1 s stall) for large bodies. */
     x->hdrs = curl_slist_append(x->hdrs, "Expect:");
     curl_easy_setopt(e, CURLOPT_URL, r->url);
+    /* PIPEWAIT lets an https transfer wait to multiplex on an HTTP/2 connection being set up;
+     * on plain HTTP/1.1 it would park transfers until others finish. */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, strncmp(r->url, "https:", 6) == 0 ? 1L : 0L);
     if (r->post) {
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
@@ -525,9 +529,16 @@ void lp_upstream_cancel(struct lp_upstream_xfer *x)
     if (!x || x->cancelled)
         return;
     x->cancelled = true;
-    x->reaping = true;
-    /* Removing an easy handle inside curl's call stack is not allowed; defer to a loop pass. */
     struct lp_upstream *u = x->u;
+    if (u->depth == 0) {
+        /* Outside curl's call stack: remove now, so curl never touches the caller's request body
+         * again (it is freed right after a cancel). */
+        xfer_destroy(x);
+        return;
+    }
+    /* Removing an easy handle inside curl's call stack is not allowed; defer to a loop pass.
+     * Until then the write/header callbacks refuse data, which aborts the transfer. */
+    x->reaping = true;
     x->reap_next = u->reap;
     u->reap = x;
     event_active(&u->reap_ev, EV_TIMEOUT, 0);
@@ -538,7 +549,11 @@ void lp_upstream_resume(struct lp_upstream_xfer *x)
     if (!x || !x->paused || x->cancelled)
         return;
     x->paused = false;
+    /* Unpausing delivers held data through our write callback: count it as being inside curl,
+     * so a cancel from that callback is deferred. */
+    x->u->depth++;
     curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    x->u->depth--;
     /* Unpausing may complete work that only socket_action reports; run it on the next pass. */
     event_active(&x->u->timer_ev, EV_TIMEOUT, 0);
 }

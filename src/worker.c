@@ -39,7 +39,9 @@ void lp_worker_limits(const struct lp_config *cfg, struct lp_edge_limits *lim)
 static void on_drain_check(evutil_socket_t fd, short what, void *arg)
 {
     struct lp_worker *w = arg;
-    if (w->requests == 0) {
+    /* Idle means no request in flight AND no connection still flushing a response: a finished
+     * request's last bytes may still sit in the edge's output buffer. */
+    if (w->requests == 0 && lp_edge_open_connections(w->edge) == 0) {
         event_base_loopexit(w->base, NULL);
         return;
     }
@@ -51,7 +53,19 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct lp_worker *w = arg;
     int cmd = atomic_exchange(&w->command, LP_WORKER_CMD_NONE);
-    if (cmd == LP_WORKER_CMD_DRAIN) {
+    if (cmd & LP_WORKER_CMD_STOP) {
+        event_base_loopbreak(w->base);
+        return;
+    }
+    if (cmd & LP_WORKER_CMD_LIMITS) {
+        struct lp_config *cfg = lp_runtime_config(w->rt);
+        struct lp_edge_limits lim;
+        lp_worker_limits(cfg, &lim);
+        lp_edge_set_limits(w->edge, &lim);
+        lp_config_unref(cfg);
+    }
+    if ((cmd & LP_WORKER_CMD_DRAIN) && !w->draining) {
+        w->draining = true;
         lp_edge_drain(w->edge);
         /* Close the listening socket so that new connections are refused at once instead of
          * waiting in the backlog until the drain deadline. */
@@ -60,14 +74,6 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
             w->listen_fd = -1;
         }
         on_drain_check(-1, 0, w);
-    } else if (cmd == LP_WORKER_CMD_STOP) {
-        event_base_loopbreak(w->base);
-    } else if (cmd == LP_WORKER_CMD_LIMITS) {
-        struct lp_config *cfg = lp_runtime_config(w->rt);
-        struct lp_edge_limits lim;
-        lp_worker_limits(cfg, &lim);
-        lp_edge_set_limits(w->edge, &lim);
-        lp_config_unref(cfg);
     }
 }
 
@@ -108,6 +114,7 @@ static void *worker_main(void *arg)
 {
     struct lp_worker *w = arg;
     event_base_dispatch(w->base);
+    atomic_fetch_add(&w->rt->workers_exited, 1);
     return NULL;
 }
 
@@ -119,21 +126,21 @@ int lp_worker_start(struct lp_worker *w)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     int rc = pthread_create(&w->thread, NULL, worker_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    w->started = rc == 0;
     return rc;
 }
 
 void lp_worker_command(struct lp_worker *w, int cmd)
 {
-    int expected = LP_WORKER_CMD_NONE;
-    /* STOP overrides a pending DRAIN; otherwise the latest command wins. */
-    if (!atomic_compare_exchange_strong(&w->command, &expected, cmd))
-        atomic_store(&w->command, cmd);
+    atomic_fetch_or(&w->command, cmd);
     event_active(w->wake_ev, EV_READ, 0);
 }
 
 void lp_worker_join(struct lp_worker *w)
 {
-    pthread_join(w->thread, NULL);
+    if (w->started)
+        pthread_join(w->thread, NULL);
+    w->started = false;
 }
 
 void lp_worker_destroy(struct lp_worker *w)

@@ -17,6 +17,8 @@ struct lp_metrics_shard;
 struct lp_worker {
     int idx;
     pthread_t thread;
+    bool started;             /* the thread was created (join only then) */
+    bool draining;
     struct event_base *base;
     struct lp_edge *edge;
     struct lp_upstream *up;
@@ -25,7 +27,7 @@ struct lp_worker {
     uint64_t rng;
     int listen_fd;
     struct event *wake_ev;    /* activated from other threads: drain / stop */
-    atomic_int command;       /* LP_WORKER_CMD_* */
+    atomic_int command;       /* pending LP_WORKER_CMD_* bits (commands never overwrite each other) */
     struct event *drain_timer;
     size_t requests;          /* in-flight requests owned by this worker */
 };
@@ -34,7 +36,7 @@ enum {
     LP_WORKER_CMD_NONE = 0,
     LP_WORKER_CMD_DRAIN = 1, /* stop accepting; exit the loop once idle */
     LP_WORKER_CMD_STOP = 2,  /* exit the loop now (drain deadline passed) */
-    LP_WORKER_CMD_LIMITS = 3, /* re-read edge limits from the current config (after a reload) */
+    LP_WORKER_CMD_LIMITS = 4, /* re-read edge limits from the current config (after a reload) */
 };
 
 /* Create a worker bound to listen_fd, which it takes over (closed on drain or destroy). Returns

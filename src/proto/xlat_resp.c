@@ -1,4 +1,5 @@
 /* proto/xlat_resp.c - non-streaming response bodies, both directions, and usage extraction. */
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -11,6 +12,15 @@ static int64_t num_or(struct json_object *o, const char *key, int64_t dflt)
 {
     int64_t v;
     return lp_json_get_int64(o, key, &v) ? v : dflt;
+}
+
+/* Token counts come from upstream JSON and can be anything: negatives count as 0 and a sum
+ * saturates instead of overflowing (signed overflow is undefined behaviour). */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    a = a < 0 ? 0 : a;
+    b = b < 0 ? 0 : b;
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
 }
 
 static const char *finish_from_stop(const char *sr)
@@ -46,9 +56,10 @@ static struct json_object *usage_a2o(struct json_object *u)
     int64_t cr = num_or(u, "cache_read_input_tokens", 0);
     int64_t cw = num_or(u, "cache_creation_input_tokens", 0);
     struct json_object *r = json_object_new_object();
-    lp_json_set_int(r, "prompt_tokens", in + cr + cw);
+    int64_t prompt = sat_add(sat_add(in, cr), cw);
+    lp_json_set_int(r, "prompt_tokens", prompt);
     lp_json_set_int(r, "completion_tokens", out);
-    lp_json_set_int(r, "total_tokens", in + cr + cw + out);
+    lp_json_set_int(r, "total_tokens", sat_add(prompt, out));
     struct json_object *d = json_object_new_object();
     lp_json_set_int(d, "cached_tokens", cr);
     lp_json_set(r, "prompt_tokens_details", d);
@@ -59,8 +70,8 @@ static struct json_object *usage_o2a(struct json_object *u)
 {
     int64_t pt = num_or(u, "prompt_tokens", 0);
     int64_t cached = num_or(lp_json_get_obj(u, "prompt_tokens_details"), "cached_tokens", 0);
-    if (cached > pt)
-        cached = pt;
+    pt = pt < 0 ? 0 : pt;
+    cached = cached < 0 ? 0 : cached > pt ? pt : cached; /* so pt - cached cannot overflow */
     struct json_object *r = json_object_new_object();
     lp_json_set_int(r, "input_tokens", pt - cached);
     lp_json_set_int(r, "output_tokens", num_or(u, "completion_tokens", 0));
@@ -314,7 +325,7 @@ void lp_xlat_usage(enum lp_proto p, const char *body, size_t len, int64_t *in, i
         int64_t cr = num_or(u, "cache_read_input_tokens", -1);
         int64_t cw = num_or(u, "cache_creation_input_tokens", -1);
         if (i >= 0)
-            *in = i + (cr > 0 ? cr : 0) + (cw > 0 ? cw : 0);
+            *in = sat_add(sat_add(i, cr), cw);
         *out = num_or(u, "output_tokens", -1);
         *cached = cr;
     }

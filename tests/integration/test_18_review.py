@@ -5,11 +5,12 @@ while its finding is unfixed.
 """
 
 import json
+import signal
 import socket
 import time
 import unittest
 
-from harness import (Mock, Proxy, RawConn, access_entry, auth, backend, backend_health, config,
+from harness import (Mock, Proxy, RawConn, auth, backend, backend_health, config,
                      http_bytes, pair_health, proxy_can_start, request, stream, wait_until)
 
 OA_CHUNK = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "ma",
@@ -222,7 +223,6 @@ class TestR6DrainKeepsQueuedOutput(unittest.TestCase):
     def test_sigterm_does_not_truncate_queued_response(self):
         if not proxy_can_start():
             self.skipTest("llm-proxy binary not available")
-        import signal as _signal
         with Mock("big", "--response-bytes", "24000000") as up:
             px = Proxy(config([backend(up)], {"m": [("big", "mb")]})).start()
             try:
@@ -234,7 +234,7 @@ class TestR6DrainKeepsQueuedOutput(unittest.TestCase):
                     n = int([l.split(b":")[1] for l in head.split(b"\r\n")
                              if l.lower().startswith(b"content-length:")][0])
                     time.sleep(0.5)  # the proxy has the whole body; most is still queued
-                    px.proc.send_signal(_signal.SIGTERM)
+                    px.proc.send_signal(signal.SIGTERM)
                     time.sleep(0.5)
                     body = c.buf
                     while len(body) < n:
@@ -330,6 +330,68 @@ class TestR10AllFailedRetryAfter(ReviewCase):
         ra = r.headers.get("retry-after")
         self.assertIsNotNone(ra, "no Retry-After on an all-rate-limited 429")
         self.assertTrue(1 <= int(ra) <= 9, ra)
+
+
+
+class TestPausedStreamSurvivesReadTimeout(ReviewCase):
+    """Guard (passes today): a stream paused by backpressure for longer than read_timeout is
+    not killed by the read timer, and resuming delivers every byte."""
+
+    def test_slow_reader_longer_than_read_timeout(self):
+        px = self.start_proxy(timeout={"read_timeout": "1s"})
+        n = 3000
+        self.a.script({"sse": {"generate": {"protocol": "openai", "chunks": n, "chunk_bytes": 1024}}})
+        s = stream(px.url, "/v1/chat/completions", chat("m"), headers=auth(), timeout=30)
+        self.assertEqual(s.status, 200)
+        s.read_some(1024)
+        time.sleep(2.5)  # the proxy paused the upstream long ago; the read timer fired twice
+        events = s.all()
+        datas = [e.data for e in events]
+        self.assertTrue(s.complete)
+        self.assertEqual(datas[-1], "[DONE]", datas[-3:])
+        chunks = [json.loads(d) for d in datas[:-1]]
+        self.assertFalse([c for c in chunks if "error" in c])
+        text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c.get("choices"))
+        self.assertEqual(len(text), n * 1024)
+
+
+
+class TestR11ReloadDuringShutdown(unittest.TestCase):
+    """R11: a reload still parsing when SIGTERM arrives outlives the workers: main.c teardown()
+    destroys the workers before lp_reloader_destroy() joins the reload thread, which then calls
+    lp_worker_command() on freed workers (heap-use-after-free under ASan)."""
+
+    def test_sighup_then_sigterm_exits_cleanly(self):
+        if not proxy_can_start():
+            self.skipTest("llm-proxy binary not available")
+        with Mock("a") as m:
+            # A large config makes the reload thread's parse last long enough to overlap.
+            models = {f"m{i}": [("a", f"x{i}")] for i in range(3000)}
+            for _ in range(6):
+                px = Proxy(config([backend(m)], models)).start()
+                px.proc.send_signal(signal.SIGHUP)
+                time.sleep(0.001)
+                px.proc.send_signal(signal.SIGTERM)
+                px.stop()  # asserts exit 0 and no sanitizer report
+
+
+
+class TestR13StreamRequestJsonAnswer(ReviewCase):
+    """R13: a stream:true request whose upstream ignores `stream` and answers one
+    application/json completion is relayed as JSON. The OpenAI SDK (stream=True) then iterates
+    zero events without an error: a silent empty answer."""
+
+    def test_stream_request_gets_event_stream(self):
+        px = self.start_proxy()
+        completion = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "ma",
+                      "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"},
+                                   "finish_reason": "stop"}],
+                      "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        self.a.script({"body": completion})
+        s = stream(px.url, "/v1/chat/completions", chat("m"), headers=auth())
+        self.assertEqual(s.status, 200)
+        self.assertIn("text/event-stream", s.headers.get("content-type", ""),
+                      "a stream request was answered with a JSON body")
 
 
 if __name__ == "__main__":
