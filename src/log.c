@@ -270,7 +270,11 @@ static void enqueue(enum dest d, const char *line, size_t n)
     (void)lp_buf_append(&g.q[d], line, n); /* unbounded buffer; the check above is the ceiling */
     g.q_lines++;
     g.seq_in++;
-    if (queued < SIGNAL_BYTES && queued + n >= SIGNAL_BYTES && !g.hold)
+    /* Operational lines are rare and wanted now: wake the writer when the queue was empty.
+     * Access lines (one per request) are picked up by the writer's poll, or once a batch is
+     * big, so that a busy proxy pays no futex wake per request. */
+    bool wake = d == DEST_OPS ? queued == 0 : (queued < SIGNAL_BYTES && queued + n >= SIGNAL_BYTES);
+    if (wake && !g.hold)
         pthread_cond_signal(&g.wake);
     pthread_mutex_unlock(&g.mu);
 }
