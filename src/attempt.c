@@ -112,6 +112,10 @@ void lp_attempt_teardown(struct lp_request *req)
         event_free(req->timer);
         req->timer = NULL;
     }
+    if (req->flush_ev) {
+        event_free(req->flush_ev);
+        req->flush_ev = NULL;
+    }
     free_attempt_bufs(req);
     lp_buf_free(&req->out);
     lp_buf_free(&req->last_err);
@@ -805,6 +809,14 @@ static void relay_event(struct lp_request *req, const struct lp_sse_event *ev)
 
 static enum lp_status relay_events(struct lp_request *req);
 
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct lp_request *req = arg;
+    if (req->corked && req->er)
+        lp_edge_uncork(req->er);
+    req->corked = false;
+}
+
 static enum lp_status on_sse_data(struct lp_request *req, const char *buf, size_t len)
 {
     if (req->committed && !req->client_gone && req->er &&
@@ -818,15 +830,18 @@ static enum lp_status on_sse_data(struct lp_request *req, const char *buf, size_
         req->stream_broken = "upstream SSE event larger than the 4 MiB limit";
         return LP_ERR;
     }
-    /* Every event completed by this read (and the response head, on the first) goes out in one
-     * sendmsg: no buffering delay, but no syscall per event either. */
-    struct lp_edge_req *er = req->er;
-    if (er)
-        lp_edge_cork(er);
-    enum lp_status rc = relay_events(req);
-    if (er && req->er == er)
-        lp_edge_uncork(er);
-    return rc;
+    /* curl calls us once per upstream chunk, several times per socket read. Cork the client
+     * connection and uncork from an event activated now, which runs right after curl's batch
+     * in this same loop pass: everything one read produced (and the response head) goes out in
+     * one sendmsg, with no added delay. */
+    if (req->er && !req->corked) {
+        if (!req->flush_ev)
+            req->flush_ev = event_new(req->w->base, -1, 0, on_flush, req);
+        lp_edge_cork(req->er);
+        req->corked = true;
+        event_active(req->flush_ev, EV_TIMEOUT, 0);
+    }
+    return relay_events(req);
 }
 
 static enum lp_status relay_events(struct lp_request *req)

@@ -106,6 +106,8 @@ struct lp_request {
 
     /* Timer (ttft / read idle / backoff). */
     struct event *timer;
+    struct event *flush_ev;      /* uncorks the client connection after curl's batch */
+    bool corked;
     enum lp_timer_kind timer_kind;
     bool timer_armed;
     int64_t deadline_us;         /* total_timeout for the whole request */
