@@ -468,6 +468,31 @@ static void test_error_bad_url(void **state)
         2, 20, "backends[0].url: invalid URL \"http://a.example:99999\": has an invalid port");
 }
 
+static void test_tls_ca_file(void **state)
+{
+    (void)state;
+    expect_one_error("backends:\n"
+                     "  - name: a\n"
+                     "    url: https://a.example/v1\n"
+                     "    tls_ca_file: /nonexistent/ca.pem\n",
+                     4, 18,
+                     "backends[0].tls_ca_file: cannot read tls_ca_file \"/nonexistent/ca.pem\": "
+                     "No such file or directory");
+    /* A readable file loads; the path is kept as given when absolute. */
+    struct lp_diags d;
+    struct lp_config *cfg = load("backends:\n"
+                                 "  - name: a\n"
+                                 "    url: https://a.example/v1\n"
+                                 "    tls_ca_file: /etc/passwd\n",
+                                 &d);
+    if (!cfg)
+        dump(&d);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->backends[0].tls_ca_file, "/etc/passwd");
+    lp_config_unref(cfg);
+    lp_diags_free(&d);
+}
+
 static void test_error_bad_protocol(void **state)
 {
     expect_one_error(BASE_BACKEND "    protocol: gemini\n", 4, 15,
@@ -874,6 +899,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_example),
         cmocka_unit_test(test_examples_clean),
+        cmocka_unit_test(test_tls_ca_file),
         cmocka_unit_test(test_era_a_list_form),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_new_keys),
