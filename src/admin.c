@@ -366,10 +366,13 @@ static void serve_drain(struct lp_request *req, const char *rest)
     }
     lp_health_set_drained(req->rt->health, name, drain);
     lp_log_info(req->id, "backend %s %s by admin request", name, drain ? "drained" : "undrained");
-    char body[400];
-    int n = snprintf(body, sizeof body, "{\"backend\":\"%s\",\"drained\":%s}", name,
-                     drain ? "true" : "false");
-    reply_json(req, 200, body, (size_t)n);
+    struct json_object *o = json_object_new_object();
+    lp_json_set_str(o, "backend", name);
+    lp_json_set_bool(o, "drained", drain);
+    size_t len = 0;
+    const char *body = lp_json_dump(o, &len);
+    reply_json(req, 200, body, len);
+    json_object_put(o);
 }
 
 void lp_admin_handle(struct lp_request *req)
