@@ -151,8 +151,13 @@ void lp_worker_destroy(struct lp_worker *w)
     if (w->wake_ev)
         event_free(w->wake_ev);
     w->wake_ev = NULL;
+    /* Likewise the drain check: it reads the edge, which frees itself during the passes. */
+    if (w->drain_timer)
+        event_free(w->drain_timer);
+    w->drain_timer = NULL;
     if (w->edge)
         lp_edge_destroy(w->edge);
+    w->edge = NULL;
     /* lp_edge_destroy closed every connection; the close callbacks are deferred to the loop.
      * A few non-blocking passes deliver them (requests finish and cancel their transfers) and
      * then run the deferred curl reaping. */
