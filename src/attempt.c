@@ -195,7 +195,7 @@ static void commit_stream(struct lp_request *req)
 static void end_stream(struct lp_request *req, const char *err_type, const char *err_msg,
                        const char *abort_reason)
 {
-    if (!req->stream_done && err_type) {
+    if (!req->stream_done && !req->stream_error && err_type) {
         lp_buf_reset(&req->out);
         if (req->xlat) {
             lp_stream_xlat_error(req->xlat, err_type, err_msg, &req->out);
@@ -1039,6 +1039,7 @@ static void deadline_reached(struct lp_request *req)
     if (req->x) {
         lp_upstream_cancel(req->x);
         req->x = NULL;
+        req->hx = NULL;
     }
     lp_health_release(req->rt->health, req->cur->backend->name);
     if (req->committed) {
@@ -1057,6 +1058,7 @@ static void abort_attempt_timeout(struct lp_request *req, enum lp_transport tr, 
 {
     lp_upstream_cancel(req->x);
     req->x = NULL;
+    req->hx = NULL;
     if (req->committed) {
         record_attempt(req, "timeout", req->up_status, why);
         struct lp_decision d;

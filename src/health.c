@@ -42,6 +42,7 @@ struct lp_health {
     size_t n_backends, cap_backends;
     struct lp_breaker_cfg breaker_cfg; /* from the last configured snapshot */
     atomic_bool breakers_enabled;
+    bool configured; /* lp_health_configure has run: calls no longer adopt their snapshot */
 };
 
 struct lp_health *lp_health_create(void)
@@ -163,9 +164,20 @@ static void adopt_cfg(struct lp_health *h, const struct lp_config *cfg)
         lp_breaker_reconfigure(&h->backends[i].breaker, &bc);
 }
 
+/* Reports and admission checks carry the caller's snapshot. Once lp_health_configure has run
+ * (boot and every reload), only it sets the breaker settings: a request still holding the
+ * pre-reload snapshot must not switch them back. Before that (unit tests, tools), the snapshot
+ * of the call is adopted. */
+static void adopt_cfg_from_call(struct lp_health *h, const struct lp_config *cfg)
+{
+    if (!h->configured)
+        adopt_cfg(h, cfg);
+}
+
 void lp_health_configure(struct lp_health *h, const struct lp_config *cfg)
 {
     pthread_rwlock_wrlock(&h->lock);
+    h->configured = true;
     adopt_cfg(h, cfg);
     pthread_rwlock_unlock(&h->lock);
 }
@@ -245,7 +257,7 @@ bool lp_health_breaker_allow(struct lp_health *h, const struct lp_config *cfg, c
     if (!breakers_on(h, cfg))
         return true;
     pthread_rwlock_wrlock(&h->lock);
-    adopt_cfg(h, cfg);
+    adopt_cfg_from_call(h, cfg);
     bool ok = lp_breaker_allow(&get_backend(h, backend)->breaker, now_mono, NULL);
     pthread_rwlock_unlock(&h->lock);
     return ok;
@@ -297,7 +309,7 @@ void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg,
         return;
     bool breakers = breakers_on(h, cfg);
     pthread_rwlock_wrlock(&h->lock);
-    adopt_cfg(h, cfg);
+    adopt_cfg_from_call(h, cfg);
     struct backend_rec *b = get_backend(h, backend);
     b->last_cls = d->cls;
     b->last_wall = now_wall;
@@ -317,7 +329,7 @@ void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg,
         return;
     bool breakers = breakers_on(h, cfg);
     pthread_rwlock_wrlock(&h->lock);
-    adopt_cfg(h, cfg);
+    adopt_cfg_from_call(h, cfg);
     struct pair_rec *p = model ? find_pair(h, backend, model) : NULL;
     if (p)
         p->cool_until = 0;

@@ -115,7 +115,8 @@ void lp_main_apply_logging(const struct lp_config *cfg)
     lp_log_init(&lo);
     free(err_file);
     free(acc_file);
-    lp_log_clear_secrets();
+    /* Add, never clear first: a line logged by a worker during a reload must not find an empty
+     * secret list. Keys dropped from the config stay masked, which is harmless. */
     lp_log_add_secret(cfg->proxy_api_key);
     lp_log_add_secret(cfg->admin_api_key);
     for (size_t i = 0; i < cfg->n_backends; i++)

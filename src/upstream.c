@@ -544,6 +544,18 @@ void lp_upstream_cancel(struct lp_upstream_xfer *x)
     event_active(&u->reap_ev, EV_TIMEOUT, 0);
 }
 
+/* Queue x for removal on the next loop pass (also when it is already marked cancelled). */
+static void lp_upstream_cancel_deferred(struct lp_upstream_xfer *x)
+{
+    if (x->reaping)
+        return;
+    x->cancelled = true;
+    x->reaping = true;
+    x->reap_next = x->u->reap;
+    x->u->reap = x;
+    event_active(&x->u->reap_ev, EV_TIMEOUT, 0);
+}
+
 void lp_upstream_resume(struct lp_upstream_xfer *x)
 {
     if (!x || !x->paused || x->cancelled)
@@ -552,8 +564,18 @@ void lp_upstream_resume(struct lp_upstream_xfer *x)
     /* Unpausing delivers held data through our write callback: count it as being inside curl,
      * so a cancel from that callback is deferred. */
     x->u->depth++;
-    curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    CURLcode rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
     x->u->depth--;
+    if (rc != CURLE_OK && !x->cancelled && x->cbs.on_done) {
+        /* The held data was refused (our callback aborted): curl will not finish this handle
+         * by itself, so end it here. */
+        x->cancelled = true;
+        struct lp_upstream_cbs cbs = x->cbs;
+        void *arg = x->arg;
+        cbs.on_done(arg, x, LP_XFER_ABORTED, "transfer aborted while resuming");
+        lp_upstream_cancel_deferred(x);
+        return;
+    }
     /* Unpausing may complete work that only socket_action reports; run it on the next pass. */
     event_active(&x->u->timer_ev, EV_TIMEOUT, 0);
 }
