@@ -441,6 +441,7 @@ static enum lp_status start_attempt(struct lp_request *req, const struct lp_cand
     req->first_event_seen = false;
     req->stream_done = false;
     req->saw_finish = false;
+    req->first_translated = false;
     req->stream_broken = NULL;
     req->stream_error = false;
     req->resp_overflow = false;
@@ -706,6 +707,21 @@ static bool on_first_event(struct lp_request *req, const struct lp_sse_event *ev
         lp_buf_append(&req->resp, ev->data, ev->data_len);
         return false;
     }
+    if (req->xlat) {
+        /* Translate the first event before committing: garbage from the upstream can still
+         * fail over while the client has seen nothing. relay_events writes req->out. */
+        lp_buf_reset(&req->out);
+        enum lp_status rc = lp_stream_xlat_event(req->xlat, ev->event, ev->event_len, ev->data,
+                                                 ev->data_len, &req->out);
+        if (rc != LP_OK) {
+            struct lp_decision d;
+            classify_transport(req, LP_TR_PROTOCOL, "upstream sent an invalid first stream event", &d);
+            req->pending_decision = d;
+            req->pending_decision_set = true;
+            return false;
+        }
+        req->first_translated = true;
+    }
     commit_stream(req);
     return true;
 }
@@ -854,6 +870,14 @@ static enum lp_status relay_events(struct lp_request *req)
             req->first_event_seen = true;
             if (!on_first_event(req, &ev))
                 return LP_ERR;
+            if (req->first_translated) {
+                /* Already translated into req->out by on_first_event. */
+                req->first_translated = false;
+                client_write(req, req->out.data, req->out.len);
+                if (lp_stream_xlat_done(req->xlat))
+                    req->stream_done = true;
+                continue;
+            }
         }
         if (req->stream_done || req->stream_error || req->stream_broken)
             continue;

@@ -101,6 +101,7 @@ struct lp_request {
     struct lp_sse_parser sse;
     bool sse_init;
     bool first_event_seen;
+    bool first_translated;       /* the first event's translation waits in out */
     bool stream_done;            /* the upstream's terminal event was relayed */
     struct lp_buf out;           /* scratch for translated/queued output */
 

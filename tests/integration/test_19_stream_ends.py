@@ -93,5 +93,27 @@ class StreamEndTests(unittest.TestCase):
         self.assertNotIn("stream_options", json.loads(req["body"]))
 
 
+class TranslatedFirstEventTests(unittest.TestCase):
+    """A translated stream whose first upstream event is garbage fails over before commit."""
+
+    def test_invalid_first_event_fails_over(self):
+        with Mock("bad-anthropic") as bad, Mock("good-openai") as good:
+            cfg = config([backend(bad, protocol="anthropic"), backend(good)],
+                         {"m": [("bad-anthropic", "claude-x"), ("good-openai", "gpt-y")]})
+            with Proxy(cfg) as px:
+                bad.script({"sse": {"events": [{"event": "message_start", "data": "{not json"}]}})
+                with stream(px.url, "/v1/chat/completions",
+                            {"model": "m", "stream": True,
+                             "messages": [{"role": "user", "content": "x"}]}, headers=auth()) as s:
+                    self.assertEqual(s.status, 200)
+                    events = s.all()
+                self.assertEqual(events[-1].data, "[DONE]")
+                text = "".join(json.loads(e.data)["choices"][0]["delta"].get("content") or ""
+                               for e in events[:-1] if json.loads(e.data).get("choices"))
+                self.assertIn("Hello from good-openai", text)
+                self.assertEqual(len(bad.requests()), 1)
+                self.assertEqual(len(good.requests()), 1)
+
+
 if __name__ == "__main__":
     unittest.main()
