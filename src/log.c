@@ -358,6 +358,22 @@ void lp_log(enum lp_log_level lvl, const char *req_id, const char *fmt, ...)
     free(heap);
 }
 
+void lp_log_access_premasked(const char *json, size_t len)
+{
+    while (len > 0 && (json[len - 1] == '\n' || json[len - 1] == '\r'))
+        len--;
+    if (len > ACCESS_LINE_MAX) {
+        atomic_fetch_add_explicit(&g_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    struct lp_buf line;
+    lp_buf_init(&line, 0);
+    (void)lp_buf_append(&line, json, len);
+    lp_buf_appendc(&line, '\n');
+    enqueue(DEST_ACC, line.data, line.len);
+    lp_buf_free(&line);
+}
+
 void lp_log_access(const char *json, size_t len)
 {
     while (len > 0 && (json[len - 1] == '\n' || json[len - 1] == '\r'))

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "mask.h"
 #include "metrics.h"
 #include "request.h"
 #include "runtime.h"
@@ -26,9 +27,11 @@ static const char *proto_name(enum lp_proto p)
     return p == LP_PROTO_ANTHROPIC ? "anthropic" : "openai";
 }
 
+static void put_key(struct lp_buf *b, const char *key);
+
 static void json_str(struct lp_buf *b, const char *key, const char *v)
 {
-    lp_buf_printf(b, ",\"%s\":", key);
+    put_key(b, key);
     if (!v) {
         lp_buf_appends(b, "null");
         return;
@@ -36,6 +39,30 @@ static void json_str(struct lp_buf *b, const char *key, const char *v)
     lp_buf_appendc(b, '"');
     lp_buf_append_json_escaped(b, v, strlen(v));
     lp_buf_appendc(b, '"');
+}
+
+/* Secrets for masking the fields of one access line. */
+struct mask_ctx {
+    const char *secrets[64];
+    size_t n;
+    bool on;
+};
+
+/* "key":"v" with v masked (client- or upstream-supplied text) and JSON-escaped. */
+static void json_str_masked(struct lp_buf *b, const char *key, const char *v, const struct mask_ctx *m)
+{
+    if (!v || !m->on) {
+        json_str(b, key, v);
+        return;
+    }
+    struct lp_buf t;
+    lp_buf_init(&t, 64 * 1024);
+    lp_mask(v, strlen(v), &t, m->secrets, m->n);
+    put_key(b, key);
+    lp_buf_appendc(b, '"');
+    lp_buf_append_json_escaped(b, t.data ? t.data : "", t.len);
+    lp_buf_appendc(b, '"');
+    lp_buf_free(&t);
 }
 
 /* Integer and millisecond formatting without printf: the access line is built for every request,
@@ -141,12 +168,16 @@ void lp_request_log_access(struct lp_request *req)
                   (char)('0' + req->t0_wall_ms % 10)};
     lp_buf_append(&b, ms, 4);
     lp_buf_appends(&b, ",\"type\":\"access\"");
-    json_str(&b, "req_id", req->id);
+
     json_str(&b, "client_ip", req->peer);
     json_str(&b, "protocol", proto_name(req->client));
     json_str(&b, "method", req->method);
-    json_str(&b, "path", req->path);
-    json_str(&b, "alias", req->alias_name);
+    struct mask_ctx m = {.on = req->cfg->logging.mask_sensitive};
+    if (m.on)
+        m.n = lp_config_secrets(req->cfg, m.secrets, 64);
+    json_str_masked(&b, "req_id", req->id, &m); /* a client-chosen X-Request-Id could be a key */
+    json_str_masked(&b, "path", req->path, &m);
+    json_str_masked(&b, "alias", req->alias_name, &m);
     lp_buf_appends(&b, req->stream ? ",\"stream\":true" : ",\"stream\":false");
     json_tok(&b, "status", req->final_status);
     lp_buf_appends(&b, ",\"attempts\":[");
@@ -163,7 +194,7 @@ void lp_request_log_access(struct lp_request *req)
         if (r->ttft_us >= 0)
             json_ms(&b, "ttft_ms", r->ttft_us);
         if (r->cause[0])
-            json_str(&b, "cause", r->cause);
+            json_str_masked(&b, "cause", r->cause, &m);
         lp_buf_appends(&b, "}");
     }
     lp_buf_appends(&b, "]");
@@ -183,9 +214,14 @@ void lp_request_log_access(struct lp_request *req)
     if (req->client_gone)
         lp_buf_appends(&b, ",\"client_gone\":true");
     if (req->error_msg_set)
-        json_str(&b, "error", req->error_msg);
+        json_str_masked(&b, "error", req->error_msg, &m);
     lp_buf_appends(&b, "}");
-    lp_log_access(b.data, b.len);
+    /* Every client- or upstream-supplied field was masked above; the rest are our own values
+     * (ids, numbers, names from the config, class names). */
+    if (m.on)
+        lp_log_access_premasked(b.data, b.len);
+    else
+        lp_log_access(b.data, b.len);
     lp_buf_free(&b);
 }
 

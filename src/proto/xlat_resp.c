@@ -300,22 +300,60 @@ static bool find_usage_object(const char *body, size_t len, size_t *start, size_
     return false;
 }
 
+/* The non-negative integer value of member `"key"` anywhere inside s[0..n) (the usage object),
+ * or -1. Keys are matched with their quotes, so "input_tokens" never matches inside
+ * "cache_read_input_tokens". */
+static int64_t int_member(const char *s, size_t n, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = s; p + kl + 2 < s + n;) {
+        const char *q = memchr(p, '"', (size_t)(s + n - p));
+        if (!q || q + kl + 2 > s + n)
+            return -1;
+        if (memcmp(q + 1, key, kl) == 0 && q[kl + 1] == '"') {
+            const char *v = q + kl + 2;
+            while (v < s + n && (*v == ' ' || *v == ':' || *v == '\t' || *v == '\n' || *v == '\r'))
+                v++;
+            int64_t x = 0;
+            bool any = false;
+            while (v < s + n && *v >= '0' && *v <= '9' && x < INT64_MAX / 10 - 10) {
+                x = x * 10 + (*v++ - '0');
+                any = true;
+            }
+            return any ? x : -1;
+        }
+        p = q + 1;
+    }
+    return -1;
+}
+
 void lp_xlat_usage(enum lp_proto p, const char *body, size_t len, int64_t *in, int64_t *out,
                    int64_t *cached)
 {
     *in = *out = *cached = -1;
-    struct json_object *root = NULL, *u = NULL;
     size_t us, ue;
-    /* Fast path: parse only the usage object, not the whole (possibly large) response. */
+    /* Fast path: read the few counters from the usage object's bytes; no JSON tree. */
     if (body && find_usage_object(body, len, &us, &ue)) {
-        root = lp_json_parse(body + us, ue - us, NULL);
-        u = lp_json_is_obj(root) ? root : NULL;
+        const char *u = body + us;
+        size_t n = ue - us;
+        if (p == LP_PROTO_OPENAI) {
+            *in = int_member(u, n, "prompt_tokens");
+            *out = int_member(u, n, "completion_tokens");
+            *cached = int_member(u, n, "cached_tokens");
+        } else {
+            int64_t i = int_member(u, n, "input_tokens");
+            int64_t cr = int_member(u, n, "cache_read_input_tokens");
+            int64_t cw = int_member(u, n, "cache_creation_input_tokens");
+            if (i >= 0)
+                *in = sat_add(sat_add(i, cr > 0 ? cr : 0), cw > 0 ? cw : 0);
+            *out = int_member(u, n, "output_tokens");
+            *cached = cr;
+        }
+        if (*in >= 0 || *out >= 0)
+            return;
     }
-    if (!u) {
-        json_object_put(root);
-        root = body ? lp_json_parse(body, len, NULL) : NULL;
-        u = lp_json_get_obj(root, "usage");
-    }
+    struct json_object *root = body ? lp_json_parse(body, len, NULL) : NULL;
+    struct json_object *u = lp_json_get_obj(root, "usage");
     if (u && p == LP_PROTO_OPENAI) {
         *in = num_or(u, "prompt_tokens", -1);
         *out = num_or(u, "completion_tokens", -1);
