@@ -104,24 +104,11 @@ static void gauge_breakers(struct lp_metrics_sink *sink, void *ctx)
 {
     struct lp_runtime *rt = ctx;
     struct lp_config *cfg = lp_runtime_config(rt);
-    char *js = lp_health_json(rt->health, cfg, lp_now_ms(), lp_wall_ms());
-    struct json_object *root = js ? lp_json_parse(js, strlen(js), NULL) : NULL;
-    struct json_object *arr = lp_json_get_arr(root, "backends");
-    for (size_t i = 0; i < lp_json_arr_len(arr); i++) {
-        struct json_object *b = lp_json_arr_at(arr, i);
-        const char *name = lp_json_get_str(b, "name");
-        const char *state = lp_json_get_str(lp_json_get_obj(b, "breaker"), "state");
-        double v = 0;
-        if (state && strcmp(state, "open") == 0)
-            v = 1;
-        else if (state && strcmp(state, "half_open") == 0)
-            v = 2;
-        const char *l[] = {name};
-        if (name)
-            lp_metrics_sink_put(sink, l, v);
+    int64_t now = lp_now_ms();
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        const char *l[] = {cfg->backends[i].name};
+        lp_metrics_sink_put(sink, l, lp_health_breaker_gauge(rt->health, l[0], now));
     }
-    json_object_put(root);
-    free(js);
     lp_config_unref(cfg);
 }
 
@@ -311,13 +298,20 @@ static void on_reload_done(void *arg, bool ok, char *message)
     /* Diagnostics may quote a misplaced key value: mask with the keys of both the running and
      * (if it loaded) the new snapshot, like every other admin view. */
     struct lp_config *now = lp_runtime_config(req->rt);
-    const char *secrets[128];
-    size_t n = lp_config_secrets(req->cfg, secrets, 64);
-    n += lp_config_secrets(now, secrets + n, 64);
+    size_t n_old, n_new;
+    const char *const *s_old = lp_config_secrets(req->cfg, &n_old);
+    const char *const *s_new = lp_config_secrets(now, &n_new);
+    const char **secrets = lp_xcalloc(n_old + n_new + 1, sizeof *secrets);
+    for (size_t i = 0; i < n_old; i++)
+        secrets[i] = s_old[i];
+    for (size_t i = 0; i < n_new; i++)
+        secrets[n_old + i] = s_new[i];
+    size_t n = n_old + n_new;
     struct lp_buf mb;
     lp_buf_init(&mb, 1 << 20);
     const char *msg = message && *message ? message : (ok ? "reloaded" : "invalid");
     lp_mask(msg, strlen(msg), &mb, secrets, n);
+    free(secrets);
     lp_json_set_str(o, "message", mb.data ? mb.data : "");
     lp_buf_free(&mb);
     lp_config_unref(now);

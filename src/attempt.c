@@ -39,7 +39,6 @@
 #define STREAM_HIGH_WATER (256 * 1024)   /* client output queued before pausing upstream */
 #define STREAM_LOW_WATER (64 * 1024)
 #define LP_MIN_ATTEMPT_MS 100            /* don't start an attempt with less time left */
-#define LP_MAX_SECRETS 64                /* configured keys considered when masking */
 
 static void next_attempt(struct lp_request *req);
 static void all_failed(struct lp_request *req);
@@ -393,8 +392,7 @@ static bool build_body(struct lp_request *req, const struct lp_candidate *c)
     }
     req->up_body = lp_jscan_rewrite_model(src, src_len, s, c->route->model, &req->up_body_len);
     req->inject_usage = false;
-    if (req->client == LP_PROTO_OPENAI && req->stream && s->stream_options_len == 0 &&
-        strcmp(req->path, "/v1/chat/completions") == 0)
+    if (req->client == LP_PROTO_OPENAI && req->chat && req->stream && s->stream_options_len == 0)
         inject_usage_option(req);
     if (injected) {
         lp_jscan_free(&scan);
@@ -423,9 +421,7 @@ static enum lp_status start_attempt(struct lp_request *req, const struct lp_cand
     req->cur = c;
     req->translate = c->protocol != req->client;
     bool count_tokens = strcmp(req->path, "/v1/messages/count_tokens") == 0;
-    bool chat = strcmp(req->path, "/v1/chat/completions") == 0 ||
-                strcmp(req->path, "/v1/messages") == 0;
-    if (req->translate && !chat) {
+    if (req->translate && !req->chat) {
         lp_log_debug(req->id, "route %s/%s skipped: %s cannot be translated", c->backend->name,
                      c->route->model, count_tokens ? "count_tokens" : req->path);
         lp_health_release(req->rt->health, c->backend->name);
@@ -602,11 +598,6 @@ static void relay_upstream_error(struct lp_request *req, const struct lp_decisio
     report_failure(req, d);
 }
 
-static bool is_chat_path(const struct lp_request *req)
-{
-    return strcmp(req->path, "/v1/chat/completions") == 0 || strcmp(req->path, "/v1/messages") == 0;
-}
-
 static void reply_buffered_success(struct lp_request *req)
 {
     const char *body = req->resp.data ? req->resp.data : "";
@@ -644,7 +635,7 @@ static void reply_buffered_success(struct lp_request *req)
     req->t_first_byte_us = lp_now_us();
     size_t slen = 0;
     char *sse = NULL;
-    if (req->stream && is_chat_path(req) &&
+    if (req->stream && req->chat &&
         (sse = lp_synth_stream(req->client, body, len, req->scan.has_stream_options_include_usage, &slen))) {
         /* The upstream ignored stream: true; replay its answer as the stream the client asked
          * for (an SDK in stream mode would otherwise see an empty stream). */
@@ -742,8 +733,7 @@ static void note_finish(struct lp_request *req, const struct lp_sse_event *ev)
  * is a normal end, after writing the terminal event the client expects if it is missing. */
 static bool passthrough_clean_eof(struct lp_request *req)
 {
-    bool chat = strcmp(req->path, "/v1/chat/completions") == 0 || strcmp(req->path, "/v1/messages") == 0;
-    if (!chat) {
+    if (!req->chat) {
         /* Other endpoints (/v1/responses, /v1/completions) have their own terminal events; the
          * upstream closing the stream cleanly is their end. */
         return true;
@@ -803,8 +793,8 @@ static void relay_event(struct lp_request *req, const struct lp_sse_event *ev)
     if (is_err) {
         /* Relayed (it is protocol-correct for this client) but masked: upstreams sometimes
          * echo the operator's key in error messages. Rare, so the cost does not matter. */
-        const char *secrets[LP_MAX_SECRETS];
-        size_t n_sec = lp_config_secrets(req->cfg, secrets, LP_MAX_SECRETS);
+        size_t n_sec;
+        const char *const *secrets = lp_config_secrets(req->cfg, &n_sec);
         lp_buf_reset(&req->out);
         lp_mask(ev->raw, ev->raw_len, &req->out, secrets, n_sec);
         client_write(req, req->out.data, req->out.len);
@@ -1106,11 +1096,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     ENTER(req);
     if (kind == LP_TIMER_BACKOFF) {
         req->upstream_wait_us += lp_now_us() - req->backoff_start_us;
-        const struct lp_candidate *c = req->backoff_cand;
-        req->backoff_cand = NULL;
         req->backoff_done = true;
-        req->next_cand--; /* next_attempt picks c again, now without waiting */
-        (void)c;
+        req->next_cand--; /* next_attempt picks the same candidate again, now without waiting */
         next_attempt(req);
     } else if (kind == LP_TIMER_TTFT && req->x && req->ttft_is_deadline) {
         deadline_reached(req);
@@ -1153,7 +1140,6 @@ static bool schedule_backoff(struct lp_request *req, const struct lp_candidate *
         return false;
     if (delay >= remaining_ms(req))
         delay = remaining_ms(req);
-    req->backoff_cand = c;
     req->backoff_start_us = lp_now_us();
     req->backoff_total_ms += delay;
     lp_metrics_backoff(req, delay);
@@ -1253,8 +1239,8 @@ static void all_failed(struct lp_request *req)
                                 req->last_err.len, type, sizeof type, umsg, sizeof umsg);
         /* Upstreams sometimes echo a key in their error message: mask before it reaches the
          * client (the attempt list is already masked by classify). */
-        const char *secrets[LP_MAX_SECRETS];
-        size_t n_sec = lp_config_secrets(req->cfg, secrets, LP_MAX_SECRETS);
+        size_t n_sec;
+        const char *const *secrets = lp_config_secrets(req->cfg, &n_sec);
         lp_buf_printf(&b, "All %zu attempts failed; last upstream error: ", req->n_log);
         if (umsg[0])
             lp_mask(umsg, strlen(umsg), &b, secrets, n_sec);
@@ -1285,11 +1271,6 @@ out:
     lp_request_finish(req);
 }
 
-static bool cross_protocol_possible(const struct lp_request *req)
-{
-    return strcmp(req->path, "/v1/chat/completions") == 0 || strcmp(req->path, "/v1/messages") == 0;
-}
-
 void lp_attempt_begin(struct lp_request *req)
 {
     req->timer = evtimer_new(req->w->base, on_timer, req);
@@ -1299,7 +1280,7 @@ void lp_attempt_begin(struct lp_request *req)
     req->deadline_us = req->t0_us + (t->total_ms > 0 ? t->total_ms : 600000) * 1000;
     struct lp_plan_opts o = {
         .client_proto = req->client,
-        .allow_cross_protocol = cross_protocol_possible(req),
+        .allow_cross_protocol = req->chat, /* only chat endpoints have translators */
         .state_fn = lp_health_state_fn,
         .state_ctx = req->rt->health,
         .now_ms = lp_now_ms(),

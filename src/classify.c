@@ -533,8 +533,8 @@ static void append_sanitized(char *dst, size_t cap, const char *src)
  * view. */
 static void append_masked(char *dst, size_t cap, const char *src, const struct lp_config *cfg)
 {
-    const char *secrets[64];
-    size_t n = lp_config_secrets(cfg, secrets, 64);
+    size_t n;
+    const char *const *secrets = lp_config_secrets(cfg, &n);
     struct lp_buf b;
     lp_buf_init(&b, 8192);
     lp_mask(src, strlen(src), &b, secrets, n);

@@ -172,6 +172,7 @@ static void free_alias(struct lp_alias *a)
 
 static void config_free(struct lp_config *c)
 {
+    free(c->secrets);
     for (size_t i = 0; i < c->n_backends; i++)
         lp_config_free_backend(&c->backends[i]);
     free(c->backends);
@@ -362,6 +363,8 @@ static void finish_diags(struct lp_config_walk *w)
     sort_diags(w->diags, w->diags_start);
 }
 
+static void collect_secrets(struct lp_config *c);
+
 static struct lp_config *load(const char *yaml, size_t len, const char *file, const char *dir,
                               struct lp_diags *diags)
 {
@@ -407,7 +410,31 @@ out:
         config_free(cfg);
         cfg = NULL;
     }
+    if (cfg)
+        collect_secrets(cfg);
     return cfg;
+}
+
+/* The snapshot's secrets, longest first (see lp_config_secrets). */
+static void collect_secrets(struct lp_config *c)
+{
+    c->secrets = lp_xcalloc(c->n_backends + 2, sizeof *c->secrets);
+    size_t n = 0;
+    if (c->proxy_api_key && c->proxy_api_key[0])
+        c->secrets[n++] = c->proxy_api_key;
+    if (c->admin_api_key && c->admin_api_key[0])
+        c->secrets[n++] = c->admin_api_key;
+    for (size_t i = 0; i < c->n_backends; i++)
+        if (c->backends[i].api_key && c->backends[i].api_key[0])
+            c->secrets[n++] = c->backends[i].api_key;
+    for (size_t i = 1; i < n; i++) {
+        for (size_t j = i; j > 0 && strlen(c->secrets[j]) > strlen(c->secrets[j - 1]); j--) {
+            const char *t = c->secrets[j];
+            c->secrets[j] = c->secrets[j - 1];
+            c->secrets[j - 1] = t;
+        }
+    }
+    c->n_secrets = n;
 }
 
 struct lp_config *lp_config_load_string(const char *yaml, size_t len, const char *name,
@@ -464,24 +491,8 @@ struct lp_config *lp_config_load_file(const char *path, struct lp_diags *diags)
     return cfg;
 }
 
-size_t lp_config_secrets(const struct lp_config *cfg, const char **out, size_t max)
+const char *const *lp_config_secrets(const struct lp_config *cfg, size_t *n)
 {
-    size_t n = 0;
-    if (!cfg)
-        return 0;
-    if (cfg->proxy_api_key && cfg->proxy_api_key[0] && n < max)
-        out[n++] = cfg->proxy_api_key;
-    if (cfg->admin_api_key && cfg->admin_api_key[0] && n < max)
-        out[n++] = cfg->admin_api_key;
-    for (size_t i = 0; i < cfg->n_backends && n < max; i++)
-        if (cfg->backends[i].api_key && cfg->backends[i].api_key[0])
-            out[n++] = cfg->backends[i].api_key;
-    for (size_t i = 1; i < n; i++) {
-        for (size_t j = i; j > 0 && strlen(out[j]) > strlen(out[j - 1]); j--) {
-            const char *t = out[j];
-            out[j] = out[j - 1];
-            out[j - 1] = t;
-        }
-    }
-    return n;
+    *n = cfg ? cfg->n_secrets : 0;
+    return cfg ? (const char *const *)cfg->secrets : NULL;
 }

@@ -165,6 +165,8 @@ struct lp_config {
     struct lp_proxy_cfg proxy;
     struct lp_logging_cfg logging;
     struct lp_metrics_cfg metrics;
+    const char **secrets;    /* derived: see lp_config_secrets */
+    size_t n_secrets;
     /* Derived data loaded with this snapshot (the system prompts), freed with it: set once by
      * the loader before the snapshot is published, never changed afterwards. */
     void *attached;
@@ -212,10 +214,10 @@ struct lp_config *lp_config_ref(struct lp_config *cfg);
 /* Drop a reference; the last one frees the snapshot. NULL is ignored. */
 void lp_config_unref(struct lp_config *cfg);
 
-/* The configured secrets (proxy, admin and backend keys; empty ones skipped) into out[0..max),
- * longest first, so lp_mask prefers the longer of two keys sharing a prefix. Borrowed pointers,
- * valid while cfg is. Returns the count. */
-size_t lp_config_secrets(const struct lp_config *cfg, const char **out, size_t max);
+/* The configured secrets (proxy, admin and backend keys; empty ones skipped), longest first so
+ * lp_mask prefers the longer of two keys sharing a prefix. Computed once when the snapshot is
+ * loaded; the array and strings are borrowed, valid while cfg is. cfg NULL gives 0. */
+const char *const *lp_config_secrets(const struct lp_config *cfg, size_t *n);
 
 /* Alias by exact name name[0..len) (binary search; name need not be NUL-terminated), enabled or
  * not, or NULL. */

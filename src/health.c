@@ -229,6 +229,17 @@ bool lp_health_is_drained(struct lp_health *h, const char *backend)
     return d;
 }
 
+int lp_health_breaker_gauge(struct lp_health *h, const char *backend, int64_t now_mono)
+{
+    if (!atomic_load(&h->breakers_enabled))
+        return LP_BREAKER_CLOSED;
+    pthread_rwlock_rdlock(&h->lock);
+    struct backend_rec *b = find_backend(h, backend);
+    int st = b ? (int)lp_breaker_state(&b->breaker, now_mono) : LP_BREAKER_CLOSED;
+    pthread_rwlock_unlock(&h->lock);
+    return st;
+}
+
 bool lp_health_pair_cooling(struct lp_health *h, const char *backend, const char *model,
                             int64_t now_mono)
 {

@@ -83,6 +83,10 @@ void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg,
 void lp_health_set_drained(struct lp_health *h, const char *backend, bool drained);
 bool lp_health_is_drained(struct lp_health *h, const char *backend);
 
+/* The backend's breaker state for the gauge: 0 closed (also when breakers are disabled or the
+ * backend has no record yet), 1 open, 2 half-open (enum lp_breaker_state). */
+int lp_health_breaker_gauge(struct lp_health *h, const char *backend, int64_t now_mono);
+
 /* Whether the pair itself is cooling down, whatever its backend's breaker or drain state (the
  * route state reports only the highest-precedence reason). For the cooldown gauge. */
 bool lp_health_pair_cooling(struct lp_health *h, const char *backend, const char *model,

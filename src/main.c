@@ -252,10 +252,7 @@ static int run(struct app *a, const char *path)
     lp_admin_register_metrics(&a->rt);
     a->base = event_base_new();
     a->reloader = lp_reloader_create(&a->rt, a->base);
-    if (lp_reloader_load_extras(a->reloader, cfg) != 0) {
-        fprintf(stderr, "llm-proxy: could not load the system prompts\n");
-        return 1;
-    }
+    lp_reloader_load_extras(a->reloader, cfg);
     if (open_listeners(a, cfg) != 0)
         return 1;
     /* Signals first: a SIGTERM/SIGHUP that arrives as soon as the port answers must be handled,

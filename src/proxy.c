@@ -94,6 +94,7 @@ static struct lp_request *request_new(struct lp_worker *w, struct lp_edge_req *e
     req->query = lp_xstrdup(lp_edge_req_query(er));
     req->method = lp_xstrdup(lp_edge_req_method(er));
     req->client = lp_proxy_path_protocol(req->path);
+    req->chat = strcmp(req->path, "/v1/chat/completions") == 0 || strcmp(req->path, "/v1/messages") == 0;
     snprintf(req->peer, sizeof req->peer, "%s", lp_edge_req_peer_ip(er));
     const char *rid = lp_edge_req_header(er, "X-Request-Id");
     if (rid && lp_reqid_sane(rid))

@@ -57,38 +57,30 @@ struct lp_reloader *lp_reloader_get(void)
     return g_reloader;
 }
 
-/* Load the system prompts a config asks for. NULL when disabled; *err set on failure. */
-static struct lp_sysprompts *load_sysprompts(const struct lp_config *cfg, char **err)
+/* Load the system prompts a config asks for; NULL when disabled. Problems in individual prompt
+ * files are warnings (logged): the rest still load. */
+static struct lp_sysprompts *load_sysprompts(const struct lp_config *cfg)
 {
-    *err = NULL;
     if (!cfg->proxy.enable_system_prompt)
         return NULL;
     char *warnings = NULL;
     struct lp_sysprompts *sp = lp_sysprompt_load(cfg, &warnings);
     if (warnings) {
-        /* Problems in individual prompt files are warnings: the rest still load. */
         lp_log_warn(NULL, "system prompts: %s", warnings);
         free(warnings);
     }
     return sp;
 }
 
-int lp_reloader_load_extras(struct lp_reloader *r, const struct lp_config *cfg)
+void lp_reloader_load_extras(struct lp_reloader *r, const struct lp_config *cfg)
 {
-    char *err = NULL;
-    struct lp_sysprompts *sp = load_sysprompts(cfg, &err);
-    if (err) {
-        lp_log_error(NULL, "system prompts: %s", err);
-        free(err);
-        return -1;
-    }
+    struct lp_sysprompts *sp = load_sysprompts(cfg);
     if (sp) {
         /* The initial snapshot is not shared with any worker yet. */
         struct lp_config *c = (struct lp_config *)cfg;
         c->attached = sp;
         c->attached_free = lp_runtime_free_sysprompts;
     }
-    return 0;
 }
 
 static void count_reload(struct lp_reloader *r, bool ok)
@@ -116,16 +108,7 @@ static bool do_reload(struct lp_reloader *r, char **msg_out)
     }
     lp_diags_free(&diags);
     bool ok = cfg != NULL;
-    char *sp_err = NULL;
-    struct lp_sysprompts *sp = ok ? load_sysprompts(cfg, &sp_err) : NULL;
-    if (sp_err) {
-        lp_buf_printf(&msg, "%ssystem prompts: %s", msg.len ? "\n" : "", sp_err);
-        lp_log_error(NULL, "reload: system prompts: %s", sp_err);
-        free(sp_err);
-        lp_config_unref(cfg);
-        cfg = NULL;
-        ok = false;
-    }
+    struct lp_sysprompts *sp = ok ? load_sysprompts(cfg) : NULL;
     if (ok) {
         struct lp_config *old = lp_runtime_config(r->rt);
         if (strcmp(old->listen, cfg->listen) != 0 || old->server.threads != cfg->server.threads) {

@@ -21,8 +21,9 @@ struct lp_worker;
 /* Create the reloader on the main loop `base` (for inotify and the debounce timer). */
 struct lp_reloader *lp_reloader_create(struct lp_runtime *rt, struct event_base *base);
 void lp_reloader_set_workers(struct lp_reloader *r, struct lp_worker **w, int n);
-/* Load what a config refers to (system prompts) for the initial snapshot. 0 on success. */
-int lp_reloader_load_extras(struct lp_reloader *r, const struct lp_config *cfg);
+/* Load what a config refers to (system prompts) for the initial snapshot; file problems are
+ * logged as warnings. */
+void lp_reloader_load_extras(struct lp_reloader *r, const struct lp_config *cfg);
 /* Start a reload in the background (coalesced if one is running). Thread-safe. */
 void lp_reloader_trigger(struct lp_reloader *r, const char *why);
 

@@ -43,7 +43,7 @@ static void json_str(struct lp_buf *b, const char *key, const char *v)
 
 /* Secrets for masking the fields of one access line. */
 struct mask_ctx {
-    const char *secrets[64];
+    const char *const *secrets;
     size_t n;
     bool on;
 };
@@ -174,7 +174,7 @@ void lp_request_log_access(struct lp_request *req)
     json_str(&b, "method", req->method);
     struct mask_ctx m = {.on = req->cfg->logging.mask_sensitive};
     if (m.on)
-        m.n = lp_config_secrets(req->cfg, m.secrets, 64);
+        m.secrets = lp_config_secrets(req->cfg, &m.n);
     json_str_masked(&b, "req_id", req->id, &m); /* a client-chosen X-Request-Id could be a key */
     json_str_masked(&b, "path", req->path, &m);
     json_str_masked(&b, "alias", req->alias_name, &m);

@@ -67,6 +67,8 @@ struct lp_request {
     size_t body_len;
     enum lp_proto client;
     bool stream;                 /* the client asked for stream: true */
+    bool chat;                   /* /v1/chat/completions or /v1/messages: translatable, with
+                                    known terminal events */
     struct lp_jscan scan;
     char *alias_name;
     const struct lp_alias *alias;
@@ -129,7 +131,6 @@ struct lp_request {
     int last_status;             /* last upstream HTTP error status */
     struct lp_buf last_err;      /* and its body */
     enum lp_proto last_err_proto;
-    const struct lp_candidate *backoff_cand;
     int64_t backoff_start_us;
     int64_t backoff_total_ms;
     bool backoff_done;           /* the wait before the pending candidate is over */

@@ -524,28 +524,9 @@ struct lp_upstream_xfer *lp_upstream_start(struct lp_upstream *u, const struct l
     return x;
 }
 
-void lp_upstream_cancel(struct lp_upstream_xfer *x)
-{
-    if (!x || x->cancelled)
-        return;
-    x->cancelled = true;
-    struct lp_upstream *u = x->u;
-    if (u->depth == 0) {
-        /* Outside curl's call stack: remove now, so curl never touches the caller's request body
-         * again (it is freed right after a cancel). */
-        xfer_destroy(x);
-        return;
-    }
-    /* Removing an easy handle inside curl's call stack is not allowed; defer to a loop pass.
-     * Until then the write/header callbacks refuse data, which aborts the transfer. */
-    x->reaping = true;
-    x->reap_next = u->reap;
-    u->reap = x;
-    event_active(&u->reap_ev, EV_TIMEOUT, 0);
-}
-
-/* Queue x for removal on the next loop pass (also when it is already marked cancelled). */
-static void lp_upstream_cancel_deferred(struct lp_upstream_xfer *x)
+/* Queue x for removal on the next loop pass (removing an easy handle inside curl's call stack is
+ * not allowed). Until then the write/header callbacks refuse data, which aborts the transfer. */
+static void reap_later(struct lp_upstream_xfer *x)
 {
     if (x->reaping)
         return;
@@ -554,6 +535,20 @@ static void lp_upstream_cancel_deferred(struct lp_upstream_xfer *x)
     x->reap_next = x->u->reap;
     x->u->reap = x;
     event_active(&x->u->reap_ev, EV_TIMEOUT, 0);
+}
+
+void lp_upstream_cancel(struct lp_upstream_xfer *x)
+{
+    if (!x || x->cancelled)
+        return;
+    x->cancelled = true;
+    if (x->u->depth == 0) {
+        /* Outside curl's call stack: remove now, so curl never touches the caller's request body
+         * again (it is freed right after a cancel). */
+        xfer_destroy(x);
+        return;
+    }
+    reap_later(x);
 }
 
 void lp_upstream_resume(struct lp_upstream_xfer *x)
@@ -573,7 +568,7 @@ void lp_upstream_resume(struct lp_upstream_xfer *x)
         struct lp_upstream_cbs cbs = x->cbs;
         void *arg = x->arg;
         cbs.on_done(arg, x, LP_XFER_ABORTED, "transfer aborted while resuming");
-        lp_upstream_cancel_deferred(x);
+        reap_later(x);
         return;
     }
     /* Unpausing may complete work that only socket_action reports; run it on the next pass. */
