@@ -898,8 +898,8 @@ def access_entry(px: "Proxy", req_id: str, timeout: float = 5.0) -> dict:
 def upstream_hits(*mocks: "Mock") -> list[tuple[str, int]]:
     """(mock name, t_ms) of every upstream request the mocks received, in time order (the mocks
     stamp requests with the shared monotonic clock)."""
-    hits = [(m.name, e["t_ms"]) for m in mocks for e in m.requests()]
-    return sorted(hits, key=lambda h: h[1])
+    hits = [(e["t_us"], m.name, e["t_ms"]) for m in mocks for e in m.requests()]
+    return [(name, t_ms) for _, name, t_ms in sorted(hits)]
 
 
 # --------------------------------------------------------------------------------------------

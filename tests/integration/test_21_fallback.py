@@ -60,7 +60,7 @@ class FallbackCase(unittest.TestCase):
         out = []
         for m in self.mocks:
             for e in m.requests():
-                out.append((e["t_ms"], m.name, json.loads(e["body"])["model"]))
+                out.append((e["t_us"], m.name, json.loads(e["body"])["model"]))
         return [(n, mod) for _, n, mod in sorted(out, key=lambda h: h[0])]
 
     def fail_all(self, status=500, times=1):

@@ -50,9 +50,9 @@ class Case(unittest.TestCase):
 
     def stamps(self):
         """[(mock, model, t_ms)] of every upstream request, in time order."""
-        out = [(m.name, json.loads(e["body"])["model"], e["t_ms"])
+        out = [(e["t_us"], m.name, json.loads(e["body"])["model"], e["t_ms"])
                for m in self.mocks for e in m.requests()]
-        return sorted(out, key=lambda h: h[2])
+        return [h[1:] for h in sorted(out)]
 
 
 class TestBackoff(Case):

@@ -422,7 +422,8 @@ static void log_request(struct mock_conn *c)
     c->log_uid = mock_log_add(&m->log, r->method, r->target, r->hdrs, r->nhdrs, r->body.data,
                               r->body.len, c->id);
     struct mock_log_entry *e = mock_log_find(&m->log, c->log_uid);
-    e->t_ms = lp_now_ms();
+    e->t_us = lp_now_us();
+    e->t_ms = e->t_us / 1000;
     m->active++;
     if (!m->opts.quiet)
         fprintf(stderr, "llm-mock %s: #%llu conn=%llu %s %s (%zu bytes)\n", m->opts.name,

@@ -117,6 +117,7 @@ struct mock_log_entry {
     size_t body_bytes;
     uint64_t conn_id;
     int64_t t_ms;
+    int64_t t_us; /* the same instant in microseconds: orders requests across mocks */
     int status;
     bool completed;
     bool client_aborted;

@@ -87,6 +87,7 @@ uint64_t mock_log_add(struct mock_log *l, const char *method, const char *path,
     e->body_bytes = len;
     e->conn_id = conn_id;
     e->t_ms = 0;
+    e->t_us = 0;
     l->body_total += keep;
     l->requests++;
     return uid;
@@ -147,10 +148,10 @@ static void entry_to_json(const struct mock_log_entry *e, struct lp_buf *b)
     lp_buf_appends(b, ",\"body\":");
     json_str(b, e->body, e->body_kept);
     lp_buf_printf(b,
-                  ",\"body_bytes\":%zu,\"body_truncated\":%s,\"conn_id\":%llu,\"t_ms\":%lld,"
+                  ",\"body_bytes\":%zu,\"body_truncated\":%s,\"conn_id\":%llu,\"t_ms\":%lld,\"t_us\":%lld,"
                   "\"status\":%d,\"completed\":%s,\"client_aborted\":%s}",
                   e->body_bytes, e->body_kept < e->body_bytes ? "true" : "false",
-                  (unsigned long long)e->conn_id, (long long)e->t_ms, e->status,
+                  (unsigned long long)e->conn_id, (long long)e->t_ms, (long long)e->t_us, e->status,
                   e->completed ? "true" : "false", e->client_aborted ? "true" : "false");
 }
 
