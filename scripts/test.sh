@@ -10,6 +10,8 @@ dir=${LP_TEST_BUILD_DIR:-$root/build-asan}
 if [ -f "$root/tests/sdk/package.json" ]; then
     (cd "$root/tests/sdk" && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 || npm install --no-audit --no-fund --loglevel=error; })
 fi
+# Every prerequisite was installed above: a test that finds one missing fails instead of skipping.
+export LP_REQUIRE_ALL=1
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 rm -rf "$dir/integration-logs"

@@ -28,7 +28,7 @@
 #include "runtime.h"
 #include "sysprompt.h"
 #include "upstream.h"
-#include "urljoin.h"
+#include "dialect.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "worker.h"
@@ -41,6 +41,7 @@
 #define LP_MIN_ATTEMPT_MS 100            /* don't start an attempt with less time left */
 
 static void next_attempt(struct lp_request *req);
+static void local_failure(struct lp_request *req, const char *why);
 static void all_failed(struct lp_request *req);
 static void deadline_reached(struct lp_request *req);
 static enum lp_transport transport_of(enum lp_xfer_result r);
@@ -198,7 +199,7 @@ static void end_stream(struct lp_request *req, const char *err_type, const char 
         lp_buf_reset(&req->out);
         if (req->xlat) {
             lp_stream_xlat_error(req->xlat, err_type, err_msg, &req->out);
-        } else if (strcmp(req->path, "/v1/responses") == 0) {
+        } else if (req->ep == LP_EP_RESPONSES) {
             /* The Responses API's own stream error event. */
             lp_buf_appends(&req->out, "event: error\ndata: {\"type\":\"error\",\"code\":\"");
             lp_buf_appends(&req->out, err_type);
@@ -229,12 +230,10 @@ static void end_stream(struct lp_request *req, const char *err_type, const char 
 
 /* ---- building an attempt --------------------------------------------------------------- */
 
-static const char *upstream_path(const struct lp_request *req, enum lp_proto to)
-{
-    if (!req->translate)
-        return req->path;
-    return to == LP_PROTO_ANTHROPIC ? "/v1/messages" : "/v1/chat/completions";
-}
+struct hdr_sink {
+    struct lp_request *req;
+    size_t cap;
+};
 
 static void add_hdr(struct lp_request *req, size_t *cap, char *line)
 {
@@ -243,6 +242,12 @@ static void add_hdr(struct lp_request *req, size_t *cap, char *line)
         req->up_hdrs = lp_xrealloc(req->up_hdrs, *cap * sizeof(char *));
     }
     req->up_hdrs[req->n_up_hdrs++] = line;
+}
+
+static void on_dialect_hdr(void *ctx, char *line)
+{
+    struct hdr_sink *s = ctx;
+    add_hdr(s->req, &s->cap, line);
 }
 
 /* Is `name` listed in the client's Connection header (RFC 9110 7.6.1: those are hop-by-hop)? */
@@ -267,7 +272,8 @@ static bool connection_listed(const char *conn, const char *name)
     return false;
 }
 
-static void build_headers(struct lp_request *req, const struct lp_candidate *c)
+static void build_headers(struct lp_request *req, const struct lp_candidate *c,
+                          const struct lp_dialect_req *dr)
 {
     size_t cap = 0;
     const struct lp_backend *b = c->backend;
@@ -286,15 +292,9 @@ static void build_headers(struct lp_request *req, const struct lp_candidate *c)
         add_hdr(req, &cap, lp_xasprintf("%s: %s", name, value));
     }
     add_hdr(req, &cap, lp_xstrdup("Content-Type: application/json"));
-    if (b->api_key && b->api_key[0]) {
-        if (to == LP_PROTO_ANTHROPIC)
-            add_hdr(req, &cap, lp_xasprintf("x-api-key: %s", b->api_key));
-        else
-            add_hdr(req, &cap, lp_xasprintf("Authorization: Bearer %s", b->api_key));
-    }
-    if (to == LP_PROTO_ANTHROPIC &&
-        (req->translate || !lp_edge_req_header(req->er, "anthropic-version")))
-        add_hdr(req, &cap, lp_xstrdup("anthropic-version: 2023-06-01"));
+    struct hdr_sink sink = {req, cap};
+    c->dialect->auth_headers(dr, on_dialect_hdr, &sink);
+    cap = sink.cap;
     if (req->cfg->proxy.forward_client_ip) {
         const char *xff = lp_edge_req_header(req->er, "X-Forwarded-For");
         add_hdr(req, &cap, xff ? lp_xasprintf("X-Forwarded-For: %s, %s", xff, req->peer)
@@ -427,11 +427,27 @@ static enum lp_status start_attempt(struct lp_request *req, const struct lp_cand
         lp_health_release(req->rt->health, c->backend->name);
         return LP_DECLINED;
     }
+    /* The upstream path comes from the dialect's endpoint table, never from the client. */
+    struct lp_dialect_req dr = {
+        .backend = c->backend,
+        .ep = lp_dialect_upstream_ep(req->ep, c->protocol),
+        .passthrough_path = req->ep == LP_EP_PASSTHROUGH ? req->path : NULL,
+        .model = c->route->model,
+        .stream = req->stream,
+        .query = req->translate ? NULL : req->fwd_query,
+        .client_version = req->translate ? NULL : lp_edge_req_header(req->er, "anthropic-version"),
+    };
+    req->up_ep = dr.ep;
+    req->up_url = c->dialect->url(&dr);
+    if (!req->up_url) {
+        lp_log_debug(req->id, "route %s/%s skipped: the %s dialect has no path for %s",
+                     c->backend->name, c->route->model, c->dialect->name, req->path);
+        lp_health_release(req->rt->health, c->backend->name);
+        return LP_DECLINED;
+    }
     if (!build_body(req, c))
         return LP_ERR;
-    const char *query = req->translate ? NULL : req->query;
-    req->up_url = lp_urljoin(c->backend->url, upstream_path(req, c->protocol), query);
-    build_headers(req, c);
+    build_headers(req, c, &dr);
     req->up_status = 0;
     req->up_sse = false;
     req->first_event_seen = false;
@@ -463,9 +479,8 @@ static enum lp_status start_attempt(struct lp_request *req, const struct lp_cand
     req->n_attempts++;
     req->x = lp_upstream_start(req->w->up, &ur, &upstream_cbs, req);
     if (!req->x) {
-        record_attempt(req, "network", 0, "could not start the upstream transfer (bad URL?)");
-        lp_health_release(req->rt->health, c->backend->name);
-        return LP_DECLINED;
+        local_failure(req, "could not create the upstream transfer");
+        return LP_ERR;
     }
     int64_t ttft = t->ttft_ms > 0 ? t->ttft_ms : 180000;
     int64_t left = remaining_ms(req);
@@ -479,6 +494,25 @@ static enum lp_status start_attempt(struct lp_request *req, const struct lp_cand
 }
 
 /* ---- outcomes -------------------------------------------------------------------------- */
+
+/* Our own resources ran out (no fds, no memory) before the backend was reached. Nobody else's
+ * fault: no cooldown, no breaker count, no failover (the next attempt would fail the same way);
+ * the client gets 503 with Retry-After and the access line says "local". Answers the client;
+ * the caller releases the breaker permission and finishes the request. */
+static void local_failure(struct lp_request *req, const char *why)
+{
+    record_attempt(req, lp_class_name(LP_CLASS_LOCAL), 0, why);
+    lp_log_warn(req->id, "local failure before reaching %s: %s", req->cur->backend->name, why);
+    lp_metrics_failover(req, lp_class_name(LP_CLASS_LOCAL));
+    char msg[256];
+    snprintf(msg, sizeof msg, "The proxy is out of local resources (%s); retry shortly", why);
+    size_t len = 0;
+    char *body = lp_apierr_body(req->client, 503, NULL, "local_resource_exhausted", msg, req->id,
+                                &len);
+    struct lp_edge_header extra = {"Retry-After", "1"};
+    lp_request_reply_error_body(req, 503, body, len, &extra, 1);
+    free(body);
+}
 
 /* Apply a failed attempt's decision to shared health state. */
 static void report_failure(struct lp_request *req, const struct lp_decision *d)
@@ -542,6 +576,7 @@ static void classify_http(struct lp_request *req, const char *body, size_t len, 
         .body = body,
         .body_len = len,
         .from_sse_event = sse_event,
+        .optional_endpoint = req->up_ep != LP_EP_CHAT && req->up_ep != LP_EP_MESSAGES,
         .now_wall_ms = lp_wall_ms(),
     };
     if (req->hx) {
@@ -908,6 +943,7 @@ static enum lp_transport transport_of(enum lp_xfer_result r)
     case LP_XFER_TIMEOUT_CONNECT: return LP_TR_TIMEOUT_CONNECT;
     case LP_XFER_TIMEOUT_TOTAL: return LP_TR_TIMEOUT_TOTAL;
     case LP_XFER_PROTOCOL: return LP_TR_PROTOCOL;
+    case LP_XFER_LOCAL: return LP_TR_LOCAL;
     default: return LP_TR_RESET;
     }
 }
@@ -1026,6 +1062,10 @@ static void on_up_done(void *arg, struct lp_upstream_xfer *x, enum lp_xfer_resul
         }
         if (tr == LP_TR_TIMEOUT_TOTAL && req->attempt_limit_is_deadline) {
             deadline_reached(req);
+        } else if (tr == LP_TR_LOCAL) {
+            lp_health_release(req->rt->health, req->cur->backend->name);
+            local_failure(req, why ? why : "local resource exhausted");
+            lp_request_finish(req);
         } else {
             classify_transport(req, tr, why, &d);
             failover(req, &d);

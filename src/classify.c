@@ -30,6 +30,8 @@ static const char *const class_names[LP_CLASS__COUNT] = {
     [LP_CLASS_CONTENT_POLICY] = "content_policy",
     [LP_CLASS_MODEL_NOT_FOUND] = "model_not_found",
     [LP_CLASS_CLIENT] = "client",
+    [LP_CLASS_UNSUPPORTED] = "unsupported",
+    [LP_CLASS_LOCAL] = "local",
 };
 
 const char *lp_class_name(enum lp_err_class c)
@@ -47,7 +49,13 @@ static bool is_request_shape(enum lp_err_class c)
 
 bool lp_class_fails_over(enum lp_err_class c)
 {
-    return c > LP_CLASS_OK && c < LP_CLASS__COUNT && !is_request_shape(c);
+    return c > LP_CLASS_OK && c < LP_CLASS__COUNT && !is_request_shape(c) && c != LP_CLASS_LOCAL;
+}
+
+/* Classes that say something about the backend's health (cooldown, breaker). */
+static bool blames_backend(enum lp_err_class c)
+{
+    return lp_class_fails_over(c) && c != LP_CLASS_UNSUPPORTED;
 }
 
 /* ---- token and keyword tables ---------------------------------------------------------------- */
@@ -328,6 +336,8 @@ static enum lp_err_class class_of_transport(enum lp_transport t)
         return LP_CLASS_TIMEOUT;
     case LP_TR_PROTOCOL:
         return LP_CLASS_SERVER;
+    case LP_TR_LOCAL:
+        return LP_CLASS_LOCAL;
     default:
         return LP_CLASS_NETWORK;
     }
@@ -345,6 +355,7 @@ static const char *transport_name(enum lp_transport t)
     case LP_TR_TIMEOUT_READ: return "read timeout";
     case LP_TR_TIMEOUT_TOTAL: return "total timeout";
     case LP_TR_PROTOCOL: return "malformed upstream response";
+    case LP_TR_LOCAL: return "local resource exhausted";
     default: return "transport error";
     }
 }
@@ -559,6 +570,16 @@ static void set_reason(struct lp_decision *d, const struct lp_classify_in *in,
     }
 }
 
+/* A 404/405/501 on an optional endpoint that does not name the model: the backend simply does
+ * not serve that endpoint (e.g. /v1/responses on a chat-only relay). */
+static bool is_not_served(int status, enum lp_err_class cls, const struct err_info *e)
+{
+    if (status == 405 || status == 501)
+        return true;
+    return status == 404 && (cls == LP_CLASS_MODEL_NOT_FOUND || cls == LP_CLASS_CLIENT) &&
+           !mentions_model(e);
+}
+
 /* ---- entry point ----------------------------------------------------------------------------- */
 
 void lp_classify(const struct lp_classify_in *in, const struct lp_config *cfg,
@@ -575,10 +596,13 @@ void lp_classify(const struct lp_classify_in *in, const struct lp_config *cfg,
     else
         out->cls = class_of_response(in->status, &e, &why);
 
+    if (out->cls != LP_CLASS_OK && in->transport == LP_TR_NONE && in->optional_endpoint &&
+        is_not_served(in->status, out->cls, &e))
+        out->cls = LP_CLASS_UNSUPPORTED;
     if (out->cls != LP_CLASS_OK) {
         out->failover = lp_class_fails_over(out->cls);
-        out->cooldown = out->failover;
-        out->breaker_failure = out->failover;
+        out->cooldown = blames_backend(out->cls);
+        out->breaker_failure = out->cooldown;
         if (in->transport == LP_TR_NONE)
             apply_overrides(cfg, in->status, &e, out);
         if (out->cooldown)

@@ -21,7 +21,10 @@
  *
  * Default decision per class: network, timeout, rate_limit, overloaded, server, auth, quota,
  * model_not_found -> fail over + cooldown + breaker failure; client, context_length,
- * content_policy -> returned to the client verbatim, no cooldown, not a breaker failure.
+ * content_policy -> returned to the client verbatim, no cooldown, not a breaker failure;
+ * unsupported (a backend lacks an optional endpoint: a client choosing that endpoint must not
+ * cool the route down for everyone) -> fail over, no cooldown, no breaker failure; local (our
+ * own resources ran out) -> no failover, no cooldown, no breaker failure: the client gets 503.
  *
  * User overrides on top (config `detection`, eras A/B, and `error_fallback`, era C), in order:
  *   a. error_fallback.server_error.enabled == false (block present): a 5xx status is returned
@@ -63,6 +66,8 @@ enum lp_err_class {
     LP_CLASS_CONTENT_POLICY,
     LP_CLASS_MODEL_NOT_FOUND,
     LP_CLASS_CLIENT,
+    LP_CLASS_UNSUPPORTED, /* the backend does not serve this (optional) endpoint: 404/405/501 */
+    LP_CLASS_LOCAL,       /* our own failure (no fds, no memory): nobody else's fault */
     LP_CLASS__COUNT
 };
 
@@ -77,6 +82,7 @@ enum lp_transport {
     LP_TR_TIMEOUT_READ,
     LP_TR_TIMEOUT_TOTAL,
     LP_TR_PROTOCOL, /* malformed upstream response */
+    LP_TR_LOCAL,    /* a local resource ran out before anything reached the backend */
 };
 
 /* Rate-limit reset headers kept per attempt; the longest hint wins. */
@@ -96,6 +102,9 @@ struct lp_classify_in {
     /* Values of headers for which lp_classify_is_reset_header() is true, NULL-padded. */
     const char *ratelimit_reset[LP_CLASSIFY_MAX_RESET];
     bool from_sse_event;         /* body is the data of an in-band error event (status is 200) */
+    bool optional_endpoint;      /* the endpoint is not one every backend of the dialect serves
+                                    (anything but chat completions / messages): a 404, 405 or
+                                    501 that does not name the model means "not served here" */
     int64_t now_wall_ms;         /* Unix ms, for HTTP-date / RFC 3339 hints */
 };
 

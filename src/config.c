@@ -179,6 +179,7 @@ static void config_free(struct lp_config *c)
     for (size_t i = 0; i < c->n_aliases; i++)
         free_alias(&c->aliases[i]);
     free(c->aliases);
+    free_strv(&c->passthrough_paths, &c->n_passthrough_paths);
     free_strv(&c->detection.error_codes, &c->detection.n_error_codes);
     free_strv(&c->detection.error_patterns, &c->detection.n_error_patterns);
     free(c->error_fallback.client_codes);

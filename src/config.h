@@ -15,10 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum lp_proto {
-    LP_PROTO_OPENAI = 0,
-    LP_PROTO_ANTHROPIC = 1,
-};
+#include "protocol.h"
 
 /* Durations are milliseconds; 0 means "no limit" only where a field says so. */
 struct lp_timeouts {
@@ -39,7 +36,8 @@ struct lp_backend {
     char *url;      /* as configured (after ${ENV} interpolation), without a trailing '/' */
     char *api_key;  /* may be NULL/empty: then no upstream auth header is sent */
     bool enabled;
-    enum lp_proto protocol; /* openai unless "anthropic"; azure/deepseek/... map to openai */
+    enum lp_proto protocol; /* wire protocol: openai unless "anthropic" */
+    enum lp_dialect_id dialect; /* addressing and auth (dialect.h); from the protocol name */
     char *protocol_name;    /* as written ("openai" when absent) */
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
     char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
@@ -157,6 +155,8 @@ struct lp_config {
     size_t n_backends;
     struct lp_alias *aliases; /* sorted by name (strcmp) for lp_config_find_alias */
     size_t n_aliases;
+    char **passthrough_paths; /* extra upstream paths forwarded as-is (endpoint.h) */
+    size_t n_passthrough_paths;
     struct lp_fallback_cfg fallback;
     struct lp_detection_cfg detection;
     struct lp_error_fallback_cfg error_fallback;

@@ -22,6 +22,8 @@
 #include <strings.h>
 
 #include "config_internal.h"
+#include "dialect.h"
+#include "endpoint.h"
 #include "util/alloc.h"
 
 struct field;
@@ -654,6 +656,38 @@ static void str_list(struct lp_config_walk *w, yaml_node_t *val, char ***v, size
     walk_list(w, val, "a list of strings", on_str_item, &l);
 }
 
+/* passthrough_paths: extra upstream paths an operator allows (endpoint.h). Each must be a safe
+ * absolute path without query; naming a built-in endpoint has no effect and is warned about. */
+static void on_passthrough_path_item(struct lp_config_walk *w, yaml_node_t *item, size_t i,
+                                     void *arg)
+{
+    struct lp_config *cfg = arg;
+    char *s;
+    if (scalar(w, item, "a path", &s) != SC_OK)
+        return;
+    const char *why = NULL;
+    if (!lp_endpoint_path_safe(s, &why) || strpbrk(s, "?# \t")) {
+        ERR(w, item, "passthrough_paths[%zu]: \"%.100s\" is not a usable path (%s)", i, s,
+            why ? why : "no query, fragment or whitespace allowed");
+        free(s);
+        return;
+    }
+    if (strncmp(s, "/admin", 6) == 0 || strcmp(s, "/health") == 0 || strcmp(s, "/healthz") == 0 ||
+        strcmp(s, "/readyz") == 0 || strcmp(s, "/metrics") == 0 || strcmp(s, "/status") == 0) {
+        ERR(w, item, "passthrough_paths[%zu]: \"%.100s\" is one of the proxy's own paths", i, s);
+        free(s);
+        return;
+    }
+    if (lp_endpoint_lookup(s, NULL, 0) != LP_EP_NONE)
+        WARN(w, item, "passthrough_paths[%zu]: \"%.100s\" is a built-in endpoint already", i, s);
+    push_str(&cfg->passthrough_paths, &cfg->n_passthrough_paths, s);
+}
+
+static void on_passthrough_paths(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    walk_list(w, val, "a list of paths", on_passthrough_path_item, target);
+}
+
 static bool header_name_ok(const char *s)
 {
     if (!*s)
@@ -705,7 +739,7 @@ static const char *const protocol_names[] = {"openai", "anthropic", "azure", "de
 /* Anything but "anthropic" speaks the OpenAI wire protocol; the other names only label the
  * provider (the reference used them to pick an error converter). */
 static bool parse_protocol(struct lp_config_walk *w, yaml_node_t *val, enum lp_proto *proto,
-                           char **name)
+                           enum lp_dialect_id *dialect, char **name)
 {
     char *s;
     if (typed_scalar(w, val, "a protocol name", &s) != SC_OK)
@@ -713,6 +747,8 @@ static bool parse_protocol(struct lp_config_walk *w, yaml_node_t *val, enum lp_p
     for (size_t i = 0; i < sizeof protocol_names / sizeof protocol_names[0]; i++) {
         if (strcasecmp(s, protocol_names[i]) == 0) {
             *proto = i == 1 ? LP_PROTO_ANTHROPIC : LP_PROTO_OPENAI;
+            if (dialect)
+                *dialect = lp_dialect_of_proto(*proto);
             if (name) {
                 free(*name);
                 *name = s;
@@ -822,7 +858,7 @@ static void on_backend_tls_ca_file(struct lp_config_walk *w, yaml_node_t *val, v
 static void on_backend_protocol(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
     struct lp_backend *b = target;
-    parse_protocol(w, val, &b->protocol, &b->protocol_name);
+    parse_protocol(w, val, &b->protocol, &b->dialect, &b->protocol_name);
 }
 
 /* `timeout: 60s` (the reference example's form) overrides total_timeout; a mapping overrides
@@ -938,7 +974,7 @@ static void on_route_backend(struct lp_config_walk *w, yaml_node_t *val, void *t
 static void on_route_protocol(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
     struct lp_route *r = target;
-    if (parse_protocol(w, val, &r->protocol, NULL))
+    if (parse_protocol(w, val, &r->protocol, NULL, NULL))
         r->has_protocol = true;
 }
 
@@ -1388,6 +1424,7 @@ static const struct field root_fields[] = {
     MAPAT("server", struct lp_config, server, server_fields, .pass = 2),
     MAPAT("logging", struct lp_config, logging, logging_fields, .pass = 2),
     MAPAT("metrics", struct lp_config, metrics, metrics_fields, .pass = 2),
+    FN("passthrough_paths", on_passthrough_paths, .pass = 2),
     MAP("rate_limit", rate_limit_fields, .pass = 2, .record = true),
     MAP("concurrency", concurrency_fields, .pass = 2, .record = true),
     END,

@@ -366,6 +366,8 @@ static void on_top_value(struct scanner *s, size_t start)
     size_t end = s->pos;
     switch (s->key1) {
     case KEY_MODEL:
+        if (o->has_model && !o->dup_key)
+            o->dup_key = "model";
         LP_FREE(&o->model);
         o->has_model = true;
         o->model_off = start;
@@ -379,12 +381,16 @@ static void on_top_value(struct scanner *s, size_t start)
         }
         break;
     case KEY_STREAM:
+        if (o->has_stream && !o->dup_key)
+            o->dup_key = "stream";
         o->has_stream = true;
         o->stream = token_is_true(s, start, end);
         o->stream_is_bool =
             o->stream || (end - start == 5 && memcmp(s->p + start, "false", 5) == 0);
         break;
     case KEY_STREAM_OPTIONS:
+        if (o->stream_options_len && !o->dup_key)
+            o->dup_key = "stream_options";
         o->stream_options_off = start;
         o->stream_options_len = end - start;
         break;

@@ -48,12 +48,17 @@ struct lp_jscan {
                                               (only direct members of that object count) */
     size_t stream_options_off, stream_options_len; /* byte range of the stream_options value, if
                                                       present (0,0 if absent) */
+    const char *dup_key;   /* static name of the first of model / stream / stream_options that
+                              appears more than once at the top level, else NULL. Routing by one
+                              duplicate while the upstream reads the other is a smuggling risk:
+                              intake refuses such bodies. */
 };
 
 /* Validate that body[0..len) is exactly one well-formed JSON object (see the grammar above) and
  * record its top-level fields in *out (which is fully overwritten; no need to zero it first).
  * Keys are compared after unescaping, so "mod\u0065l" is the model key. Nested "model"/"stream"
- * keys are ignored. Duplicate top-level keys: the last one wins for every field.
+ * keys are ignored. Duplicate top-level keys: the last one wins for every field, and dup_key
+ * names the first duplicated field of ours.
  * body need not be NUL-terminated; body may be NULL only when len == 0.
  * Returns LP_OK, or LP_ERR_PARSE with *err_msg set to a static description and *err_off to the
  * byte offset of the problem (err_msg / err_off may be NULL). On error *out holds no allocation

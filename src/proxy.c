@@ -20,7 +20,9 @@
 #include "apierr.h"
 #include "attempt.h"
 #include "edge.h"
+#include "endpoint.h"
 #include "hdrpolicy.h"
+#include "health.h"
 #include "jscan.h"
 #include "log.h"
 #include "reqid.h"
@@ -32,9 +34,7 @@
 
 enum lp_proto lp_proxy_path_protocol(const char *path)
 {
-    if (path && strncmp(path, "/v1/messages", 12) == 0 && (path[12] == '\0' || path[12] == '/'))
-        return LP_PROTO_ANTHROPIC;
-    return LP_PROTO_OPENAI;
+    return lp_endpoint_client_proto(path);
 }
 
 /* ---- replies ----------------------------------------------------------------------------- */
@@ -93,8 +93,13 @@ static struct lp_request *request_new(struct lp_worker *w, struct lp_edge_req *e
     req->path = lp_xstrdup(lp_edge_req_path(er));
     req->query = lp_xstrdup(lp_edge_req_query(er));
     req->method = lp_xstrdup(lp_edge_req_method(er));
-    req->client = lp_proxy_path_protocol(req->path);
-    req->chat = strcmp(req->path, "/v1/chat/completions") == 0 || strcmp(req->path, "/v1/messages") == 0;
+    req->client = lp_endpoint_client_proto(req->path);
+    req->path_safe = lp_endpoint_path_safe(req->path, NULL);
+    if (req->path_safe)
+        req->ep = lp_endpoint_lookup(req->path, (const char *const *)req->cfg->passthrough_paths,
+                                     req->cfg->n_passthrough_paths);
+    req->chat = lp_endpoint_desc(req->ep)->translatable;
+    req->fwd_query = lp_endpoint_filter_query(req->ep, req->query);
     snprintf(req->peer, sizeof req->peer, "%s", lp_edge_req_peer_ip(er));
     const char *rid = lp_edge_req_header(er, "X-Request-Id");
     if (rid && lp_reqid_sane(rid))
@@ -135,6 +140,7 @@ void lp_request_finish(struct lp_request *req)
     free(req->alias_name);
     free(req->path);
     free(req->query);
+    free(req->fwd_query);
     free(req->method);
     free(req);
 }
@@ -190,14 +196,56 @@ bool lp_request_check_auth(struct lp_request *req, const char *key)
     return false;
 }
 
+/* Whether an enabled alias has at least one route that can be tried now. */
+static bool alias_usable(const struct lp_request *req, const struct lp_alias *al, int64_t now)
+{
+    for (size_t r = 0; r < al->n_routes; r++) {
+        const struct lp_route *ro = &al->routes[r];
+        const struct lp_backend *b = &req->cfg->backends[ro->backend_idx];
+        if (ro->enabled && b->enabled &&
+            lp_health_route_state(req->rt->health, req->cfg, b, ro->model, now, NULL) ==
+                LP_ROUTE_USABLE)
+            return true;
+    }
+    return false;
+}
+
+/* GET /health: liveness (always 200 while the process serves), with the counts the reference
+ * reported, restricted to enabled backends and aliases, and "degraded" plus the aliases that
+ * have no usable route right now (cooling, open or drained everywhere). */
 static void reply_health(struct lp_request *req)
 {
-    char body[256];
-    int n = snprintf(body, sizeof body,
-                     "{\"status\":\"%s\",\"backends\":%zu,\"models\":%zu}",
-                     atomic_load(&req->rt->draining) ? "draining" : "healthy",
-                     req->cfg->n_backends, req->cfg->n_aliases);
-    lp_request_reply(req, 200, "application/json", body, (size_t)n, NULL, 0);
+    const struct lp_config *cfg = req->cfg;
+    int64_t now = lp_now_ms();
+    size_t n_backends = 0, n_models = 0, n_down = 0;
+    for (size_t i = 0; i < cfg->n_backends; i++)
+        n_backends += cfg->backends[i].enabled;
+    struct lp_buf down;
+    lp_buf_init(&down, 0); /* bounded by the config: alias names only */
+    for (size_t i = 0; i < cfg->n_aliases; i++) {
+        const struct lp_alias *al = &cfg->aliases[i];
+        if (!al->enabled)
+            continue;
+        n_models++;
+        if (alias_usable(req, al, now))
+            continue;
+        lp_buf_appends(&down, n_down++ ? ",\"" : "\"");
+        lp_buf_append_json_escaped(&down, al->name, strlen(al->name));
+        lp_buf_appendc(&down, '"');
+    }
+    const char *status = atomic_load(&req->rt->draining) ? "draining"
+                         : n_down                         ? "degraded"
+                                                          : "healthy";
+    struct lp_buf b;
+    lp_buf_init(&b, 0);
+    lp_buf_printf(&b, "{\"status\":\"%s\",\"backends\":%zu,\"models\":%zu", status,
+                  n_backends, n_models);
+    if (n_down)
+        lp_buf_printf(&b, ",\"unavailable_models\":[%s]", down.data);
+    lp_buf_appendc(&b, '}');
+    lp_request_reply(req, 200, "application/json", b.data, b.len, NULL, 0);
+    lp_buf_free(&b);
+    lp_buf_free(&down);
 }
 
 static void reply_models(struct lp_request *req)
@@ -223,14 +271,6 @@ static void reply_models(struct lp_request *req)
     lp_buf_appends(&b, "]}");
     lp_request_reply(req, 200, "application/json", b.data, b.len, NULL, 0);
     lp_buf_free(&b);
-}
-
-/* Which endpoints carry a model and go upstream. */
-static bool is_llm_endpoint(const char *path)
-{
-    if (strncmp(path, "/v1/messages", 12) == 0 && (path[12] == '\0' || strcmp(path + 12, "/count_tokens") == 0))
-        return true;
-    return strncmp(path, "/v1/", 4) == 0 && path[4] != '\0';
 }
 
 /* Optional body logging (logging.log_bodies): at intake, while the body is still ours to read.
@@ -266,6 +306,13 @@ static void handle_llm(struct lp_request *req)
         lp_request_reply_error(req, 400, NULL, "invalid_json", msg);
         return;
     }
+    if (req->scan.dup_key) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Duplicate top-level key '%s' in the request body",
+                 req->scan.dup_key);
+        lp_request_reply_error(req, 400, NULL, "duplicate_key", msg);
+        return;
+    }
     if (!req->scan.has_model || !req->scan.model_is_string || !req->scan.model[0] ||
         !req->scan.model_nul_free) {
         lp_request_reply_error(req, 400, NULL, "missing_model",
@@ -292,17 +339,26 @@ static void dispatch(struct lp_request *req)
     const char *m = req->method;
     const char *p = req->path;
     bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
-    if (get && (strcmp(p, "/health") == 0 || strcmp(p, "/healthz") == 0)) {
+    const struct lp_endpoint_desc *ep = lp_endpoint_desc(req->ep);
+    if (!req->path_safe) {
+        /* Dot-segments, encoded slashes and backslashes are refused outright: no path a client
+         * sends is ever resolved into another one (here or upstream). */
+        const char *why = NULL;
+        lp_endpoint_path_safe(p, &why);
+        char msg[300];
+        snprintf(msg, sizeof msg, "Invalid request path: %s", why ? why : "not allowed");
+        lp_request_reply_error(req, 400, NULL, "invalid_path", msg);
+    } else if (get && (strcmp(p, "/health") == 0 || strcmp(p, "/healthz") == 0)) {
         reply_health(req);
     } else if (lp_admin_owns(p)) {
         lp_admin_handle(req);
-    } else if (get && (strcmp(p, "/v1/models") == 0 || strcmp(p, "/models") == 0)) {
+    } else if (get && req->ep == LP_EP_MODELS) {
         if (lp_request_check_auth(req, req->cfg->proxy_api_key))
             reply_models(req);
-    } else if (strcmp(m, "POST") == 0 && is_llm_endpoint(p)) {
+    } else if (strcmp(m, "POST") == 0 && ep->forwarded) {
         handle_llm(req);
-    } else if (is_llm_endpoint(p) || strcmp(p, "/v1/models") == 0) {
-        struct lp_edge_header allow = {"Allow", get ? "POST" : "GET, POST"};
+    } else if (req->ep != LP_EP_NONE) {
+        struct lp_edge_header allow = {"Allow", ep->forwarded ? "POST" : "GET, HEAD"};
         size_t len = 0;
         char *body = lp_apierr_body(req->client, 405, NULL, "method_not_allowed",
                                     "Method not allowed for this endpoint", req->id, &len);
@@ -310,7 +366,10 @@ static void dispatch(struct lp_request *req)
         free(body);
     } else {
         char msg[300];
-        snprintf(msg, sizeof msg, "Unknown endpoint %s %.200s", m, p);
+        snprintf(msg, sizeof msg, "Unknown endpoint %s %.200s%s", m, p,
+                 strncmp(p, "/v1/", 4) == 0 ? " (the operator can allow more upstream paths with "
+                                              "passthrough_paths)"
+                                            : "");
         lp_request_reply_error(req, 404, NULL, "unknown_endpoint", msg);
     }
 }

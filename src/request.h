@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "endpoint.h"
 #include "jscan.h"
 #include "reqid.h"
 #include "router.h"
@@ -66,6 +67,9 @@ struct lp_request {
                                     live, i.e. during intake and attempts */
     size_t body_len;
     enum lp_proto client;
+    enum lp_endpoint ep;         /* decided once at intake (endpoint.h) */
+    bool path_safe;              /* no dot-segments, encoded slashes, backslashes */
+    char *fwd_query;             /* the client's query reduced to what ep may forward; or NULL */
     bool stream;                 /* the client asked for stream: true */
     bool chat;                   /* /v1/chat/completions or /v1/messages: translatable, with
                                     known terminal events */
@@ -88,6 +92,7 @@ struct lp_request {
     struct lp_upstream_xfer *x;
     struct lp_upstream_xfer *hx; /* whose response headers are readable now (from on_head to the
                                     end of on_done); x may already be NULL in on_done */
+    enum lp_endpoint up_ep;      /* the endpoint called upstream (after translation) */
     char *up_url;
     char *up_body;               /* owned when != body */
     size_t up_body_len;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dialect.h"
 #include "util/alloc.h"
 #include "util/rand.h"
 
@@ -99,8 +100,9 @@ static void consider(struct plan *p, const struct lp_alias *alias, const struct 
     const struct lp_backend *b = route_backend(p->cfg, r);
     struct lp_candidate c = {
         .alias = alias, .route = r, .backend = b, .level2 = level2,
-        .protocol = r->has_protocol ? r->protocol : b->protocol,
+        .dialect = lp_dialect_get(lp_dialect_of_route(b, r)),
     };
+    c.protocol = c.dialect->wire;
     if (!o->allow_cross_protocol && c.protocol != o->client_proto) {
         p->info->skipped_protocol++;
         return;

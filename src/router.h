@@ -18,6 +18,8 @@
 
 #include "config.h"
 
+struct lp_dialect;
+
 enum lp_route_state {
     LP_ROUTE_USABLE = 0,
     LP_ROUTE_COOLING = 1,
@@ -36,6 +38,7 @@ struct lp_candidate {
     const struct lp_route *route;
     const struct lp_backend *backend;
     enum lp_proto protocol;           /* effective: route override > backend protocol */
+    const struct lp_dialect *dialect; /* effective dialect (its wire is `protocol`) */
     bool level2;                      /* came from alias_fallback */
     enum lp_route_state state;        /* USABLE unless kept by include_unusable */
     int64_t until_ms;                 /* for COOLING/OPEN when known, else 0 */

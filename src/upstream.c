@@ -3,7 +3,9 @@
 #include "upstream.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <event2/event_struct.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -43,6 +45,7 @@ struct lp_upstream_xfer {
     bool cancelled; /* user cancelled: no more callbacks */
     bool aborted;   /* our callback asked to abort */
     bool reaping;   /* queued for deferred removal */
+    bool local_fail; /* a socket could not be created here (no fds/memory): not the backend */
     struct lp_buf hdrbuf; /* "name\0value\0" pairs of the final response */
     struct hdr_ref hv[MAX_RESP_HEADERS];
     size_t n_hv;
@@ -270,7 +273,7 @@ static enum lp_xfer_result map_result(struct lp_upstream_xfer *x, CURLcode rc)
     case CURLE_OK:
         return x->head_done ? LP_XFER_OK : LP_XFER_PROTOCOL;
     case CURLE_COULDNT_CONNECT:
-        return LP_XFER_CONNECT;
+        return x->local_fail ? LP_XFER_LOCAL : LP_XFER_CONNECT;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
         return LP_XFER_DNS;
@@ -308,6 +311,20 @@ static enum lp_xfer_result map_result(struct lp_upstream_xfer *x, CURLcode rc)
     }
 }
 
+/* Create curl's sockets ourselves to tell a local shortage (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+ * from a backend that refuses connections: the first must never cool a backend down. */
+static curl_socket_t on_curl_opensocket(void *clientp, curlsocktype purpose,
+                                        struct curl_sockaddr *a)
+{
+    struct lp_upstream_xfer *x = clientp;
+    (void)purpose;
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s == CURL_SOCKET_BAD && x &&
+        (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM))
+        x->local_fail = true;
+    return s;
+}
+
 static CURL *easy_get(struct lp_upstream *u)
 {
     if (u->n_pool)
@@ -319,6 +336,7 @@ static CURL *easy_get(struct lp_upstream *u)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_curl_closesocket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_curl_opensocket);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
     /* Explicit empty proxy settings: skips environment lookups per transfer and stops
@@ -333,6 +351,8 @@ static CURL *easy_get(struct lp_upstream *u)
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* The path comes from the dialect table: send it as built, never resolve dot-segments. */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     return e;
 }
 
@@ -344,6 +364,7 @@ static void easy_put(struct lp_upstream *u, CURL *e)
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
         curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, NULL);
         curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
         u->pool[u->n_pool++] = e;
@@ -503,6 +524,7 @@ struct lp_upstream_xfer *lp_upstream_start(struct lp_upstream *u, const struct l
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);

@@ -32,6 +32,8 @@ enum lp_xfer_result {
     LP_XFER_TIMEOUT_TOTAL,   /* the request's overall deadline */
     LP_XFER_PROTOCOL,        /* malformed HTTP from the upstream */
     LP_XFER_ABORTED,         /* aborted by our own callback (LP_ERR from on_data) */
+    LP_XFER_LOCAL,           /* a local resource ran out (no fds, no memory) before the
+                                backend was reached: not the backend's fault */
     LP_XFER_OTHER,
 };
 

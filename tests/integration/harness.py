@@ -42,6 +42,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -767,6 +768,7 @@ class Proxy(_Process):
         self.port = 0
         self.url = ""
         self.config_path = ""
+        self.preexec = None  # e.g. a function lowering RLIMIT_NOFILE in the child
 
     def describe(self) -> str:
         return f"{self.url} {self.config_path}"
@@ -794,7 +796,8 @@ class Proxy(_Process):
         env = dict(os.environ, **(self.env or {}))
         self.proc = subprocess.Popen([PROXY_BIN, "-config", self.config_path, *self.args],
                                      stdout=logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=tmp, env=env)
+                                     stdin=subprocess.DEVNULL, cwd=tmp, env=env,
+                                     preexec_fn=self.preexec)
         logf.close()
         self._wait_healthy()
         return self
@@ -830,22 +833,31 @@ class Proxy(_Process):
         self.proc.send_signal(sig)
 
 
-def proxy_can_start() -> bool:
-    """True when the proxy binary exists and serves /health with a minimal config (cached)."""
+def require_proxy() -> None:
+    """Check once that the proxy binary exists and serves /health with a minimal config. A proxy
+    that cannot start FAILS the test (raises), it never skips it: a broken binary must not pass
+    CI as "skipped"."""
     global _proxy_ok
-    if _proxy_ok is None:
-        _proxy_ok = False
-        if os.access(PROXY_BIN, os.X_OK):
-            try:
-                with Mock("probe") as m, Proxy(config([m], {"m": [("probe", "x")]}),
-                                               start_timeout=5.0):
-                    _proxy_ok = True
-            except (RuntimeError, AssertionError, OSError):
-                _proxy_ok = False
-    return _proxy_ok
+    if _proxy_ok:
+        return
+    if not os.access(PROXY_BIN, os.X_OK):
+        raise AssertionError(f"llm-proxy binary not executable: {PROXY_BIN}")
+    with Mock("probe") as m, Proxy(config([m], {"m": [("probe", "x")]}), start_timeout=10.0):
+        _proxy_ok = True
 
 
-_proxy_ok: bool | None = None
+_proxy_ok = False
+
+
+def require(cond: bool, what: str) -> None:
+    """A test prerequisite (node modules, promtool, chromium, redis-server...). scripts/test.sh
+    installs all of them and sets LP_REQUIRE_ALL=1, so a missing one FAILS there; a developer
+    running one file by hand without them gets a skip."""
+    if cond:
+        return
+    if os.environ.get("LP_REQUIRE_ALL") == "1":
+        raise AssertionError(f"test prerequisite missing: {what}")
+    raise unittest.SkipTest(what)
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 import unittest
 from typing import Any, Callable
 
-from harness import PROXY_KEY, Mock, Proxy, SSEEvent, auth, config, proxy_can_start, request
+from harness import PROXY_KEY, Mock, Proxy, SSEEvent, auth, config, require_proxy, request
 
 CHAT = {"model": "gpt-a", "messages": [{"role": "user", "content": "hi"}]}
 MSG = {"model": "claude-a", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
@@ -164,8 +164,7 @@ class ProxyCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.mocks = {}
         try:
             for name, args in cls.mock_names.items():

@@ -5,7 +5,7 @@ gets a fresh proxy, since failures put backends in cooldown."""
 import json
 import unittest
 
-from harness import Mock, Proxy, backend, config, free_port, proxy_can_start, request, stream
+from harness import Mock, Proxy, backend, config, free_port, require_proxy, request, stream
 from proxycase import (CHAT, MSG, an_auth, assert_anthropic_error, assert_openai_error, chat,
                        check_anthropic_stream, check_openai_stream, msg, oa_auth)
 
@@ -13,8 +13,7 @@ from proxycase import (CHAT, MSG, an_auth, assert_anthropic_error, assert_openai
 class TestFailover(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a = Mock("up-a").start()
         cls.b = Mock("up-b").start()
         cls.c = Mock("an-c").start()

@@ -11,7 +11,7 @@ import time
 import unittest
 
 from harness import (PROXY_BIN, SOURCE_DIR, Mock, Proxy, backend, config, http_bytes,
-                     proxy_can_start, request, stream, wait_until)
+                     require_proxy, request, stream, wait_until)
 from proxycase import chat, check_openai_stream, oa_auth
 
 BAD_YAML = """\
@@ -103,8 +103,7 @@ class TestCli(unittest.TestCase):
 class TestDrain(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
 
     def _connect_outcome(self, url: str) -> str:
         """'refused', 'closed' (accepted then closed at once), 'answered <status>' or 'hung'."""

@@ -11,7 +11,7 @@ import time
 import unittest
 
 from harness import (Mock, Proxy, RawConn, auth, backend, backend_health, config,
-                     http_bytes, pair_health, proxy_can_start, request, stream, wait_until)
+                     http_bytes, pair_health, require_proxy, request, stream, wait_until)
 
 OA_CHUNK = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "ma",
             "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"},
@@ -36,8 +36,7 @@ def an_message_start(model="ma"):
 class ReviewCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a, cls.b = Mock("a").start(), Mock("b").start()
 
     @classmethod
@@ -221,8 +220,7 @@ class TestR6DrainKeepsQueuedOutput(unittest.TestCase):
     the connection and the client receives a truncated response."""
 
     def test_sigterm_does_not_truncate_queued_response(self):
-        if not proxy_can_start():
-            self.skipTest("llm-proxy binary not available")
+        require_proxy()
         with Mock("big", "--response-bytes", "24000000") as up:
             px = Proxy(config([backend(up)], {"m": [("big", "mb")]})).start()
             try:
@@ -362,8 +360,7 @@ class TestR11ReloadDuringShutdown(unittest.TestCase):
     lp_worker_command() on freed workers (heap-use-after-free under ASan)."""
 
     def test_sighup_then_sigterm_exits_cleanly(self):
-        if not proxy_can_start():
-            self.skipTest("llm-proxy binary not available")
+        require_proxy()
         with Mock("a") as m:
             # A large config makes the reload thread's parse last long enough to overlap.
             models = {f"m{i}": [("a", f"x{i}")] for i in range(3000)}

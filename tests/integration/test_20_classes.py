@@ -13,7 +13,7 @@ import time
 import unittest
 
 from harness import (Mock, Proxy, access_entry, auth, backend, backend_health, backend_key,
-                     config, free_port, pair_health, proxy_can_start, request, upstream_hits)
+                     config, free_port, pair_health, require_proxy, request, upstream_hits)
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 MSG = {"model": "am", "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]}
@@ -38,8 +38,7 @@ class ClassCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a, cls.b, cls.c = (Mock(n).start() for n in ("a", "b", "c"))
 
     @classmethod

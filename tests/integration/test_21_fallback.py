@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import (Mock, Proxy, auth, backend, config, pair_health, proxy_can_start, request,
+from harness import (Mock, Proxy, auth, backend, config, pair_health, require_proxy, request,
                      wait_until)
 
 COOL = {"cooldown_seconds": 2}
@@ -28,8 +28,7 @@ def msg(alias):
 class FallbackCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a, cls.b, cls.c = (Mock(n).start() for n in ("a", "b", "c"))
         cls.mocks = (cls.a, cls.b, cls.c)
 

@@ -11,7 +11,7 @@ import time
 import unittest
 
 from harness import (Mock, Proxy, RawConn, access_entries, access_entry, auth, backend, backend_health, config,
-                     http_bytes, proxy_can_start, request, wait_until)
+                     http_bytes, require_proxy, request, wait_until)
 
 BREAKER = {"cooldown_seconds": 2, "enable_circuit_breaker": True, "circuit_failure_threshold": 2,
            "circuit_open_timeout": 1, "circuit_success_threshold": 1}
@@ -24,8 +24,7 @@ def chat(alias):
 class Case(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a, cls.b, cls.c = (Mock(n).start() for n in ("a", "b", "c"))
         cls.mocks = (cls.a, cls.b, cls.c)
 

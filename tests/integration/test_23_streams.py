@@ -11,8 +11,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (PROXY_KEY, SOURCE_DIR, Mock, Proxy, RawConn, access_entry, auth, backend,
-                     config, http_bytes, pair_health, proxy_can_start, stream, upstream_hits,
+from harness import (PROXY_KEY, require, SOURCE_DIR, Mock, Proxy, RawConn, access_entry, auth, backend,
+                     config, http_bytes, pair_health, require_proxy, stream, upstream_hits,
                      wait_until)
 
 SDK_DIR = os.path.join(SOURCE_DIR, "tests", "sdk")
@@ -42,8 +42,7 @@ def an_message_start(model="ma"):
 class StreamCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a, cls.b = Mock("a").start(), Mock("b").start()
 
     @classmethod
@@ -115,8 +114,8 @@ class StreamCase(unittest.TestCase):
         return d
 
     def sdk(self, sdk, alias, stream_=True):
-        if not shutil.which("node") or not os.path.isdir(os.path.join(SDK_DIR, "node_modules")):
-            self.skipTest("node or tests/sdk/node_modules missing (npm install in tests/sdk)")
+        require(bool(shutil.which("node")) and os.path.isdir(os.path.join(SDK_DIR, "node_modules")),
+                "node or tests/sdk/node_modules missing (npm install in tests/sdk)")
         base = self.px.url + ("/v1" if sdk == "openai" else "")
         sc = {"sdk": sdk, "baseURL": base, "apiKey": PROXY_KEY, "model": alias, "stream": stream_}
         p = subprocess.run(["node", "client.mjs", json.dumps(sc)], cwd=SDK_DIR,

@@ -9,7 +9,7 @@ import time
 import unittest
 
 from harness import (Mock, Proxy, access_entries, admin_backends, auth, backend, config,
-                     proxy_can_start, request, stream, wait_until)
+                     require_proxy, request, stream, wait_until)
 
 N_REQUESTS = 200
 N_ALIASES = 10
@@ -54,8 +54,7 @@ def one_request(url: str, i: int) -> tuple[int, str, str]:
 class TestFlappingBackend(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a = Mock("a", "--quiet").start()
         cls.b = Mock("b", "--quiet").start()
 

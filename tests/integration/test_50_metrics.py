@@ -12,8 +12,8 @@ import os
 import subprocess
 import unittest
 
-from harness import (Mock, Proxy, auth, backend, config, has_metric, metric, pair_health,
-                     parse_metrics, proxy_can_start, request, scrape, stream, wait_until)
+from harness import (Mock, require, Proxy, auth, backend, config, has_metric, metric, pair_health,
+                     parse_metrics, require_proxy, request, scrape, stream, wait_until)
 
 PROMTOOL = "/usr/bin/promtool"
 
@@ -71,8 +71,7 @@ class Delta:
 class TestMetrics(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a = Mock("a").start()
         cls.b = Mock("b").start()
         cls.an = Mock("an").start()
@@ -331,8 +330,8 @@ class TestMetrics(unittest.TestCase):
                 self.assertEqual(buckets[-1][0], float("inf"))
                 self.assertEqual(buckets[-1][1], m[(h + "_count", rest)], f"{h} +Inf != count")
 
-    @unittest.skipUnless(os.access(PROMTOOL, os.X_OK), "promtool not installed")
     def test_promtool_check_metrics(self):
+        require(os.access(PROMTOOL, os.X_OK), "promtool not installed")
         # traffic of every kind first, so that every metric family has samples
         self.a.script(SERVER_ERROR)
         self.assertEqual(self.post("/v1/chat/completions", chat("prom")).status, 200)

@@ -9,7 +9,7 @@ import json
 import unittest
 
 from harness import (PROXY_KEY, Mock, Proxy, admin_backends, auth, backend, backend_health,
-                     backend_key, config, metric, proxy_can_start, request, scrape, stream)
+                     backend_key, config, metric, require_proxy, request, scrape, stream)
 
 ADMIN_KEY = "adm-Zq81-distinct-admin-secret-77xy"
 WRONG_KEY = "sk-proxy-test-KEY-0123456780"  # one character off the proxy key
@@ -29,8 +29,7 @@ class AdminCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a = Mock("a").start()
         cls.b = Mock("b").start()
         extra = {"admin_api_key": cls.admin_key} if cls.admin_key else {}

@@ -18,7 +18,7 @@ import time
 import unittest
 
 from harness import (Mock, Proxy, auth, backend, backend_health, config, free_port, metric,
-                     pair_health, proxy_can_start, request, scrape, stream, wait_until)
+                     pair_health, require_proxy, request, scrape, stream, wait_until)
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 STREAMS = 50
@@ -31,8 +31,7 @@ def chat(model, **kw):
 class ReloadCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a = Mock("a").start()
         cls.b = Mock("b").start()
         # Paced default streams: 20 deltas 100 ms apart, about 2 s per stream.

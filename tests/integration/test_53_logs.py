@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (PROXY_BIN, Mock, Proxy, auth, backend, config, proxy_can_start, request,
+from harness import (PROXY_BIN, Mock, Proxy, auth, backend, config, require_proxy, request,
                      stream, wait_until)
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -40,8 +40,7 @@ def access_lines(path, req_id=None):
 class LogCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a = Mock("a").start()
         cls.b = Mock("b").start()
 

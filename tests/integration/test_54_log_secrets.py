@@ -19,7 +19,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (ALL_LOG, PROXY_KEY, Mock, Proxy, backend, config, proxy_can_start,
+from harness import (ALL_LOG, PROXY_KEY, Mock, Proxy, backend, config, require_proxy,
                      request, stream, wait_until)
 
 # Shapes vary on purpose: only the first matches the sk- pattern; the others are caught only
@@ -78,8 +78,7 @@ class TestLogSecrets(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not proxy_can_start():
-            raise unittest.SkipTest("llm-proxy binary not available")
+        require_proxy()
         cls.a = Mock("oa-up").start()
         cls.an = Mock("an-up").start()
         cls.dir = tempfile.mkdtemp(prefix="lp-ops-secrets-")
@@ -250,8 +249,7 @@ class TestLogSecrets(unittest.TestCase):
         """The llm-proxy sections of all.log (every proxy of the run that has stopped so far,
         this file's included)."""
         self.ensure_run()
-        if not os.path.exists(ALL_LOG):
-            self.skipTest("no all.log yet")
+        self.assertTrue(os.path.exists(ALL_LOG), "the run's proxies stopped, so all.log exists")
         with open(ALL_LOG, encoding="utf-8", errors="replace") as f:
             sections = proxy_sections(f.read())
         for sec in sections:

@@ -197,7 +197,60 @@ static const struct row rows[] = {
     {"ttft timeout", LP_TR_TIMEOUT_TTFT, 0, NULL, 0, LP_CLASS_TIMEOUT, Y, Y, Y},
     {"read timeout", LP_TR_TIMEOUT_READ, 0, NULL, 0, LP_CLASS_TIMEOUT, Y, Y, Y},
     {"protocol", LP_TR_PROTOCOL, 0, NULL, 0, LP_CLASS_SERVER, Y, Y, Y},
+    /* Our own shortage (no fds): nobody's fault, no failover (the next try fails the same). */
+    {"local", LP_TR_LOCAL, 0, NULL, 0, LP_CLASS_LOCAL, N, N, N},
 };
+
+/* On an optional endpoint (anything but chat completions / messages) a 404, 405 or 501 that
+ * does not name the model means "this backend does not serve it": try the next route, but
+ * never cool the route down or count for its breaker (a client choosing /v1/responses on a
+ * chat-only relay must not take that relay away from everyone). */
+static const struct row optional_rows[] = {
+    {"empty 404", 0, 404, "", 0, LP_CLASS_UNSUPPORTED, Y, N, N},
+    {"html 404", 0, 404, "<html>Not Found</html>", 0, LP_CLASS_UNSUPPORTED, Y, N, N},
+    {"json 404", 0, 404, "{\"error\":{\"message\":\"Not found\",\"type\":\"invalid_request_error\"}}",
+     0, LP_CLASS_UNSUPPORTED, Y, N, N},
+    {"405", 0, 405, "Method Not Allowed", 0, LP_CLASS_UNSUPPORTED, Y, N, N},
+    {"501", 0, 501, "", 0, LP_CLASS_UNSUPPORTED, Y, N, N},
+    /* Still about the model: cooled as before. */
+    {"openai model 404", 0, 404, OPENAI_MODEL, 0, LP_CLASS_MODEL_NOT_FOUND, Y, Y, Y},
+    {"ollama 404", 0, 404, OLLAMA_404, 0, LP_CLASS_MODEL_NOT_FOUND, Y, Y, Y},
+    /* Other statuses are unchanged. */
+    {"openai rate 429", 0, 429, OPENAI_RATE, 0, LP_CLASS_RATE_LIMIT, Y, Y, Y},
+    {"empty 400", 0, 400, "", 0, LP_CLASS_CLIENT, N, N, N},
+    {"empty 503", 0, 503, "", 0, LP_CLASS_SERVER, Y, Y, Y},
+};
+
+static void test_optional_endpoint(void **state)
+{
+    (void)state;
+    struct lp_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.fallback.cooldown_seconds = 60;
+    for (size_t i = 0; i < sizeof optional_rows / sizeof optional_rows[0]; i++) {
+        const struct row *r = &optional_rows[i];
+        struct lp_classify_in in = {.transport = r->tr, .status = r->status, .body = r->body,
+                                    .body_len = r->body ? strlen(r->body) : 0,
+                                    .optional_endpoint = true, .now_wall_ms = 0};
+        struct lp_decision d;
+        lp_classify(&in, &cfg, &d);
+        if (d.cls != r->cls || d.failover != r->failover || d.cooldown != r->cooldown ||
+            d.breaker_failure != r->breaker)
+            fail_msg("%s: got %s failover=%d cooldown=%d breaker=%d, want %s", r->name,
+                     lp_class_name(d.cls), d.failover, d.cooldown, d.breaker_failure,
+                     lp_class_name(r->cls));
+    }
+    /* Even a user override that forces failover on 404 never cools an unsupported endpoint. */
+    char *codes[] = {"404", "4xx"};
+    cfg.detection.error_codes = codes;
+    cfg.detection.n_error_codes = 2;
+    struct lp_classify_in in = {.status = 404, .body = "", .optional_endpoint = true};
+    struct lp_decision d;
+    lp_classify(&in, &cfg, &d);
+    assert_int_equal(d.cls, LP_CLASS_UNSUPPORTED);
+    assert_false(d.cooldown);
+    assert_false(d.breaker_failure);
+}
 
 static struct lp_config base_cfg(void)
 {
@@ -551,6 +604,7 @@ static void test_garbage_bodies(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_optional_endpoint),
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_reason_masks_and_truncates),
         cmocka_unit_test(test_cooldown_hints),

@@ -140,6 +140,20 @@ static void test_model_non_string_and_duplicates(void **state)
     assert_int_equal(scan(b, &s), LP_OK);
     assert_string_equal(s.model, "second");
     assert_string_equal(model_tok(b, &s), "\"second\"");
+    assert_string_equal(s.dup_key, "model");
+    lp_jscan_free(&s);
+
+    /* dup_key names the first duplicated field of ours; other duplicates and nested keys don't. */
+    assert_int_equal(scan("{\"stream\":true,\"model\":\"m\",\"stream\":false}", &s), LP_OK);
+    assert_string_equal(s.dup_key, "stream");
+    lp_jscan_free(&s);
+    assert_int_equal(scan("{\"stream_options\":{},\"model\":\"m\",\"stream_options\":{}}", &s),
+                     LP_OK);
+    assert_string_equal(s.dup_key, "stream_options");
+    lp_jscan_free(&s);
+    assert_int_equal(scan("{\"x\":1,\"x\":2,\"model\":\"m\",\"a\":{\"model\":1,\"model\":2}}",
+                          &s), LP_OK);
+    assert_null(s.dup_key);
     lp_jscan_free(&s);
 
     const char *b2 = "{\"model\":\"first\",\"model\":42}";

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "dialect.h"
 #include "router.h"
 
 /* Configs are built by hand (the planner reads only backends, aliases and their routes), so this
@@ -36,7 +37,8 @@ static void fx_reset(void)
 static size_t add_backend(const char *name, enum lp_proto proto)
 {
     size_t i = fx.cfg.n_backends++;
-    fx.backends[i] = (struct lp_backend){.name = (char *)name, .enabled = true, .protocol = proto};
+    fx.backends[i] = (struct lp_backend){.name = (char *)name, .enabled = true, .protocol = proto,
+                                         .dialect = lp_dialect_of_proto(proto)};
     return i;
 }
 
