@@ -293,6 +293,7 @@ static void on_reload_done(void *arg, bool ok, char *message)
 {
     struct lp_request *req = arg;
     req->admin_job = NULL;
+    req->on_teardown = NULL;
     struct json_object *o = json_object_new_object();
     lp_json_set_bool(o, "ok", ok);
     /* Diagnostics may quote a misplaced key value: mask with the keys of both the running and
@@ -323,6 +324,15 @@ static void on_reload_done(void *arg, bool ok, char *message)
     lp_request_finish(req);
 }
 
+/* on_teardown hook while a reload job is pending: the client left (or the proxy stops). */
+static void cancel_reload(struct lp_request *req)
+{
+    if (req->admin_job) {
+        lp_reload_job_cancel(req->admin_job);
+        req->admin_job = NULL;
+    }
+}
+
 static void serve_reload(struct lp_request *req)
 {
     struct lp_reloader *r = lp_reloader_get();
@@ -330,6 +340,7 @@ static void serve_reload(struct lp_request *req)
         lp_request_reply_error(req, 503, NULL, "reload_unavailable", "Reload is not available");
         return;
     }
+    req->on_teardown = cancel_reload;
     req->admin_job = lp_reloader_run_async(r, req->w->base, on_reload_done, req);
 }
 
@@ -400,10 +411,3 @@ void lp_admin_handle(struct lp_request *req)
         lp_request_reply_error(req, 404, NULL, "unknown_endpoint", "Unknown admin endpoint");
 }
 
-void lp_admin_cancel(struct lp_request *req)
-{
-    if (req->admin_job) {
-        lp_reload_job_cancel(req->admin_job);
-        req->admin_job = NULL;
-    }
-}

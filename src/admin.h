@@ -21,11 +21,11 @@ struct lp_runtime;
 
 /* True for the paths this module serves. */
 bool lp_admin_owns(const char *path);
-/* Serve one admin request (answers synchronously, or later for /admin/reload). */
+/* Serve one admin request (answers synchronously, or later for /admin/reload: then it keeps
+ * req->admin_job set, installs req->on_teardown to cancel the job, and finishes req itself when
+ * the job completes). */
 void lp_admin_handle(struct lp_request *req);
 /* Register the scrape-time gauges (cooldowns, breakers, usable routes, active requests). */
 void lp_admin_register_metrics(struct lp_runtime *rt);
-/* Cancel a pending asynchronous admin operation of req (client gone). */
-void lp_admin_cancel(struct lp_request *req);
 
 #endif

@@ -144,3 +144,63 @@ char *lp_apierr_sse_event(enum lp_proto client, const char *type, const char *co
     }
     return lp_buf_steal(&b, len);
 }
+
+/* ---- the class table (apierr.h) ------------------------------------------------------------- */
+
+struct class_row {
+    int status;          /* 0: take the upstream status when it fits, else `fallback` */
+    int fallback;
+    const char *oa_type, *oa_code;
+    int an_status;       /* 0: as `status` */
+    const char *an_type;
+};
+
+static const struct class_row class_rows[LP_CLASS__COUNT] = {
+    [LP_CLASS_OK] = {502, 0, "server_error", "upstream_error", 0, "api_error"},
+    [LP_CLASS_NETWORK] = {502, 0, "server_error", "upstream_unreachable", 0, "api_error"},
+    [LP_CLASS_TIMEOUT] = {504, 0, "timeout_error", "upstream_timeout", 0, "timeout_error"},
+    [LP_CLASS_RATE_LIMIT] = {429, 0, "rate_limit_error", "rate_limit_exceeded", 0, "rate_limit_error"},
+    [LP_CLASS_OVERLOADED] = {503, 0, "server_error", "overloaded", 529, "overloaded_error"},
+    [LP_CLASS_SERVER] = {0, 502, "server_error", NULL, 0, "api_error"},
+    [LP_CLASS_AUTH] = {401, 0, "invalid_request_error", "invalid_api_key", 0, "authentication_error"},
+    [LP_CLASS_QUOTA] = {429, 0, "insufficient_quota", "insufficient_quota", 402, "billing_error"},
+    [LP_CLASS_CONTEXT_LENGTH] = {400, 0, "invalid_request_error", "context_length_exceeded", 0,
+                                 "invalid_request_error"},
+    [LP_CLASS_CONTENT_POLICY] = {400, 0, "invalid_request_error", "content_policy_violation", 0,
+                                 "invalid_request_error"},
+    [LP_CLASS_MODEL_NOT_FOUND] = {404, 0, "invalid_request_error", "model_not_found", 0,
+                                  "not_found_error"},
+    [LP_CLASS_CLIENT] = {0, 400, "invalid_request_error", NULL, 0, NULL},
+    [LP_CLASS_UNSUPPORTED] = {404, 0, "invalid_request_error", "unsupported_endpoint", 0,
+                              "not_found_error"},
+    [LP_CLASS_LOCAL] = {503, 0, "server_error", "local_resource_exhausted", 0, "overloaded_error"},
+};
+
+struct lp_class_reply lp_apierr_for_class(enum lp_proto client, enum lp_err_class cls,
+                                          int upstream_status)
+{
+    if ((int)cls < 0 || cls >= LP_CLASS__COUNT)
+        cls = LP_CLASS_SERVER;
+    const struct class_row *r = &class_rows[cls];
+    int status = r->status;
+    if (status == 0) {
+        /* Server and client errors keep the upstream's own status when it is of their kind. */
+        bool fits = cls == LP_CLASS_SERVER ? upstream_status >= 500 && upstream_status <= 599
+                                           : upstream_status >= 400 && upstream_status <= 499;
+        status = fits ? upstream_status : r->fallback;
+    }
+    struct lp_class_reply out = {status, r->oa_type, r->oa_code};
+    if (client == LP_PROTO_ANTHROPIC) {
+        if (r->an_status)
+            out.status = r->an_status;
+        /* 401 vs 403 is the upstream's distinction; keep it for the type. */
+        if (cls == LP_CLASS_AUTH && upstream_status == 403)
+            out.status = 403;
+        out.type = r->an_type ? r->an_type : anthropic_type(out.status);
+        out.code = NULL;
+    } else if (cls == LP_CLASS_AUTH && upstream_status == 403) {
+        out.status = 403;
+        out.type = "permission_error";
+    }
+    return out;
+}

@@ -11,7 +11,8 @@
 
 #include <stddef.h>
 
-#include "config.h" /* enum lp_proto */
+#include "classify.h" /* enum lp_err_class */
+#include "protocol.h"
 
 /* Build an error response body.
  * OpenAI shape:    {"error":{"message":M,"type":T,"code":C,"param":null,"request_id":RID}}
@@ -46,5 +47,34 @@ const char *lp_apierr_default_type(enum lp_proto client, int status);
  * Returns a heap string (caller frees), *len (if non-NULL) set. Never NULL. */
 char *lp_apierr_sse_event(enum lp_proto client, const char *type, const char *code,
                           const char *message, size_t *len);
+
+/* What a client of protocol `client` is told when an upstream failure of class `cls` ends its
+ * request (no route left, or an error that is the client's own). The table is documented in
+ * docs/operations.md ("Error statuses and types"):
+ *
+ *   class           OpenAI status type / code                         Anthropic status type
+ *   rate_limit      429  rate_limit_error / rate_limit_exceeded       429  rate_limit_error
+ *   quota           429  insufficient_quota / insufficient_quota      402  billing_error
+ *   auth            401  invalid_request_error / invalid_api_key      401  authentication_error
+ *                   (403 upstream: 403 permission_error)              (403: permission_error)
+ *   overloaded      503  server_error / overloaded                    529  overloaded_error
+ *   server          the upstream 5xx (else 502) server_error          same, api_error
+ *   network         502  server_error / upstream_unreachable          502  api_error
+ *   timeout         504  timeout_error / upstream_timeout             504  timeout_error
+ *   context_length  400  invalid_request_error / context_length_exceeded   400 invalid_request_error
+ *   content_policy  400  invalid_request_error / content_policy_violation  400 invalid_request_error
+ *   model_not_found 404  invalid_request_error / model_not_found      404  not_found_error
+ *   client          the upstream 4xx (else 400) invalid_request_error 400-class invalid_request_error
+ *   unsupported     404  invalid_request_error / unsupported_endpoint 404  not_found_error
+ *   local           503  server_error / local_resource_exhausted      503  overloaded_error
+ * A 2xx upstream status (an error inside a 200 body or stream) never survives: the class's
+ * status is used, so no failure ever reaches a client as a 2xx. */
+struct lp_class_reply {
+    int status;
+    const char *type; /* static */
+    const char *code; /* static; NULL for "no code" (the Anthropic shape has none) */
+};
+struct lp_class_reply lp_apierr_for_class(enum lp_proto client, enum lp_err_class cls,
+                                          int upstream_status);
 
 #endif

@@ -99,11 +99,15 @@ bool lp_breaker_allow(struct lp_breaker *b, int64_t now_ms, uint32_t *ticket)
     return true;
 }
 
-void lp_breaker_on_success(struct lp_breaker *b, int64_t now_ms, uint32_t ticket)
+void lp_breaker_on_success(struct lp_breaker *b, int64_t now_ms, uint32_t ticket,
+                           int64_t started_ms)
 {
     (void)now_ms;
     if (b->state == LP_BREAKER_CLOSED) {
-        b->failures = 0;
+        /* Only a success that started after the latest failure is evidence against it: under
+         * concurrency, requests admitted before a backend broke keep finishing well afterwards. */
+        if (started_ms >= b->last_failure_ms)
+            b->failures = 0;
         return;
     }
     if (!is_current_probe(b, ticket))
@@ -116,6 +120,7 @@ void lp_breaker_on_success(struct lp_breaker *b, int64_t now_ms, uint32_t ticket
 void lp_breaker_on_failure(struct lp_breaker *b, int64_t now_ms, uint32_t ticket)
 {
     if (b->state == LP_BREAKER_CLOSED) {
+        b->last_failure_ms = now_ms;
         if (++b->failures >= b->cfg.failure_threshold)
             trip(b, now_ms);
         return;

@@ -41,6 +41,7 @@ struct lp_breaker {
     int in_flight;     /* probes admitted and not yet reported in the current half-open period */
     uint32_t gen;      /* current half-open generation (>= 1 once half-open was entered) */
     int64_t opened_at_ms;
+    int64_t last_failure_ms; /* when the latest counted failure was reported (closed state) */
     uint64_t times_opened;
 };
 
@@ -58,7 +59,11 @@ void lp_breaker_reconfigure(struct lp_breaker *b, const struct lp_breaker_cfg *c
  * call exactly one of on_success / on_failure / release with the ticket. ticket may be NULL only
  * when the caller never reports (tests). */
 bool lp_breaker_allow(struct lp_breaker *b, int64_t now_ms, uint32_t *ticket);
-void lp_breaker_on_success(struct lp_breaker *b, int64_t now_ms, uint32_t ticket);
+/* started_ms: when the reporting attempt was admitted. While CLOSED a success resets the
+ * consecutive failure count only if it started at or after the latest failure (older successes
+ * are stale evidence). */
+void lp_breaker_on_success(struct lp_breaker *b, int64_t now_ms, uint32_t ticket,
+                           int64_t started_ms);
 void lp_breaker_on_failure(struct lp_breaker *b, int64_t now_ms, uint32_t ticket);
 /* The admitted attempt was cancelled without an outcome: free its probe slot, count nothing. */
 void lp_breaker_release(struct lp_breaker *b, uint32_t ticket);

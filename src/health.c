@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "breaker.h"
+#include "util/assert.h"
 #include "util/alloc.h"
 #include "util/json.h"
 
@@ -17,6 +18,9 @@ struct pair_rec {
     char *backend;
     char *model;
     int64_t cool_until;           /* monotonic ms; cooling while now < cool_until */
+    int64_t cool_set;             /* monotonic ms when the current cooldown was (last) set */
+    bool trial;                   /* a cooldown was set: after it, admit trials until a success */
+    int trials;                   /* trial attempts in flight */
     enum lp_err_class cool_cls;
     char cool_reason[128];
     enum lp_err_class last_cls;   /* LP_CLASS_OK when no error recorded */
@@ -187,6 +191,12 @@ static bool breakers_on(struct lp_health *h, const struct lp_config *cfg)
     return cfg ? cfg->fallback.enable_circuit_breaker : atomic_load(&h->breakers_enabled);
 }
 
+/* Post-cooldown trials admitted at once (the breaker's half-open probe count). */
+static int trial_max(const struct lp_health *h)
+{
+    return h->breaker_cfg.half_open_max > 0 ? h->breaker_cfg.half_open_max : 1;
+}
+
 /* ---- reads ----------------------------------------------------------------------------------- */
 
 enum lp_route_state lp_health_route_state(struct lp_health *h, const struct lp_config *cfg,
@@ -207,6 +217,8 @@ enum lp_route_state lp_health_route_state(struct lp_health *h, const struct lp_c
     } else if (p && now_mono < p->cool_until) {
         st = LP_ROUTE_COOLING;
         until = p->cool_until;
+    } else if (p && p->trial && p->trials >= trial_max(h)) {
+        st = LP_ROUTE_COOLING; /* after its cooldown, every trial slot is taken */
     }
     pthread_rwlock_unlock(&h->lock);
     if (until_ms)
@@ -252,44 +264,76 @@ bool lp_health_pair_cooling(struct lp_health *h, const char *backend, const char
 
 /* ---- breaker admission and outcomes ---------------------------------------------------------- */
 
-/* The health API carries no breaker ticket: a report that arrives while half-open is taken as
- * the outcome of a current probe (ticket = current generation); breaker.c still refuses to let
- * the probe count go negative. See docs/internals/resilience.md. */
-static uint32_t implied_ticket(const struct lp_breaker *b)
+bool lp_health_admit(struct lp_health *h, const struct lp_config *cfg, const char *backend,
+                     const char *model, int64_t now_mono, struct lp_health_ticket *t)
 {
-    return b->state == LP_BREAKER_HALF_OPEN && b->in_flight > 0 ? b->gen : 0;
-}
-
-bool lp_health_breaker_allow(struct lp_health *h, const struct lp_config *cfg, const char *backend,
-                             int64_t now_mono)
-{
+    memset(t, 0, sizeof *t);
     if (cfg)
         atomic_store(&h->breakers_enabled, cfg->fallback.enable_circuit_breaker);
-    if (!breakers_on(h, cfg))
-        return true;
+    bool breakers = breakers_on(h, cfg);
+    bool ok = true;
     pthread_rwlock_wrlock(&h->lock);
     adopt_cfg_from_call(h, cfg);
-    bool ok = lp_breaker_allow(&get_backend(h, backend)->breaker, now_mono, NULL);
+    struct pair_rec *p = model ? find_pair(h, backend, model) : NULL;
+    /* A trial slot first (no side effect yet), then the breaker (which may take a probe slot). */
+    bool trial = p && p->trial && now_mono >= p->cool_until;
+    if (trial && p->trials >= trial_max(h))
+        ok = false;
+    if (ok && breakers) {
+        uint32_t gen = 0;
+        ok = lp_breaker_allow(&get_backend(h, backend)->breaker, now_mono, &gen);
+        t->breaker = ok;
+        t->breaker_gen = gen;
+    }
+    if (ok && trial) {
+        p->trials++;
+        t->trial = true;
+    }
     pthread_rwlock_unlock(&h->lock);
+    t->held = ok;
+    t->started_mono = now_mono;
     return ok;
 }
 
-void lp_health_release(struct lp_health *h, const char *backend)
+/* Take the ticket for a report; false when it was already consumed (or never held). */
+static bool consume(struct lp_health_ticket *t)
 {
+    if (!t || LP_COUNT_IF(!t->held))
+        return false;
+    t->held = false;
+    return true;
+}
+
+/* Free the ticket's trial slot; the caller holds the write lock. */
+static struct pair_rec *end_trial(struct lp_health *h, const char *backend, const char *model,
+                                  const struct lp_health_ticket *t)
+{
+    struct pair_rec *p = model ? find_pair(h, backend, model) : NULL;
+    if (p && t->trial && p->trials > 0)
+        p->trials--;
+    return p;
+}
+
+void lp_health_release(struct lp_health *h, const char *backend, const char *model,
+                       struct lp_health_ticket *t)
+{
+    if (!consume(t))
+        return;
     pthread_rwlock_wrlock(&h->lock);
-    struct backend_rec *b = find_backend(h, backend);
+    end_trial(h, backend, model, t);
+    struct backend_rec *b = t->breaker ? find_backend(h, backend) : NULL;
     if (b)
-        lp_breaker_release(&b->breaker, implied_ticket(&b->breaker));
+        lp_breaker_release(&b->breaker, t->breaker_gen);
     pthread_rwlock_unlock(&h->lock);
 }
 
-static void breaker_outcome(struct backend_rec *b, bool failure, int64_t now_mono)
+static void breaker_outcome(struct backend_rec *b, bool failure, int64_t now_mono,
+                            const struct lp_health_ticket *t)
 {
-    uint32_t t = implied_ticket(&b->breaker);
     if (failure)
-        lp_breaker_on_failure(&b->breaker, now_mono, t);
+        lp_breaker_on_failure(&b->breaker, now_mono, t->breaker_gen);
     else
-        lp_breaker_on_success(&b->breaker, now_mono, t);
+        lp_breaker_on_success(&b->breaker, now_mono, t->breaker_gen, t->started_mono);
 }
 
 static void record_pair_failure(struct lp_health *h, const char *backend, const char *model,
@@ -305,6 +349,8 @@ static void record_pair_failure(struct lp_health *h, const char *backend, const 
         return;
     int64_t ms = d->cooldown_ms > 0 ? d->cooldown_ms : 0;
     int64_t until = now_mono + ms;
+    p->trial = true; /* after this cooldown, trials until a success */
+    p->cool_set = now_mono;
     if (until > p->cool_until) { /* extend, never shorten */
         p->cool_until = until;
         p->cool_cls = d->cls;
@@ -314,13 +360,13 @@ static void record_pair_failure(struct lp_health *h, const char *backend, const 
 
 void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg,
                               const char *backend, const char *model, const struct lp_decision *d,
-                              int64_t now_mono, int64_t now_wall)
+                              int64_t now_mono, int64_t now_wall, struct lp_health_ticket *t)
 {
-    if (!backend || !d)
+    if (!backend || !d || !consume(t))
         return;
-    bool breakers = breakers_on(h, cfg);
     pthread_rwlock_wrlock(&h->lock);
     adopt_cfg_from_call(h, cfg);
+    end_trial(h, backend, model, t);
     struct backend_rec *b = get_backend(h, backend);
     b->last_cls = d->cls;
     b->last_wall = now_wall;
@@ -328,25 +374,28 @@ void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg,
     snprintf(b->last_reason, sizeof b->last_reason, "%s", d->reason);
     if (model)
         record_pair_failure(h, backend, model, d, now_mono, now_wall);
-    if (breakers)
-        breaker_outcome(b, d->breaker_failure, now_mono);
+    if (t->breaker)
+        breaker_outcome(b, d->breaker_failure, now_mono, t);
     pthread_rwlock_unlock(&h->lock);
 }
 
 void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg,
-                              const char *backend, const char *model, int64_t now_mono)
+                              const char *backend, const char *model, int64_t now_mono,
+                              struct lp_health_ticket *t)
 {
-    if (!backend)
+    if (!backend || !consume(t))
         return;
-    bool breakers = breakers_on(h, cfg);
     pthread_rwlock_wrlock(&h->lock);
     adopt_cfg_from_call(h, cfg);
-    struct pair_rec *p = model ? find_pair(h, backend, model) : NULL;
-    if (p)
+    struct pair_rec *p = end_trial(h, backend, model, t);
+    if (p && p->cool_set <= t->started_mono) {
+        /* Evidence that the pair works, newer than its last cooldown: end it and the trial. */
         p->cool_until = 0;
-    struct backend_rec *b = breakers ? find_backend(h, backend) : NULL;
+        p->trial = false;
+    }
+    struct backend_rec *b = t->breaker ? find_backend(h, backend) : NULL;
     if (b)
-        breaker_outcome(b, false, now_mono);
+        breaker_outcome(b, false, now_mono, t);
     pthread_rwlock_unlock(&h->lock);
 }
 
@@ -370,6 +419,7 @@ int lp_health_clear(struct lp_health *h, const char *backend, const char *model)
         if (p->cool_until > 0)
             n++;
         p->cool_until = 0;
+        p->trial = false;
     }
     struct backend_rec *b = model ? NULL : find_backend(h, backend);
     if (b)

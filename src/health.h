@@ -10,8 +10,19 @@
  * or record wall-clock times also take the wall clock (lp_wall_ms). Expiry never follows wall
  * clock jumps.
  *
+ * Order of evidence. Under concurrency, attempts admitted before a backend broke keep finishing
+ * after the failure was reported. Every admission hands out a ticket stamped with its start
+ * time; a success only clears state that was set before its attempt started (a cooldown, or
+ * the breaker's failure count), so a late success never re-opens a backend that failed since.
+ *
+ * Trials after a cooldown. When a pair's cooldown expires it is not simply usable again: like a
+ * half-open breaker it admits at most fallback.circuit_half_open_max attempts at once (default
+ * 1) until one of them succeeds; a failed trial cools it down again. So the end of a cooldown
+ * never sends the whole waiting herd to a backend that may still be broken.
+ *
  * State kept:
- *   - per (backend, model): cooldown expiry + class + short reason; the last error class/time;
+ *   - per (backend, model): cooldown expiry + class + short reason + when it was set; the trial
+ *     state after it; the last error class/time;
  *   - per backend: circuit breaker (only consulted when fallback.enable_circuit_breaker), manual
  *     drain flag, the last error class/time/reason, error count.
  * The number of (backend, model) records is capped (LP_HEALTH_MAX_PAIRS); when full, the oldest
@@ -53,16 +64,30 @@ enum lp_route_state lp_health_route_state(struct lp_health *h, const struct lp_c
 enum lp_route_state lp_health_state_fn(void *ctx, const struct lp_backend *b, const char *model,
                                        int64_t now_mono, int64_t *until_ms);
 
-/* Admission through the backend's circuit breaker before an attempt. Always true when breakers
- * are disabled in cfg. When it returns true (breakers enabled), the caller must later call
- * exactly one of lp_health_report_success, lp_health_report_failure or lp_health_release for
- * the same backend. Calling release/report after a false is harmless but wrong. */
-bool lp_health_breaker_allow(struct lp_health *h, const struct lp_config *cfg, const char *backend,
-                             int64_t now_mono);
+/* An admission: the permission to run one attempt on (backend, model). It holds a half-open
+ * breaker probe slot and/or a post-cooldown trial slot when those were needed. It must be
+ * consumed exactly once by lp_health_report_success, lp_health_report_failure or
+ * lp_health_release; consuming it twice does nothing (and counts a soft assertion). */
+struct lp_health_ticket {
+    bool held;             /* admitted and not yet consumed */
+    bool breaker;          /* breakers were on: the breaker expects this outcome */
+    uint32_t breaker_gen;  /* the breaker's ticket (0 = admitted while closed) */
+    bool trial;            /* holds the pair's post-cooldown trial slot */
+    int64_t started_mono;  /* admission time: orders this attempt's report against others */
+};
 
-/* The admitted attempt was cancelled before an outcome (client gone, could not start): frees a
- * half-open probe slot, records nothing. */
-void lp_health_release(struct lp_health *h, const char *backend);
+/* Admission before an attempt on (backend, model) at now_mono: false when the backend's breaker
+ * refuses (open, or half-open with every probe slot taken) or the pair is in its post-cooldown
+ * trial with every slot taken; cooling/drained state is the planner's business (a caller may
+ * deliberately try a cooling pair with when_all_cooling: try_soonest). On true, *t is a held
+ * ticket. */
+bool lp_health_admit(struct lp_health *h, const struct lp_config *cfg, const char *backend,
+                     const char *model, int64_t now_mono, struct lp_health_ticket *t);
+
+/* The admitted attempt ended without a verdict on the backend (client gone, cancelled, lost a
+ * race, could not start, local failure): frees its slots, records nothing. */
+void lp_health_release(struct lp_health *h, const char *backend, const char *model,
+                       struct lp_health_ticket *t);
 
 /* A failed attempt on (backend, model), classified as d:
  *   - records the last error (class, wall time, reason) for the backend and the pair;
@@ -73,11 +98,13 @@ void lp_health_release(struct lp_health *h, const char *backend);
  * Use it for every non-OK decision, including ones returned to the client. */
 void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg,
                               const char *backend, const char *model, const struct lp_decision *d,
-                              int64_t now_mono, int64_t now_wall);
+                              int64_t now_mono, int64_t now_wall, struct lp_health_ticket *t);
 
-/* A successful attempt: breaker success; ends a cooldown of the pair (evidence it works). */
+/* A successful attempt: a breaker success; ends the pair's cooldown and trial when they were set
+ * before the attempt started (evidence that it works now), never one set since. */
 void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg,
-                              const char *backend, const char *model, int64_t now_mono);
+                              const char *backend, const char *model, int64_t now_mono,
+                              struct lp_health_ticket *t);
 
 /* Manual drain (admin): a drained backend is skipped by the planner until undrained. */
 void lp_health_set_drained(struct lp_health *h, const char *backend, bool drained);

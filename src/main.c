@@ -15,6 +15,7 @@
 #include "edge.h"
 #include "health.h"
 #include "log.h"
+#include "logcfg.h"
 #include "metrics.h"
 #include "reload.h"
 #include "runtime.h"
@@ -31,8 +32,8 @@ struct app {
     int listen_fds[MAX_WORKERS];
     int n_workers;
     struct event *sig_term, *sig_int, *sig_hup, *sig_usr1, *drain_tick;
-    int64_t drain_deadline_ms;
-    int64_t drain_started_ms;
+    int64_t drain_deadline_ms;    /* monotonic */
+    bool cut_sent;                /* the deadline passed: live requests were ended */
     bool draining;
     struct lp_reloader *reloader;
 };
@@ -59,70 +60,6 @@ static void print_diags(const struct lp_diags *d)
     }
 }
 
-static enum lp_log_level parse_level(const char *s)
-{
-    if (!s)
-        return LP_LOG_INFO;
-    if (strcasecmp(s, "debug") == 0)
-        return LP_LOG_DEBUG;
-    if (strcasecmp(s, "warn") == 0 || strcasecmp(s, "warning") == 0)
-        return LP_LOG_WARN;
-    if (strcasecmp(s, "error") == 0)
-        return LP_LOG_ERROR;
-    return LP_LOG_INFO;
-}
-
-/* A log path from the config: "off"/"none" disable it, a relative path is taken under
- * logging.base_dir (created if missing; a relative base_dir is relative to the working
- * directory, as in the reference). Returns a heap path or NULL. Boot/reload time only. */
-static char *log_path(const struct lp_config *cfg, const char *p)
-{
-    if (!p || !*p || strcmp(p, "off") == 0 || strcmp(p, "none") == 0)
-        return NULL;
-    if (p[0] == '/' || !cfg->logging.base_dir || !cfg->logging.base_dir[0])
-        return lp_xstrdup(p);
-    const char *dir = cfg->logging.base_dir;
-    char *full = lp_xasprintf("%s/%s", dir, p);
-    /* mkdir -p of the file's directory (it may have subdirectories, e.g. requests/x.log). */
-    char *d = lp_xstrdup(full);
-    char *slash = strrchr(d, '/');
-    if (slash) {
-        *slash = '\0';
-        for (char *q = d + 1; *q; q++) {
-            if (*q == '/') {
-                *q = '\0';
-                mkdir(d, 0750);
-                *q = '/';
-            }
-        }
-        mkdir(d, 0750);
-    }
-    free(d);
-    return full;
-}
-
-void lp_main_apply_logging(const struct lp_config *cfg)
-{
-    char *err_file = log_path(cfg, cfg->logging.error_log);
-    char *acc_file = log_path(cfg, cfg->logging.access_log);
-    struct lp_log_opts lo = {
-        .level = parse_level(cfg->logging.level),
-        .mask = cfg->logging.mask_sensitive,
-        .error_file = err_file,
-        .access_file = acc_file,
-        .also_stderr = true,
-    };
-    lp_log_init(&lo);
-    free(err_file);
-    free(acc_file);
-    /* Add, never clear first: a line logged by a worker during a reload must not find an empty
-     * secret list. Keys dropped from the config stay masked, which is harmless. */
-    lp_log_add_secret(cfg->proxy_api_key);
-    lp_log_add_secret(cfg->admin_api_key);
-    for (size_t i = 0; i < cfg->n_backends; i++)
-        lp_log_add_secret(cfg->backends[i].api_key);
-}
-
 /* ---- signals ----------------------------------------------------------------------------- */
 
 static int active_requests(struct app *a)
@@ -132,19 +69,39 @@ static int active_requests(struct app *a)
 
 /* Drain progress: the workers leave their loops once they have no request and no connection
  * left (see worker.c); the deadline (server.shutdown_timeout) stops them regardless. */
+/* After the drain deadline, how long the workers get to flush the error events of the streams
+ * they ended before they are stopped outright. */
+#define CUT_GRACE_MS 1000
+
+static void stop_workers(struct app *a)
+{
+    for (int i = 0; i < a->n_workers; i++)
+        lp_worker_command(a->workers[i], LP_WORKER_CMD_STOP);
+    event_base_loopexit(a->base, NULL);
+}
+
+/* Drain progress: the workers leave their loops once they have no request and no connection
+ * left (see worker.c). At the deadline (server.shutdown_timeout, monotonic clock) every live
+ * request is ended in a protocol-correct way (a stream gets an error event and a proper end)
+ * and the workers get CUT_GRACE_MS to flush that; then they are stopped regardless. */
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct app *a = arg;
-    int64_t now = lp_wall_ms();
+    int64_t now = lp_now_ms();
     bool all_done = atomic_load(&a->rt.workers_exited) >= a->n_workers;
-    if (all_done || now >= a->drain_deadline_ms) {
-        if (!all_done)
-            lp_log_warn(NULL, "drain deadline passed with %d request(s) in flight; closing them",
+    if (all_done || now >= a->drain_deadline_ms + (a->cut_sent ? CUT_GRACE_MS : 0)) {
+        if (!all_done && a->cut_sent)
+            lp_log_warn(NULL, "drain: %d request(s) still open after the grace period; closing",
                         active_requests(a));
+        if (all_done || a->cut_sent) {
+            stop_workers(a);
+            return;
+        }
+        lp_log_warn(NULL, "drain deadline passed with %d request(s) in flight; ending them",
+                    active_requests(a));
+        a->cut_sent = true;
         for (int i = 0; i < a->n_workers; i++)
-            lp_worker_command(a->workers[i], LP_WORKER_CMD_STOP);
-        event_base_loopexit(a->base, NULL);
-        return;
+            lp_worker_command(a->workers[i], LP_WORKER_CMD_CUT);
     }
     struct timeval tv = {0, 50 * 1000};
     evtimer_add(a->drain_tick, &tv);
@@ -155,14 +112,13 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
     struct app *a = arg;
     if (a->draining) {
         lp_log_warn(NULL, "second termination signal: exiting now");
-        a->drain_deadline_ms = 0;
-        on_drain_tick(-1, 0, a);
+        stop_workers(a);
         return;
     }
     a->draining = true;
     atomic_store(&a->rt.draining, true);
     struct lp_config *cfg = lp_runtime_config(&a->rt);
-    a->drain_deadline_ms = lp_wall_ms() + cfg->server.shutdown_timeout_ms;
+    a->drain_deadline_ms = lp_now_ms() + cfg->server.shutdown_timeout_ms;
     lp_config_unref(cfg);
     lp_log_info(NULL, "received %s: draining %d in-flight request(s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
                 active_requests(a));
@@ -238,7 +194,7 @@ static int run(struct app *a, const char *path)
         fprintf(stderr, "llm-proxy: configuration %s is invalid\n", path);
         return 1;
     }
-    lp_main_apply_logging(cfg);
+    lp_logcfg_apply(cfg);
     for (int i = 0; i < MAX_WORKERS; i++)
         a->listen_fds[i] = -1;
     pthread_mutex_init(&a->rt.lock, NULL);

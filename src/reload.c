@@ -13,13 +13,13 @@
 
 #include "health.h"
 #include "log.h"
+#include "logcfg.h"
 #include "metrics.h"
 #include "sysprompt.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 #include "worker.h"
 
-void lp_main_apply_logging(const struct lp_config *cfg); /* main.c */
 
 struct lp_reload_job {
     struct event *ev;
@@ -118,7 +118,7 @@ static bool do_reload(struct lp_reloader *r, char **msg_out)
             lp_log_warn(NULL, "reload: listen/threads changed; restart needed to apply them");
         }
         lp_config_unref(old);
-        lp_main_apply_logging(cfg);
+        lp_logcfg_apply(cfg);
         lp_health_configure(r->rt->health, cfg);
         lp_runtime_publish(r->rt, cfg, sp);
         pthread_mutex_lock(&r->mu);

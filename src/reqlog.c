@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "attempt.h"
+#include "relay.h"
 #include "log.h"
 #include "mask.h"
 #include "metrics.h"
@@ -24,7 +26,17 @@ static const char *alias_label(const struct lp_request *req)
 
 static const char *proto_name(enum lp_proto p)
 {
-    return p == LP_PROTO_ANTHROPIC ? "anthropic" : "openai";
+    return lp_proto_name(p);
+}
+
+static int64_t att_dur_us(const struct lp_attempt *a)
+{
+    return (a->end_us ? a->end_us : lp_now_us()) - a->start_us;
+}
+
+static int64_t att_ttft_us(const struct lp_attempt *a)
+{
+    return a->first_us ? a->first_us - a->start_us : -1;
 }
 
 static void put_key(struct lp_buf *b, const char *key);
@@ -122,17 +134,22 @@ static void record_metrics(struct lp_request *req, int64_t total_us, int64_t ove
     lp_metrics_inc(s, LP_M_REQUEST_BYTES_TOTAL, l_alias, req->bytes_in);
     lp_metrics_inc(s, LP_M_RESPONSE_BYTES_TOTAL, l_alias, req->bytes_out);
     lp_metrics_observe(s, LP_M_OVERHEAD_SECONDS, NULL, (double)overhead_us / 1e6);
+    const struct lp_attempt *ok = NULL;
     for (size_t i = 0; i < req->n_log; i++) {
-        const struct lp_attempt_rec *r = &req->log[i];
-        const char *l_att[] = {r->backend, r->model, r->cls};
+        const struct lp_attempt *r = req->log[i];
+        const char *cls = r->cls ? r->cls : "cancelled";
+        const char *l_att[] = {r->cand->backend->name, r->cand->route->model, cls};
         lp_metrics_inc(s, LP_M_UPSTREAM_ATTEMPTS_TOTAL, l_att, 1);
-        const char *l_b[] = {r->backend};
-        lp_metrics_observe(s, LP_M_UPSTREAM_ATTEMPT_DURATION_SECONDS, l_b, (double)r->dur_us / 1e6);
-        if (r->ttft_us >= 0)
-            lp_metrics_observe(s, LP_M_UPSTREAM_TTFT_SECONDS, l_b, (double)r->ttft_us / 1e6);
+        const char *l_b[] = {r->cand->backend->name};
+        lp_metrics_observe(s, LP_M_UPSTREAM_ATTEMPT_DURATION_SECONDS, l_b,
+                           (double)att_dur_us(r) / 1e6);
+        if (att_ttft_us(r) >= 0)
+            lp_metrics_observe(s, LP_M_UPSTREAM_TTFT_SECONDS, l_b, (double)att_ttft_us(r) / 1e6);
+        if (r == req->winner && r->cls && strcmp(r->cls, "ok") == 0)
+            ok = r;
     }
-    if (req->n_log && strcmp(req->log[req->n_log - 1].cls, "ok") == 0) {
-        const char *backend = req->log[req->n_log - 1].backend;
+    if (ok) {
+        const char *backend = ok->cand->backend->name;
         const char *types[] = {"input", "output", "cached"};
         int64_t vals[] = {req->tok_in, req->tok_out, req->tok_cached};
         for (int i = 0; i < 3; i++) {
@@ -144,7 +161,7 @@ static void record_metrics(struct lp_request *req, int64_t total_us, int64_t ove
     }
 }
 
-void lp_request_log_access(struct lp_request *req)
+void lp_reqlog_write(struct lp_request *req)
 {
     /* Recorded once, just before the response's last byte is handed to the edge, so a client
      * that reads its answer and then scrapes /metrics (maybe on another worker) sees it. */
@@ -182,17 +199,18 @@ void lp_request_log_access(struct lp_request *req)
     json_tok(&b, "status", req->final_status);
     lp_buf_appends(&b, ",\"attempts\":[");
     for (size_t i = 0; i < req->n_log; i++) {
-        const struct lp_attempt_rec *r = &req->log[i];
+        const struct lp_attempt *r = req->log[i];
+        const char *bname = r->cand->backend->name;
         lp_buf_appends(&b, i ? ",{" : "{");
         lp_buf_appends(&b, "\"backend\":\"");
-        lp_buf_append_json_escaped(&b, r->backend, strlen(r->backend));
+        lp_buf_append_json_escaped(&b, bname, strlen(bname));
         lp_buf_appends(&b, "\"");
-        json_str(&b, "model", r->model);
-        json_str(&b, "class", r->cls);
-        json_tok(&b, "status", r->status);
-        json_ms(&b, "duration_ms", r->dur_us);
-        if (r->ttft_us >= 0)
-            json_ms(&b, "ttft_ms", r->ttft_us);
+        json_str(&b, "model", r->cand->route->model);
+        json_str(&b, "class", r->cls ? r->cls : "cancelled");
+        json_tok(&b, "status", r->rec_status);
+        json_ms(&b, "duration_ms", att_dur_us(r));
+        if (att_ttft_us(r) >= 0)
+            json_ms(&b, "ttft_ms", att_ttft_us(r));
         if (r->cause[0])
             json_str_masked(&b, "cause", r->cause, &m);
         lp_buf_appends(&b, "}");
@@ -213,6 +231,8 @@ void lp_request_log_access(struct lp_request *req)
         json_str(&b, "abort", req->abort_reason);
     if (req->client_gone)
         lp_buf_appends(&b, ",\"client_gone\":true");
+    if (req->stream_end != LP_END_NONE)
+        json_str(&b, "stream_end", lp_stream_end_name(req->stream_end));
     if (req->error_msg_set)
         json_str_masked(&b, "error", req->error_msg, &m);
     lp_buf_appends(&b, "}");
@@ -225,7 +245,7 @@ void lp_request_log_access(struct lp_request *req)
     lp_buf_free(&b);
 }
 
-void lp_request_count_abort(struct lp_request *req, const char *reason)
+void lp_reqlog_abort(struct lp_request *req, const char *reason)
 {
     if (req->abort_reason)
         return;
@@ -234,18 +254,18 @@ void lp_request_count_abort(struct lp_request *req, const char *reason)
     lp_metrics_inc(req->w->metrics, LP_M_STREAM_ABORTS_TOTAL, l, 1);
 }
 
-void lp_metrics_failover(struct lp_request *req, const char *reason)
+void lp_reqlog_failover(struct lp_request *req, const char *reason)
 {
     const char *l[] = {reason};
     lp_metrics_inc(req->w->metrics, LP_M_FAILOVERS_TOTAL, l, 1);
 }
 
-void lp_metrics_retry(struct lp_request *req)
+void lp_reqlog_retry(struct lp_request *req)
 {
     lp_metrics_inc(req->w->metrics, LP_M_RETRIES_TOTAL, NULL, 1);
 }
 
-void lp_metrics_backoff(struct lp_request *req, int64_t delay_ms)
+void lp_reqlog_backoff(struct lp_request *req, int64_t delay_ms)
 {
     lp_metrics_inc(req->w->metrics, LP_M_BACKOFF_WAIT_SECONDS_TOTAL, NULL, (uint64_t)delay_ms * 1000);
 }

@@ -46,6 +46,8 @@ struct lp_upstream_xfer {
     bool aborted;   /* our callback asked to abort */
     bool reaping;   /* queued for deferred removal */
     bool local_fail; /* a socket could not be created here (no fds/memory): not the backend */
+    bool pending_add; /* started from inside a callback: joins the multi on the next pass */
+    char *owned_body; /* freed with the transfer (lp_upstream_req.body_owned) */
     struct lp_buf hdrbuf; /* "name\0value\0" pairs of the final response */
     struct hdr_ref hv[MAX_RESP_HEADERS];
     size_t n_hv;
@@ -69,6 +71,7 @@ struct lp_upstream {
     char *default_cainfo; /* libcurl's built-in CA bundle path, restored on pooled handles */
     struct lp_upstream_xfer *live;
     struct lp_upstream_xfer *reap;
+    struct lp_upstream_xfer *pending; /* started inside a callback, added on the next pass */
 };
 
 static void check_multi_info(struct lp_upstream *u);
@@ -386,10 +389,24 @@ static void xfer_unlink(struct lp_upstream_xfer *x)
 }
 
 /* Remove from the multi handle and free. Must not run inside a curl callback. */
+static void unlink_pending(struct lp_upstream_xfer *x)
+{
+    struct lp_upstream_xfer **pp = &x->u->pending;
+    while (*pp && *pp != x)
+        pp = &(*pp)->reap_next;
+    if (*pp)
+        *pp = x->reap_next;
+    x->pending_add = false;
+}
+
 static void xfer_destroy(struct lp_upstream_xfer *x)
 {
     struct lp_upstream *u = x->u;
-    curl_multi_remove_handle(u->multi, x->easy);
+    if (x->pending_add)
+        unlink_pending(x);
+    else
+        curl_multi_remove_handle(u->multi, x->easy);
+    free(x->owned_body);
     easy_put(u, x->easy);
     curl_slist_free_all(x->hdrs);
     lp_buf_free(&x->hdrbuf);
@@ -427,6 +444,18 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
         struct lp_upstream_xfer *x = u->reap;
         u->reap = x->reap_next;
         xfer_destroy(x);
+    }
+    /* Transfers started from inside a callback join the multi now (outside curl's stack). */
+    while (u->pending) {
+        struct lp_upstream_xfer *x = u->pending;
+        u->pending = x->reap_next;
+        x->pending_add = false;
+        if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
+            x->cancelled = true;
+            if (x->cbs.on_done)
+                x->cbs.on_done(x->arg, x, LP_XFER_LOCAL, "could not add the upstream transfer");
+            xfer_destroy(x);
+        }
     }
 }
 
@@ -468,6 +497,10 @@ void lp_upstream_destroy(struct lp_upstream *u)
 {
     if (!u)
         return;
+    while (u->pending) {
+        u->pending->cancelled = true;
+        xfer_destroy(u->pending); /* unlinks it from the pending list */
+    }
     on_reap(-1, 0, u);
     while (u->live) {
         u->live->cancelled = true;
@@ -499,10 +532,15 @@ struct lp_upstream_xfer *lp_upstream_start(struct lp_upstream *u, const struct l
                                            const struct lp_upstream_cbs *cbs, void *arg)
 {
     CURL *e = easy_get(u);
-    if (!e)
+    if (!e) {
+        if (r->body_owned)
+            free((char *)r->body);
         return NULL;
+    }
     struct lp_upstream_xfer *x = lp_xcalloc(1, sizeof *x);
     x->u = u;
+    if (r->body_owned)
+        x->owned_body = (char *)r->body;
     x->easy = e;
     x->cbs = *cbs;
     x->arg = arg;
@@ -538,6 +576,15 @@ struct lp_upstream_xfer *lp_upstream_start(struct lp_upstream *u, const struct l
         u->live->prev = x;
     u->live = x;
     u->active++;
+    if (u->depth > 0) {
+        /* Inside curl's call stack (a failover started from a callback): adding a handle here
+         * is refused, so it joins on the next loop pass. */
+        x->pending_add = true;
+        x->reap_next = u->pending;
+        u->pending = x;
+        event_active(&u->reap_ev, EV_TIMEOUT, 0);
+        return x;
+    }
     if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
         x->cancelled = true;
         xfer_destroy(x);
@@ -564,7 +611,7 @@ void lp_upstream_cancel(struct lp_upstream_xfer *x)
     if (!x || x->cancelled)
         return;
     x->cancelled = true;
-    if (x->u->depth == 0) {
+    if (x->u->depth == 0 || x->pending_add) {
         /* Outside curl's call stack: remove now, so curl never touches the caller's request body
          * again (it is freed right after a cancel). */
         xfer_destroy(x);

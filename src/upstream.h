@@ -54,8 +54,12 @@ struct lp_upstream_cbs {
 struct lp_upstream_req {
     const char *url;
     bool post;                 /* POST with body, else GET */
-    const char *body;          /* borrowed: must stay valid until on_done or cancel */
+    const char *body;          /* borrowed: must stay valid until on_done or cancel, unless
+                                  body_owned */
     size_t body_len;
+    bool body_owned;           /* the transfer takes body (a malloc'd buffer) and frees it when
+                                  it is really gone: a cancel from inside another transfer's
+                                  callback is completed later, and the body must outlive it */
     const char *const *headers; /* "Name: value" strings, copied */
     size_t n_headers;
     int64_t connect_timeout_ms;
@@ -74,8 +78,10 @@ struct lp_upstream *lp_upstream_create(struct event_base *base, const struct lp_
 void lp_upstream_destroy(struct lp_upstream *u);
 size_t lp_upstream_active(const struct lp_upstream *u);
 
-/* Start a transfer. Never calls a callback synchronously. Returns NULL on a setup failure
- * (e.g. an invalid URL), in which case no callback will ever be called. */
+/* Start a transfer. Never calls a callback synchronously; may be called from inside another
+ * transfer's callback (the transfer then joins the client on the next loop pass). Returns NULL
+ * on a setup failure (e.g. an invalid URL), in which case no callback will ever be called (and
+ * an owned body has been freed). */
 struct lp_upstream_xfer *lp_upstream_start(struct lp_upstream *u, const struct lp_upstream_req *r,
                                            const struct lp_upstream_cbs *cbs, void *arg);
 /* Stop the transfer at once; no further callbacks. Safe from inside this xfer's callbacks (the

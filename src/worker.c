@@ -10,19 +10,20 @@
 #include "edge.h"
 #include "log.h"
 #include "metrics.h"
-#include "proxy.h"
+#include "intake.h"
+#include "request.h"
 #include "upstream.h"
 #include "util/alloc.h"
 #include "util/rand.h"
 
 static void on_request(struct lp_edge_req *er, void *arg)
 {
-    lp_proxy_handle(arg, er);
+    lp_intake_handle(arg, er);
 }
 
 static void on_reject(struct lp_edge_req *er, int status, const char *reason, void *arg)
 {
-    lp_proxy_reject(arg, er, status, reason);
+    lp_intake_reject(arg, er, status, reason);
 }
 
 void lp_worker_limits(const struct lp_config *cfg, struct lp_edge_limits *lim)
@@ -56,6 +57,22 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     if (cmd & LP_WORKER_CMD_STOP) {
         event_base_loopbreak(w->base);
         return;
+    }
+    if (cmd & LP_WORKER_CMD_CUT) {
+        /* End every live request the way its owner knows (a committed stream gets an error
+         * event and a proper end, not a silent cut); the drain check then waits for the
+         * answers to be flushed. */
+        size_t n = 0;
+        struct lp_request *next;
+        for (struct lp_request *r = w->live; r; r = next, n++) {
+            next = r->live_next; /* ending r never ends another request */
+            if (r->on_shutdown)
+                r->on_shutdown(r);
+            else
+                lp_request_finish(r);
+        }
+        if (n)
+            lp_log_warn(NULL, "worker %d: drain deadline passed; ended %zu request(s)", w->idx, n);
     }
     if (cmd & LP_WORKER_CMD_LIMITS) {
         struct lp_config *cfg = lp_runtime_config(w->rt);

@@ -13,6 +13,7 @@
 struct lp_edge;
 struct lp_upstream;
 struct lp_metrics_shard;
+struct lp_request;
 
 struct lp_worker {
     int idx;
@@ -30,6 +31,7 @@ struct lp_worker {
     atomic_int command;       /* pending LP_WORKER_CMD_* bits (commands never overwrite each other) */
     struct event *drain_timer;
     size_t requests;          /* in-flight requests owned by this worker */
+    struct lp_request *live;  /* those requests (request.c keeps the list) */
 };
 
 enum {
@@ -37,6 +39,9 @@ enum {
     LP_WORKER_CMD_DRAIN = 1, /* stop accepting; exit the loop once idle */
     LP_WORKER_CMD_STOP = 2,  /* exit the loop now (drain deadline passed) */
     LP_WORKER_CMD_LIMITS = 4, /* re-read edge limits from the current config (after a reload) */
+    LP_WORKER_CMD_CUT = 8,   /* the drain deadline passed: end every live request in a
+                                protocol-correct way (streams get an error event), then leave
+                                once the answers are flushed */
 };
 
 /* Create a worker bound to listen_fd, which it takes over (closed on drain or destroy). Returns

@@ -27,13 +27,31 @@ static void test_closed_opens_after_consecutive_failures(void **state)
     lp_breaker_init(&b, &CFG);
     assert_int_equal(lp_breaker_state(&b, 0), LP_BREAKER_CLOSED);
     fail_n(&b, 2, 10);
-    lp_breaker_on_success(&b, 11, 0); /* a success resets the consecutive count */
+    lp_breaker_on_success(&b, 11, 0, 11); /* a success resets the consecutive count */
     fail_n(&b, 2, 12);
     assert_int_equal(lp_breaker_state(&b, 12), LP_BREAKER_CLOSED);
     fail_n(&b, 1, 13);
     assert_int_equal(lp_breaker_state(&b, 13), LP_BREAKER_OPEN);
     assert_int_equal(lp_breaker_open_until(&b), 1013);
     assert_int_equal(b.times_opened, 1);
+}
+
+/* Under concurrency, successes of requests admitted before the failures keep arriving: they
+ * must not reset the count (load probe L1). */
+static void test_stale_success_keeps_failure_count(void **state)
+{
+    struct lp_breaker b;
+    lp_breaker_init(&b, &CFG);
+    fail_n(&b, 2, 100);
+    lp_breaker_on_success(&b, 105, 0, 50); /* admitted at 50, before the failures */
+    fail_n(&b, 1, 106);
+    assert_int_equal(lp_breaker_state(&b, 106), LP_BREAKER_OPEN);
+
+    lp_breaker_init(&b, &CFG);
+    fail_n(&b, 2, 100);
+    lp_breaker_on_success(&b, 105, 0, 100); /* admitted at the latest failure: counts */
+    fail_n(&b, 1, 106);
+    assert_int_equal(lp_breaker_state(&b, 106), LP_BREAKER_CLOSED);
 }
 
 static void test_open_rejects_until_timeout(void **state)
@@ -65,10 +83,10 @@ static void test_half_open_limits_probes_and_closes(void **state)
     assert_true(lp_breaker_allow(&b, 1000, &t1));
     assert_false(lp_breaker_allow(&b, 1000, &t2)); /* one probe at a time */
     assert_false(lp_breaker_would_allow(&b, 1000));
-    lp_breaker_on_success(&b, 1001, t1);
+    lp_breaker_on_success(&b, 1001, t1, 1001);
     assert_int_equal(lp_breaker_state(&b, 1001), LP_BREAKER_HALF_OPEN); /* 1 of 2 */
     assert_true(lp_breaker_allow(&b, 1002, &t2));
-    lp_breaker_on_success(&b, 1003, t2);
+    lp_breaker_on_success(&b, 1003, t2, 1003);
     assert_int_equal(lp_breaker_state(&b, 1003), LP_BREAKER_CLOSED);
     /* Closed again: counters were reset, it takes a full threshold to reopen. */
     fail_n(&b, 2, 1004);
@@ -105,11 +123,11 @@ static void test_multiple_probes(void **state)
     lp_breaker_release(&b, a); /* cancelled: frees the slot, counts nothing */
     assert_int_equal(b.successes, 0);
     assert_true(lp_breaker_allow(&b, 1000, &a));
-    lp_breaker_on_success(&b, 1001, a);
-    lp_breaker_on_success(&b, 1001, bb);
+    lp_breaker_on_success(&b, 1001, a, 1001);
+    lp_breaker_on_success(&b, 1001, bb, 1001);
     assert_int_equal(lp_breaker_state(&b, 1001), LP_BREAKER_HALF_OPEN);
     assert_true(lp_breaker_allow(&b, 1002, &a));
-    lp_breaker_on_success(&b, 1003, a);
+    lp_breaker_on_success(&b, 1003, a, 1003);
     assert_int_equal(lp_breaker_state(&b, 1003), LP_BREAKER_CLOSED);
 }
 
@@ -126,7 +144,7 @@ static void test_stale_reports_ignored(void **state)
     assert_int_equal(lp_breaker_open_until(&b), 1001);
     uint32_t probe, x;
     assert_true(lp_breaker_allow(&b, 1001, &probe));
-    lp_breaker_on_success(&b, 1002, old); /* stale success while half-open: no credit */
+    lp_breaker_on_success(&b, 1002, old, 1002); /* stale success while half-open: no credit */
     lp_breaker_release(&b, old);          /* nor does it free the probe's slot */
     assert_int_equal(b.successes, 0);
     assert_false(lp_breaker_allow(&b, 1002, &x));
@@ -138,9 +156,9 @@ static void test_stale_reports_ignored(void **state)
     uint32_t probe2;
     assert_true(lp_breaker_allow(&b, 2004, &probe2));
     assert_true(probe2 != probe);
-    lp_breaker_on_success(&b, 2005, probe);
+    lp_breaker_on_success(&b, 2005, probe, 2005);
     assert_int_equal(b.successes, 0);
-    lp_breaker_on_success(&b, 2005, probe2);
+    lp_breaker_on_success(&b, 2005, probe2, 2005);
     assert_int_equal(b.successes, 1);
 }
 
@@ -173,6 +191,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_closed_opens_after_consecutive_failures),
+        cmocka_unit_test(test_stale_success_keeps_failure_count),
         cmocka_unit_test(test_open_rejects_until_timeout),
         cmocka_unit_test(test_half_open_limits_probes_and_closes),
         cmocka_unit_test(test_half_open_failure_reopens_and_restarts_timer),

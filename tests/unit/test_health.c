@@ -50,6 +50,25 @@ static struct lp_decision dec(enum lp_err_class cls, int64_t cooldown_ms)
 
 #define WALL 1735689600000LL /* 2025-01-01T00:00:00Z */
 
+/* An attempt admitted and failed at `now` (the request path's order: admit, then report). */
+static void report_fail(struct lp_health *h, const struct lp_config *cfg, const char *b,
+                        const char *m, const struct lp_decision *d, int64_t now, int64_t wall)
+{
+    struct lp_health_ticket t;
+    assert_true(lp_health_admit(h, cfg, b, m, now, &t));
+    lp_health_report_failure(h, cfg, b, m, d, now, wall, &t);
+    assert_false(t.held);
+}
+
+/* An attempt admitted at `started` that succeeded at `now`. */
+static void report_ok(struct lp_health *h, const struct lp_config *cfg, const char *b,
+                      const char *m, int64_t started, int64_t now)
+{
+    struct lp_health_ticket t;
+    assert_true(lp_health_admit(h, cfg, b, m, started, &t));
+    lp_health_report_success(h, cfg, b, m, now, &t);
+}
+
 static void test_cooldown_extend_never_shorten(void **state)
 {
     struct fixture f;
@@ -61,31 +80,31 @@ static void test_cooldown_extend_never_shorten(void **state)
     assert_int_equal(until, 0);
 
     struct lp_decision d = dec(LP_CLASS_RATE_LIMIT, 1000);
-    lp_health_report_failure(h, &f.cfg, "a", "x", &d, 100, WALL);
+    report_fail(h, &f.cfg, "a", "x", &d, 100, WALL);
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 1099, &until), LP_ROUTE_COOLING);
     assert_int_equal(until, 1100);
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "other", 500, NULL), LP_ROUTE_USABLE);
 
     d = dec(LP_CLASS_SERVER, 5000); /* longer: extends */
-    lp_health_report_failure(h, &f.cfg, "a", "x", &d, 200, WALL);
+    report_fail(h, &f.cfg, "a", "x", &d, 200, WALL);
     lp_health_route_state(h, &f.cfg, a, "x", 300, &until);
     assert_int_equal(until, 5200);
     d = dec(LP_CLASS_SERVER, 10); /* shorter: never shortens */
-    lp_health_report_failure(h, &f.cfg, "a", "x", &d, 300, WALL);
+    report_fail(h, &f.cfg, "a", "x", &d, 300, WALL);
     lp_health_route_state(h, &f.cfg, a, "x", 300, &until);
     assert_int_equal(until, 5200);
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 5200, NULL), LP_ROUTE_USABLE);
 
     /* A decision without cooldown (client error) records but does not cool. */
     d = dec(LP_CLASS_CLIENT, 0);
-    lp_health_report_failure(h, &f.cfg, "a", "z", &d, 6000, WALL);
+    report_fail(h, &f.cfg, "a", "z", &d, 6000, WALL);
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "z", 6000, NULL), LP_ROUTE_USABLE);
 
     /* Success ends a cooldown. */
     d = dec(LP_CLASS_SERVER, 5000);
-    lp_health_report_failure(h, &f.cfg, "a", "x", &d, 7000, WALL);
+    report_fail(h, &f.cfg, "a", "x", &d, 7000, WALL);
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 7001, NULL), LP_ROUTE_COOLING);
-    lp_health_report_success(h, &f.cfg, "a", "x", 7002);
+    report_ok(h, &f.cfg, "a", "x", 7002, 7002);
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 7003, NULL), LP_ROUTE_USABLE);
     lp_health_destroy(h);
 }
@@ -104,9 +123,9 @@ static void test_drain_and_clear(void **state)
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 0, NULL), LP_ROUTE_USABLE);
 
     struct lp_decision d = dec(LP_CLASS_SERVER, 1000);
-    lp_health_report_failure(h, &f.cfg, "a", "x", &d, 0, WALL);
-    lp_health_report_failure(h, &f.cfg, "a", "x2", &d, 0, WALL);
-    lp_health_report_failure(h, &f.cfg, "b", "y", &d, 0, WALL);
+    report_fail(h, &f.cfg, "a", "x", &d, 0, WALL);
+    report_fail(h, &f.cfg, "a", "x2", &d, 0, WALL);
+    report_fail(h, &f.cfg, "b", "y", &d, 0, WALL);
     assert_int_equal(lp_health_clear(h, "a", "x"), 1);
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 1, NULL), LP_ROUTE_USABLE);
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x2", 1, NULL), LP_ROUTE_COOLING);
@@ -125,36 +144,39 @@ static void test_breaker_through_store(void **state)
     lp_health_configure(h, &f.cfg);
     const struct lp_backend *a = &f.backends[0];
     struct lp_decision d = dec(LP_CLASS_SERVER, 0); /* no cooldown: isolate the breaker */
-    for (int i = 0; i < 2; i++) {
-        assert_true(lp_health_breaker_allow(h, &f.cfg, "a", 0));
-        lp_health_report_failure(h, &f.cfg, "a", "x", &d, 0, WALL);
-    }
+    for (int i = 0; i < 2; i++)
+        report_fail(h, &f.cfg, "a", "x", &d, 0, WALL);
     int64_t until = 0;
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 5, &until), LP_ROUTE_OPEN);
     assert_int_equal(until, 10000);
     /* The router adapter sees the same through the configured flag. */
     assert_int_equal(lp_health_state_fn(h, a, "other", 5, &until), LP_ROUTE_OPEN);
-    assert_false(lp_health_breaker_allow(h, &f.cfg, "a", 9999));
+    struct lp_health_ticket t1, t2, t3;
+    assert_false(lp_health_admit(h, &f.cfg, "a", "x", 9999, &t1));
+    assert_false(t1.held);
 
     /* Half-open: one probe; while it is out, the route reads OPEN with unknown expiry. */
-    assert_true(lp_health_breaker_allow(h, &f.cfg, "a", 10000));
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 10000, &t1));
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 10000, &until), LP_ROUTE_OPEN);
     assert_int_equal(until, 0);
-    assert_false(lp_health_breaker_allow(h, &f.cfg, "a", 10000));
-    lp_health_release(h, "a"); /* cancelled probe frees the slot */
-    assert_true(lp_health_breaker_allow(h, &f.cfg, "a", 10001));
-    lp_health_report_success(h, &f.cfg, "a", "x", 10002);
-    assert_true(lp_health_breaker_allow(h, &f.cfg, "a", 10003));
+    assert_false(lp_health_admit(h, &f.cfg, "a", "x", 10000, &t2));
+    lp_health_release(h, "a", "x", &t1); /* cancelled probe frees the slot */
+    lp_health_release(h, "a", "x", &t1); /* a second consumption does nothing */
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 10001, &t2));
+    lp_health_report_success(h, &f.cfg, "a", "x", 10002, &t2);
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 10003, &t3));
     /* A client error proves the backend answers: counts as a breaker success. */
     struct lp_decision c = dec(LP_CLASS_CLIENT, 0);
-    lp_health_report_failure(h, &f.cfg, "a", "x", &c, 10004, WALL);
+    lp_health_report_failure(h, &f.cfg, "a", "x", &c, 10004, WALL, &t3);
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 10005, NULL), LP_ROUTE_USABLE);
-    assert_true(lp_health_breaker_allow(h, &f.cfg, "a", 10005));
-    assert_true(lp_health_breaker_allow(h, &f.cfg, "a", 10005)); /* closed: no probe limit */
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 10005, &t1));
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 10005, &t2)); /* closed: no probe limit */
+    lp_health_release(h, "a", "x", &t1);
+    lp_health_release(h, "a", "x", &t2);
 
-    /* Reload with breakers disabled: the open state is ignored and allow always admits. */
+    /* Reload with breakers disabled: the open state is ignored and admission always passes. */
     for (int i = 0; i < 2; i++)
-        lp_health_report_failure(h, &f.cfg, "a", "x", &d, 20000, WALL);
+        report_fail(h, &f.cfg, "a", "x", &d, 20000, WALL);
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 20001, NULL), LP_ROUTE_OPEN);
     struct fixture g;
     fx_init(&g, false);
@@ -162,10 +184,65 @@ static void test_breaker_through_store(void **state)
     assert_int_equal(lp_health_route_state(h, &g.cfg, &g.backends[0], "x", 20001, NULL),
                      LP_ROUTE_USABLE);
     assert_int_equal(lp_health_state_fn(h, &g.backends[0], "x", 20001, NULL), LP_ROUTE_USABLE);
-    assert_true(lp_health_breaker_allow(h, &g.cfg, "a", 20001));
+    assert_true(lp_health_admit(h, &g.cfg, "a", "x", 20001, &t1));
+    lp_health_release(h, "a", "x", &t1);
     /* ...and re-enabling brings the (name-keyed) state back. */
     lp_health_configure(h, &f.cfg);
     assert_int_equal(lp_health_state_fn(h, &g.backends[0], "x", 20001, NULL), LP_ROUTE_OPEN);
+    lp_health_destroy(h);
+}
+
+/* Load probe L1: successes of attempts that started before a failure never clear it. */
+static void test_late_success_keeps_cooldown(void **state)
+{
+    struct fixture f;
+    fx_init(&f, false);
+    struct lp_health *h = lp_health_create();
+    const struct lp_backend *a = &f.backends[0];
+    struct lp_health_ticket early, late;
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 100, &early)); /* a stream started at 100 */
+    struct lp_decision d = dec(LP_CLASS_SERVER, 5000);
+    report_fail(h, &f.cfg, "a", "x", &d, 200, WALL);            /* the backend broke at 200 */
+    lp_health_report_success(h, &f.cfg, "a", "x", 300, &early);  /* the old stream ends fine */
+    assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 301, NULL), LP_ROUTE_COOLING);
+    /* try_soonest may still send an attempt during the cooldown: its success is newer evidence. */
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 400, &late));
+    lp_health_report_success(h, &f.cfg, "a", "x", 500, &late);
+    assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 501, NULL), LP_ROUTE_USABLE);
+    lp_health_destroy(h);
+}
+
+/* After a cooldown, at most circuit_half_open_max trials run until one succeeds. */
+static void test_trial_after_cooldown(void **state)
+{
+    struct fixture f;
+    fx_init(&f, false);
+    struct lp_health *h = lp_health_create();
+    const struct lp_backend *a = &f.backends[0];
+    struct lp_decision d = dec(LP_CLASS_SERVER, 1000);
+    report_fail(h, &f.cfg, "a", "x", &d, 0, WALL);
+    assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 999, NULL), LP_ROUTE_COOLING);
+    struct lp_health_ticket t1, t2;
+    /* Expired: one trial is admitted, the herd behind it is not. */
+    assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 1000, NULL), LP_ROUTE_USABLE);
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 1000, &t1));
+    assert_true(t1.trial);
+    assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 1001, NULL), LP_ROUTE_COOLING);
+    assert_false(lp_health_admit(h, &f.cfg, "a", "x", 1001, &t2));
+    /* The trial fails: cooled again; the next trial waits for the new expiry. */
+    lp_health_report_failure(h, &f.cfg, "a", "x", &d, 1500, WALL, &t1);
+    assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 2499, NULL), LP_ROUTE_COOLING);
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 2500, &t1));
+    /* A cancelled trial frees its slot without a verdict. */
+    lp_health_release(h, "a", "x", &t1);
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 2600, &t1));
+    lp_health_report_success(h, &f.cfg, "a", "x", 2700, &t1);
+    /* Recovered: no trial limit any more. */
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 2701, &t1));
+    assert_true(lp_health_admit(h, &f.cfg, "a", "x", 2701, &t2));
+    assert_false(t1.trial || t2.trial);
+    lp_health_release(h, "a", "x", &t1);
+    lp_health_release(h, "a", "x", &t2);
     lp_health_destroy(h);
 }
 
@@ -177,7 +254,7 @@ static void test_survives_reload(void **state)
     fx_init(&g, false);
     struct lp_health *h = lp_health_create();
     struct lp_decision d = dec(LP_CLASS_QUOTA, 1000);
-    lp_health_report_failure(h, &f.cfg, "b", "y", &d, 0, WALL);
+    report_fail(h, &f.cfg, "b", "y", &d, 0, WALL);
     assert_int_equal(lp_health_route_state(h, &g.cfg, &g.backends[1], "y", 1, NULL),
                      LP_ROUTE_COOLING);
     lp_health_destroy(h);
@@ -189,7 +266,7 @@ static void test_router_adapter(void **state)
     fx_init(&f, false);
     struct lp_health *h = lp_health_create();
     struct lp_decision d = dec(LP_CLASS_OVERLOADED, 3000);
-    lp_health_report_failure(h, &f.cfg, "a", "x", &d, 0, WALL);
+    report_fail(h, &f.cfg, "a", "x", &d, 0, WALL);
     struct lp_plan_opts o = {.allow_cross_protocol = true, .state_fn = lp_health_state_fn,
                              .state_ctx = h, .now_ms = 10};
     struct lp_candidate out[4];
@@ -209,7 +286,7 @@ static void test_any_usable(void **state)
     struct lp_health *h = lp_health_create();
     assert_true(lp_health_any_usable(h, &f.cfg, 0));
     struct lp_decision d = dec(LP_CLASS_SERVER, 1000);
-    lp_health_report_failure(h, &f.cfg, "a", "x", &d, 0, WALL);
+    report_fail(h, &f.cfg, "a", "x", &d, 0, WALL);
     assert_true(lp_health_any_usable(h, &f.cfg, 1));
     lp_health_set_drained(h, "b", true);
     assert_false(lp_health_any_usable(h, &f.cfg, 1));
@@ -227,8 +304,8 @@ static void test_json_view(void **state)
     struct lp_health *h = lp_health_create();
     struct lp_decision d = dec(LP_CLASS_RATE_LIMIT, 30000);
     strcpy(d.reason, "429 rate_limit_error: slow \"down\"");
-    lp_health_report_failure(h, &f.cfg, "a", "x", &d, 1000, WALL);
-    lp_health_report_failure(h, &f.cfg, "a", "extra", &d, 1000, WALL);
+    report_fail(h, &f.cfg, "a", "x", &d, 1000, WALL);
+    report_fail(h, &f.cfg, "a", "extra", &d, 1000, WALL);
     lp_health_set_drained(h, "b", true);
     char *s = lp_health_json(h, &f.cfg, 2000, WALL + 1000);
     struct json_object *root = lp_json_parse(s, strlen(s), NULL);
@@ -283,11 +360,11 @@ static void test_pair_table_is_bounded(void **state)
     char model[32];
     for (int i = 0; i < LP_HEALTH_MAX_PAIRS + 100; i++) {
         snprintf(model, sizeof model, "m%d", i);
-        lp_health_report_failure(h, &f.cfg, "a", model, &d, i, WALL);
+        report_fail(h, &f.cfg, "a", model, &d, i, WALL);
     }
     /* The newest records are kept; the oldest were recycled. */
     struct lp_decision c = dec(LP_CLASS_SERVER, 1000000);
-    lp_health_report_failure(h, &f.cfg, "a", "fresh", &c, 999999, WALL);
+    report_fail(h, &f.cfg, "a", "fresh", &c, 999999, WALL);
     assert_int_equal(lp_health_route_state(h, &f.cfg, &f.backends[0], "fresh", 1000000, NULL),
                      LP_ROUTE_COOLING);
     char *s = lp_health_json(h, &f.cfg, 1000000, WALL);
@@ -322,19 +399,20 @@ static void *worker(void *p)
         const struct lp_backend *b = &w->f->backends[(i + w->id) % 2];
         lp_health_route_state(w->h, &w->f->cfg, b, model, now, NULL);
         lp_health_state_fn(w->h, b, "x", now, NULL);
-        if (lp_health_breaker_allow(w->h, &w->f->cfg, bn, now)) {
+        struct lp_health_ticket t;
+        if (lp_health_admit(w->h, &w->f->cfg, bn, model, now, &t)) {
             switch (i % 4) {
             case 0: {
                 struct lp_decision d = dec(LP_CLASS_SERVER, 50);
-                lp_health_report_failure(w->h, &w->f->cfg, bn, model, &d, now, WALL + now);
+                lp_health_report_failure(w->h, &w->f->cfg, bn, model, &d, now, WALL + now, &t);
                 w->failures_reported++;
                 break;
             }
-            case 1: lp_health_report_success(w->h, &w->f->cfg, bn, model, now); break;
-            case 2: lp_health_release(w->h, bn); break;
+            case 1: lp_health_report_success(w->h, &w->f->cfg, bn, model, now, &t); break;
+            case 2: lp_health_release(w->h, bn, model, &t); break;
             default: {
                 struct lp_decision d = dec(LP_CLASS_CLIENT, 0);
-                lp_health_report_failure(w->h, &w->f->cfg, bn, model, &d, now, WALL + now);
+                lp_health_report_failure(w->h, &w->f->cfg, bn, model, &d, now, WALL + now, &t);
                 w->failures_reported++;
             }
             }
@@ -376,7 +454,7 @@ static void test_concurrent_use(void **state)
         sum += c;
     }
     assert_int_equal(sum, total);
-    assert_int_equal(total, THREADS * ITERS / 2);
+    assert_true(total > 0);
     json_object_put(root);
     free(s);
     lp_health_destroy(h);
@@ -388,6 +466,8 @@ int main(void)
         cmocka_unit_test(test_cooldown_extend_never_shorten),
         cmocka_unit_test(test_drain_and_clear),
         cmocka_unit_test(test_breaker_through_store),
+        cmocka_unit_test(test_late_success_keeps_cooldown),
+        cmocka_unit_test(test_trial_after_cooldown),
         cmocka_unit_test(test_survives_reload),
         cmocka_unit_test(test_router_adapter),
         cmocka_unit_test(test_any_usable),

@@ -1,199 +1,42 @@
-/* proxy.c - the request path: intake -> plan -> attempt -> (commit) -> relay -> finish.
+/* intake.c - the start of every request: dispatch by path, authentication, the LLM request's
+ * body scan and alias lookup (see intake.h).
  *
- * Ownership: a struct lp_request is created in lp_proxy_handle and freed only by finish(),
- * which also ends the edge request. Every path (success, error reply, client gone, shutdown)
- * ends in finish() exactly once.
- *
- * Commit rule (the one line to find): req->committed becomes true in commit_stream() or when a
- * complete response is handed to the edge. Before it, any failure may fail over; after it, a
- * failure can only end the stream with a protocol-correct error event.
+ * Phase INTAKE. Synchronous answers (health, models, errors, most admin calls) end the request
+ * here; an LLM request goes to forward.c (lp_forward_begin), which owns it from then on.
  */
-#include "proxy.h"
+#include "intake.h"
 
-#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "admin.h"
 #include "apierr.h"
-#include "attempt.h"
 #include "edge.h"
 #include "endpoint.h"
-#include "hdrpolicy.h"
+#include "forward.h"
 #include "health.h"
 #include "jscan.h"
 #include "log.h"
 #include "reqid.h"
 #include "request.h"
-#include "router.h"
-#include "util/alloc.h"
+#include "runtime.h"
+#include "util/buf.h"
 #include "util/clock.h"
 #include "worker.h"
 
-enum lp_proto lp_proxy_path_protocol(const char *path)
-{
-    return lp_endpoint_client_proto(path);
-}
-
-/* ---- replies ----------------------------------------------------------------------------- */
-
-void lp_request_reply(struct lp_request *req, int status, const char *content_type,
-                      const char *body, size_t len, const struct lp_edge_header *extra,
-                      size_t n_extra)
-{
-    struct lp_edge_header h[32];
-    size_t n = 0;
-    h[n++] = (struct lp_edge_header){"Content-Type", content_type};
-    h[n++] = (struct lp_edge_header){"X-Request-Id", req->id};
-    for (size_t i = 0; i < n_extra && n < 32; i++)
-        h[n++] = extra[i];
-    req->final_status = status;
-    req->bytes_out += len;
-    req->committed = true; /* COMMIT: a complete response goes to the edge */
-    lp_request_log_access(req);
-    if (!req->client_gone)
-        lp_edge_respond(req->er, status, h, n, body, len);
-    else
-        lp_edge_abort(req->er);
-    req->er = NULL;
-}
-
-void lp_request_reply_error(struct lp_request *req, int status, const char *type, const char *code,
-                            const char *msg)
-{
-    size_t len = 0;
-    char *body = lp_apierr_body(req->client, status, type, code, msg, req->id, &len);
-    lp_request_reply_error_body(req, status, body, len, NULL, 0);
-    free(body);
-}
-
-void lp_request_reply_error_body(struct lp_request *req, int status, const char *body, size_t len,
-                                 const struct lp_edge_header *extra, size_t n_extra)
-{
-    if (!req->error_msg_set) {
-        snprintf(req->error_msg, sizeof req->error_msg, "%.*s", (int)(len > 200 ? 200 : len), body);
-        req->error_msg_set = true;
-    }
-    lp_request_reply(req, status, "application/json", body, len, extra, n_extra);
-}
-
-/* ---- lifecycle ------------------------------------------------------------------------- */
-
-static struct lp_request *request_new(struct lp_worker *w, struct lp_edge_req *er)
-{
-    struct lp_request *req = lp_xcalloc(1, sizeof *req);
-    req->w = w;
-    req->er = er;
-    req->rt = w->rt;
-    req->cfg = lp_runtime_config(w->rt);
-    req->t0_us = lp_now_us();
-    req->t0_wall_ms = lp_wall_ms();
-    req->path = lp_xstrdup(lp_edge_req_path(er));
-    req->query = lp_xstrdup(lp_edge_req_query(er));
-    req->method = lp_xstrdup(lp_edge_req_method(er));
-    req->client = lp_endpoint_client_proto(req->path);
-    req->path_safe = lp_endpoint_path_safe(req->path, NULL);
-    if (req->path_safe)
-        req->ep = lp_endpoint_lookup(req->path, (const char *const *)req->cfg->passthrough_paths,
-                                     req->cfg->n_passthrough_paths);
-    req->chat = lp_endpoint_desc(req->ep)->translatable;
-    req->fwd_query = lp_endpoint_filter_query(req->ep, req->query);
-    snprintf(req->peer, sizeof req->peer, "%s", lp_edge_req_peer_ip(er));
-    const char *rid = lp_edge_req_header(er, "X-Request-Id");
-    if (rid && lp_reqid_sane(rid))
-        snprintf(req->id, sizeof req->id, "%s", rid);
-    else
-        lp_reqid_new(&w->rng, req->id);
-    req->body = lp_edge_req_body(er, &req->body_len);
-    req->bytes_in = req->body_len;
-    req->tok_in = req->tok_out = req->tok_cached = -1;
-    w->requests++;
-    atomic_fetch_add(&w->rt->active_requests, 1);
-    return req;
-}
-
-void lp_request_finish(struct lp_request *req)
-{
-    if (req->busy) {
-        /* Inside an asynchronous entry point of attempt.c: finish when it unwinds. */
-        req->finish_pending = true;
-        return;
-    }
-    lp_admin_cancel(req);
-    lp_attempt_teardown(req);
-    if (req->er) {
-        /* Nobody answered (client gone or shutdown): close without a response. */
-        lp_edge_abort(req->er);
-        req->er = NULL;
-    }
-    lp_request_log_access(req);
-    if (req->stream_counted)
-        atomic_fetch_sub(&req->rt->active_streams, 1);
-    atomic_fetch_sub(&req->rt->active_requests, 1);
-    if (req->llm)
-        atomic_fetch_sub(&req->rt->active_llm, 1);
-    req->w->requests--;
-    lp_jscan_free(&req->scan);
-    lp_config_unref(req->cfg);
-    free(req->alias_name);
-    free(req->path);
-    free(req->query);
-    free(req->fwd_query);
-    free(req->method);
-    free(req);
-}
-
-void lp_request_leave(struct lp_request *req)
-{
-    if (--req->busy == 0 && req->finish_pending)
-        lp_request_finish(req);
-}
-
+/* The edge's close callback: the client went away before its request was ended. */
 static void on_client_close(struct lp_edge_req *er, void *arg)
 {
     struct lp_request *req = arg;
-    req->client_gone = true;
-    lp_log_info(req->id, "client disconnected%s", req->committed ? " mid-stream" : "");
-    if (req->committed && !req->stream_done)
-        lp_request_count_abort(req, "client_gone");
-    /* Cancel the upstream transfer and any timer at once, then release everything. */
-    lp_request_finish(req);
-}
-
-/* ---- intake ---------------------------------------------------------------------------- */
-
-static bool authorized(struct lp_request *req, const char *key)
-{
-    if (!key || !*key)
-        return true;
-    size_t klen = strlen(key);
-    const char *auth = lp_edge_req_header(req->er, "Authorization");
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        const char *t = auth + 7;
-        while (*t == ' ')
-            t++;
-        if (lp_ct_equal(t, strlen(t), key, klen))
-            return true;
+    (void)er;
+    if (req->on_client_gone) {
+        req->on_client_gone(req);
+        return;
     }
-    const char *xk = lp_edge_req_header(req->er, "x-api-key");
-    if (xk && lp_ct_equal(xk, strlen(xk), key, klen))
-        return true;
-    return false;
-}
-
-bool lp_request_check_auth(struct lp_request *req, const char *key)
-{
-    if (authorized(req, key))
-        return true;
-    bool presented = lp_edge_req_header(req->er, "Authorization") ||
-                     lp_edge_req_header(req->er, "x-api-key");
-    lp_request_reply_error(req, 401, NULL, "invalid_api_key",
-                           presented ? "Invalid API key" : "Missing API key: send it as "
-                                                           "'Authorization: Bearer <key>' or "
-                                                           "'x-api-key: <key>'");
-    return false;
+    req->client_gone = true;
+    lp_log_info(req->id, "client disconnected");
+    lp_request_finish(req);
 }
 
 /* Whether an enabled alias has at least one route that can be tried now. */
@@ -320,7 +163,7 @@ static void handle_llm(struct lp_request *req)
                                                    : "Missing required field 'model'");
         return;
     }
-    req->alias_name = lp_xstrdup(req->scan.model);
+    req->alias_name = lp_arena_strdup(&req->arena, req->scan.model);
     req->stream = req->scan.stream;
     req->alias = lp_config_find_alias(req->cfg, req->scan.model, strlen(req->scan.model));
     if (!req->alias || !req->alias->enabled) {
@@ -331,7 +174,7 @@ static void handle_llm(struct lp_request *req)
                                "model_not_found", msg);
         return;
     }
-    lp_attempt_begin(req);
+    lp_forward_begin(req);
 }
 
 static void dispatch(struct lp_request *req)
@@ -374,22 +217,32 @@ static void dispatch(struct lp_request *req)
     }
 }
 
-void lp_proxy_handle(struct lp_worker *w, struct lp_edge_req *er)
+void lp_intake_handle(struct lp_worker *w, struct lp_edge_req *er)
 {
-    struct lp_request *req = request_new(w, er);
+    struct lp_request *req = lp_request_new(w, er);
     lp_edge_set_close_cb(er, on_client_close, req);
+    req->client = lp_endpoint_client_proto(req->path);
+    req->path_safe = lp_endpoint_path_safe(req->path, NULL);
+    if (req->path_safe)
+        req->ep = lp_endpoint_lookup(req->path, (const char *const *)req->cfg->passthrough_paths,
+                                     req->cfg->n_passthrough_paths);
+    req->chat = lp_endpoint_desc(req->ep)->translatable;
+    char *q = lp_endpoint_filter_query(req->ep, req->query);
+    req->fwd_query = lp_arena_strdup(&req->arena, q);
+    free(q);
     lp_request_enter(req);
     dispatch(req);
-    /* Synchronous replies end the edge request at once; finish those here. */
-    if (!req->er && !req->x && !req->timer_armed && !req->admin_job)
-        req->finish_pending = true;
+    /* Synchronous answers ended the edge request already: finish those here. Requests with
+     * asynchronous work (forwarding, a reload job) are finished by their owner. */
+    if (req->phase == LP_PHASE_DONE && !req->admin_job && !req->on_teardown)
+        lp_request_finish(req);
     lp_request_leave(req);
 }
 
-void lp_proxy_reject(struct lp_worker *w, struct lp_edge_req *er, int status, const char *reason)
+void lp_intake_reject(struct lp_worker *w, struct lp_edge_req *er, int status, const char *reason)
 {
     const char *path = lp_edge_req_path(er);
-    enum lp_proto p = lp_proxy_path_protocol(path);
+    enum lp_proto p = lp_endpoint_client_proto(path);
     char id[LP_REQID_MAX];
     lp_reqid_new(&w->rng, id);
     char msg[256];

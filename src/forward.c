@@ -1,0 +1,642 @@
+/* forward.c - the attempt loop (see forward.h).
+ *
+ * Phases handled here: PLANNING (lp_forward_begin), ATTEMPTING and BACKOFF (attempts and the
+ * request timer), COMMITTED (the winner relays), DONE (answered; finishing).
+ *
+ * Entry points: lp_forward_begin (intake), conclude() (every attempt outcome, from inside that
+ * attempt's callbacks), on_backoff_timer, lp_forward_client_gone (edge close callback) and
+ * on_shutdown (worker drain deadline). All run on the worker's loop; the attempt callbacks and
+ * the timer hold the request (lp_request_enter), so a finish requested from inside them is
+ * deferred until they unwind.
+ */
+#include "forward.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apierr.h"
+#include "attempt.h"
+#include "backoff.h"
+#include "decide.h"
+#include "edge.h"
+#include "health.h"
+#include "log.h"
+#include "mask.h"
+#include "proto/synth.h"
+#include "proto/xlat.h"
+#include "relay.h"
+#include "request.h"
+#include "router.h"
+#include "runtime.h"
+#include "util/alloc.h"
+#include "util/assert.h"
+#include "util/clock.h"
+#include "worker.h"
+
+#define DEFAULT_TOTAL_MS 600000
+
+static void conclude(struct lp_attempt *a, const struct lp_outcome *o);
+static void next_attempt(struct lp_request *req);
+static void on_shutdown(struct lp_request *req);
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+static int64_t remaining_ms(const struct lp_request *req)
+{
+    int64_t left = (req->deadline_us - lp_now_us()) / 1000;
+    return left > 0 ? left : 0;
+}
+
+static int tries_in_flight(const struct lp_request *req, const struct lp_attempt *except)
+{
+    int n = 0;
+    for (int i = 0; i < LP_MAX_INFLIGHT; i++)
+        n += req->tries[i] && req->tries[i] != except;
+    return n;
+}
+
+static void untrack(struct lp_request *req, struct lp_attempt *a)
+{
+    for (int i = 0; i < LP_MAX_INFLIGHT; i++)
+        if (req->tries[i] == a)
+            req->tries[i] = NULL;
+}
+
+static bool track(struct lp_request *req, struct lp_attempt *a)
+{
+    for (int i = 0; i < LP_MAX_INFLIGHT; i++) {
+        if (!req->tries[i]) {
+            req->tries[i] = a;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void timer_stop(struct lp_request *req)
+{
+    if (req->timer_ready && evtimer_pending(&req->timer, NULL))
+        evtimer_del(&req->timer);
+}
+
+/* ---- the record ----------------------------------------------------------------------------- */
+
+/* Write the attempt's record once: class, status, cause, timings, and for a failure the answer
+ * the all-failed reply quotes. */
+static void record(struct lp_attempt *a, const char *cls, const char *cause)
+{
+    struct lp_request *req = a->req;
+    if (a->cls)
+        return;
+    a->cls = cls;
+    a->rec_status = a->status;
+    snprintf(a->cause, sizeof a->cause, "%s", cause ? cause : "");
+    if (!a->end_us)
+        a->end_us = lp_now_us();
+    req->upstream_wait_us += a->end_us - a->start_us;
+}
+
+static void record_failure(struct lp_attempt *a, const struct lp_decision *d)
+{
+    record(a, lp_class_name(d->cls), d->reason);
+    a->err_cls = d->cls;
+    a->hint_ms = d->hint_ms;
+    a->err_proto = a->cand->protocol;
+    if (a->status) {
+        lp_buf_reset(&a->err_body);
+        lp_buf_append(&a->err_body, a->resp.data ? a->resp.data : "", a->resp.len);
+    }
+    a->req->last_failed = a;
+}
+
+/* ---- health: the ticket is consumed exactly once -------------------------------------------- */
+
+static void health_failure(struct lp_attempt *a, const struct lp_decision *d)
+{
+    const struct lp_candidate *c = a->cand;
+    lp_health_report_failure(a->req->rt->health, a->req->cfg, c->backend->name, c->route->model,
+                             d, lp_now_ms(), lp_wall_ms(), &a->ticket);
+}
+
+static void health_success(struct lp_attempt *a)
+{
+    const struct lp_candidate *c = a->cand;
+    lp_health_report_success(a->req->rt->health, a->req->cfg, c->backend->name, c->route->model,
+                             lp_now_ms(), &a->ticket);
+}
+
+static void health_release(struct lp_attempt *a)
+{
+    const struct lp_candidate *c = a->cand;
+    if (!a->ticket.held)
+        return; /* already reported (a final outcome came first) */
+    lp_health_release(a->req->rt->health, c->backend->name, c->route->model, &a->ticket);
+}
+
+/* Record the outcome and report it to health (once). READY reports nothing yet: the stream's
+ * end will. */
+static void settle(struct lp_attempt *a, const struct lp_outcome *o)
+{
+    switch (o->kind) {
+    case LP_OUT_READY: break;
+    case LP_OUT_COMPLETE:
+        record(a, "ok", "");
+        health_success(a);
+        break;
+    case LP_OUT_FAILED:
+        record_failure(a, &o->d);
+        health_failure(a, &o->d);
+        break;
+    case LP_OUT_STREAM_END:
+        if (o->end == LP_END_CLEAN) {
+            record(a, "ok", "");
+            health_success(a);
+        } else if (o->end == LP_END_CLIENT_GONE) {
+            record(a, "client_gone", o->why);
+            health_release(a); /* the client left: not the backend's fault */
+        } else {
+            record_failure(a, &o->d);
+            health_failure(a, &o->d);
+        }
+        break;
+    case LP_OUT_DEADLINE: {
+        char why[96];
+        snprintf(why, sizeof why, "total_timeout (%lld ms) reached",
+                 (long long)a->req->cfg->timeout.total_ms);
+        record(a, "timeout", why);
+        health_release(a); /* the request ran out of time, not the backend */
+        break;
+    }
+    case LP_OUT_LOCAL:
+        record(a, lp_class_name(LP_CLASS_LOCAL), o->why);
+        health_release(a);
+        lp_log_warn(a->req->id, "local failure before reaching %s: %s", a->cand->backend->name,
+                    o->why ? o->why : "");
+        break;
+    case LP_OUT_REFUSED:
+        record(a, "refused", o->refuse_msg);
+        health_release(a);
+        break;
+    case LP_OUT_CANCELLED:
+        record(a, o->end == LP_END_CLIENT_GONE ? "client_gone" : "cancelled", o->why);
+        health_release(a);
+        break;
+    }
+}
+
+/* ---- ending the request: the one way out ---------------------------------------------------- */
+
+/* Cancel every attempt still in flight (recorded as cancelled, nobody blamed). */
+static void cancel_tries(struct lp_request *req, const struct lp_attempt *keep, const char *why)
+{
+    for (int i = 0; i < LP_MAX_INFLIGHT; i++) {
+        struct lp_attempt *a = req->tries[i];
+        if (!a || a == keep)
+            continue;
+        req->tries[i] = NULL;
+        record(a, req->client_gone ? "client_gone" : "cancelled", why);
+        health_release(a);
+        lp_attempt_release(a);
+    }
+}
+
+/* The request has its answer (or cannot get one): release everything and finish. */
+static void end_request(struct lp_request *req)
+{
+    cancel_tries(req, NULL, "request ended");
+    timer_stop(req);
+    lp_request_set_phase(req, LP_PHASE_DONE);
+    lp_request_finish(req);
+}
+
+/* on_teardown hook: whatever is left when the request is freed. */
+static void teardown(struct lp_request *req)
+{
+    cancel_tries(req, NULL, "request ended");
+    timer_stop(req);
+    for (size_t i = 0; i < req->n_log; i++)
+        lp_attempt_dispose(req->log[i]);
+}
+
+/* ---- replies before commit ------------------------------------------------------------------ */
+
+static void append_attempts(struct lp_buf *b, const struct lp_request *req)
+{
+    for (size_t i = 0; i < req->n_log; i++) {
+        const struct lp_attempt *r = req->log[i];
+        lp_buf_printf(b, "%s%s/%s: %s", i ? "; " : "", r->cand->backend->name,
+                      r->cand->route->model, r->cls ? r->cls : "?");
+        if (r->rec_status)
+            lp_buf_printf(b, " %d", r->rec_status);
+        if (r->cause[0])
+            lp_buf_printf(b, " (%s)", r->cause);
+    }
+}
+
+static int64_t retry_after_s(int64_t hint_ms)
+{
+    return hint_ms > 0 ? (hint_ms + 999) / 1000 : 0;
+}
+
+static void reply_all_cooling(struct lp_request *req)
+{
+    int64_t wait_s = 1;
+    if (req->plan.soonest_until_ms > 0) {
+        int64_t ms = req->plan.soonest_until_ms - lp_now_ms();
+        wait_s = ms > 0 ? (ms + 999) / 1000 : 1;
+    }
+    char msg[400];
+    snprintf(msg, sizeof msg,
+             "All routes for model '%.100s' are temporarily unavailable (cooling down, circuit "
+             "open or drained); retry after %lld s",
+             req->alias_name, (long long)wait_s);
+    lp_request_reply_error_retry(req, 503, NULL, "all_routes_unavailable", msg, wait_s);
+}
+
+/* No attempt is left: the last failure's class decides the status and error type, in the
+ * client's protocol (never a 2xx: an error inside a 200 gets its class's status). */
+static void reply_all_failed(struct lp_request *req, bool deadline_hit)
+{
+    const struct lp_attempt *last = req->last_failed;
+    if (req->n_log == 0 || !last) {
+        if (req->n_skipped_health > 0 || req->plan.skipped_cooling || req->plan.skipped_open ||
+            req->plan.skipped_drained) {
+            reply_all_cooling(req);
+        } else {
+            char msg[300];
+            snprintf(msg, sizeof msg, "No usable route for model '%.100s' on endpoint %.100s",
+                     req->alias_name, req->path);
+            lp_request_reply_error(req, 502, NULL, "no_route", msg);
+        }
+        return;
+    }
+    enum lp_err_class cls = deadline_hit ? LP_CLASS_TIMEOUT : last->err_cls;
+    struct lp_class_reply cr = lp_apierr_for_class(req->client, cls, last->rec_status);
+    struct lp_buf b;
+    lp_buf_init(&b, 16384);
+    lp_buf_printf(&b, "All %zu attempts failed", req->n_log);
+    if (last->err_body.len) {
+        char type[64] = "", umsg[256] = "";
+        lp_sse_event_error_info(last->err_proto, last->err_body.data, last->err_body.len, type,
+                                sizeof type, umsg, sizeof umsg);
+        /* Upstreams sometimes echo a key in their error message: mask it before it reaches the
+         * client (the attempt causes are masked by classify). */
+        size_t n_sec;
+        const char *const *secrets = lp_config_secrets(req->cfg, &n_sec);
+        lp_buf_appends(&b, "; last upstream error: ");
+        if (umsg[0])
+            lp_mask(umsg, strlen(umsg), &b, secrets, n_sec);
+        else
+            lp_buf_appends(&b, last->cause[0] ? last->cause : "(no message)");
+    }
+    lp_buf_appends(&b, ". Attempts: ");
+    append_attempts(&b, req);
+    int64_t ra = 0;
+    if (cr.status == 429 || cr.status == 503 || cr.status == 529)
+        ra = retry_after_s(last->hint_ms);
+    lp_request_reply_error_retry(req, cr.status, cr.type, cr.code ? cr.code : "all_backends_failed",
+                                 b.data, ra);
+    lp_buf_free(&b);
+}
+
+/* An error the client must see as it is (its own request's fault: 400 context length, content
+ * policy...), translated to its protocol's shape; a 2xx (in-band) status gets its class's. */
+static void reply_upstream_error(struct lp_request *req, struct lp_attempt *a,
+                                 const struct lp_decision *d)
+{
+    int status = a->status;
+    if (status < 400) {
+        struct lp_class_reply cr = lp_apierr_for_class(req->client, d->cls, status);
+        status = cr.status;
+    }
+    size_t len = 0;
+    char *body = lp_xlat_error(a->cand->protocol, req->client, status, a->resp.data, a->resp.len,
+                               &len);
+    const char *ra = lp_attempt_header(a, "Retry-After");
+    struct lp_edge_header extra = {"Retry-After", ra};
+    if (body) {
+        lp_request_reply_error_body(req, status, body, len, &extra, ra ? 1 : 0);
+        free(body);
+    } else {
+        lp_request_reply_error_body(req, status, a->resp.data ? a->resp.data : "", a->resp.len,
+                                    &extra, ra ? 1 : 0);
+    }
+}
+
+static void reply_deadline(struct lp_request *req)
+{
+    char msg[400];
+    struct lp_buf b;
+    lp_buf_init(&b, 8192);
+    append_attempts(&b, req);
+    snprintf(msg, sizeof msg, "total_timeout (%lld ms) reached. Attempts: %s",
+             (long long)req->cfg->timeout.total_ms, b.data ? b.data : "");
+    lp_buf_free(&b);
+    lp_request_reply_error(req, 504, NULL, "upstream_timeout", msg);
+}
+
+/* ---- the commit point ----------------------------------------------------------------------- */
+
+/* A complete answer commits by being sent whole. A streaming client whose upstream ignored
+ * `stream: true` gets the answer replayed as a well-formed stream of its protocol. */
+static void commit_complete(struct lp_request *req, struct lp_attempt *a)
+{
+    const char *body = a->resp.data ? a->resp.data : "";
+    size_t len = a->resp.len;
+    lp_xlat_usage(req->client, body, len, &req->tok_in, &req->tok_out, &req->tok_cached);
+    req->t_first_byte_us = lp_now_us();
+    size_t slen = 0;
+    char *sse = NULL;
+    if (req->stream && req->chat &&
+        (sse = lp_synth_stream(req->client, body, len, req->scan.has_stream_options_include_usage,
+                               &slen))) {
+        lp_log_info(req->id, "%s answered a stream request with one JSON body; replayed as SSE",
+                    a->cand->backend->name);
+        lp_relay_commit(req, NULL, 0);
+        lp_relay_write(req, sse, slen);
+        free(sse);
+        lp_relay_end(req, NULL, LP_END_CLEAN, NULL, NULL, NULL);
+        return;
+    }
+    struct lp_edge_header extra[32];
+    size_t n = lp_attempt_response_headers(a, extra, 32, false);
+    const char *ct = a->translate ? NULL : lp_attempt_header(a, "Content-Type");
+    lp_request_reply(req, a->status, ct ? ct : "application/json", body, len, extra, n);
+}
+
+/* THE COMMIT POINT: attempt a wins. Every other attempt is cancelled; from here on a failure can
+ * only end the stream with an error event. */
+static void commit(struct lp_request *req, struct lp_attempt *a)
+{
+    LP_DEBUG_ASSERT(req->winner == NULL);
+    req->winner = a;
+    cancel_tries(req, a, "another attempt answered first");
+    if (a->state == LP_ATT_READY) {
+        struct lp_edge_header extra[40];
+        size_t n = lp_attempt_response_headers(a, extra, 40, true);
+        lp_relay_commit(req, extra, n);
+        lp_attempt_commit(a); /* relays the first event; may end the stream (STREAM_END) */
+    } else {
+        untrack(req, a);
+        commit_complete(req, a);
+        lp_attempt_release(a);
+        end_request(req);
+    }
+}
+
+/* The committed stream is over (any end) or its deadline passed. */
+static void end_stream(struct lp_request *req, struct lp_attempt *a, const struct lp_outcome *o)
+{
+    struct lp_stream_usage u = a->st.xlat ? lp_stream_xlat_usage(a->st.xlat) : a->st.tap.usage;
+    req->tok_in = u.input;
+    req->tok_out = u.output;
+    req->tok_cached = u.cached;
+    if (o->kind == LP_OUT_DEADLINE) {
+        char why[96];
+        snprintf(why, sizeof why, "total_timeout (%lld ms) reached",
+                 (long long)req->cfg->timeout.total_ms);
+        lp_relay_end(req, &a->st, LP_END_DEADLINE, "timeout_error", why, "total_timeout");
+    } else {
+        lp_relay_end(req, &a->st, o->end, o->err_type, o->d.reason, o->abort_reason);
+    }
+    untrack(req, a);
+    lp_attempt_release(a);
+    end_request(req);
+}
+
+/* ---- backoff -------------------------------------------------------------------------------- */
+
+static void on_backoff_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct lp_request *req = arg;
+    lp_request_enter(req);
+    req->upstream_wait_us += lp_now_us() - req->backoff_start_us;
+    lp_request_set_phase(req, LP_PHASE_ATTEMPTING);
+    next_attempt(req);
+    lp_request_leave(req);
+}
+
+static void start_backoff(struct lp_request *req, int64_t delay_ms)
+{
+    lp_request_set_phase(req, LP_PHASE_BACKOFF);
+    req->backoff_start_us = lp_now_us();
+    req->backoff_total_ms += delay_ms;
+    lp_reqlog_backoff(req, delay_ms);
+    struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+    evtimer_add(&req->timer, &tv);
+}
+
+/* The wait before the next attempt: the backoff curve, or the Retry-After hint of the failed
+ * attempt when the next candidate is on the same backend. */
+static int64_t backoff_for_next(struct lp_request *req, const struct lp_attempt *failed)
+{
+    int64_t delay = lp_backoff_delay_ms(&req->cfg->fallback, (int)req->n_log, &req->w->rng);
+    if (req->next_cand < req->n_cands && failed && failed->hint_ms > delay) {
+        const struct lp_candidate *c = &req->cands[req->next_cand];
+        if (c->backend == failed->cand->backend && failed->hint_ms < remaining_ms(req))
+            delay = failed->hint_ms;
+    }
+    return delay;
+}
+
+/* ---- conclude: every outcome of every attempt ------------------------------------------------ */
+
+static int attempts_left(const struct lp_request *req)
+{
+    if (req->max_attempts <= 0)
+        return 1 << 20;
+    return req->max_attempts - (int)req->n_log;
+}
+
+static void conclude(struct lp_attempt *a, const struct lp_outcome *o)
+{
+    struct lp_request *req = a->req;
+    settle(a, o);
+    bool final = o->kind != LP_OUT_READY && o->kind != LP_OUT_COMPLETE;
+    if (final)
+        untrack(req, a);
+    struct lp_decide_in in = {
+        .phase = req->phase,
+        .outcome = o->kind,
+        .failover = o->d.failover,
+        .is_winner = req->winner == a,
+        .client_gone = req->client_gone,
+        .others_in_flight = tries_in_flight(req, a),
+        .cands_left = req->n_cands - req->next_cand,
+        .attempts_left = attempts_left(req),
+        .time_left_ms = remaining_ms(req),
+    };
+    if (o->kind == LP_OUT_FAILED && o->d.failover)
+        in.backoff_ms = backoff_for_next(req, a);
+    struct lp_decide_out d = lp_decide(&in);
+    if (o->kind == LP_OUT_FAILED && o->d.failover)
+        lp_log_info(req->id, "attempt %d on %s/%s failed (%s): %s; %s", a->seq,
+                    a->cand->backend->name, a->cand->route->model, lp_class_name(o->d.cls),
+                    o->d.reason,
+                    d.next == LP_NEXT_TRY_NEXT || d.next == LP_NEXT_BACKOFF ? "failing over"
+                    : d.next == LP_NEXT_ALL_FAILED                          ? "no attempt left"
+                                                                            : lp_next_name(d.next));
+    if (o->kind == LP_OUT_FAILED && o->d.failover)
+        lp_reqlog_failover(req, lp_class_name(o->d.cls));
+    switch (d.next) {
+    case LP_NEXT_COMMIT: commit(req, a); return;
+    case LP_NEXT_CANCEL:
+        untrack(req, a);
+        record(a, "cancelled", "another attempt answered first");
+        health_release(a);
+        lp_attempt_release(a);
+        return;
+    case LP_NEXT_WAIT: lp_attempt_release(a); return;
+    case LP_NEXT_TRY_NEXT:
+        lp_attempt_release(a);
+        next_attempt(req);
+        return;
+    case LP_NEXT_BACKOFF:
+        lp_attempt_release(a);
+        start_backoff(req, d.delay_ms);
+        return;
+    case LP_NEXT_END_STREAM: end_stream(req, a, o); return;
+    case LP_NEXT_REPLY_ERROR: reply_upstream_error(req, a, &o->d); break;
+    case LP_NEXT_REPLY_REFUSED:
+        lp_request_reply_error(req, o->refuse_status, o->refuse_type, NULL, o->refuse_msg);
+        break;
+    case LP_NEXT_REPLY_LOCAL: {
+        char msg[256];
+        snprintf(msg, sizeof msg, "The proxy is out of local resources (%s); retry shortly",
+                 o->why ? o->why : "");
+        lp_request_reply_error_retry(req, 503, NULL, "local_resource_exhausted", msg, 1);
+        break;
+    }
+    case LP_NEXT_ALL_FAILED:
+        req->deadline_hit |= d.deadline_hit;
+        reply_all_failed(req, req->deadline_hit);
+        break;
+    case LP_NEXT_DEADLINE: reply_deadline(req); break;
+    case LP_NEXT_FINISH:
+        if (req->phase == LP_PHASE_COMMITTED && req->winner)
+            lp_relay_end(req, &req->winner->st, LP_END_CLIENT_GONE, NULL, NULL, NULL);
+        break;
+    }
+    lp_attempt_release(a);
+    end_request(req);
+}
+
+/* ---- the loop ------------------------------------------------------------------------------- */
+
+/* Start the next startable candidate, or answer that none is left. */
+static void next_attempt(struct lp_request *req)
+{
+    while (req->next_cand < req->n_cands) {
+        if (attempts_left(req) <= 0)
+            break;
+        if (remaining_ms(req) < LP_MIN_ATTEMPT_MS) {
+            req->deadline_hit = true; /* too little time left for a meaningful attempt */
+            break;
+        }
+        const struct lp_candidate *c = &req->cands[req->next_cand++];
+        if (!lp_attempt_can_serve(req, c)) {
+            lp_log_debug(req->id, "route %s/%s skipped: it cannot serve %s", c->backend->name,
+                         c->route->model, req->path);
+            continue;
+        }
+        struct lp_health_ticket t;
+        if (!lp_health_admit(req->rt->health, req->cfg, c->backend->name, c->route->model,
+                             lp_now_ms(), &t)) {
+            req->n_skipped_health++;
+            lp_log_debug(req->id, "route %s/%s skipped: circuit open or trial slots taken",
+                         c->backend->name, c->route->model);
+            continue;
+        }
+        if (req->n_log > 0)
+            lp_reqlog_retry(req);
+        struct lp_outcome early;
+        bool started;
+        struct lp_attempt *a = lp_attempt_start(req, c, &t, (int)req->n_log + 1, conclude,
+                                                &early, &started);
+        if (req->n_log < LP_MAX_ATTEMPTS)
+            req->log[req->n_log++] = a;
+        lp_request_set_phase(req, LP_PHASE_ATTEMPTING);
+        if (LP_COUNT_IF(!track(req, a))) {
+            early = (struct lp_outcome){.kind = LP_OUT_LOCAL, .why = "too many attempts in flight"};
+            started = false;
+        }
+        if (!started)
+            conclude(a, &early);
+        return;
+    }
+    reply_all_failed(req, req->deadline_hit && req->last_failed);
+    end_request(req);
+}
+
+void lp_forward_begin(struct lp_request *req)
+{
+    lp_request_set_phase(req, LP_PHASE_PLANNING);
+    req->on_teardown = teardown;
+    req->on_shutdown = on_shutdown;
+    req->on_client_gone = lp_forward_client_gone;
+    event_assign(&req->timer, req->w->base, -1, 0, on_backoff_timer, req);
+    req->timer_ready = true;
+    const struct lp_timeouts *t = &req->cfg->timeout;
+    req->deadline_us = req->t0_us + (t->total_ms > 0 ? t->total_ms : DEFAULT_TOTAL_MS) * 1000;
+    struct lp_plan_opts o = {
+        .client_proto = req->client,
+        .allow_cross_protocol = req->chat, /* only chat endpoints have translators */
+        .state_fn = lp_health_state_fn,
+        .state_ctx = req->rt->health,
+        .now_ms = lp_now_ms(),
+        .rng = &req->w->rng,
+        .include_unusable = req->cfg->fallback.when_all_cooling == LP_ALL_COOLING_TRY_SOONEST,
+    };
+    struct lp_candidate cands[LP_MAX_CANDIDATES];
+    req->n_cands = lp_router_plan(req->cfg, req->alias, &o, cands, LP_MAX_CANDIDATES, &req->plan);
+    req->cands = lp_arena_alloc(&req->arena, req->n_cands * sizeof *cands);
+    memcpy(req->cands, cands, req->n_cands * sizeof *cands);
+    if (req->plan.skipped_protocol)
+        lp_log_info(req->id, "%zu route(s) of '%s' skipped: backend protocol cannot serve %s",
+                    req->plan.skipped_protocol, req->alias_name, req->path);
+    req->max_attempts = lp_plan_max_attempts(&req->cfg->fallback, req->n_cands);
+    lp_request_enter(req);
+    next_attempt(req);
+    lp_request_leave(req);
+}
+
+void lp_forward_client_gone(struct lp_request *req)
+{
+    req->client_gone = true;
+    lp_log_info(req->id, "client disconnected%s", req->phase == LP_PHASE_COMMITTED ? " mid-stream" : "");
+    lp_request_enter(req);
+    struct lp_attempt *w = req->winner;
+    if (w && req->phase == LP_PHASE_COMMITTED) {
+        /* The relaying attempt's outcome: the client left; nobody is blamed. */
+        struct lp_outcome o = {.kind = LP_OUT_STREAM_END, .end = LP_END_CLIENT_GONE,
+                               .why = "client disconnected mid-stream"};
+        conclude(w, &o);
+    } else if (req->phase != LP_PHASE_DONE) {
+        end_request(req); /* cancels every attempt in flight (recorded client_gone) */
+    }
+    lp_request_leave(req);
+}
+
+/* on_shutdown hook: the drain deadline passed with this request still running. */
+static void on_shutdown(struct lp_request *req)
+{
+    lp_request_enter(req);
+    struct lp_attempt *w = req->winner;
+    if (w && req->phase == LP_PHASE_COMMITTED) {
+        record(w, "shutdown", "the proxy is shutting down");
+        health_release(w);
+        lp_relay_end(req, &w->st, LP_END_SHUTDOWN, "overloaded_error",
+                     "the proxy is shutting down; retry the request", "shutdown");
+        untrack(req, w);
+        lp_attempt_release(w);
+        end_request(req);
+    } else if (req->phase != LP_PHASE_DONE) {
+        cancel_tries(req, NULL, "the proxy is shutting down");
+        lp_request_reply_error_retry(req, 503, NULL, "shutting_down",
+                                     "The proxy is shutting down; retry the request", 1);
+        end_request(req);
+    }
+    lp_request_leave(req);
+}
