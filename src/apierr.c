@@ -193,10 +193,12 @@ struct lp_class_reply lp_apierr_for_class(enum lp_proto client, enum lp_err_clas
     if (client == LP_PROTO_ANTHROPIC) {
         if (r->an_status)
             out.status = r->an_status;
-        /* 401 vs 403 is the upstream's distinction; keep it for the type. */
-        if (cls == LP_CLASS_AUTH && upstream_status == 403)
-            out.status = 403;
         out.type = r->an_type ? r->an_type : anthropic_type(out.status);
+        /* 401 vs 403 is the upstream's distinction; keep it. */
+        if (cls == LP_CLASS_AUTH && upstream_status == 403) {
+            out.status = 403;
+            out.type = "permission_error";
+        }
         out.code = NULL;
     } else if (cls == LP_CLASS_AUTH && upstream_status == 403) {
         out.status = 403;
