@@ -35,7 +35,6 @@
 #define RESP_MAX (64LL * 1024 * 1024)    /* buffered non-stream response ceiling */
 #define SSE_EVENT_MAX (4 * 1024 * 1024)  /* one SSE event */
 #define FIRST_MAX (8 * 1024 * 1024)      /* the first event's translated bytes */
-#define DEFAULT_TTFT_MS 180000
 
 static const struct lp_upstream_cbs upstream_cbs;
 
@@ -445,7 +444,7 @@ struct lp_attempt *lp_attempt_start(struct lp_request *req, const struct lp_cand
         return a;
     }
     *started = true;
-    int64_t ttft = t->ttft_ms > 0 ? t->ttft_ms : DEFAULT_TTFT_MS;
+    int64_t ttft = t->ttft_ms; /* > 0: the config always sets it (config.c) */
     int64_t left = remaining_ms(req);
     /* When the request's deadline comes before this attempt's TTFT limit, the timer is the
      * deadline: its expiry is not the backend's fault (see on_timer). */

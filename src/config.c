@@ -127,7 +127,15 @@ static struct lp_config *config_new(const char *path, const char *dir)
     c->path = lp_xstrdup(path);
     c->dir = lp_xstrdup(dir);
     c->listen = lp_xstrdup(":8765");
-    c->timeout = (struct lp_timeouts){10000, 60000, 60000, 600000, 180000};
+    /* Every default is declared here, once; the walker only overwrites what a file sets, and
+     * the request path uses these values without restating them. */
+    c->timeout = (struct lp_timeouts){
+        .connect_ms = 10000,
+        .read_ms = 60000,
+        .write_ms = 60000,
+        .total_ms = 600000,
+        .ttft_ms = 180000,
+    };
     c->fallback = (struct lp_fallback_cfg){
         .cooldown_seconds = 60,
         .backoff_initial_ms = 100,
@@ -140,7 +148,13 @@ static struct lp_config *config_new(const char *path, const char *dir)
         .circuit_half_open_max = 1,
         .when_all_cooling = LP_ALL_COOLING_FAIL,
     };
-    c->server = (struct lp_server_cfg){64LL << 20, 64LL << 10, 60000, 0, 30000};
+    c->server = (struct lp_server_cfg){
+        .max_body_size = 64LL << 20,
+        .max_header_size = 64LL << 10,
+        .idle_timeout_ms = 60000,
+        .threads = 0,
+        .shutdown_timeout_ms = 30000,
+    };
     c->proxy.forward_client_ip = true;
     c->proxy.default_max_tokens = 4096;
     c->logging.level = lp_xstrdup("info");

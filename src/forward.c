@@ -35,8 +35,6 @@
 #include "util/clock.h"
 #include "worker.h"
 
-#define DEFAULT_TOTAL_MS 600000
-
 static void conclude(struct lp_attempt *a, const struct lp_outcome *o);
 static void next_attempt(struct lp_request *req);
 static void on_shutdown(struct lp_request *req);
@@ -579,7 +577,7 @@ void lp_forward_begin(struct lp_request *req)
     event_assign(&req->timer, req->w->base, -1, 0, on_backoff_timer, req);
     req->timer_ready = true;
     const struct lp_timeouts *t = &req->cfg->timeout;
-    req->deadline_us = req->t0_us + (t->total_ms > 0 ? t->total_ms : DEFAULT_TOTAL_MS) * 1000;
+    req->deadline_us = req->t0_us + t->total_ms * 1000; /* > 0: the config always sets it */
     struct lp_plan_opts o = {
         .client_proto = req->client,
         .allow_cross_protocol = req->chat, /* only chat endpoints have translators */

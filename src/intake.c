@@ -122,7 +122,7 @@ static void log_body(struct lp_request *req)
 {
     if (!req->cfg->logging.log_bodies)
         return;
-    size_t cap = (size_t)(req->cfg->logging.max_body_log_bytes > 0 ? req->cfg->logging.max_body_log_bytes : 4096);
+    size_t cap = (size_t)req->cfg->logging.max_body_log_bytes;
     size_t n = req->body_len < cap ? req->body_len : cap;
     lp_log_info(req->id, "request body (%zu bytes%s): %.*s", req->body_len,
                 n < req->body_len ? ", truncated" : "", (int)n, req->body);
