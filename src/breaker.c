@@ -129,6 +129,16 @@ void lp_breaker_on_failure(struct lp_breaker *b, int64_t now_ms, uint32_t ticket
         trip(b, now_ms); /* any probe failure reopens; the open timer restarts */
 }
 
+bool lp_breaker_adopt_open(struct lp_breaker *b, int64_t now_ms, int64_t until_ms)
+{
+    if (until_ms <= now_ms)
+        return false;
+    if (b->state == LP_BREAKER_OPEN && b->opened_at_ms + b->cfg.open_timeout_ms >= until_ms)
+        return false;
+    trip(b, until_ms - b->cfg.open_timeout_ms);
+    return true;
+}
+
 void lp_breaker_release(struct lp_breaker *b, uint32_t ticket)
 {
     if (is_current_probe(b, ticket) && b->in_flight > 0)

@@ -65,6 +65,10 @@ bool lp_breaker_allow(struct lp_breaker *b, int64_t now_ms, uint32_t *ticket);
 void lp_breaker_on_success(struct lp_breaker *b, int64_t now_ms, uint32_t ticket,
                            int64_t started_ms);
 void lp_breaker_on_failure(struct lp_breaker *b, int64_t now_ms, uint32_t ticket);
+/* Another instance opened this backend's breaker until until_ms (same clock as now_ms): open it
+ * here too, ending at that time, unless it is already open at least as long. Returns whether
+ * anything changed. Half-open probes in flight are forgotten (their reports become stale). */
+bool lp_breaker_adopt_open(struct lp_breaker *b, int64_t now_ms, int64_t until_ms);
 /* The admitted attempt was cancelled without an outcome: free its probe slot, count nothing. */
 void lp_breaker_release(struct lp_breaker *b, uint32_t ticket);
 

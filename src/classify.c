@@ -34,6 +34,14 @@ static const char *const class_names[LP_CLASS__COUNT] = {
     [LP_CLASS_LOCAL] = "local",
 };
 
+enum lp_err_class lp_class_by_name(const char *name)
+{
+    for (int c = 0; name && c < LP_CLASS__COUNT; c++)
+        if (class_names[c] && strcmp(class_names[c], name) == 0)
+            return (enum lp_err_class)c;
+    return LP_CLASS_SERVER;
+}
+
 const char *lp_class_name(enum lp_err_class c)
 {
     if ((int)c < 0 || c >= LP_CLASS__COUNT)

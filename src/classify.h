@@ -128,6 +128,8 @@ void lp_classify(const struct lp_classify_in *in, const struct lp_config *cfg,
 
 /* Stable lower-case name of a class ("network", "timeout", "rate_limit", ...); "?" if invalid. */
 const char *lp_class_name(enum lp_err_class c);
+/* The class of a name lp_class_name gives; LP_CLASS_SERVER for anything else. */
+enum lp_err_class lp_class_by_name(const char *name);
 
 /* The default decision, without overrides: true for the classes that fail over and cool down. */
 bool lp_class_fails_over(enum lp_err_class c);

@@ -162,6 +162,9 @@ static struct lp_config *config_new(const char *path, const char *dir)
     c->metrics.enabled = true;
     c->logging.base_dir = lp_xstrdup("./logs");
     c->logging.max_body_log_bytes = 4096;
+    c->redis.key_prefix = lp_xstrdup("llm-proxy:");
+    c->redis.timeout_ms = 50;
+    c->redis.on_error = LP_REDIS_FAIL_OPEN;
     return c;
 }
 
@@ -203,6 +206,11 @@ static void config_free(struct lp_config *c)
         free(c->proxy.custom_variables[i].value);
     }
     free(c->proxy.custom_variables);
+    free(c->redis.url);
+    free(c->redis.key_prefix);
+    free(c->redis.host);
+    free(c->redis.user);
+    free(c->redis.password);
     free(c->logging.level);
     free(c->logging.base_dir);
     free(c->logging.access_log);
@@ -433,7 +441,7 @@ out:
 /* The snapshot's secrets, longest first (see lp_config_secrets). */
 static void collect_secrets(struct lp_config *c)
 {
-    c->secrets = lp_xcalloc(c->n_backends + 2, sizeof *c->secrets);
+    c->secrets = lp_xcalloc(c->n_backends + 4, sizeof *c->secrets);
     size_t n = 0;
     if (c->proxy_api_key && c->proxy_api_key[0])
         c->secrets[n++] = c->proxy_api_key;
@@ -442,6 +450,8 @@ static void collect_secrets(struct lp_config *c)
     for (size_t i = 0; i < c->n_backends; i++)
         if (c->backends[i].api_key && c->backends[i].api_key[0])
             c->secrets[n++] = c->backends[i].api_key;
+    if (c->redis.password && c->redis.password[0])
+        c->secrets[n++] = c->redis.password;
     for (size_t i = 1; i < n; i++) {
         for (size_t j = i; j > 0 && strlen(c->secrets[j]) > strlen(c->secrets[j - 1]); j--) {
             const char *t = c->secrets[j];

@@ -140,6 +140,25 @@ struct lp_logging_cfg {
     int64_t max_body_log_bytes; /* default 4096 */
 };
 
+enum lp_redis_on_error {
+    LP_REDIS_FAIL_OPEN = 0,   /* Redis slow or down: this instance's share of each limit */
+    LP_REDIS_FAIL_CLOSED = 1, /* Redis slow or down: refuse (429/503) */
+};
+
+/* redis: shared state for several instances (cluster.c). Absent = everything in process. */
+struct lp_redis_cfg {
+    bool present;
+    char *url;          /* as written, after ${ENV} (holds the password: masked everywhere) */
+    char *key_prefix;   /* default "llm-proxy:" */
+    int64_t timeout_ms; /* per command, default 50 ms */
+    enum lp_redis_on_error on_error; /* default fail_open */
+    /* From the URL (validated when loaded): */
+    char *host;
+    int port;
+    char *user, *password;
+    int db;
+};
+
 struct lp_metrics_cfg {
     bool enabled; /* default true: record Prometheus metrics (off only for benchmarking) */
 };
@@ -165,6 +184,7 @@ struct lp_config {
     struct lp_proxy_cfg proxy;
     struct lp_logging_cfg logging;
     struct lp_metrics_cfg metrics;
+    struct lp_redis_cfg redis;
     const char **secrets;    /* derived: see lp_config_secrets */
     size_t n_secrets;
     /* Derived data loaded with this snapshot (the system prompts), freed with it: set once by

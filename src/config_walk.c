@@ -24,6 +24,7 @@
 #include "config_internal.h"
 #include "dialect.h"
 #include "endpoint.h"
+#include "redis.h"
 #include "util/alloc.h"
 
 struct field;
@@ -1373,6 +1374,64 @@ static const struct field logging_fields[] = {
 /* clang-format on */
 
 /* clang-format off */
+static void on_redis_url(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_redis_cfg *r = target;
+    char *s;
+    if (scalar(w, val, "a redis:// URL", &s) != SC_OK)
+        return;
+    struct lp_redis_url u;
+    const char *why = NULL;
+    if (!lp_redis_url_parse(s, &u, &why)) {
+        ERR(w, val, "invalid Redis URL (%s); expected redis://[user:password@]host:port/db", why);
+        free(s);
+        return;
+    }
+    free(r->url);
+    r->url = s;
+    free(r->host);
+    free(r->user);
+    free(r->password);
+    r->host = u.host;
+    r->port = u.port;
+    r->user = u.user;
+    r->password = u.password;
+    r->db = u.db;
+}
+
+static void on_redis_on_error(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    enum lp_redis_on_error *e = target;
+    char *s;
+    if (scalar(w, val, "fail_open or fail_closed", &s) != SC_OK)
+        return;
+    if (strcmp(s, "fail_open") == 0)
+        *e = LP_REDIS_FAIL_OPEN;
+    else if (strcmp(s, "fail_closed") == 0)
+        *e = LP_REDIS_FAIL_CLOSED;
+    else
+        ERR(w, val, "unknown value \"%.40s\" (expected fail_open or fail_closed)", s);
+    free(s);
+}
+
+static const struct field redis_fields[] = {
+    FN("url", on_redis_url),
+    VAL("key_prefix", K_STR, struct lp_redis_cfg, key_prefix),
+    NUM("timeout", K_DUR, struct lp_redis_cfg, timeout_ms, 1, 60000),
+    FNAT("on_error", struct lp_redis_cfg, on_error, on_redis_on_error),
+    END,
+};
+
+/* redis: present means shared state; a URL is required. */
+static void on_redis(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_config *cfg = target;
+    cfg->redis.present = true;
+    walk_map(w, val, redis_fields, &cfg->redis);
+    if (!cfg->redis.url && val->type == YAML_MAPPING_NODE)
+        ERR(w, val, "redis.url: missing (redis://[user:password@]host:port/db)");
+}
+
 static const struct field metrics_fields[] = {
     VAL("enabled", K_BOOL, struct lp_metrics_cfg, enabled),
     END,
@@ -1425,6 +1484,7 @@ static const struct field root_fields[] = {
     MAPAT("logging", struct lp_config, logging, logging_fields, .pass = 2),
     MAPAT("metrics", struct lp_config, metrics, metrics_fields, .pass = 2),
     FN("passthrough_paths", on_passthrough_paths, .pass = 2),
+    FN("redis", on_redis, .pass = 2),
     MAP("rate_limit", rate_limit_fields, .pass = 2, .record = true),
     MAP("concurrency", concurrency_fields, .pass = 2, .record = true),
     END,

@@ -47,6 +47,8 @@ struct lp_health {
     struct lp_breaker_cfg breaker_cfg; /* from the last configured snapshot */
     atomic_bool breakers_enabled;
     bool configured; /* lp_health_configure has run: calls no longer adopt their snapshot */
+    lp_health_observer_fn observer; /* set before workers start (cluster.c) */
+    void *observer_ctx;
 };
 
 struct lp_health *lp_health_create(void)
@@ -336,26 +338,42 @@ static void breaker_outcome(struct backend_rec *b, bool failure, int64_t now_mon
         lp_breaker_on_success(&b->breaker, now_mono, t->breaker_gen, t->started_mono);
 }
 
-static void record_pair_failure(struct lp_health *h, const char *backend, const char *model,
-                                const struct lp_decision *d, int64_t now_mono, int64_t now_wall)
+/* Returns the new expiry when the cooldown was set or extended, else 0. */
+static int64_t record_pair_failure(struct lp_health *h, const char *backend, const char *model,
+                                   const struct lp_decision *d, int64_t now_mono, int64_t now_wall)
 {
     struct pair_rec *p = get_pair(h, backend, model, now_mono);
     if (!p)
-        return; /* table full of active cooldowns: drop the record, never block */
+        return 0; /* table full of active cooldowns: drop the record, never block */
     p->last_cls = d->cls;
     p->last_wall = now_wall;
     p->last_mono = now_mono;
     if (!d->cooldown)
-        return;
+        return 0;
     int64_t ms = d->cooldown_ms > 0 ? d->cooldown_ms : 0;
     int64_t until = now_mono + ms;
     p->trial = true; /* after this cooldown, trials until a success */
     p->cool_set = now_mono;
-    if (until > p->cool_until) { /* extend, never shorten */
-        p->cool_until = until;
-        p->cool_cls = d->cls;
-        snprintf(p->cool_reason, sizeof p->cool_reason, "%s", d->reason);
-    }
+    if (until <= p->cool_until) /* extend, never shorten */
+        return 0;
+    p->cool_until = until;
+    p->cool_cls = d->cls;
+    snprintf(p->cool_reason, sizeof p->cool_reason, "%s", d->reason);
+    return until;
+}
+
+static void notify(struct lp_health *h, const struct lp_health_event *ev)
+{
+    if (h->observer)
+        h->observer(h->observer_ctx, ev);
+}
+
+void lp_health_set_observer(struct lp_health *h, lp_health_observer_fn fn, void *ctx)
+{
+    pthread_rwlock_wrlock(&h->lock);
+    h->observer = fn;
+    h->observer_ctx = ctx;
+    pthread_rwlock_unlock(&h->lock);
 }
 
 void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg,
@@ -372,11 +390,24 @@ void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg,
     b->last_wall = now_wall;
     b->n_errors++;
     snprintf(b->last_reason, sizeof b->last_reason, "%s", d->reason);
-    if (model)
-        record_pair_failure(h, backend, model, d, now_mono, now_wall);
+    int64_t cooled = model ? record_pair_failure(h, backend, model, d, now_mono, now_wall) : 0;
+    uint64_t opened_before = b->breaker.times_opened;
     if (t->breaker)
         breaker_outcome(b, d->breaker_failure, now_mono, t);
+    bool opened = b->breaker.times_opened != opened_before;
+    int64_t open_until = opened ? lp_breaker_open_until(&b->breaker) : 0;
     pthread_rwlock_unlock(&h->lock);
+    if (cooled) {
+        struct lp_health_event ev = {.kind = LP_HEALTH_EV_COOLDOWN, .backend = backend,
+                                     .model = model, .until_mono = cooled, .cls = d->cls,
+                                     .reason = d->reason};
+        notify(h, &ev);
+    }
+    if (opened) {
+        struct lp_health_event ev = {.kind = LP_HEALTH_EV_OPEN, .backend = backend,
+                                     .until_mono = open_until};
+        notify(h, &ev);
+    }
 }
 
 void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg,
@@ -406,6 +437,46 @@ void lp_health_set_drained(struct lp_health *h, const char *backend, bool draine
     pthread_rwlock_wrlock(&h->lock);
     get_backend(h, backend)->drained = drained;
     pthread_rwlock_unlock(&h->lock);
+    struct lp_health_event ev = {.kind = LP_HEALTH_EV_DRAIN, .backend = backend,
+                                 .drained = drained};
+    notify(h, &ev);
+}
+
+bool lp_health_apply_remote(struct lp_health *h, const struct lp_health_event *ev,
+                            int64_t now_mono)
+{
+    if (!ev || !ev->backend)
+        return false;
+    bool changed = false;
+    pthread_rwlock_wrlock(&h->lock);
+    switch (ev->kind) {
+    case LP_HEALTH_EV_COOLDOWN: {
+        struct pair_rec *p = ev->model ? get_pair(h, ev->backend, ev->model, now_mono) : NULL;
+        if (p && ev->until_mono > p->cool_until && ev->until_mono > now_mono) {
+            p->cool_until = ev->until_mono;
+            p->cool_set = now_mono;
+            p->trial = true;
+            p->cool_cls = ev->cls;
+            p->last_cls = ev->cls;
+            p->last_mono = now_mono;
+            snprintf(p->cool_reason, sizeof p->cool_reason, "%s", ev->reason ? ev->reason : "");
+            changed = true;
+        }
+        break;
+    }
+    case LP_HEALTH_EV_OPEN:
+        changed = lp_breaker_adopt_open(&get_backend(h, ev->backend)->breaker, now_mono,
+                                        ev->until_mono);
+        break;
+    case LP_HEALTH_EV_DRAIN: {
+        struct backend_rec *b = get_backend(h, ev->backend);
+        changed = b->drained != ev->drained;
+        b->drained = ev->drained;
+        break;
+    }
+    }
+    pthread_rwlock_unlock(&h->lock);
+    return changed;
 }
 
 int lp_health_clear(struct lp_health *h, const char *backend, const char *model)

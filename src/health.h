@@ -139,4 +139,34 @@ char *lp_health_json(struct lp_health *h, const struct lp_config *cfg, int64_t n
  * USABLE now. */
 bool lp_health_any_usable(struct lp_health *h, const struct lp_config *cfg, int64_t now_mono);
 
+/* ---- sharing state between instances (cluster.c) ---- */
+
+/* A change decided on this instance that other instances should learn. */
+enum lp_health_event_kind {
+    LP_HEALTH_EV_COOLDOWN = 1, /* (backend, model) cools down until `until_mono` */
+    LP_HEALTH_EV_OPEN,         /* backend's breaker opened until `until_mono` */
+    LP_HEALTH_EV_DRAIN,        /* backend drained (`drained`) or undrained */
+};
+
+struct lp_health_event {
+    enum lp_health_event_kind kind;
+    const char *backend;
+    const char *model;         /* COOLDOWN */
+    int64_t until_mono;        /* COOLDOWN, OPEN */
+    enum lp_err_class cls;     /* COOLDOWN */
+    const char *reason;        /* COOLDOWN */
+    bool drained;              /* DRAIN */
+};
+
+/* Called after every local change above (never for an applied remote one), outside the store's
+ * lock, on the thread that made the change. One observer; NULL removes it. */
+typedef void (*lp_health_observer_fn)(void *ctx, const struct lp_health_event *ev);
+void lp_health_set_observer(struct lp_health *h, lp_health_observer_fn fn, void *ctx);
+
+/* Apply a change another instance decided (no observer call). A cooldown only extends; an open
+ * breaker only lengthens an opening (breakers enabled or not: the state is kept for when they
+ * are); a drain is set as told. Returns whether anything changed. */
+bool lp_health_apply_remote(struct lp_health *h, const struct lp_health_event *ev,
+                            int64_t now_mono);
+
 #endif
