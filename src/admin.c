@@ -25,6 +25,11 @@ bool lp_admin_owns(const char *path)
            strncmp(path, "/admin/", 7) == 0 || strcmp(path, "/admin") == 0;
 }
 
+const char *lp_admin_key(const struct lp_config *cfg)
+{
+    return cfg->admin_api_key && cfg->admin_api_key[0] ? cfg->admin_api_key : cfg->proxy_api_key;
+}
+
 static void reply_json(struct lp_request *req, int status, const char *body, size_t len)
 {
     lp_request_reply(req, status, "application/json", body, len, NULL, 0);
@@ -277,6 +282,11 @@ static void serve_config(struct lp_request *req)
     lp_json_set_int(srv, "idle_timeout_ms", cfg->server.idle_timeout_ms);
     lp_json_set_int(srv, "threads", cfg->server.threads);
     lp_json_set_int(srv, "shutdown_timeout_ms", cfg->server.shutdown_timeout_ms);
+    lp_json_set_int(srv, "body_timeout_ms", cfg->server.body_timeout_ms);
+    lp_json_set_int(srv, "min_body_rate", cfg->server.min_body_rate);
+    lp_json_set_int(srv, "max_connections", cfg->server.max_connections);
+    lp_json_set_int(srv, "max_connections_per_ip", cfg->server.max_connections_per_ip);
+    lp_json_set_int(srv, "max_body_memory", cfg->server.max_body_memory);
     lp_json_set(o, "server", srv);
     struct json_object *px = json_object_new_object();
     lp_json_set_bool(px, "enable_system_prompt", cfg->proxy.enable_system_prompt);
@@ -382,9 +392,7 @@ void lp_admin_handle(struct lp_request *req)
         serve_readyz(req);
         return;
     }
-    const char *key = req->cfg->admin_api_key && req->cfg->admin_api_key[0] ? req->cfg->admin_api_key
-                                                                             : req->cfg->proxy_api_key;
-    if (!lp_request_check_auth(req, key))
+    if (!lp_request_check_auth(req, lp_admin_key(req->cfg)))
         return;
     if (get && strcmp(p, "/admin/stats") == 0)
         serve_stats(req);

@@ -140,7 +140,18 @@ static struct lp_config *config_new(const char *path, const char *dir)
         .circuit_half_open_max = 1,
         .when_all_cooling = LP_ALL_COOLING_FAIL,
     };
-    c->server = (struct lp_server_cfg){64LL << 20, 64LL << 10, 60000, 0, 30000};
+    c->server = (struct lp_server_cfg){
+        .max_body_size = 64LL << 20,
+        .max_header_size = 64LL << 10,
+        .idle_timeout_ms = 60000,
+        .threads = 0,
+        .shutdown_timeout_ms = 30000,
+        .body_timeout_ms = 60000,
+        .min_body_rate = 1024,
+        .max_connections = 0,
+        .max_connections_per_ip = 0,
+        .max_body_memory = 256LL << 20,
+    };
     c->proxy.forward_client_ip = true;
     c->proxy.default_max_tokens = 4096;
     c->logging.level = lp_xstrdup("info");

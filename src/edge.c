@@ -572,6 +572,7 @@ static void plain_reject(struct conn *c, int status, const char *reason)
 static bool head_answered(struct conn *c)
 {
     bool must_close = c->must_close;
+    lp_buf_reset(&c->body); /* the handler must not see the previous request's body */
     c->must_close = true; /* an answer given now closes: the body is never read */
     c->linger = true;     /* ... but what the client still sends is drained, not reset */
     activate_req(c);

@@ -158,12 +158,13 @@ static void on_client_close(struct lp_edge_req *er, void *arg)
 
 /* ---- intake ---------------------------------------------------------------------------- */
 
-static bool authorized(struct lp_request *req, const char *key)
+/* Whether the request's Authorization: Bearer or x-api-key header holds key (constant time). */
+static bool key_ok(struct lp_edge_req *er, const char *key)
 {
     if (!key || !*key)
         return true;
     size_t klen = strlen(key);
-    const char *auth = lp_edge_req_header(req->er, "Authorization");
+    const char *auth = lp_edge_req_header(er, "Authorization");
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
         const char *t = auth + 7;
         while (*t == ' ')
@@ -171,10 +172,15 @@ static bool authorized(struct lp_request *req, const char *key)
         if (lp_ct_equal(t, strlen(t), key, klen))
             return true;
     }
-    const char *xk = lp_edge_req_header(req->er, "x-api-key");
+    const char *xk = lp_edge_req_header(er, "x-api-key");
     if (xk && lp_ct_equal(xk, strlen(xk), key, klen))
         return true;
     return false;
+}
+
+static bool authorized(struct lp_request *req, const char *key)
+{
+    return key_ok(req->er, key);
 }
 
 bool lp_request_check_auth(struct lp_request *req, const char *key)
@@ -327,6 +333,41 @@ void lp_proxy_handle(struct lp_worker *w, struct lp_edge_req *er)
     lp_request_leave(req);
 }
 
+/* Authenticate on the head (the edge's on_head callback; see lp_proxy_head in proxy.h). */
+void lp_proxy_head(struct lp_worker *w, struct lp_edge_req *er)
+{
+    const char *p = lp_edge_req_path(er);
+    struct lp_config *cfg = lp_runtime_config(w->rt);
+    /* The key the endpoint needs: admin paths as lp_admin_handle, LLM paths (/v1/... and the
+     * reference's paths without /v1) the proxy key; anything else is left to dispatch(). */
+    static const char *const bare[] = {"/chat/completions", "/completions", "/embeddings",
+                                       "/messages", "/models"};
+    const char *key = NULL;
+    if (strcmp(p, "/admin") == 0 || strncmp(p, "/admin/", 7) == 0)
+        key = lp_admin_key(cfg);
+    else if (strncmp(p, "/v1/", 4) == 0)
+        key = cfg->proxy_api_key;
+    for (size_t i = 0; !key && i < sizeof bare / sizeof bare[0]; i++) {
+        size_t n = strlen(bare[i]);
+        if (strncmp(p, bare[i], n) == 0 && (p[n] == '\0' || p[n] == '/'))
+            key = cfg->proxy_api_key;
+    }
+    if (!key_ok(er, key)) {
+        /* Refuse now, before any body byte is read, through the normal intake so the answer is
+         * the 401 dispatch() would give: client's protocol shape, request id, access line and
+         * metrics. The edge closes the connection after it. cfg (and so key) is held until the
+         * reply is made. */
+        struct lp_request *req = request_new(w, er);
+        if (strcmp(req->method, "POST") == 0 && is_llm_endpoint(req->path)) {
+            req->llm = true; /* counted like handle_llm's own 401 */
+            atomic_fetch_add(&req->rt->active_llm, 1);
+        }
+        lp_request_check_auth(req, key);
+        lp_request_finish(req);
+    }
+    lp_config_unref(cfg);
+}
+
 void lp_proxy_reject(struct lp_worker *w, struct lp_edge_req *er, int status, const char *reason)
 {
     const char *path = lp_edge_req_path(er);
@@ -339,13 +380,17 @@ void lp_proxy_reject(struct lp_worker *w, struct lp_edge_req *er, int status, co
         snprintf(msg, sizeof msg, "Request body too large: the limit is %lld bytes (server.max_body_size)",
                  (long long)cfg->server.max_body_size);
         lp_config_unref(cfg);
+    } else if (status == 503) {
+        snprintf(msg, sizeof msg, "Server busy: request bodies being received use all of "
+                                  "server.max_body_memory; retry shortly");
     } else {
         snprintf(msg, sizeof msg, "%s", reason ? reason : "Bad request");
     }
     size_t len = 0;
     char *body = lp_apierr_body(p, status, NULL, NULL, msg, id, &len);
-    struct lp_edge_header h[] = {{"Content-Type", "application/json"}, {"X-Request-Id", id}};
-    lp_edge_respond(er, status, h, 2, body, len);
+    struct lp_edge_header h[] = {{"Content-Type", "application/json"}, {"X-Request-Id", id},
+                                 {"Retry-After", "1"}};
+    lp_edge_respond(er, status, h, status == 503 ? 3 : 2, body, len);
     lp_log_info(id, "rejected request %s %s: %d %s", lp_edge_req_method(er) ? lp_edge_req_method(er) : "-",
                 path ? path : "-", status, msg);
     free(body);
