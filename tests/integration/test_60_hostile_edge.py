@@ -459,6 +459,73 @@ class TestBodyBudget(EdgeCase):
         self.assertEqual(r.status, 200, r.text)
 
 
+# ---- configuration: --check and live reload ---------------------------------------------------
+
+
+class TestLimitsConfig(unittest.TestCase):
+
+    def test_check_validates_the_new_keys(self):
+        import os
+        import re
+        import subprocess
+        import tempfile
+        from harness import PROXY_BIN
+        yaml = ('backends:\n  - {name: a, url: "http://127.0.0.1:1/v1"}\n'
+                'server:\n  max_body_size: 512MiB\n  max_connections: -1\n'
+                '  min_body_rate: fast\n  body_timeout: 0s\n')
+        fd, path = tempfile.mkstemp(suffix=".yaml")
+        with os.fdopen(fd, "w") as f:
+            f.write(yaml)
+        self.addCleanup(os.unlink, path)
+        r = subprocess.run([PROXY_BIN, "--check", "-config", path], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        for key in ("server.max_connections", "server.min_body_rate", "server.body_timeout",
+                    "max_body_memory"):
+            self.assertRegex(r.stderr, re.escape(path) + r":\d+:\d+: error: .*" + re.escape(key))
+        ok = yaml.split("server:")[0] + ("server: {max_body_memory: 1GiB, max_body_size: 512MiB, "
+                                         "max_connections: 100, max_connections_per_ip: 10, "
+                                         "min_body_rate: 4KiB, body_timeout: 2m}\n")
+        with open(path, "w") as f:
+            f.write(ok)
+        r = subprocess.run([PROXY_BIN, "--check", "-config", path], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_limits_apply_on_reload(self):
+        """Reloading lowers max_connections_per_ip and body_timeout for new connections and
+        requests at once."""
+        if not proxy_can_start():
+            self.fail("llm-proxy cannot start")
+        with Mock("oa") as up:
+            cfg = config([backend(up)], {"gpt-a": [("oa", "m")]}, server={"threads": 1})
+            with Proxy(cfg) as px:
+                time.sleep(0.3)
+                held = [connect_from("127.0.0.1", px.port) for _ in range(3)]
+                for s in held:
+                    self.assertIn(b" 200 ", get_health(s).split(b"\r\n")[0])
+                cfg2 = {**cfg, "server": {"threads": 1, "max_connections_per_ip": 3,
+                                          "body_timeout": "1s"}}
+                px.reload(cfg2)
+                from harness import wait_until
+                wait_until(lambda: "configuration reloaded" in px.log_text(), 10, msg="reload")
+                s = connect_from("127.0.0.1", px.port)
+                held.append(s)
+                self.assertTrue(peer_closed(s, 3.0), "reloaded per-address cap not applied")
+                held.pop(0).close()
+                time.sleep(0.3)
+                with RawConn(px.url) as c:
+                    t0 = time.monotonic()
+                    c.send(head("POST", "/v1/chat/completions",
+                                {"Content-Length": "1000", "Authorization": key_header()}))
+                    closed, data = dribble(c, b" " * 1000, 0.2, 5.0)
+                    self.assertTrue(closed)
+                    self.assertLess(time.monotonic() - t0, 3.0)
+                    self.assertEqual(parse_response(data).status, 408)
+                for s in held:
+                    s.close()
+
+
 # ---- rows that were fine and stay fine -------------------------------------------------------
 
 
