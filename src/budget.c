@@ -46,7 +46,6 @@ bool lp_budget_take(struct lp_budget *b, size_t n)
     if (limit == 0 || (before <= limit && n <= limit - before))
         return true;
     atomic_fetch_sub_explicit(&b->used, n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&b->refusals, 1, memory_order_relaxed);
     return false;
 }
 
@@ -59,6 +58,11 @@ void lp_budget_give(struct lp_budget *b, size_t n)
 uint64_t lp_budget_used(const struct lp_budget *b)
 {
     return atomic_load_explicit(&((struct lp_budget *)b)->used, memory_order_relaxed);
+}
+
+void lp_budget_count_refusal(struct lp_budget *b)
+{
+    atomic_fetch_add_explicit(&b->refusals, 1, memory_order_relaxed);
 }
 
 uint64_t lp_budget_refusals(const struct lp_budget *b)

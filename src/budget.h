@@ -22,14 +22,17 @@ void lp_budget_destroy(struct lp_budget *b);
  * later takes are refused until enough is given back. */
 void lp_budget_set_limit(struct lp_budget *b, uint64_t limit);
 uint64_t lp_budget_limit(const struct lp_budget *b);
-/* Take n bytes. Returns false (and takes nothing, and counts one refusal) when used + n would
- * exceed the limit. n == 0 always succeeds. */
+/* Take n bytes. Returns false (and takes nothing) when used + n would exceed the limit. n == 0
+ * always succeeds. */
 bool lp_budget_take(struct lp_budget *b, size_t n);
 /* Give back n bytes taken earlier. */
 void lp_budget_give(struct lp_budget *b, size_t n);
 /* Bytes taken now. */
 uint64_t lp_budget_used(const struct lp_budget *b);
-/* Takes refused since creation. */
+/* Count one refusal of the holder's work because of the budget (e.g. a request answered 503);
+ * a refused take may be retried or worked around, so takes do not count themselves. */
+void lp_budget_count_refusal(struct lp_budget *b);
+/* Refusals counted since creation. */
 uint64_t lp_budget_refusals(const struct lp_budget *b);
 
 #endif

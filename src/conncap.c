@@ -222,10 +222,12 @@ size_t lp_conncap_addr_count(struct lp_conncap *c, const struct lp_conncap_addr 
 
 void lp_conncap_stats(struct lp_conncap *c, struct lp_conncap_stats *st)
 {
+    st->max_total = atomic_load(&c->max_total);
     st->open = atomic_load(&c->open);
     st->refused_total = atomic_load_explicit(&c->refused_total, memory_order_relaxed);
     pthread_mutex_lock(&c->lock);
     st->addrs = c->used;
+    st->max_per_addr = c->max_per_addr;
     st->refused_addr = c->refused_addr;
     pthread_mutex_unlock(&c->lock);
 }

@@ -32,6 +32,8 @@ struct lp_conncap_addr {
 
 /* Counters for metrics and logs. */
 struct lp_conncap_stats {
+    size_t max_total;        /* the caps now (0 = unlimited) */
+    size_t max_per_addr;
     size_t open;             /* slots reserved now (open connections) */
     size_t addrs;            /* distinct addresses with an open connection */
     uint64_t refused_addr;   /* admissions refused by the per-address cap */

@@ -650,11 +650,8 @@ static bool body_grow(struct conn *c, size_t room)
         cap = need;
     if (cap > c->body_ceil)
         cap = c->body_ceil;
-    if (!charge(c, cap)) {
-        if (cap == need || !charge(c, need)) /* the budget may still have room for less */
-            return false;
-        cap = need;
-    }
+    if (!charge(c, cap))
+        return false; /* no creeping by smaller steps: under pressure the body is refused */
     if (b->len == 0) {
         free(b->data); /* nothing to keep: malloc, not realloc, avoids a copy */
         b->data = lp_xmalloc(cap);
@@ -700,6 +697,13 @@ static void body_begin(struct conn *c, size_t ceil, size_t have)
         lp_buf_free(&c->body);
 }
 
+/* The body budget cannot take the body's next storage: 503 (with Retry-After), counted. */
+static void reject_budget(struct conn *c)
+{
+    lp_budget_count_refusal(c->edge->bodies); /* only a budget can refuse */
+    reject(c, 503, "request body memory budget exhausted");
+}
+
 /* A body clock expired (CS_BODY): 408, or the minimum-rate check passed and the clocks go on. */
 static void body_timeout(struct conn *c)
 {
@@ -739,7 +743,7 @@ static void feed_chunked(struct conn *c)
     size_t avail = c->in_len - c->in_off;
     size_t left = c->lim.max_body_bytes > c->body.len ? c->lim.max_body_bytes - c->body.len : 0;
     if (!body_grow(c, avail < left ? avail : left)) {
-        reject(c, 503, "request body memory budget exhausted");
+        reject_budget(c);
         return;
     }
     size_t used = 0;
@@ -779,7 +783,7 @@ static void start_sized(struct conn *c, size_t cl)
     body_begin(c, cl + 1, have);
     /* Room for what is here and, if more is to come, at least one more byte to read. */
     if (!body_grow(c, have < cl ? have + 1 : have)) {
-        reject(c, 503, "request body memory budget exhausted");
+        reject_budget(c);
         return;
     }
     if (have)
@@ -951,7 +955,7 @@ static void on_bytes(struct conn *c, size_t n)
             if (c->body_need == 0)
                 dispatch(c);
             else if (c->body.len + 1 == c->body.cap && !body_grow(c, 1))
-                reject(c, 503, "request body memory budget exhausted");
+                reject_budget(c);
         }
         break;
     }

@@ -13,6 +13,7 @@ CR, pipelining with garbage, HTTP/1.0, HTTP/2.0, the h2 preface, absolute-form, 
 """
 
 import json
+import re
 import socket
 import time
 import unittest
@@ -399,6 +400,17 @@ class TestConnectionCaps(unittest.TestCase):
                 self.assertLess(time.monotonic() - t0, 2.0)
                 self.assertIn("connection cap reached", px.log_text())
                 self.assertIn("per-address cap", px.log_text())
+                # Scraped on a held connection: a new one would wait for a slot.
+                from harness import metric, parse_metrics
+                b1.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                raw = b""
+                while b"\r\n\r\n" not in raw or len(raw.partition(b"\r\n\r\n")[2]) < int(
+                        re.search(rb"(?i)content-length: (\d+)", raw).group(1)):
+                    raw += b1.recv(1 << 20)
+                m = parse_metrics(raw.partition(b"\r\n\r\n")[2].decode())
+                self.assertEqual(metric(m, "llm_proxy_client_connections_limit"), 4)
+                self.assertGreaterEqual(metric(m, "llm_proxy_client_connections_refused_total"), 1)
+                self.assertGreaterEqual(metric(m, "llm_proxy_client_connections"), 3)
             finally:
                 for s in held:
                     s.close()
@@ -451,6 +463,10 @@ class TestBodyBudget(EdgeCase):
                                                      "x-api-key": PROXY_KEY}) + body[:20000])
                 assert_anthropic_error(self, b.read_response(timeout=3), 503,
                                        type_="overloaded_error")
+            from harness import metric, scrape
+            m = scrape(self.proxy)
+            self.assertGreaterEqual(metric(m, "llm_proxy_body_memory_refused_total"), 2)
+            self.assertEqual(metric(m, "llm_proxy_body_memory_bytes"), 60001)
             a.send(body[40000:])
             ra = a.read_response(timeout=10)
             self.assertEqual(ra.status, 200, ra.text)
