@@ -10,8 +10,8 @@ RSS, then opens N connections that each send the head of `POST /v1/chat/completi
 dribbling: one byte per second per connection, or --rate bytes per second with --key. Without
 --key the requests carry no API key (the unauthenticated probe of review B1); with --key they
 carry the proxy key (a key holder pinning memory). RSS (VmRSS) and open fds of the proxy are
-sampled every second for --seconds; the report gives idle, peak and final values and how the
-connections ended (status line received, closed by the server, still open).
+sampled after each connection's burst and then every second for --seconds; the report gives
+idle, peak and final values and how the connections ended (status line received, closed by the server, still open).
 
 Python 3 standard library only. Prints a Markdown block to stdout.
 """
@@ -147,6 +147,7 @@ def main():
                 pass
             sel.register(s, selectors.EVENT_READ)
         burst = b" " * a.burst
+        peak_rss, peak_fds = rss_kb(proxy.pid), fds(proxy.pid)  # also sampled during the bursts
         for s, st in state.items():
             off = 0
             end = time.monotonic() + 2.0
@@ -158,8 +159,8 @@ def main():
                 except OSError:
                     break
             st["sent"] += off
+            peak_rss, peak_fds = max(peak_rss, rss_kb(proxy.pid)), max(peak_fds, fds(proxy.pid))
         samples = []
-        peak_rss, peak_fds = 0, 0
         t0 = time.monotonic()
         next_tick = t0
         while time.monotonic() - t0 < a.seconds:

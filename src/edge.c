@@ -537,6 +537,7 @@ static void end_request(struct conn *c)
         uncork_conn(c);
     c->req.active = false;
     c->edge->n_active--;
+    body_release(c, true); /* ended: nothing refers to the body; large storage goes now */
     if (c->fd < 0) {
         maybe_free(c);
         return;
@@ -1535,6 +1536,9 @@ void lp_edge_respond(struct lp_edge_req *r, int status, const struct lp_edge_hea
         return;
     }
     status = sane_status(status);
+    /* The request ends with this answer: its body storage stops counting before the answer is
+     * sent, so a client that reads it and at once sends the next body finds the budget free. */
+    charge(c, 0);
     if (c->fd >= 0) {
         if (c->edge->draining)
             c->must_close = true;
@@ -1615,6 +1619,7 @@ void lp_edge_end(struct lp_edge_req *r)
         lp_edge_abort(r);
         return;
     }
+    charge(c, 0); /* as in lp_edge_respond: before the last bytes go out */
     if (c->fd >= 0 && r->chunked_out && !r->no_body)
         out_write1(c, "0\r\n\r\n", 5);
     lp_edge_uncork(r);

@@ -122,8 +122,10 @@ void lp_edge_set_head_cb(struct lp_edge *e, lp_edge_head_cb on_head);
  *   and resumes when one of its own connections closes or after 50 ms at the latest. A
  *   connection from an address already at its per-address cap is closed at once, unread.
  * bodies: every byte of body storage is taken from it before it is allocated and given back
- *   when the request is over (storage a connection keeps between requests is not counted); a
- *   body that would exceed it is refused with 503 and the connection closed. */
+ *   when the handler ends the request (before the answer's last bytes are sent; storage above
+ *   64 KiB is freed then too, and what a connection keeps between requests is not counted) or
+ *   the connection goes; a body that would exceed it is refused with 503 and the connection
+ *   closed. */
 void lp_edge_set_shared(struct lp_edge *e, struct lp_conncap *caps, struct lp_budget *bodies);
 /* Stop accepting (removes the listener registration, not the fd, which the caller owns); idle
  * keep-alive connections are closed; connections with a request in progress are closed after
