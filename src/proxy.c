@@ -336,22 +336,21 @@ void lp_proxy_handle(struct lp_worker *w, struct lp_edge_req *er)
 /* Authenticate on the head (the edge's on_head callback; see lp_proxy_head in proxy.h). */
 void lp_proxy_head(struct lp_worker *w, struct lp_edge_req *er)
 {
-    const char *p = lp_edge_req_path(er);
-    struct lp_config *cfg = lp_runtime_config(w->rt);
-    /* The key the endpoint needs: admin paths as lp_admin_handle, LLM paths (/v1/... and the
+    /* Which key the endpoint needs: admin paths as lp_admin_handle, LLM paths (/v1/... and the
      * reference's paths without /v1) the proxy key; anything else is left to dispatch(). */
     static const char *const bare[] = {"/chat/completions", "/completions", "/embeddings",
                                        "/messages", "/models"};
-    const char *key = NULL;
-    if (strcmp(p, "/admin") == 0 || strncmp(p, "/admin/", 7) == 0)
-        key = lp_admin_key(cfg);
-    else if (strncmp(p, "/v1/", 4) == 0)
-        key = cfg->proxy_api_key;
-    for (size_t i = 0; !key && i < sizeof bare / sizeof bare[0]; i++) {
+    const char *p = lp_edge_req_path(er);
+    bool admin = strcmp(p, "/admin") == 0 || strncmp(p, "/admin/", 7) == 0;
+    bool llm = strncmp(p, "/v1/", 4) == 0;
+    for (size_t i = 0; !admin && !llm && i < sizeof bare / sizeof bare[0]; i++) {
         size_t n = strlen(bare[i]);
-        if (strncmp(p, bare[i], n) == 0 && (p[n] == '\0' || p[n] == '/'))
-            key = cfg->proxy_api_key;
+        llm = strncmp(p, bare[i], n) == 0 && (p[n] == '\0' || p[n] == '/');
     }
+    if (!admin && !llm)
+        return;
+    struct lp_config *cfg = lp_runtime_config(w->rt);
+    const char *key = admin ? lp_admin_key(cfg) : cfg->proxy_api_key;
     if (!key_ok(er, key)) {
         /* Refuse now, before any body byte is read, through the normal intake so the answer is
          * the 401 dispatch() would give: client's protocol shape, request id, access line and
