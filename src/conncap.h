@@ -32,12 +32,12 @@ struct lp_conncap_addr {
 
 /* Counters for metrics and logs. */
 struct lp_conncap_stats {
-    size_t max_total;        /* the caps now (0 = unlimited) */
+    size_t max_total; /* the caps now (0 = unlimited) */
     size_t max_per_addr;
-    size_t open;             /* slots reserved now (open connections) */
-    size_t addrs;            /* distinct addresses with an open connection */
-    uint64_t refused_addr;   /* admissions refused by the per-address cap */
-    uint64_t refused_total;  /* reservations refused by the total cap */
+    size_t open;            /* slots reserved now (open connections) */
+    size_t addrs;           /* distinct addresses with an open connection */
+    uint64_t refused_addr;  /* admissions refused by the per-address cap */
+    uint64_t refused_total; /* reservations refused by the total cap */
 };
 
 /* Caps of 0 mean unlimited. seed keys the address hash. Never returns NULL (aborts on OOM). */
