@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "apierr.h"
+#include "budget.h"
+#include "conncap.h"
 #include "edge.h"
 #include "health.h"
 #include "log.h"
@@ -25,6 +27,11 @@ bool lp_admin_owns(const char *path)
            strncmp(path, "/admin/", 7) == 0 || strcmp(path, "/admin") == 0;
 }
 
+const char *lp_admin_key(const struct lp_config *cfg)
+{
+    return cfg->admin_api_key && cfg->admin_api_key[0] ? cfg->admin_api_key : cfg->proxy_api_key;
+}
+
 static void reply_json(struct lp_request *req, int status, const char *body, size_t len)
 {
     lp_request_reply(req, status, "application/json", body, len, NULL, 0);
@@ -42,6 +49,45 @@ static void gauge_active_streams(struct lp_metrics_sink *sink, void *ctx)
 {
     struct lp_runtime *rt = ctx;
     lp_metrics_sink_put(sink, NULL, (double)atomic_load(&rt->active_streams));
+}
+
+/* The edge's process-wide limits (conncap, budget); absent before startup created them. */
+static void gauge_edge_limits(struct lp_metrics_sink *sink, void *ctx, enum lp_metric_id id)
+{
+    struct lp_runtime *rt = ctx;
+    struct lp_conncap_stats st = {0};
+    if (rt->conncap)
+        lp_conncap_stats(rt->conncap, &st);
+    double v = 0;
+    switch (id) {
+    case LP_M_CLIENT_CONNECTIONS: v = (double)st.open; break;
+    case LP_M_CLIENT_CONNECTIONS_LIMIT: v = (double)st.max_total; break;
+    case LP_M_CLIENT_CONNECTIONS_REFUSED_TOTAL: v = (double)st.refused_addr; break;
+    case LP_M_BODY_MEMORY_BYTES: v = rt->bodies ? (double)lp_budget_used(rt->bodies) : 0; break;
+    default: v = rt->bodies ? (double)lp_budget_refusals(rt->bodies) : 0; break;
+    }
+    lp_metrics_sink_put(sink, NULL, v);
+}
+
+static void gauge_client_connections(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_edge_limits(s, ctx, LP_M_CLIENT_CONNECTIONS);
+}
+static void gauge_client_connections_limit(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_edge_limits(s, ctx, LP_M_CLIENT_CONNECTIONS_LIMIT);
+}
+static void counter_connections_refused(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_edge_limits(s, ctx, LP_M_CLIENT_CONNECTIONS_REFUSED_TOTAL);
+}
+static void gauge_body_memory(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_edge_limits(s, ctx, LP_M_BODY_MEMORY_BYTES);
+}
+static void counter_body_memory_refused(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_edge_limits(s, ctx, LP_M_BODY_MEMORY_REFUSED_TOTAL);
 }
 
 /* Whether the route (a, r) repeats a (backend, model) pair of an earlier route of any alias. */
@@ -119,6 +165,14 @@ void lp_admin_register_metrics(struct lp_runtime *rt)
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_COOLDOWN_ACTIVE, gauge_cooldowns, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_ALIAS_USABLE_ROUTES, gauge_usable_routes, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_BREAKER_STATE, gauge_breakers, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_CLIENT_CONNECTIONS, gauge_client_connections, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_CLIENT_CONNECTIONS_LIMIT,
+                            gauge_client_connections_limit, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_CLIENT_CONNECTIONS_REFUSED_TOTAL,
+                            counter_connections_refused, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_BODY_MEMORY_BYTES, gauge_body_memory, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_BODY_MEMORY_REFUSED_TOTAL,
+                            counter_body_memory_refused, rt);
 }
 
 /* ---- endpoints --------------------------------------------------------------------------- */
@@ -277,6 +331,11 @@ static void serve_config(struct lp_request *req)
     lp_json_set_int(srv, "idle_timeout_ms", cfg->server.idle_timeout_ms);
     lp_json_set_int(srv, "threads", cfg->server.threads);
     lp_json_set_int(srv, "shutdown_timeout_ms", cfg->server.shutdown_timeout_ms);
+    lp_json_set_int(srv, "body_timeout_ms", cfg->server.body_timeout_ms);
+    lp_json_set_int(srv, "min_body_rate", cfg->server.min_body_rate);
+    lp_json_set_int(srv, "max_connections", cfg->server.max_connections);
+    lp_json_set_int(srv, "max_connections_per_ip", cfg->server.max_connections_per_ip);
+    lp_json_set_int(srv, "max_body_memory", cfg->server.max_body_memory);
     lp_json_set(o, "server", srv);
     struct json_object *px = json_object_new_object();
     lp_json_set_bool(px, "enable_system_prompt", cfg->proxy.enable_system_prompt);
@@ -393,9 +452,7 @@ void lp_admin_handle(struct lp_request *req)
         serve_readyz(req);
         return;
     }
-    const char *key = req->cfg->admin_api_key && req->cfg->admin_api_key[0] ? req->cfg->admin_api_key
-                                                                             : req->cfg->proxy_api_key;
-    if (!lp_request_check_auth(req, key))
+    if (!lp_request_check_auth(req, lp_admin_key(req->cfg)))
         return;
     if (get && strcmp(p, "/admin/stats") == 0)
         serve_stats(req);

@@ -19,8 +19,13 @@
 struct lp_request;
 struct lp_runtime;
 
+struct lp_config;
+
 /* True for the paths this module serves. */
 bool lp_admin_owns(const char *path);
+/* The key every /admin/... endpoint requires: admin_api_key when set and non-empty, else
+ * proxy_api_key (NULL or "" = none). Borrowed from cfg. */
+const char *lp_admin_key(const struct lp_config *cfg);
 /* Serve one admin request (answers synchronously, or later for /admin/reload: then it keeps
  * req->admin_job set, installs req->on_teardown to cancel the job, and finishes req itself when
  * the job completes). */

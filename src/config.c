@@ -154,6 +154,11 @@ static struct lp_config *config_new(const char *path, const char *dir)
         .idle_timeout_ms = 60000,
         .threads = 0,
         .shutdown_timeout_ms = 30000,
+        .body_timeout_ms = 60000,
+        .min_body_rate = 1024,
+        .max_connections = 0,
+        .max_connections_per_ip = 0,
+        .max_body_memory = 256LL << 20,
     };
     c->proxy.forward_client_ip = true;
     c->proxy.default_max_tokens = 4096;

@@ -120,6 +120,11 @@ struct lp_server_cfg {
     int64_t idle_timeout_ms; /* keep-alive idle and header-read timeout, default 60s */
     int threads;             /* 0 = one per core */
     int64_t shutdown_timeout_ms; /* drain deadline on SIGTERM, default 30s */
+    int64_t body_timeout_ms; /* a request body must arrive within this (from the end of its head), default 60s */
+    int64_t min_body_rate;   /* bytes/s a body must keep up after its first 5 s, default 1 KiB; 0 = off */
+    int max_connections;     /* open client connections, process-wide; 0 (default) = derived from RLIMIT_NOFILE */
+    int max_connections_per_ip; /* per peer address; 0 (default) = half of max_connections */
+    int64_t max_body_memory; /* bytes held by request bodies, process-wide, default 256 MiB (>= max_body_size) */
 };
 
 struct lp_proxy_cfg {

@@ -1320,9 +1320,30 @@ static const struct field server_fields[] = {
     VAL("idle_timeout", K_DUR, struct lp_server_cfg, idle_timeout_ms),
     NUM("threads", K_INT, struct lp_server_cfg, threads, 0, 1024),
     VAL("shutdown_timeout", K_DUR, struct lp_server_cfg, shutdown_timeout_ms),
+    VAL("body_timeout", K_DUR, struct lp_server_cfg, body_timeout_ms),
+    NUM("min_body_rate", K_SIZE, struct lp_server_cfg, min_body_rate, 0, 1LL << 40),
+    NUM("max_connections", K_INT, struct lp_server_cfg, max_connections, 0, 1 << 24),
+    NUM("max_connections_per_ip", K_INT, struct lp_server_cfg, max_connections_per_ip, 0, 1 << 24),
+    NUM("max_body_memory", K_SIZE, struct lp_server_cfg, max_body_memory, 1, INT64_MAX),
     END,
 };
 /* clang-format on */
+
+/* The server block, plus the checks that involve two of its keys. */
+static void on_server(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_server_cfg *s = target;
+    walk_map(w, val, server_fields, s);
+    if (s->max_body_memory < s->max_body_size)
+        ERR(w, val,
+            "max_body_memory (%lld bytes) is smaller than max_body_size (%lld bytes): a body of "
+            "the largest allowed size could never be accepted; raise max_body_memory",
+            (long long)s->max_body_memory, (long long)s->max_body_size);
+    if (s->max_connections > 0 && s->max_connections_per_ip > s->max_connections)
+        WARN(w, val,
+             "max_connections_per_ip (%d) is above max_connections (%d); the total cap applies",
+             s->max_connections_per_ip, s->max_connections);
+}
 
 /* zap's level names map onto ours; "none" etc. fall back to info with a warning. */
 static void on_log_level(struct lp_config_walk *w, yaml_node_t *val, void *target)
@@ -1480,7 +1501,7 @@ static const struct field root_fields[] = {
     FNAT("error_fallback", struct lp_config, error_fallback, on_error_fallback, .pass = 2),
     MAPAT("detection", struct lp_config, detection, detection_fields, .pass = 2),
     MAPAT("timeout", struct lp_config, timeout, timeout_fields, .pass = 2),
-    MAPAT("server", struct lp_config, server, server_fields, .pass = 2),
+    FNAT("server", struct lp_config, server, on_server, .pass = 2),
     MAPAT("logging", struct lp_config, logging, logging_fields, .pass = 2),
     MAPAT("metrics", struct lp_config, metrics, metrics_fields, .pass = 2),
     FN("passthrough_paths", on_passthrough_paths, .pass = 2),

@@ -9,8 +9,11 @@
  *
  * Input: one flat buffer per connection. The request head is parsed in place there (the request
  * points into it), so the buffer is only compacted or grown while no head is parsed. A body with
- * a Content-Length is read straight into a body buffer allocated once at its final size; a
- * chunked body is decoded from the input buffer into the body buffer.
+ * a Content-Length is read straight into a body buffer; a chunked body is decoded from the input
+ * buffer into the body buffer. The body buffer grows geometrically as bytes actually arrive
+ * (never to an announced size up front), up to the Content-Length or max_body_bytes, and every
+ * byte of it is taken from the process-wide body budget (if one is attached) before it is
+ * allocated.
  *
  * Output: responses are written to the socket at once (sendmsg of head + body in one call); only
  * what the kernel did not take is copied into the evbuffer, which is then flushed on EPOLLOUT.
@@ -35,6 +38,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "budget.h"
+#include "conncap.h"
 #include "http1.h"
 #include "log.h"
 #include "util/alloc.h"
@@ -48,6 +53,10 @@
 #define SPILL_MAX 16384         /* pipelined bytes buffered while a request is active; past it,
                                    reading pauses (EV_CLOSED only, which misses a reset) */
 #define IDLE_KEEP_BODY (64 * 1024) /* body storage above this is released between requests */
+#define BODY_INITIAL (16 * 1024) /* first body allocation when more is announced than has arrived */
+#define RATE_WINDOW_MS 5000     /* default minimum-rate window (and grace before the first check) */
+#define FULL_PAUSE_MS 50        /* at the total connection cap: retry accepting after this */
+#define LIMIT_LOG_MS 10000      /* at most one log line per cause per edge in this interval */
 #define HEAD_MAX (1024 * 1024)  /* ceiling on a response head built from handler headers */
 #define LINGER_MS 2000          /* after a reject: discard input this long before closing */
 #define ACCEPT_BATCH 64
@@ -107,6 +116,17 @@ struct conn {
     bool notify_close; /* on_defer: call close_cb */
     int64_t deadline;  /* ms (monotonic) when the state's timeout expires; 0 = none */
     int64_t timer_at;  /* when the timer event is due; 0 = not pending */
+    /* CS_BODY clocks (ms, monotonic; 0 = off): the state's deadline is the earliest of
+     * last_rx_at + body_idle_timeout, body_end_at and rate_at. */
+    int64_t body_end_at;  /* the whole body must have arrived by then */
+    int64_t rate_at;      /* next minimum-rate check */
+    int64_t last_rx_at;   /* last body byte received */
+    uint64_t body_rx;     /* body bytes received from the socket (chunk framing included) */
+    uint64_t rate_mark;   /* body_rx at the previous rate check */
+    size_t body_ceil;     /* body storage never grows past this (Content-Length or limit, + 1) */
+    size_t charged;       /* bytes of body storage taken from the edge's body budget */
+    struct lp_conncap_addr addr; /* the peer as counted by the per-address cap */
+    bool counted;         /* holds a slot of the connection caps (released when the socket closes) */
     struct lp_edge_limits lim; /* snapshot taken when a request head starts */
     /* Input: in[0, in_len) holds bytes; in[in_off, in_len) are unconsumed. While a request is
      * parsed, in[head_off, head_off + head_len) is its head, which *h points into. */
@@ -132,10 +152,16 @@ struct lp_edge {
     bool draining;
     bool destroyed;
     bool early_close; /* the backend supports EV_CLOSED */
+    bool full_paused; /* accepting paused because the total connection cap was reached */
     struct lp_edge_limits lim;
     lp_edge_request_cb on_request;
     lp_edge_reject_cb on_reject;
+    lp_edge_head_cb on_head;
     void *arg;
+    struct lp_conncap *caps; /* NULL = no connection caps */
+    struct lp_budget *bodies; /* NULL = no body budget */
+    int64_t full_logged_at, addr_logged_at; /* rate limits of the cap log lines */
+    uint64_t addr_refused; /* connections closed by the per-address cap since the last log */
     struct conn *conns;
     size_t n_conns; /* allocated, including closed ones waiting for their request to end */
     size_t n_open;
@@ -148,6 +174,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void on_defer(evutil_socket_t fd, short what, void *arg);
 static void process_input(struct conn *c);
 static void after_flush(struct conn *c);
+static void resume_accept(struct lp_edge *e);
+static void body_release(struct conn *c, bool keep);
 
 /* ---- small helpers ---- */
 
@@ -294,7 +322,7 @@ static void free_conn(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     LP_FREE(&c->in);
-    lp_buf_free(&c->body);
+    body_release(c, false);
     lp_buf_free(&c->hbuf);
     lp_buf_free(&c->spill);
     evbuffer_free(c->out);
@@ -333,6 +361,12 @@ static void close_conn(struct conn *c)
     c->fd = -1;
     c->state = CS_CLOSED;
     c->edge->n_open--;
+    if (c->counted) {
+        c->counted = false;
+        lp_conncap_leave(c->edge->caps, &c->addr);
+        lp_conncap_unreserve(c->edge->caps);
+        resume_accept(c->edge); /* a slot is free again */
+    }
     evbuffer_drain(c->out, evbuffer_get_length(c->out));
     if (c->req.active) {
         c->req.gone = true;
@@ -350,6 +384,7 @@ static void start_linger(struct conn *c)
     shutdown(c->fd, SHUT_WR);
     c->state = CS_LINGER;
     c->in_len = c->in_off = 0;
+    body_release(c, false); /* nothing refers to the body any more */
     set_read(c, RM_ON);
     set_deadline(c, LINGER_MS);
 }
@@ -502,6 +537,7 @@ static void end_request(struct conn *c)
         uncork_conn(c);
     c->req.active = false;
     c->edge->n_active--;
+    body_release(c, true); /* ended: nothing refers to the body; large storage goes now */
     if (c->fd < 0) {
         maybe_free(c);
         return;
@@ -526,8 +562,36 @@ static void plain_reject(struct conn *c, int status, const char *reason)
 {
     char body[256];
     int n = snprintf(body, sizeof body, "%d %s: %s\n", status, status_reason(status), reason);
-    const struct lp_edge_header h[] = {{"Content-Type", "text/plain; charset=utf-8"}};
-    lp_edge_respond(&c->req, status, h, 1, body, (size_t)n < sizeof body ? (size_t)n : 0);
+    const struct lp_edge_header h[] = {{"Content-Type", "text/plain; charset=utf-8"},
+                                       {"Retry-After", "1"}};
+    lp_edge_respond(&c->req, status, h, status == 503 ? 2 : 1, body,
+                    (size_t)n < sizeof body ? (size_t)n : 0);
+}
+
+/* Show the parsed head to on_head. True when the handler ended the request there: its answer
+ * is on the way and the connection closes after it without reading the body. */
+static bool head_answered(struct conn *c)
+{
+    bool must_close = c->must_close;
+    lp_buf_reset(&c->body); /* the handler must not see the previous request's body */
+    c->must_close = true; /* an answer given now closes: the body is never read */
+    c->linger = true;     /* ... but what the client still sends is drained, not reset */
+    activate_req(c);
+    c->edge->on_head(&c->req, c->edge->arg);
+    /* depth > 0 here (we are inside an edge callback), so c is still valid. */
+    if (!c->req.active)
+        return true;
+    if (c->req.started) {
+        lp_edge_abort(&c->req); /* misuse: a streamed answer at the head */
+        return true;
+    }
+    /* Not answered: forget the activation and go on to the body. */
+    c->req.active = false;
+    c->edge->n_active--;
+    c->corked = false;
+    c->must_close = must_close;
+    c->linger = false;
+    return false;
 }
 
 /* Refuse the current request: the callback (or the plain fallback) answers, then we close. */
@@ -543,6 +607,128 @@ static void reject(struct conn *c, int status, const char *reason)
         plain_reject(c, status, reason);
 }
 
+/* ---- body storage (grows as bytes arrive, charged to the body budget) and body clocks ---- */
+
+/* Make the bytes charged to the body budget equal `cap`: take the growth (false, and nothing
+ * changes, when the budget refuses) or give back the excess. */
+static bool charge(struct conn *c, size_t cap)
+{
+    struct lp_budget *b = c->edge->bodies;
+    if (cap > c->charged) {
+        if (b && !lp_budget_take(b, cap - c->charged))
+            return false;
+    } else if (b) {
+        lp_budget_give(b, c->charged - cap);
+    }
+    c->charged = cap;
+    return true;
+}
+
+/* The body is no longer referenced: give its storage back to the budget, and free it unless
+ * `keep` and it is small enough to keep for the next request. */
+static void body_release(struct conn *c, bool keep)
+{
+    if (!keep || c->body.cap > IDLE_KEEP_BODY)
+        lp_buf_free(&c->body);
+    charge(c, 0);
+}
+
+/* Room for `room` more body bytes plus the NUL. Storage grows geometrically (doubling, at least
+ * BODY_INITIAL) as bytes arrive, never past body_ceil, and is charged to the budget before it is
+ * allocated. False when the budget refuses. */
+static bool body_grow(struct conn *c, size_t room)
+{
+    struct lp_buf *b = &c->body;
+    size_t need = b->len + room + 1;
+    if (room == 0 || need <= b->cap)
+        return true;
+    if (need > c->body_ceil)
+        need = c->body_ceil;
+    size_t cap = b->cap * 2;
+    if (cap < BODY_INITIAL)
+        cap = BODY_INITIAL;
+    if (cap < need)
+        cap = need;
+    if (cap > c->body_ceil)
+        cap = c->body_ceil;
+    if (!charge(c, cap))
+        return false; /* no creeping by smaller steps: under pressure the body is refused */
+    if (b->len == 0) {
+        free(b->data); /* nothing to keep: malloc, not realloc, avoids a copy */
+        b->data = lp_xmalloc(cap);
+    } else {
+        b->data = lp_xrealloc(b->data, cap);
+    }
+    b->cap = cap;
+    b->data[b->len] = '\0';
+    return true;
+}
+
+/* CS_BODY: the state's deadline is the earliest of the silence timeout (from the last byte), the
+ * overall body deadline and the next minimum-rate check. */
+static void body_clock(struct conn *c, int64_t now)
+{
+    int64_t at = c->body_end_at;
+    if (c->lim.body_idle_timeout_ms > 0) {
+        int64_t quiet = c->last_rx_at + c->lim.body_idle_timeout_ms;
+        if (!at || quiet < at)
+            at = quiet;
+    }
+    if (c->rate_at && (!at || c->rate_at < at))
+        at = c->rate_at;
+    c->deadline = at;
+    if (at && (c->timer_at == 0 || c->timer_at > at))
+        arm_timer(c, now, at > now ? at - now : 0);
+}
+
+/* A body starts: its storage may grow up to `ceil` bytes; `have` bytes came with the head; the
+ * body clocks start now. */
+static void body_begin(struct conn *c, size_t ceil, size_t have)
+{
+    int64_t now = lp_now_ms();
+    c->body_ceil = ceil;
+    c->body_end_at = c->lim.body_timeout_ms > 0 ? now + c->lim.body_timeout_ms : 0;
+    c->rate_at = c->lim.min_body_rate ? now + c->lim.body_rate_window_ms : 0;
+    c->last_rx_at = now;
+    c->body_rx = have; /* what came with the head counts for the first rate window */
+    c->rate_mark = 0;
+    /* Storage kept from an earlier request is charged again while this body uses it; when the
+     * budget cannot take it, drop it and let body_grow ask for what is really needed. */
+    if (!charge(c, c->body.cap))
+        lp_buf_free(&c->body);
+}
+
+/* The body budget cannot take the body's next storage: 503 (with Retry-After), counted. */
+static void reject_budget(struct conn *c)
+{
+    lp_budget_count_refusal(c->edge->bodies); /* only a budget can refuse */
+    reject(c, 503, "request body memory budget exhausted");
+}
+
+/* A body clock expired (CS_BODY): 408, or the minimum-rate check passed and the clocks go on. */
+static void body_timeout(struct conn *c)
+{
+    int64_t now = lp_now_ms();
+    if (c->body_end_at && now >= c->body_end_at) {
+        reject(c, 408, "request body not received within the body deadline");
+        return;
+    }
+    if (c->lim.body_idle_timeout_ms > 0 && now >= c->last_rx_at + c->lim.body_idle_timeout_ms) {
+        reject(c, 408, "request body timeout (no data)");
+        return;
+    }
+    if (c->rate_at && now >= c->rate_at) {
+        uint64_t need = c->lim.min_body_rate * (uint64_t)c->lim.body_rate_window_ms / 1000;
+        if (c->body_rx - c->rate_mark < need) {
+            reject(c, 408, "request body arriving below the minimum rate");
+            return;
+        }
+        c->rate_mark = c->body_rx;
+        c->rate_at = now + c->lim.body_rate_window_ms;
+    }
+    body_clock(c, now);
+}
+
 static void send_continue(struct conn *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -553,6 +739,14 @@ static void send_continue(struct conn *c)
 
 static void feed_chunked(struct conn *c)
 {
+    /* The decoder appends at most what is buffered: make room for it first (budget-checked),
+     * so the decoder itself never allocates. */
+    size_t avail = c->in_len - c->in_off;
+    size_t left = c->lim.max_body_bytes > c->body.len ? c->lim.max_body_bytes - c->body.len : 0;
+    if (!body_grow(c, avail < left ? avail : left)) {
+        reject_budget(c);
+        return;
+    }
     size_t used = 0;
     enum lp_status rc = lp_http1_chunked_feed(&c->chunk, c->in + c->in_off, c->in_len - c->in_off,
                                               &used, &c->body);
@@ -575,22 +769,26 @@ static void start_chunked(struct conn *c)
     lp_http1_chunked_init(&c->chunk);
     send_continue(c);
     c->state = CS_BODY;
-    set_deadline(c, c->lim.body_timeout_ms);
+    body_begin(c, c->lim.max_body_bytes + 1, c->in_len - c->in_off);
+    body_clock(c, c->last_rx_at);
     feed_chunked(c);
 }
 
-/* Content-Length body: one allocation of the final size, then read straight into it. */
+/* Content-Length body: read straight into the body buffer, which grows as bytes arrive (a
+ * Content-Length is only a promise: nothing is allocated for bytes that have not come). */
 static void start_sized(struct conn *c, size_t cl)
 {
-    if (c->body.cap < cl + 1) {
-        free(c->body.data); /* nothing to keep: malloc, not realloc, avoids a copy */
-        c->body.data = lp_xmalloc(cl + 1);
-        c->body.cap = cl + 1;
-    }
     size_t have = c->in_len - c->in_off;
     if (have > cl)
         have = cl;
-    memcpy(c->body.data, c->in + c->in_off, have);
+    body_begin(c, cl + 1, have);
+    /* Room for what is here and, if more is to come, at least one more byte to read. */
+    if (!body_grow(c, have < cl ? have + 1 : have)) {
+        reject_budget(c);
+        return;
+    }
+    if (have)
+        memcpy(c->body.data, c->in + c->in_off, have);
     c->in_off += have;
     c->body.len = have;
     if (have == cl) {
@@ -600,7 +798,7 @@ static void start_sized(struct conn *c, size_t cl)
     send_continue(c);
     c->body_need = cl - have;
     c->state = CS_BODY;
-    set_deadline(c, c->lim.body_timeout_ms);
+    body_clock(c, c->last_rx_at);
 }
 
 static void start_body(struct conn *c)
@@ -692,7 +890,7 @@ static void process_input(struct conn *c)
     int st = lp_http1_parse_head(c->in + c->head_off, end, &c->h, &reason);
     if (st != 0)
         reject(c, st, reason);
-    else
+    else if (!c->edge->on_head || !head_answered(c))
         start_body(c);
 }
 
@@ -700,9 +898,11 @@ static void process_input(struct conn *c)
 static bool read_target(struct conn *c, char **dst, size_t *room)
 {
     if (c->state == CS_BODY && !c->h.chunked) {
+        /* Storage is grown after each read (on_bytes), so there is always room here. */
+        size_t space = c->body.cap - c->body.len - 1;
         *dst = c->body.data + c->body.len;
-        *room = c->body_need;
-        return true;
+        *room = c->body_need < space ? c->body_need : space;
+        return *room > 0;
     }
     if (!c->in)
         grow_in(c, IN_INITIAL);
@@ -741,18 +941,25 @@ static void on_bytes(struct conn *c, size_t n)
         c->in_len += n;
         process_input(c);
         break;
-    case CS_BODY:
-        set_deadline(c, c->lim.body_timeout_ms); /* progress: the silence timer restarts */
+    case CS_BODY: {
+        int64_t now = lp_now_ms();
+        c->last_rx_at = now; /* progress: the silence clock restarts */
+        c->body_rx += n;
+        body_clock(c, now);
         if (c->h.chunked) {
             c->in_len += n;
             feed_chunked(c);
         } else {
             c->body.len += n;
             c->body_need -= n;
+            c->body.data[c->body.len] = '\0';
             if (c->body_need == 0)
                 dispatch(c);
+            else if (c->body.len + 1 == c->body.cap && !body_grow(c, 1))
+                reject_budget(c);
         }
         break;
+    }
     case CS_ACTIVE:
     case CS_FLUSH:
         /* The next (pipelined) request: kept for later. */
@@ -841,7 +1048,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 static void on_timeout(struct conn *c)
 {
     if (c->state == CS_BODY)
-        reject(c, 408, "request body timeout");
+        body_timeout(c);
     else
         close_conn(c); /* header (slowloris), idle, write or linger timeout */
 }
@@ -893,6 +1100,7 @@ static void after_flush(struct conn *c)
         finish_close(c);
         return;
     }
+    charge(c, 0); /* the body is no longer referenced; storage kept below is not charged */
     c->state = CS_HEAD;
     compact_in(c);
     if (c->spill.len > 0) {
@@ -932,12 +1140,15 @@ static void after_flush(struct conn *c)
 
 /* ---- accept ---- */
 
-static void new_conn(struct lp_edge *e, int fd, const struct sockaddr_storage *ss)
+static void new_conn(struct lp_edge *e, int fd, const struct sockaddr_storage *ss,
+                     const struct lp_conncap_addr *addr)
 {
     struct conn *c = lp_xcalloc(1, sizeof *c);
     c->edge = e;
     c->fd = fd;
     c->peer = *ss;
+    c->addr = *addr;
+    c->counted = e->caps != NULL;
     c->lim = e->lim;
     c->req.conn = c;
     c->out = evbuffer_new();
@@ -964,23 +1175,89 @@ static void new_conn(struct lp_edge *e, int fd, const struct sockaddr_storage *s
 static void on_pause_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct lp_edge *e = arg;
+    e->full_paused = false;
     if (!e->draining && !e->listening) {
         event_add(&e->lev, NULL);
         e->listening = true;
     }
 }
 
+/* The total connection cap is reached: stop accepting (new connections wait in the backlog)
+ * until one of our connections closes, or FULL_PAUSE_MS at most (others may close first). */
+static void pause_full(struct lp_edge *e)
+{
+    event_del(&e->lev);
+    e->listening = false;
+    e->full_paused = true;
+    struct timeval tv = {0, FULL_PAUSE_MS * 1000};
+    event_add(&e->pause_timer, &tv);
+    int64_t now = lp_now_ms();
+    if (e->full_logged_at == 0 || now - e->full_logged_at >= LIMIT_LOG_MS) {
+        e->full_logged_at = now;
+        struct lp_conncap_stats st;
+        lp_conncap_stats(e->caps, &st);
+        lp_log_warn(NULL, "edge: connection cap reached (%zu open); accepting paused until one "
+                          "closes", st.open);
+    }
+}
+
+static void resume_accept(struct lp_edge *e)
+{
+    if (!e->full_paused || e->draining || e->destroyed)
+        return;
+    e->full_paused = false;
+    event_del(&e->pause_timer);
+    if (!e->listening) {
+        event_add(&e->lev, NULL);
+        e->listening = true;
+    }
+}
+
+/* A connection from an address at its per-address cap was closed: log it, at most once per
+ * LIMIT_LOG_MS with a count (a flood must not flood the log). */
+static void note_addr_refused(struct lp_edge *e, const struct sockaddr_storage *ss)
+{
+    e->addr_refused++;
+    int64_t now = lp_now_ms();
+    if (e->addr_logged_at != 0 && now - e->addr_logged_at < LIMIT_LOG_MS)
+        return;
+    e->addr_logged_at = now;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof ip);
+    else if (ss->ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof ip);
+    lp_log_warn(NULL, "edge: closed %llu connection(s) from peers at their per-address cap "
+                      "(latest from %s)", (unsigned long long)e->addr_refused, ip);
+    e->addr_refused = 0;
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     struct lp_edge *e = arg;
     for (int i = 0; i < ACCEPT_BATCH && e->listening; i++) {
+        /* A slot of the total cap first, so a full process leaves connections in the backlog. */
+        if (e->caps && !lp_conncap_reserve(e->caps)) {
+            pause_full(e);
+            return;
+        }
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            new_conn(e, fd, &ss);
+            struct lp_conncap_addr addr;
+            lp_conncap_addr_from((struct sockaddr *)&ss, &addr);
+            if (e->caps && !lp_conncap_admit(e->caps, &addr)) {
+                lp_conncap_unreserve(e->caps);
+                close(fd); /* nothing read: the peer sees the connection closed at once */
+                note_addr_refused(e, &ss);
+                continue;
+            }
+            new_conn(e, fd, &ss, &addr);
             continue;
         }
+        if (e->caps)
+            lp_conncap_unreserve(e->caps);
         if (errno == EINTR || errno == ECONNABORTED)
             continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -1077,6 +1354,8 @@ static void normalize_limits(struct lp_edge_limits *dst, const struct lp_edge_li
         dst->max_header_bytes = DEFAULT_MAX_HEADER;
     if (dst->max_body_bytes == 0)
         dst->max_body_bytes = DEFAULT_MAX_BODY;
+    if (dst->body_rate_window_ms <= 0)
+        dst->body_rate_window_ms = RATE_WINDOW_MS;
 }
 
 struct lp_edge *lp_edge_create(struct event_base *base, int listen_fd,
@@ -1101,6 +1380,17 @@ struct lp_edge *lp_edge_create(struct event_base *base, int listen_fd,
 void lp_edge_set_limits(struct lp_edge *e, const struct lp_edge_limits *lim)
 {
     normalize_limits(&e->lim, lim);
+}
+
+void lp_edge_set_head_cb(struct lp_edge *e, lp_edge_head_cb on_head)
+{
+    e->on_head = on_head;
+}
+
+void lp_edge_set_shared(struct lp_edge *e, struct lp_conncap *caps, struct lp_budget *bodies)
+{
+    e->caps = caps;
+    e->bodies = bodies;
 }
 
 void lp_edge_drain(struct lp_edge *e)
@@ -1246,6 +1536,9 @@ void lp_edge_respond(struct lp_edge_req *r, int status, const struct lp_edge_hea
         return;
     }
     status = sane_status(status);
+    /* The request ends with this answer: its body storage stops counting before the answer is
+     * sent, so a client that reads it and at once sends the next body finds the budget free. */
+    charge(c, 0);
     if (c->fd >= 0) {
         if (c->edge->draining)
             c->must_close = true;
@@ -1326,6 +1619,7 @@ void lp_edge_end(struct lp_edge_req *r)
         lp_edge_abort(r);
         return;
     }
+    charge(c, 0); /* as in lp_edge_respond: before the last bytes go out */
     if (c->fd >= 0 && r->chunked_out && !r->no_body)
         out_write1(c, "0\r\n\r\n", 5);
     lp_edge_uncork(r);

@@ -13,11 +13,16 @@
  * ends it exactly once with lp_edge_respond, lp_edge_end (after lp_edge_start) or lp_edge_abort.
  * After that the pointer is invalid. The edge never frees an active request: when the client
  * goes away it calls close_cb (from the loop, never from inside a call the handler made) and
- * keeps the request alive until the handler ends it.
+ * keeps the request alive until the handler ends it. A request shown to on_head is active only
+ * for the duration of that callback unless the handler ends it there (see lp_edge_head_cb).
  *
  * Callbacks are never invoked re-entrantly from inside an lp_edge_* call made by the handler;
  * a handler may call any lp_edge_* function (including ending the request) from inside any edge
  * callback.
+ *
+ * Process-wide limits (optional, lp_edge_set_shared): a connection cap in total and per peer
+ * address (src/conncap.h) and a byte budget for request bodies (src/budget.h), shared by the
+ * edges of all worker threads.
  */
 #ifndef LP_EDGE_H
 #define LP_EDGE_H
@@ -31,6 +36,8 @@
 
 struct lp_edge;     /* one per worker thread/event loop */
 struct lp_edge_req; /* one request on a connection; owned by the edge */
+struct lp_conncap;  /* process-wide connection caps (conncap.h) */
+struct lp_budget;   /* process-wide byte budget (budget.h) */
 
 /* Size limits of 0 select the defaults (16 KiB headers, 16 MiB body); timeouts <= 0 disable
  * that timeout. */
@@ -38,7 +45,10 @@ struct lp_edge_limits {
     size_t max_header_bytes;   /* request line + headers; over -> reject 431 */
     size_t max_body_bytes;     /* over (by Content-Length up front, or while reading chunked) -> reject 413 without reading the rest */
     int64_t header_timeout_ms; /* from connection accept / first byte after keep-alive idle until the full header block arrived (slowloris) -> close */
-    int64_t body_timeout_ms;   /* max silence while reading the body -> 408 reject */
+    int64_t body_timeout_ms;   /* the whole body must arrive within this, counted from the end of the head -> 408 reject */
+    int64_t body_idle_timeout_ms; /* max silence while reading the body -> 408 reject */
+    uint64_t min_body_rate;    /* bytes/s: after the first window, every body_rate_window_ms must bring rate x window bytes -> 408 reject; 0 = off */
+    int64_t body_rate_window_ms; /* <= 0 selects 5000 */
     int64_t idle_timeout_ms;   /* keep-alive idle between requests -> close */
     int64_t write_timeout_ms;  /* max time with pending output that makes no progress -> close (handler gets close_cb) */
 };
@@ -51,9 +61,25 @@ struct lp_edge_header {
  * it: it must end it exactly once with lp_edge_respond, lp_edge_end (after lp_edge_start) or
  * lp_edge_abort, now or later (asynchronously). */
 typedef void (*lp_edge_request_cb)(struct lp_edge_req *req, void *arg);
-/* The edge refused a request before the handler saw it (status 400 malformed, 408 body timeout,
- * 413 body too large, 417 unsupported Expect, 431 headers too large, 501 unsupported
- * transfer-encoding, 505 version). Method/path/headers are available when they were parsed
+/* The head of a request arrived and passed the parser's checks; no body byte has been read, no
+ * 100 Continue sent, and the body size not yet checked. Called exactly once per such head, before
+ * any other callback of that request (optional: see lp_edge_set_head_cb). Inside the callback the
+ * request is active and the accessors work (the body is empty). The handler either
+ *  - answers at once, synchronously, with lp_edge_respond: the edge sends it with
+ *    Connection: close (instead of any 100 Continue) and closes the connection after writing it,
+ *    without reading the body (a lingering close discards what the client still sends, for at
+ *    most 2 s, so the answer is not destroyed by a reset); or ends it with lp_edge_abort (close
+ *    at once, no answer);
+ *  - or returns without ending it: the edge then reads the body and calls on_request (or
+ *    on_reject) as usual. Callbacks set on the request inside on_head are then forgotten.
+ * lp_edge_start/write/end must not be used inside it (the request is aborted if a head was
+ * started and not ended). As in on_reject, the accessors stay usable until the callback returns,
+ * even after lp_edge_respond. */
+typedef void (*lp_edge_head_cb)(struct lp_edge_req *req, void *arg);
+/* The edge refused a request before the handler saw it (status 400 malformed, 408 body timeout
+ * (silence, overall deadline or minimum rate), 413 body too large, 417 unsupported Expect, 431
+ * headers too large, 501 unsupported transfer-encoding, 503 body budget exhausted (the plain
+ * fallback adds Retry-After: 1; a callback should too), 505 version). Method/path/headers are available when they were parsed
  * (method may be "" and path NULL when the request line was not parsed). The callback must
  * answer synchronously with lp_edge_respond (so the body can be in the client's protocol
  * shape); the edge then closes the connection after writing it (Connection: close). If the
@@ -87,6 +113,20 @@ struct lp_edge *lp_edge_create(struct event_base *base, int listen_fd,
                                lp_edge_reject_cb on_reject, void *arg);
 /* Replace the limits; they apply to requests whose head starts afterwards. */
 void lp_edge_set_limits(struct lp_edge *e, const struct lp_edge_limits *lim);
+/* Set (or clear with NULL) the head callback; it gets the arg given to lp_edge_create. */
+void lp_edge_set_head_cb(struct lp_edge *e, lp_edge_head_cb on_head);
+/* Attach process-wide limits (either may be NULL; both stay owned by the caller and must outlive
+ * the edge). Call before the loop runs, at most once.
+ * caps: a slot of the total cap is reserved before each accept(); while the total is at its cap
+ *   the edge stops accepting (connections wait in the listen backlog, as nginx and HAProxy do)
+ *   and resumes when one of its own connections closes or after 50 ms at the latest. A
+ *   connection from an address already at its per-address cap is closed at once, unread.
+ * bodies: every byte of body storage is taken from it before it is allocated and given back
+ *   when the handler ends the request (before the answer's last bytes are sent; storage above
+ *   64 KiB is freed then too, and what a connection keeps between requests is not counted) or
+ *   the connection goes; a body that would exceed it is refused with 503 and the connection
+ *   closed. */
+void lp_edge_set_shared(struct lp_edge *e, struct lp_conncap *caps, struct lp_budget *bodies);
 /* Stop accepting (removes the listener registration, not the fd, which the caller owns); idle
  * keep-alive connections are closed; connections with a request in progress are closed after
  * their response (Connection: close). Idempotent. */

@@ -322,8 +322,12 @@ int lp_http1_parse_head(char *buf, size_t len, struct lp_http1_request *req, con
 
 const char *lp_http1_header_get(const struct lp_http1_request *req, const char *name)
 {
+    /* First bytes compared with the case bit folded before the full compare: a cheap filter
+     * with false positives only ('@' and '`' fold together), never false negatives. */
+    unsigned char first = (unsigned char)name[0] | 0x20;
     for (size_t i = 0; i < req->n_headers; i++) {
-        if (strcasecmp(req->headers[i].name, name) == 0)
+        const char *h = req->headers[i].name;
+        if (((unsigned char)h[0] | 0x20) == first && strcasecmp(h, name) == 0)
             return req->headers[i].value;
     }
     return NULL;

@@ -239,6 +239,49 @@ void lp_intake_handle(struct lp_worker *w, struct lp_edge_req *er)
     lp_request_leave(req);
 }
 
+void lp_intake_head(struct lp_worker *w, struct lp_edge_req *er)
+{
+    /* Which key the endpoint needs: admin paths as lp_admin_handle, LLM paths (/v1/... and the
+     * reference's paths without /v1) the proxy key; anything else is left to dispatch(). */
+    static const char *const bare[] = {"/chat/completions", "/completions", "/embeddings",
+                                       "/messages", "/models"};
+    const char *p = lp_edge_req_path(er);
+    bool admin = strcmp(p, "/admin") == 0 || strncmp(p, "/admin/", 7) == 0;
+    bool llm = strncmp(p, "/v1/", 4) == 0;
+    for (size_t i = 0; !admin && !llm && i < sizeof bare / sizeof bare[0]; i++) {
+        size_t n = strlen(bare[i]);
+        llm = strncmp(p, bare[i], n) == 0 && (p[n] == '\0' || p[n] == '/');
+    }
+    bool unsafe = !lp_endpoint_path_safe(p, NULL);
+    if (!admin && !llm && !unsafe)
+        return;
+    struct lp_config *cfg = lp_runtime_config(w->rt);
+    const char *key = admin ? lp_admin_key(cfg) : cfg->proxy_api_key;
+    if (unsafe || !lp_request_key_ok(er, key)) {
+        /* Refuse now, before any body byte is read, through the normal intake so the answer is
+         * the one dispatch() would give: client's protocol shape, request id, access line and
+         * metrics. The edge closes the connection after it. cfg (and so key) is held until the
+         * reply is made. */
+        struct lp_request *req = lp_request_new(w, er);
+        req->client = lp_endpoint_client_proto(req->path);
+        if (unsafe) {
+            const char *why = NULL;
+            lp_endpoint_path_safe(req->path, &why);
+            char msg[300];
+            snprintf(msg, sizeof msg, "Invalid request path: %s", why ? why : "not allowed");
+            lp_request_reply_error(req, 400, NULL, "invalid_path", msg);
+        } else {
+            if (strcmp(req->method, "POST") == 0 && llm) {
+                req->llm = true; /* counted like handle_llm's own 401 */
+                atomic_fetch_add(&req->rt->active_llm, 1);
+            }
+            lp_request_check_auth(req, key);
+        }
+        lp_request_finish(req);
+    }
+    lp_config_unref(cfg);
+}
+
 void lp_intake_reject(struct lp_worker *w, struct lp_edge_req *er, int status, const char *reason)
 {
     const char *path = lp_edge_req_path(er);
@@ -251,13 +294,17 @@ void lp_intake_reject(struct lp_worker *w, struct lp_edge_req *er, int status, c
         snprintf(msg, sizeof msg, "Request body too large: the limit is %lld bytes (server.max_body_size)",
                  (long long)cfg->server.max_body_size);
         lp_config_unref(cfg);
+    } else if (status == 503) {
+        snprintf(msg, sizeof msg, "Server busy: request bodies being received use all of "
+                                  "server.max_body_memory; retry shortly");
     } else {
         snprintf(msg, sizeof msg, "%s", reason ? reason : "Bad request");
     }
     size_t len = 0;
     char *body = lp_apierr_body(p, status, NULL, NULL, msg, id, &len);
-    struct lp_edge_header h[] = {{"Content-Type", "application/json"}, {"X-Request-Id", id}};
-    lp_edge_respond(er, status, h, 2, body, len);
+    struct lp_edge_header h[] = {{"Content-Type", "application/json"}, {"X-Request-Id", id},
+                                 {"Retry-After", "1"}};
+    lp_edge_respond(er, status, h, status == 503 ? 3 : 2, body, len);
     lp_log_info(id, "rejected request %s %s: %d %s", lp_edge_req_method(er) ? lp_edge_req_method(er) : "-",
                 path ? path : "-", status, msg);
     free(body);

@@ -3,6 +3,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,9 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "budget.h"
 #include "config.h"
+#include "conncap.h"
 #include "edge.h"
 #include "health.h"
 #include "log.h"
@@ -21,6 +24,7 @@
 #include "runtime.h"
 #include "util/alloc.h"
 #include "util/clock.h"
+#include "util/rand.h"
 #include "worker.h"
 
 #define MAX_WORKERS 64
@@ -173,6 +177,40 @@ static int open_listeners(struct app *a, const struct lp_config *cfg)
     return 0;
 }
 
+/* Raise the soft file-descriptor limit to the hard one (at most 1M), as Go programs and HAProxy
+ * do: every client and upstream connection holds a descriptor, and the soft default of a shell
+ * (1024) would make server.max_connections' automatic value needlessly small. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (1u << 20) ? (1u << 20) : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            lp_log_info(NULL, "file descriptor limit raised from %llu to %llu",
+                        (unsigned long long)was, (unsigned long long)want);
+    }
+}
+
+/* Process-wide edge limits: the objects every worker's edge shares, set from cfg. */
+static void create_shared_limits(struct app *a, const struct lp_config *cfg)
+{
+    uint64_t seed;
+    lp_rand_seed(&seed);
+    a->rt.conncap = lp_conncap_create(0, 0, seed);
+    a->rt.bodies = lp_budget_create(0);
+    lp_worker_apply_shared(cfg, &a->rt);
+    size_t total, per_ip;
+    lp_worker_conn_caps(cfg, &total, &per_ip);
+    lp_log_info(NULL, "limits: %zu client connections%s, %zu per address; request bodies may hold "
+                      "%lld bytes in total",
+                total, cfg->server.max_connections > 0 ? "" : " (automatic)", per_ip,
+                (long long)cfg->server.max_body_memory);
+}
+
 static int worker_count(const struct lp_config *cfg)
 {
     int n = cfg->server.threads;
@@ -206,6 +244,8 @@ static int run(struct app *a, const char *path)
     a->rt.health = lp_health_create();
     lp_health_configure(a->rt.health, cfg);
     lp_admin_register_metrics(&a->rt);
+    raise_fd_limit();
+    create_shared_limits(a, cfg);
     a->base = event_base_new();
     a->reloader = lp_reloader_create(&a->rt, a->base);
     lp_reloader_load_extras(a->reloader, cfg);
@@ -263,6 +303,8 @@ static void teardown(struct app *a)
         event_base_free(a->base);
     lp_health_destroy(a->rt.health);
     lp_metrics_destroy(a->rt.metrics);
+    lp_conncap_destroy(a->rt.conncap);
+    lp_budget_destroy(a->rt.bodies);
     lp_runtime_publish(&a->rt, NULL, NULL);
     free(a->rt.config_path);
     free(a->rt.last_reload_error);

@@ -128,6 +128,19 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
         "Log lines dropped because the log queue was full.", NULL),
     [LP_M_BUILD_INFO] = GAUGE("llm_proxy_build_info",
         "Always 1; the version label names the running build.", "version"),
+    [LP_M_CLIENT_CONNECTIONS] = GAUGE("llm_proxy_client_connections",
+        "Open client connections.", NULL),
+    [LP_M_CLIENT_CONNECTIONS_LIMIT] = GAUGE("llm_proxy_client_connections_limit",
+        "Open client connections at which accepting pauses (server.max_connections).", NULL),
+    [LP_M_CLIENT_CONNECTIONS_REFUSED_TOTAL] = COUNTER(
+        "llm_proxy_client_connections_refused_total",
+        "Client connections closed at once because their address had max_connections_per_ip.",
+        NULL),
+    [LP_M_BODY_MEMORY_BYTES] = GAUGE("llm_proxy_body_memory_bytes",
+        "Bytes held by request bodies being received or handled (limit: server.max_body_memory).",
+        NULL),
+    [LP_M_BODY_MEMORY_REFUSED_TOTAL] = COUNTER("llm_proxy_body_memory_refused_total",
+        "Request bodies refused with 503 because server.max_body_memory was reached.", NULL),
 };
 
 /* clang-format on */

@@ -55,6 +55,11 @@ enum lp_metric_id {
     LP_M_PROCESS_CPU_SECONDS_TOTAL,     /* counter {}: built in, from /proc/self/stat */
     LP_M_LOG_LINES_DROPPED_TOTAL,       /* counter {}: built in, lp_log_dropped() */
     LP_M_BUILD_INFO,                    /* gauge {version}: always 1, built in */
+    LP_M_CLIENT_CONNECTIONS,            /* gauge {}: open client connections (callback) */
+    LP_M_CLIENT_CONNECTIONS_LIMIT,      /* gauge {}: effective server.max_connections (callback) */
+    LP_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, /* counter {}: closed at max_connections_per_ip (callback) */
+    LP_M_BODY_MEMORY_BYTES,             /* gauge {}: bytes held by request bodies (callback) */
+    LP_M_BODY_MEMORY_REFUSED_TOTAL,     /* counter {}: bodies refused with 503 (callback) */
     LP_M__COUNT
 };
 

@@ -5,8 +5,11 @@
 #include <event2/thread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include "budget.h"
+#include "conncap.h"
 #include "edge.h"
 #include "log.h"
 #include "metrics.h"
@@ -26,14 +29,55 @@ static void on_reject(struct lp_edge_req *er, int status, const char *reason, vo
     lp_intake_reject(arg, er, status, reason);
 }
 
+static void on_head(struct lp_edge_req *er, void *arg)
+{
+    lp_intake_head(arg, er);
+}
+
 void lp_worker_limits(const struct lp_config *cfg, struct lp_edge_limits *lim)
 {
+    *lim = (struct lp_edge_limits){0};
     lim->max_header_bytes = (size_t)cfg->server.max_header_size;
     lim->max_body_bytes = (size_t)cfg->server.max_body_size;
     lim->header_timeout_ms = cfg->server.idle_timeout_ms;
-    lim->body_timeout_ms = cfg->timeout.read_ms;
+    lim->body_timeout_ms = cfg->server.body_timeout_ms;
+    lim->body_idle_timeout_ms = cfg->timeout.read_ms;
+    lim->min_body_rate = (uint64_t)cfg->server.min_body_rate;
     lim->idle_timeout_ms = cfg->server.idle_timeout_ms;
     lim->write_timeout_ms = cfg->timeout.write_ms;
+}
+
+#define AUTO_CONN_MIN 16
+#define AUTO_CONN_MAX 16384
+#define FD_RESERVE 128 /* listeners, loops, log files, resolver, curl's own descriptors */
+
+static size_t auto_max_connections(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return AUTO_CONN_MAX;
+    size_t fds = (size_t)rl.rlim_cur;
+    size_t n = fds > 2 * FD_RESERVE ? (fds - FD_RESERVE) / 2 : fds / 4;
+    return n < AUTO_CONN_MIN ? AUTO_CONN_MIN : n > AUTO_CONN_MAX ? AUTO_CONN_MAX : n;
+}
+
+void lp_worker_conn_caps(const struct lp_config *cfg, size_t *max_total, size_t *max_per_ip)
+{
+    *max_total = cfg->server.max_connections > 0 ? (size_t)cfg->server.max_connections
+                                                 : auto_max_connections();
+    *max_per_ip = cfg->server.max_connections_per_ip > 0
+                      ? (size_t)cfg->server.max_connections_per_ip
+                      : (*max_total + 1) / 2;
+}
+
+void lp_worker_apply_shared(const struct lp_config *cfg, struct lp_runtime *rt)
+{
+    size_t total, per_ip;
+    lp_worker_conn_caps(cfg, &total, &per_ip);
+    if (rt->conncap)
+        lp_conncap_set_limits(rt->conncap, total, per_ip);
+    if (rt->bodies)
+        lp_budget_set_limit(rt->bodies, (uint64_t)cfg->server.max_body_memory);
 }
 
 /* Drain: check whether this worker is idle, and if so leave the loop. */
@@ -79,6 +123,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         struct lp_edge_limits lim;
         lp_worker_limits(cfg, &lim);
         lp_edge_set_limits(w->edge, &lim);
+        lp_worker_apply_shared(cfg, w->rt);
         lp_config_unref(cfg);
     }
     if ((cmd & LP_WORKER_CMD_DRAIN) && !w->draining) {
@@ -112,8 +157,11 @@ struct lp_worker *lp_worker_create(int idx, struct lp_runtime *rt, int listen_fd
     struct lp_config *cfg = lp_runtime_config(rt);
     struct lp_edge_limits lim;
     lp_worker_limits(cfg, &lim);
+    lp_worker_apply_shared(cfg, rt);
     lp_config_unref(cfg);
     w->edge = lp_edge_create(w->base, listen_fd, &lim, on_request, on_reject, w);
+    lp_edge_set_head_cb(w->edge, on_head);
+    lp_edge_set_shared(w->edge, rt->conncap, rt->bodies);
     struct lp_upstream_opts uo = {.max_connects = 1024, .max_age_conn_s = 50};
     w->up = lp_upstream_create(w->base, &uo);
     if (!w->edge || !w->up)

@@ -57,5 +57,13 @@ void lp_worker_destroy(struct lp_worker *w);
 struct lp_edge_limits;
 /* Edge limits derived from a config's server and timeout blocks. */
 void lp_worker_limits(const struct lp_config *cfg, struct lp_edge_limits *lim);
+/* The effective connection caps of a config: server.max_connections, or when 0 half of the
+ * process's file-descriptor limit less a reserve (the other half is left for upstream sockets,
+ * logs and the loops), between 16 and 16384; server.max_connections_per_ip, or when 0 half of
+ * the total. */
+void lp_worker_conn_caps(const struct lp_config *cfg, size_t *max_total, size_t *max_per_ip);
+/* Apply a config's process-wide limits (connection caps, body memory) to rt's shared objects.
+ * Idempotent; any thread. */
+void lp_worker_apply_shared(const struct lp_config *cfg, struct lp_runtime *rt);
 
 #endif

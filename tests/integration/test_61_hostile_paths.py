@@ -217,7 +217,9 @@ class TestLocalFailure(unittest.TestCase):
         with Mock("a") as a:
             cfg = config([backend(a)], {"m": [("a", "up")]},
                          fallback={"cooldown_seconds": 60, "enable_backoff": False},
-                         server={"threads": 1})
+                         # Caps high enough that the descriptor table, not the cap, runs out.
+                         server={"threads": 1, "max_connections": 100000,
+                                 "max_connections_per_ip": 100000})
             limit = 64
 
             def lower_limit():

@@ -226,6 +226,11 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->server.idle_timeout_ms, 60000);
     assert_int_equal(cfg->server.threads, 0);
     assert_int_equal(cfg->server.shutdown_timeout_ms, 30000);
+    assert_int_equal(cfg->server.body_timeout_ms, 60000);
+    assert_int_equal(cfg->server.min_body_rate, 1024);
+    assert_int_equal(cfg->server.max_connections, 0);
+    assert_int_equal(cfg->server.max_connections_per_ip, 0);
+    assert_int_equal(cfg->server.max_body_memory, 256 << 20);
     assert_true(cfg->proxy.forward_client_ip);
     assert_false(cfg->proxy.enable_system_prompt);
     assert_int_equal(cfg->proxy.default_max_tokens, 4096);
@@ -248,7 +253,9 @@ static void test_new_keys(void **state)
     struct lp_diags d;
     struct lp_config *cfg = load("admin_api_key: adm\n"
                                  "server: {max_body_size: 10MB, max_header_size: 512KiB,"
-                                 " idle_timeout: 90s, threads: 4, shutdown_timeout: 5s}\n"
+                                 " idle_timeout: 90s, threads: 4, shutdown_timeout: 5s,"
+                                 " body_timeout: 2m, min_body_rate: 0, max_connections: 500,"
+                                 " max_connections_per_ip: 20, max_body_memory: 1GiB}\n"
                                  "proxy: {default_max_tokens: 8192,"
                                  " system_prompt: {custom_variables: {_OS: windows}}}\n"
                                  "logging: {level: WARNING, mask_sensitive: false,"
@@ -279,6 +286,11 @@ static void test_new_keys(void **state)
     assert_int_equal(cfg->server.idle_timeout_ms, 90000);
     assert_int_equal(cfg->server.threads, 4);
     assert_int_equal(cfg->server.shutdown_timeout_ms, 5000);
+    assert_int_equal(cfg->server.body_timeout_ms, 120000);
+    assert_int_equal(cfg->server.min_body_rate, 0);
+    assert_int_equal(cfg->server.max_connections, 500);
+    assert_int_equal(cfg->server.max_connections_per_ip, 20);
+    assert_int_equal(cfg->server.max_body_memory, 1LL << 30);
     assert_int_equal(cfg->proxy.default_max_tokens, 8192);
     assert_int_equal(cfg->proxy.n_custom_variables, 1);
     assert_string_equal(cfg->proxy.custom_variables[0].key, "_OS");
@@ -391,6 +403,14 @@ static void test_error_wrong_types(void **state)
                      "server.max_body_size: invalid size \"12 parsecs\" (examples: 65536, "
                      "512KiB, 64MiB, 10MB)");
     expect_one_error("- a\n- b\n", 1, 1, "the top level must be a mapping, got a list");
+    expect_one_error(BASE_BACKEND "server: {max_connections: -5}\n", 4, 27,
+                     "server.max_connections: -5 is out of range [0, 16777216]");
+    expect_one_error(BASE_BACKEND "server: {body_timeout: 0s}\n", 4, 24,
+                     "server.body_timeout: duration must be greater than zero");
+    expect_one_error(BASE_BACKEND "server:\n  max_body_size: 512MiB\n", 5, 3,
+                     "server: max_body_memory (268435456 bytes) is smaller than max_body_size "
+                     "(536870912 bytes): a body of the largest allowed size could never be "
+                     "accepted; raise max_body_memory");
 }
 
 static void test_error_duplicate_backend(void **state)

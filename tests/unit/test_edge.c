@@ -25,6 +25,8 @@
 
 #include <event2/event.h>
 
+#include "budget.h"
+#include "conncap.h"
 #include "edge.h"
 #include "util/clock.h"
 
@@ -62,6 +64,17 @@ struct fx {
     int n_soak;
     int n_close_cb;
     int n_drain_cb;
+    /* on_head */
+    enum head_mode {
+        H_PASS,   /* return without answering */
+        H_DENY,   /* answer 401 when the path starts with /deny, else pass */
+        H_ABORT,  /* lp_edge_abort when the path starts with /deny, else pass */
+        H_RANDOM, /* soak: one of the above at random */
+    } head_mode;
+    int n_heads;
+    size_t head_body_len; /* what lp_edge_req_body showed inside on_head */
+    struct lp_conncap *caps;
+    struct lp_budget *bodies;
 };
 
 static struct fx fx;
@@ -144,6 +157,26 @@ static void on_reject(struct lp_edge_req *r, int status, const char *reason, voi
     copy_str(fx.path, sizeof fx.path, lp_edge_req_path(r));
 }
 
+static uint32_t rnd(uint32_t n);
+
+static void on_head(struct lp_edge_req *r, void *arg)
+{
+    fx.n_heads++;
+    lp_edge_req_body(r, &fx.head_body_len);
+    copy_str(fx.path, sizeof fx.path, lp_edge_req_path(r));
+    enum head_mode m = fx.head_mode == H_RANDOM ? (enum head_mode)rnd(3) : fx.head_mode;
+    if (strncmp(fx.path, "/deny", 5) != 0 && fx.head_mode != H_RANDOM)
+        return;
+    if (m == H_DENY) {
+        const struct lp_edge_header h[] = {{"Content-Type", "application/json"}};
+        lp_edge_respond(r, 401, h, 1, "{\"error\":401}", 13);
+        /* As in on_reject, the accessors stay usable until the callback returns. */
+        copy_str(fx.method, sizeof fx.method, lp_edge_req_method(r));
+    } else if (m == H_ABORT) {
+        lp_edge_abort(r);
+    }
+}
+
 static const struct lp_edge_limits default_limits = {
     .max_header_bytes = 4096,
     .max_body_bytes = 100000,
@@ -170,6 +203,14 @@ static void fx_start(const struct lp_edge_limits *lim, bool with_reject)
     assert_non_null(fx.edge);
 }
 
+/* Attach the process-wide limits (as a worker does) before any connection exists. */
+static void fx_shared(size_t max_total, size_t max_per_addr, uint64_t body_budget)
+{
+    fx.caps = lp_conncap_create(max_total, max_per_addr, 42);
+    fx.bodies = lp_budget_create(body_budget);
+    lp_edge_set_shared(fx.edge, fx.caps, fx.bodies);
+}
+
 static void fx_stop(void)
 {
     if (fx.held) {
@@ -181,6 +222,18 @@ static void fx_stop(void)
     event_base_loop(fx.base, EVLOOP_NONBLOCK);
     close(fx.lfd);
     event_base_free(fx.base);
+    /* Every slot and every body byte was given back. */
+    if (fx.caps) {
+        struct lp_conncap_stats st;
+        lp_conncap_stats(fx.caps, &st);
+        assert_int_equal(st.open, 0);
+        assert_int_equal(st.addrs, 0);
+        lp_conncap_destroy(fx.caps);
+    }
+    if (fx.bodies) {
+        assert_int_equal(lp_budget_used(fx.bodies), 0);
+        lp_budget_destroy(fx.bodies);
+    }
 }
 
 /* ---- client side ---- */
@@ -396,6 +449,7 @@ static bool have_request(void) { return fx.n_requests > 0; }
 static bool have_two_requests(void) { return fx.n_requests >= 2; }
 static bool no_open_conns(void) { return lp_edge_open_connections(fx.edge) == 0; }
 static bool have_close_cb(void) { return fx.n_close_cb > 0; }
+static bool no_open_conns_but_one(void) { return lp_edge_open_connections(fx.edge) == 1; }
 
 /* ---- tests: basics ---- */
 
@@ -753,12 +807,304 @@ static void test_idle_timeout(void **state)
 static void test_body_timeout_408(void **state)
 {
     struct lp_edge_limits lim = default_limits;
-    lim.body_timeout_ms = 100;
+    lim.body_idle_timeout_ms = 100; /* silence */
     fx_start(&lim, true);
     struct resp *r = expect_reject("POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
                                    408);
     assert_string_equal(r->body, "{\"error\":408}");
     assert_string_equal(fx.path, "/slow");
+    fx_stop();
+}
+
+/* Send one byte every `every_ms` until the edge closes; returns ms from the first byte to the
+ * close (the response stays in c->buf). */
+static int64_t dribble_until_eof(struct client *c, int every_ms, int max_ms)
+{
+    int64_t t0 = lp_now_ms();
+    while (!c->eof && lp_now_ms() - t0 < max_ms) {
+        send(c->fd, " ", 1, MSG_NOSIGNAL);
+        int64_t next = lp_now_ms() + every_ms;
+        while (!c->eof && lp_now_ms() < next) {
+            pump_once(c);
+            client_read(c);
+        }
+    }
+    return lp_now_ms() - t0;
+}
+
+/* The overall body deadline holds although bytes keep coming (the silence timeout never fires). */
+static void test_body_deadline_408(void **state)
+{
+    struct lp_edge_limits lim = default_limits;
+    lim.body_timeout_ms = 300;
+    lim.body_idle_timeout_ms = 5000;
+    fx_start(&lim, true);
+    struct client *c = client_new();
+    client_send(c, "POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n");
+    int64_t ms = dribble_until_eof(c, 20, 5000);
+    assert_true(c->eof);
+    assert_in_range(ms, 250, 3000);
+    struct resp r;
+    assert_true(parse_resp(c, &r, false));
+    assert_int_equal(r.status, 408);
+    assert_int_equal(fx.reject_status, 408);
+    assert_int_equal(fx.n_requests, 0);
+    client_free(c);
+    /* Chunked likewise. */
+    c = client_new();
+    client_send(c, "POST /slow HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n");
+    ms = dribble_until_eof(c, 20, 5000);
+    assert_true(c->eof);
+    assert_in_range(ms, 250, 3000);
+    assert_true(parse_resp(c, &r, false));
+    assert_int_equal(r.status, 408);
+    client_free(c);
+    fx_stop();
+}
+
+/* Minimum rate: every window after the first must bring rate x window bytes. */
+static void test_body_min_rate_408(void **state)
+{
+    struct lp_edge_limits lim = default_limits;
+    lim.min_body_rate = 1000;       /* 200 bytes per 200 ms window */
+    lim.body_rate_window_ms = 200;
+    fx_start(&lim, true);
+    /* ~50 B/s: cut at the first check. */
+    struct client *c = client_new();
+    client_send(c, "POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n");
+    int64_t ms = dribble_until_eof(c, 20, 5000);
+    assert_true(c->eof);
+    assert_in_range(ms, 150, 3000);
+    struct resp r;
+    assert_true(parse_resp(c, &r, false));
+    assert_int_equal(r.status, 408);
+    client_free(c);
+    /* Above the rate for several windows: accepted. */
+    c = client_new();
+    client_send(c, "POST /fast HTTP/1.1\r\nHost: a\r\nContent-Length: 3000\r\n\r\n");
+    char chunk[100];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 30; i++) { /* 100 bytes every 20 ms = 5000 B/s for 600 ms */
+        assert_int_equal(send(c->fd, chunk, sizeof chunk, MSG_NOSIGNAL), (ssize_t)sizeof chunk);
+        pump_ms(20);
+    }
+    struct resp *rr = read_resp(c);
+    assert_int_equal(rr->status, 200);
+    assert_int_equal(fx.body_len, 3000);
+    client_free(c);
+    fx_stop();
+}
+
+/* ---- tests: head callback ---- */
+
+static void test_head_answer_before_body(void **state)
+{
+    fx_start(NULL, true);
+    lp_edge_set_head_cb(fx.edge, on_head);
+    fx.head_mode = H_DENY;
+    /* Only the head is sent, announcing a large body: answered at once, connection closed. */
+    struct resp *r = expect_reject(
+        "POST /deny HTTP/1.1\r\nHost: a\r\nContent-Length: 99999\r\n\r\n", 401);
+    assert_string_equal(r->body, "{\"error\":401}");
+    assert_int_equal(fx.n_heads, 1);
+    assert_int_equal(fx.n_requests, 0);
+    assert_int_equal(fx.n_rejects, 0);
+    assert_string_equal(fx.method, "POST"); /* accessors usable after respond, inside on_head */
+    /* Before the size check too: an unauthorised 1 GB announcement gets the handler's answer. */
+    r = expect_reject("POST /deny HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000\r\n\r\n",
+                      401);
+    /* Expect: 100-continue gets the answer, not a 100. */
+    r = expect_reject("POST /deny HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                      "Content-Length: 10\r\n\r\n", 401);
+    assert_null(strstr(r->head, "100 Continue"));
+    /* A client that goes on sending its body gets the answer, not a reset. */
+    struct client *c = client_new();
+    client_send(c, "POST /deny HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n");
+    char junk[65536];
+    memset(junk, 'j', sizeof junk);
+    for (int i = 0; i < 3; i++) {
+        send(c->fd, junk, sizeof junk, MSG_NOSIGNAL);
+        pump_once(c);
+    }
+    assert_int_equal(read_resp(c)->status, 401);
+    assert_true(wait_eof(c, 3000));
+    client_free(c);
+    assert_int_equal(fx.n_requests, 0);
+    assert_true(pump_until(no_open_conns, 3000));
+    fx_stop();
+}
+
+static void test_head_pass_reads_body(void **state)
+{
+    fx_start(NULL, true);
+    lp_edge_set_head_cb(fx.edge, on_head);
+    fx.head_mode = H_DENY;
+    struct client *c = client_new();
+    client_send(c, "POST /ok HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    struct resp *r = read_resp(c);
+    assert_int_equal(r->status, 200);
+    assert_string_equal(r->body, "POST /ok (null) [hello]");
+    assert_null(find_header(r->head, "Connection")); /* kept alive */
+    /* The next request's head does not show the previous body. */
+    client_send(c, "POST /ok2 HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                   "Content-Length: 3\r\n\r\n");
+    struct resp r2;
+    assert_true(read_resp_opt(c, &r2, false, 3000));
+    assert_int_equal(r2.status, 100); /* passed: the 100 comes after on_head */
+    assert_int_equal(fx.head_body_len, 0);
+    client_send(c, "abc");
+    assert_string_equal(read_resp(c)->body, "POST /ok2 (null) [abc]");
+    assert_int_equal(fx.n_heads, 2);
+    assert_int_equal(fx.n_requests, 2);
+    /* Then a refused one on the same connection: answered and closed. */
+    client_send(c, "GET /deny HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_int_equal(read_resp(c)->status, 401);
+    assert_true(wait_eof(c, 3000));
+    client_free(c);
+    /* Heads the parser refuses never reach on_head. */
+    expect_reject("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400);
+    assert_int_equal(fx.n_heads, 3);
+    fx_stop();
+}
+
+static void test_head_abort(void **state)
+{
+    fx_start(NULL, true);
+    lp_edge_set_head_cb(fx.edge, on_head);
+    fx.head_mode = H_ABORT;
+    struct client *c = client_new();
+    client_send(c, "POST /deny HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n");
+    assert_true(wait_eof(c, 3000));
+    assert_int_equal(c->len, 0);
+    assert_int_equal(fx.n_requests, 0);
+    assert_int_equal(lp_edge_active_requests(fx.edge), 0);
+    client_free(c);
+    fx_stop();
+}
+
+/* ---- tests: body storage and the body budget ---- */
+
+/* A Content-Length is a promise: storage follows the bytes that arrived, not the announcement. */
+static void test_body_grows_as_bytes_arrive(void **state)
+{
+    struct lp_edge_limits lim = default_limits;
+    lim.max_body_bytes = 64 << 20;
+    fx_start(&lim, true);
+    fx_shared(0, 0, 0);
+    fx.mode = M_HOLD;
+    struct client *c = client_new();
+    client_send(c, "POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 60000000\r\n\r\nabc");
+    pump_ms(30);
+    uint64_t used = lp_budget_used(fx.bodies);
+    assert_in_range(used, 1, 16 * 1024 + 1); /* the first allocation only */
+    /* 1 MB more: storage stays within twice what arrived. */
+    char *mb = malloc(1 << 20);
+    memset(mb, 'x', 1 << 20);
+    size_t sent = 0;
+    while (sent < (1u << 20)) {
+        ssize_t w = send(c->fd, mb + sent, (1u << 20) - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0)
+            sent += (size_t)w;
+        pump_once(NULL);
+    }
+    pump_ms(50);
+    used = lp_budget_used(fx.bodies);
+    assert_in_range(used, (1u << 20), 2u * ((1u << 20) + 3) + 16384);
+    free(mb);
+    client_free(c);
+    assert_true(pump_until(no_open_conns, 3000));
+    assert_int_equal(lp_budget_used(fx.bodies), 0); /* given back when the connection went */
+    fx_stop();
+}
+
+static void test_body_budget_503(void **state)
+{
+    fx_start(NULL, false); /* the plain fallback answers the 503 */
+    fx_shared(0, 0, 40000);
+    fx.mode = M_HOLD;
+    /* A holds 20000 bytes of storage while its request is with the handler. */
+    struct client *a = client_new();
+    char req[21000];
+    int n = snprintf(req, sizeof req, "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\n");
+    memset(req + n, 'a', 20000);
+    req[n + 20000] = '\0';
+    client_send(a, req);
+    assert_true(pump_until(have_request, 3000));
+    assert_int_equal(lp_budget_used(fx.bodies), 20001);
+    /* B needs 16 KiB+ of storage more than is left once its bytes arrive: 503 with Retry-After. */
+    struct client *b = client_new();
+    n = snprintf(req, sizeof req, "POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 30000\r\n\r\n");
+    memset(req + n, 'b', 20000);
+    req[n + 20000] = '\0';
+    client_send(b, req);
+    struct resp *r = read_resp(b);
+    assert_int_equal(r->status, 503);
+    assert_string_equal(find_header(r->head, "Retry-After"), "1");
+    assert_string_equal(find_header(r->head, "Connection"), "close");
+    assert_true(wait_eof(b, 3000));
+    client_free(b);
+    assert_int_equal(lp_budget_refusals(fx.bodies) > 0, 1);
+    /* A's request ends: its storage is no longer charged (though kept for the connection). */
+    lp_edge_respond(fx.held, 200, NULL, 0, "ok", 2);
+    fx.held = NULL;
+    assert_int_equal(read_resp(a)->status, 200);
+    pump_ms(10);
+    assert_int_equal(lp_budget_used(fx.bodies), 0);
+    /* A's next request reuses the kept storage and is charged again. */
+    fx.mode = M_ECHO;
+    client_send(a, "POST /a2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nxyz");
+    assert_string_equal(read_resp(a)->body, "POST /a2 (null) [xyz]");
+    client_free(a);
+    fx_stop();
+}
+
+/* ---- tests: connection caps ---- */
+
+static bool open_is_2(void) { return lp_edge_open_connections(fx.edge) == 2; }
+
+static void test_conn_cap_total_pauses_accept(void **state)
+{
+    fx_start(NULL, true);
+    fx_shared(2, 0, 0);
+    struct client *c1 = client_new(), *c2 = client_new();
+    assert_true(pump_until(open_is_2, 3000));
+    /* The third waits in the backlog: connected, never answered while two are open. */
+    struct client *c3 = client_new();
+    client_send(c3, "GET /third HTTP/1.1\r\nHost: a\r\n\r\n");
+    struct resp r;
+    assert_false(read_resp_opt(c3, &r, false, 300));
+    assert_int_equal(lp_edge_open_connections(fx.edge), 2);
+    client_free(c1);
+    assert_int_equal(read_resp(c3)->status, 200); /* accepted once a slot freed */
+    client_free(c2);
+    client_free(c3);
+    assert_true(pump_until(no_open_conns, 3000));
+    fx_stop();
+}
+
+static void test_conn_cap_per_address(void **state)
+{
+    fx_start(NULL, true);
+    fx_shared(0, 2, 0);
+    struct client *c1 = client_new(), *c2 = client_new();
+    assert_true(pump_until(open_is_2, 3000));
+    struct client *c3 = client_new(); /* same address: closed at once, unanswered */
+    client_send(c3, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_true(wait_eof(c3, 3000));
+    assert_int_equal(c3->len, 0);
+    struct lp_conncap_stats st;
+    lp_conncap_stats(fx.caps, &st);
+    assert_int_equal(st.refused_addr, 1);
+    assert_int_equal(st.open, 2);
+    client_free(c3);
+    client_free(c1);
+    assert_true(pump_until(no_open_conns_but_one, 3000));
+    struct client *c4 = client_new(); /* a slot of this address is free again */
+    client_send(c4, "GET /four HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_int_equal(read_resp(c4)->status, 200);
+    client_free(c2);
+    client_free(c4);
+    assert_true(pump_until(no_open_conns, 3000));
     fx_stop();
 }
 
@@ -1098,6 +1444,10 @@ static void test_soak_random_input(void **state)
         soak_rng = strtoull(seed, NULL, 10);
     fx_start(&lim, rnd(2) != 0);
     fx.mode = M_SOAK;
+    /* Head answers, caps and the body budget in the mix; fx_stop checks all was given back. */
+    lp_edge_set_head_cb(fx.edge, on_head);
+    fx.head_mode = H_RANDOM;
+    fx_shared(6, 3, 200);
     for (int it = 0; it < 150; it++) {
         char buf[1024];
         size_t len = soak_input(buf, sizeof buf);
@@ -1152,6 +1502,15 @@ int main(void)
         cmocka_unit_test(test_slowloris_header_timeout),
         cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_body_timeout_408),
+        cmocka_unit_test(test_body_deadline_408),
+        cmocka_unit_test(test_body_min_rate_408),
+        cmocka_unit_test(test_head_answer_before_body),
+        cmocka_unit_test(test_head_pass_reads_body),
+        cmocka_unit_test(test_head_abort),
+        cmocka_unit_test(test_body_grows_as_bytes_arrive),
+        cmocka_unit_test(test_body_budget_503),
+        cmocka_unit_test(test_conn_cap_total_pauses_accept),
+        cmocka_unit_test(test_conn_cap_per_address),
         cmocka_unit_test(test_streaming_chunked),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_client_disconnect_mid_stream),
