@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "apierr.h"
+#include "cluster.h"
 #include "budget.h"
 #include "conncap.h"
 #include "edge.h"
@@ -158,8 +159,61 @@ static void gauge_breakers(struct lp_metrics_sink *sink, void *ctx)
     lp_config_unref(cfg);
 }
 
+static void gauge_cluster(struct lp_metrics_sink *s, void *ctx, enum lp_metric_id id)
+{
+    struct lp_runtime *rt = ctx;
+    if (!rt->cluster)
+        return;
+    struct lp_cluster_status st;
+    lp_cluster_get_status(rt->cluster, &st);
+    switch (id) {
+    case LP_M_REDIS_UP: lp_metrics_sink_put(s, NULL, st.available ? 1 : 0); break;
+    case LP_M_REDIS_LATENCY_SECONDS: lp_metrics_sink_put(s, NULL, (double)st.latency_us / 1e6); break;
+    case LP_M_REDIS_ERRORS_TOTAL: {
+        const char *t[] = {"timeout"}, *u[] = {"unavailable"};
+        lp_metrics_sink_put(s, t, (double)st.timeouts);
+        lp_metrics_sink_put(s, u, (double)st.errors);
+        break;
+    }
+    case LP_M_CLUSTER_INSTANCES: lp_metrics_sink_put(s, NULL, st.instances); break;
+    case LP_M_CLUSTER_EVENTS_TOTAL: {
+        const char *a[] = {"sent"}, *b[] = {"received"}, *c[] = {"applied"};
+        lp_metrics_sink_put(s, a, (double)st.events_sent);
+        lp_metrics_sink_put(s, b, (double)st.events_received);
+        lp_metrics_sink_put(s, c, (double)st.events_applied);
+        break;
+    }
+    default: break;
+    }
+}
+static void gauge_redis_up(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_cluster(s, ctx, LP_M_REDIS_UP);
+}
+static void gauge_redis_latency(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_cluster(s, ctx, LP_M_REDIS_LATENCY_SECONDS);
+}
+static void counter_redis_errors(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_cluster(s, ctx, LP_M_REDIS_ERRORS_TOTAL);
+}
+static void gauge_instances(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_cluster(s, ctx, LP_M_CLUSTER_INSTANCES);
+}
+static void counter_cluster_events(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_cluster(s, ctx, LP_M_CLUSTER_EVENTS_TOTAL);
+}
+
 void lp_admin_register_metrics(struct lp_runtime *rt)
 {
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_UP, gauge_redis_up, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_LATENCY_SECONDS, gauge_redis_latency, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_ERRORS_TOTAL, counter_redis_errors, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_CLUSTER_INSTANCES, gauge_instances, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_CLUSTER_EVENTS_TOTAL, counter_cluster_events, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_ACTIVE_REQUESTS, gauge_active_requests, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_ACTIVE_STREAMS, gauge_active_streams, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_COOLDOWN_ACTIVE, gauge_cooldowns, rt);
@@ -188,11 +242,52 @@ static void serve_metrics(struct lp_request *req)
 static void serve_readyz(struct lp_request *req)
 {
     bool draining = atomic_load(&req->rt->draining);
-    bool ok = !draining && lp_health_any_usable(req->rt->health, req->cfg, lp_now_ms());
-    const char *body = draining ? "{\"ready\":false,\"reason\":\"draining\"}"
-                       : ok     ? "{\"ready\":true}"
-                                : "{\"ready\":false,\"reason\":\"no usable route\"}";
+    struct lp_cluster_status cs;
+    lp_cluster_get_status(req->rt->cluster, &cs);
+    /* With on_error: fail_closed, an instance that cannot reach Redis refuses limited traffic:
+     * it is not ready. With fail_open it serves on its share: ready, and the body says so. */
+    bool redis_block = cs.enabled && !cs.available && cs.on_error == LP_REDIS_FAIL_CLOSED;
+    bool ok = !draining && !redis_block && lp_health_any_usable(req->rt->health, req->cfg,
+                                                                 lp_now_ms());
+    const char *body = draining      ? "{\"ready\":false,\"reason\":\"draining\"}"
+                       : redis_block ? "{\"ready\":false,\"reason\":\"redis unavailable\"}"
+                       : !ok         ? "{\"ready\":false,\"reason\":\"no usable route\"}"
+                       : cs.enabled && !cs.available
+                           ? "{\"ready\":true,\"redis\":\"unavailable (fail_open)\"}"
+                           : "{\"ready\":true}";
     reply_json(req, ok ? 200 : 503, body, strlen(body));
+}
+
+static const char *redis_state_name(enum lp_redis_state s)
+{
+    return s == LP_REDIS_READY ? "ready" : s == LP_REDIS_CONNECTING ? "connecting" : "down";
+}
+
+/* GET /admin/cluster: the Redis connection and the shared state's traffic. */
+static void serve_cluster(struct lp_request *req)
+{
+    struct lp_cluster_status st;
+    lp_cluster_get_status(req->rt->cluster, &st);
+    struct json_object *o = json_object_new_object();
+    lp_json_set_bool(o, "enabled", st.enabled);
+    if (st.enabled) {
+        lp_json_set_str(o, "instance", st.instance_id);
+        lp_json_set_str(o, "redis", redis_state_name(st.state));
+        lp_json_set_bool(o, "available", st.available);
+        lp_json_set_str(o, "on_error",
+                        st.on_error == LP_REDIS_FAIL_CLOSED ? "fail_closed" : "fail_open");
+        lp_json_set_int(o, "instances", st.instances);
+        lp_json_set_int(o, "latency_us", st.latency_us);
+        lp_json_set_int(o, "timeouts", (int64_t)st.timeouts);
+        lp_json_set_int(o, "errors", (int64_t)st.errors);
+        lp_json_set_int(o, "events_sent", (int64_t)st.events_sent);
+        lp_json_set_int(o, "events_received", (int64_t)st.events_received);
+        lp_json_set_int(o, "events_applied", (int64_t)st.events_applied);
+    }
+    size_t len = 0;
+    const char *s = lp_json_dump(o, &len);
+    reply_json(req, 200, s, len);
+    json_object_put(o);
 }
 
 static void serve_stats(struct lp_request *req)
@@ -460,6 +555,8 @@ void lp_admin_handle(struct lp_request *req)
         serve_backends(req);
     else if (get && strcmp(p, "/admin/config") == 0)
         serve_config(req);
+    else if (get && strcmp(p, "/admin/cluster") == 0)
+        serve_cluster(req);
     else if (post && strcmp(p, "/admin/reload") == 0)
         serve_reload(req);
     else if (post && strncmp(p, "/admin/backends/", 16) == 0)

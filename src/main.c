@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "cluster.h"
 #include "budget.h"
 #include "config.h"
 #include "conncap.h"
@@ -247,6 +248,7 @@ static int run(struct app *a, const char *path)
     raise_fd_limit();
     create_shared_limits(a, cfg);
     a->base = event_base_new();
+    a->rt.cluster = lp_cluster_create(&a->rt, a->base, cfg);
     a->reloader = lp_reloader_create(&a->rt, a->base);
     lp_reloader_load_extras(a->reloader, cfg);
     if (open_listeners(a, cfg) != 0)
@@ -299,6 +301,7 @@ static void teardown(struct app *a)
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
+    lp_cluster_destroy(a->rt.cluster); /* its clients live on the main loop */
     if (a->base)
         event_base_free(a->base);
     lp_health_destroy(a->rt.health);

@@ -60,6 +60,11 @@ enum lp_metric_id {
     LP_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, /* counter {}: closed at max_connections_per_ip (callback) */
     LP_M_BODY_MEMORY_BYTES,             /* gauge {}: bytes held by request bodies (callback) */
     LP_M_BODY_MEMORY_REFUSED_TOTAL,     /* counter {}: bodies refused with 503 (callback) */
+    LP_M_REDIS_UP,                      /* gauge {}: 1 while Redis answers (callback) */
+    LP_M_REDIS_LATENCY_SECONDS,         /* gauge {}: smoothed Redis round trip (callback) */
+    LP_M_REDIS_ERRORS_TOTAL,            /* counter {kind}: timeout|unavailable (callback) */
+    LP_M_CLUSTER_INSTANCES,             /* gauge {}: live instances by heartbeat (callback) */
+    LP_M_CLUSTER_EVENTS_TOTAL,          /* counter {direction}: sent|received|applied (callback) */
     LP_M__COUNT
 };
 

@@ -27,6 +27,7 @@ struct lp_runtime {
     struct lp_metrics *metrics;
     struct lp_conncap *conncap; /* client connections, total and per address (every edge) */
     struct lp_budget *bodies;   /* bytes held by request bodies (every edge) */
+    struct lp_cluster *cluster; /* shared state through Redis, or NULL (cluster.h) */
     atomic_bool draining;      /* SIGTERM received: finish in-flight work, accept nothing new */
     atomic_long active_requests;   /* every request in flight (the drain waits for 0) */
     atomic_long active_llm;        /* LLM endpoint requests in flight (the metric) */

@@ -13,6 +13,7 @@
 #include "edge.h"
 #include "log.h"
 #include "metrics.h"
+#include "cluster.h"
 #include "intake.h"
 #include "request.h"
 #include "upstream.h"
@@ -164,6 +165,7 @@ struct lp_worker *lp_worker_create(int idx, struct lp_runtime *rt, int listen_fd
     lp_edge_set_shared(w->edge, rt->conncap, rt->bodies);
     struct lp_upstream_opts uo = {.max_connects = 1024, .max_age_conn_s = 50};
     w->up = lp_upstream_create(w->base, &uo);
+    w->redis = lp_cluster_worker_client(rt->cluster, w->base);
     if (!w->edge || !w->up)
         goto fail;
     w->metrics = rt->metrics ? lp_metrics_shard(rt->metrics, idx) : NULL;
@@ -230,6 +232,7 @@ void lp_worker_destroy(struct lp_worker *w)
         event_base_loop(w->base, EVLOOP_NONBLOCK);
     if (w->up)
         lp_upstream_destroy(w->up);
+    lp_cluster_worker_release(w->rt->cluster, w->redis);
     if (w->drain_timer)
         event_free(w->drain_timer);
     if (w->base)

@@ -32,6 +32,7 @@ struct lp_worker {
     struct event *drain_timer;
     size_t requests;          /* in-flight requests owned by this worker */
     struct lp_request *live;  /* those requests (request.c keeps the list) */
+    struct lp_redis *redis;   /* this loop's Redis client (cluster.h), or NULL */
 };
 
 enum {

@@ -833,6 +833,83 @@ class Proxy(_Process):
         self.proc.send_signal(sig)
 
 
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, without persistence, for the tests that
+    share state between instances. ``cmd(*args)`` runs one command with the RESP protocol (no
+    client library needed); ``stop()``/``start()`` simulate an outage on the same port."""
+
+    def __init__(self):
+        self.port = 0
+        self.proc = None
+        self.dir = tempfile.mkdtemp(prefix="lp-redis-")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        require(os.access(binary, os.X_OK), "redis-server not installed")
+        if not self.port:
+            self.port = free_port()
+        self.log_path = os.path.join(self.dir, "redis.log")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--logfile", self.log_path],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_until(lambda: self._ping(), timeout=10, msg="redis-server answers PING")
+        return self
+
+    def _ping(self) -> bool:
+        try:
+            return self.cmd("PING") == "PONG"
+        except OSError:
+            return False
+
+    def cmd(self, *args):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            s.sendall(out)
+            f = s.makefile("rb")
+            return self._read(f)
+
+    def _read(self, f):
+        line = f.readline().rstrip(b"\r\n")
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            raise RuntimeError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = f.read(n + 2)[:-2]
+            return data.decode(errors="replace")
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read(f) for _ in range(n)]
+        raise RuntimeError(f"bad RESP line {line!r}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def require_proxy() -> None:
     """Check once that the proxy binary exists and serves /health with a minimal config. A proxy
     that cannot start FAILS the test (raises), it never skips it: a broken binary must not pass
