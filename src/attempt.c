@@ -299,7 +299,7 @@ static void inject_usage_option(struct lp_attempt *a)
 /* The client body with the system prompts injected, or NULL when nothing was injected. */
 static char *inject_sysprompts(struct lp_request *req, size_t *len)
 {
-    struct lp_sysprompts *sp = lp_config_sysprompts(req->cfg);
+    struct lp_sysprompts *sp = lp_runtime_sysprompts(req->cfg);
     if (!sp || !req->cfg->proxy.enable_system_prompt)
         return NULL;
     return lp_sysprompt_apply(sp, req->client, req->alias_name, req->body, req->body_len, len);

@@ -22,11 +22,7 @@ void lp_reqid_new(uint64_t *rng, char out[LP_REQID_MAX]);
  * and headers. NULL is not sane. */
 bool lp_reqid_sane(const char *s);
 
-/* Constant-time comparison of a presented key a[0..alen) against the configured one
- * b[0..blen): the running time depends only on blen (the configured key's length), never on
- * where or whether the contents differ, and a length difference does not short-circuit the
- * content comparison. Returns true only for equal length and bytes. NULL with length 0 is
- * allowed. */
-bool lp_ct_equal(const char *a, size_t alen, const char *b, size_t blen);
+
+#include "util/ct.h" /* lp_ct_equal, used with request ids and keys */
 
 #endif

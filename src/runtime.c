@@ -30,7 +30,7 @@ void lp_runtime_publish(struct lp_runtime *rt, struct lp_config *cfg, struct lp_
     lp_config_unref(old);
 }
 
-struct lp_sysprompts *lp_config_sysprompts(const struct lp_config *cfg)
+struct lp_sysprompts *lp_runtime_sysprompts(const struct lp_config *cfg)
 {
     return cfg ? cfg->attached : NULL;
 }

@@ -46,7 +46,7 @@ struct lp_config *lp_runtime_config(struct lp_runtime *rt);
  * snapshot they hold. cfg NULL just drops the current one (shutdown). */
 void lp_runtime_publish(struct lp_runtime *rt, struct lp_config *cfg, struct lp_sysprompts *sp);
 /* The system prompts of a snapshot, or NULL. */
-struct lp_sysprompts *lp_config_sysprompts(const struct lp_config *cfg);
+struct lp_sysprompts *lp_runtime_sysprompts(const struct lp_config *cfg);
 /* Destructor for a config's attached system prompts. */
 void lp_runtime_free_sysprompts(void *p);
 
