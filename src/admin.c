@@ -14,6 +14,7 @@
 #include "reload.h"
 #include "request.h"
 #include "runtime.h"
+#include "traffic.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/json.h"
@@ -152,6 +153,15 @@ static void serve_stats(struct lp_request *req)
 static void serve_backends(struct lp_request *req)
 {
     char *body = lp_health_json(req->rt->health, req->cfg, lp_now_ms(), lp_wall_ms());
+    body = lp_traffic_backends_json(req->rt, req->cfg, body); /* in-flight, limits, queue */
+    reply_json(req, 200, body, strlen(body));
+    free(body);
+}
+
+/* Client keys by name with their limits and usage (never the secrets). */
+static void serve_keys(struct lp_request *req)
+{
+    char *body = lp_traffic_keys_json(req->rt, req->cfg);
     reply_json(req, 200, body, strlen(body));
     free(body);
 }
@@ -401,6 +411,8 @@ void lp_admin_handle(struct lp_request *req)
         serve_stats(req);
     else if (get && strcmp(p, "/admin/backends") == 0)
         serve_backends(req);
+    else if (get && strcmp(p, "/admin/keys") == 0)
+        serve_keys(req);
     else if (get && strcmp(p, "/admin/config") == 0)
         serve_config(req);
     else if (post && strcmp(p, "/admin/reload") == 0)

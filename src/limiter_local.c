@@ -746,6 +746,8 @@ static bool local_admit(struct lp_limiter *l, const struct lp_limit_query *q,
     t->admitted = true;
     goto done;
 undo:
+    if (t->key)
+        t->key->limited++;
     undo_rate(L, t, &tk, now);
     undo_holdings(L, t, now);
 done:
@@ -770,6 +772,8 @@ static void on_ticket_event(evutil_socket_t fd, short what, void *arg)
     } else if (t->q == Q_QUEUED) {
         queue_unlink(L, t);
         undo_holdings(L, t, now_us(L));
+        if (t->key)
+            t->key->limited++;
         reject(&res, LP_LIMIT_QUEUE_TIMEOUT, 1000);
     }
     t->q = Q_NONE;
@@ -816,8 +820,6 @@ static void local_reconcile(struct lp_limiter *l, struct lp_limit_ticket *t, int
             k->tok_cached += cached > 0 ? (uint64_t)cached : 0;
             k->day_used += actual;
             k->month_used += actual;
-        } else {
-            k->limited++;
         }
         settle(L, t, actual, now_us(L));
     }

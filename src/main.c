@@ -14,11 +14,13 @@
 #include "config.h"
 #include "edge.h"
 #include "health.h"
+#include "limiter.h"
 #include "log.h"
 #include "logcfg.h"
 #include "metrics.h"
 #include "reload.h"
 #include "runtime.h"
+#include "traffic.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "worker.h"
@@ -205,7 +207,10 @@ static int run(struct app *a, const char *path)
     a->rt.metrics = lp_metrics_create(a->n_workers + 1);
     a->rt.health = lp_health_create();
     lp_health_configure(a->rt.health, cfg);
+    a->rt.limiter = lp_limiter_local_create(NULL);
+    lp_limiter_configure(a->rt.limiter, cfg);
     lp_admin_register_metrics(&a->rt);
+    lp_traffic_register_metrics(&a->rt);
     a->base = event_base_new();
     a->reloader = lp_reloader_create(&a->rt, a->base);
     lp_reloader_load_extras(a->reloader, cfg);
@@ -262,6 +267,7 @@ static void teardown(struct app *a)
     if (a->base)
         event_base_free(a->base);
     lp_health_destroy(a->rt.health);
+    lp_limiter_destroy(a->rt.limiter);
     lp_metrics_destroy(a->rt.metrics);
     lp_runtime_publish(&a->rt, NULL, NULL);
     free(a->rt.config_path);

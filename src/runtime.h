@@ -17,12 +17,14 @@
 struct lp_health;
 struct lp_metrics;
 struct lp_sysprompts;
+struct lp_limiter;
 
 struct lp_runtime {
     pthread_mutex_t lock;      /* guards cfg, sysprompts and their swap */
     struct lp_config *cfg;     /* current snapshot (one reference held here) */
     struct lp_health *health;
     struct lp_metrics *metrics;
+    struct lp_limiter *limiter; /* every traffic limit (limiter.h); configured on each reload */
     atomic_bool draining;      /* SIGTERM received: finish in-flight work, accept nothing new */
     atomic_long active_requests;   /* every request in flight (the drain waits for 0) */
     atomic_long active_llm;        /* LLM endpoint requests in flight (the metric) */
