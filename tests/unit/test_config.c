@@ -143,12 +143,16 @@ static void test_examples_clean(void **state)
     static const char *const files[] = {
         LP_FIXTURES_DIR "/../../examples/minimal.yaml",
         LP_FIXTURES_DIR "/../../examples/multi-backend.yaml",
+        LP_FIXTURES_DIR "/../../examples/traffic.yaml",
     };
+    setenv("TEAM_WEB_KEY", "team-web-key", 1);
+    setenv("CLAUDE_CODE_KEY", "claude-code-key", 1);
+    setenv("BATCH_KEY", "batch-key", 1);
     setenv("OPENAI_API_KEY", "sk-test", 1);
     setenv("LLM_PROXY_KEY", "proxy-key", 1);
     setenv("RELAY_API_KEY", "relay-key", 1);
     setenv("ANTHROPIC_API_KEY", "ant-key", 1);
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         struct lp_diags d;
         lp_diags_init(&d);
         struct lp_config *cfg = lp_config_load_file(files[i], &d);
