@@ -293,6 +293,7 @@ static void serve_config(struct lp_request *req)
     lp_json_set_bool(px, "forward_client_ip", cfg->proxy.forward_client_ip);
     lp_json_set_int(px, "default_max_tokens", cfg->proxy.default_max_tokens);
     lp_json_set(o, "proxy", px);
+    lp_json_set(o, "traffic", lp_traffic_config_json(cfg)); /* limits; key names, masked keys */
     size_t len = 0;
     const char *s = lp_json_dump(o, &len);
     reply_json(req, 200, s, len);
@@ -405,6 +406,13 @@ void lp_admin_handle(struct lp_request *req)
     }
     const char *key = req->cfg->admin_api_key && req->cfg->admin_api_key[0] ? req->cfg->admin_api_key
                                                                              : req->cfg->proxy_api_key;
+    if ((!key || !key[0]) && req->cfg->n_keys > 0) {
+        /* Client keys make the proxy authenticated: its admin API must not stay open. */
+        lp_request_reply_error(req, 401, NULL, "invalid_api_key",
+                               "The admin API needs admin_api_key or proxy_api_key when client "
+                               "keys are configured");
+        return;
+    }
     if (!lp_request_check_auth(req, key))
         return;
     if (get && strcmp(p, "/admin/stats") == 0)

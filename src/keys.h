@@ -3,7 +3,8 @@
  * Lookups never leak through timing: the presented credential is hashed (SHA-256) and its
  * digest compared, in constant time and without an early exit, with the digest of
  * proxy_api_key and of every configured key (digests are computed once, when the config is
- * loaded). The work is the same whichever key matches, and whether one does.
+ * loaded). The work is the same whichever key matches, and whether one does. With no client key
+ * configured, the proxy key is compared byte by byte in constant time instead (no digest).
  *
  * lp_keys_match_headers needs nothing but the request's headers, so the edge can authenticate a
  * request before its body is read.

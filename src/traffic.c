@@ -17,6 +17,7 @@
 #include "keys.h"
 #include "limiter.h"
 #include "log.h"
+#include "mask.h"
 #include "metrics.h"
 #include "request.h"
 #include "router.h"
@@ -253,12 +254,16 @@ void lp_traffic_admit(struct lp_request *req)
     }
     struct lp_traffic *t = tr(req);
     char ip[LP_CLIENTIP_MAX] = "";
-    if (cfg->rate_limit.enabled && cfg->rate_limit.per_ip_rps > 0)
+    const char *client_ip = NULL;
+    if (cfg->rate_limit.enabled && cfg->rate_limit.per_ip_rps > 0 &&
+        !cfg->server.n_trusted_proxies)
+        client_ip = req->peer; /* the edge's normalised peer address */
+    else if (cfg->rate_limit.enabled && cfg->rate_limit.per_ip_rps > 0)
         lp_clientip_resolve(req->peer, lp_edge_req_header(req->er, "X-Forwarded-For"),
                             lp_edge_req_header(req->er, "X-Real-IP"), cfg->server.trusted_proxies,
                             cfg->server.n_trusted_proxies, ip, sizeof ip);
     struct lp_limit_query q = {
-        .ip = ip[0] ? ip : NULL,
+        .ip = client_ip ? client_ip : ip[0] ? ip : NULL,
         .model = req->alias_name,
         .key = req->key ? req->key->name : NULL,
         .est_tokens = lp_keys_counts_tokens(req->key)
@@ -403,12 +408,31 @@ void lp_traffic_reply_saturated(struct lp_request *req)
 static size_t build_headers(struct lp_request *req, struct lp_traffic *t, struct lp_edge_header *out,
                             size_t max);
 
+/* Decimal digits of v >= 0 into out (no printf: this runs on every limited response). */
+static void fmt_int(char *out, size_t n, int64_t v)
+{
+    char t[24];
+    size_t k = sizeof t;
+    uint64_t u = v > 0 ? (uint64_t)v : 0;
+    do {
+        t[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = sizeof t - k < n - 1 ? sizeof t - k : n - 1;
+    memcpy(out, t + k, len);
+    out[len] = '\0';
+}
+
 /* A Go-style duration, as OpenAI's x-ratelimit-reset-* carry: "20ms", "1.5s", "6m0s". */
 static void fmt_duration(char *out, size_t n, int64_t ms)
 {
-    if (ms < 1000)
-        snprintf(out, n, "%lldms", (long long)(ms > 0 ? ms : 0));
-    else if (ms < 60000)
+    if (ms < 1000) {
+        fmt_int(out, n - 2, ms);
+        strcat(out, "ms");
+    } else if (ms < 60000 && ms % 1000 == 0) {
+        fmt_int(out, n - 1, ms / 1000);
+        strcat(out, "s");
+    } else if (ms < 60000)
         snprintf(out, n, "%gs", (double)ms / 1000.0);
     else
         snprintf(out, n, "%lldm%llds", (long long)(ms / 60000), (long long)(ms % 60000 / 1000));
@@ -463,8 +487,8 @@ static size_t build_headers(struct lp_request *req, struct lp_traffic *t, struct
         if (!in->set || n + 3 > max || n + 3 > N_HDRS)
             continue;
         const char *const *names = req->client == LP_PROTO_ANTHROPIC ? an[k] : oa[k];
-        snprintf(t->hv[n], sizeof t->hv[n], "%lld", (long long)in->limit);
-        snprintf(t->hv[n + 1], sizeof t->hv[n + 1], "%lld", (long long)in->remaining);
+        fmt_int(t->hv[n], sizeof t->hv[n], in->limit);
+        fmt_int(t->hv[n + 1], sizeof t->hv[n + 1], in->remaining);
         if (req->client == LP_PROTO_ANTHROPIC)
             fmt_reset_time(t->hv[n + 2], sizeof t->hv[n + 2], in->reset_ms);
         else
@@ -639,4 +663,52 @@ char *lp_traffic_backends_json(struct lp_runtime *rt, const struct lp_config *cf
 char *lp_traffic_keys_json(struct lp_runtime *rt, const struct lp_config *cfg)
 {
     return rt->limiter->ops->keys_json(rt->limiter, cfg);
+}
+
+struct json_object *lp_traffic_config_json(const struct lp_config *cfg)
+{
+    struct json_object *o = json_object_new_object();
+    const struct lp_rate_limit_cfg *rl = &cfg->rate_limit;
+    struct json_object *r = json_object_new_object();
+    lp_json_set_bool(r, "enabled", rl->enabled);
+    lp_json_set(r, "global_rps", json_object_new_double(rl->global_rps));
+    lp_json_set(r, "per_ip_rps", json_object_new_double(rl->per_ip_rps));
+    lp_json_set(r, "burst_factor", json_object_new_double(rl->burst_factor));
+    struct json_object *pm = json_object_new_object();
+    for (size_t i = 0; i < rl->n_per_model; i++)
+        lp_json_set(pm, rl->per_model[i].alias, json_object_new_double(rl->per_model[i].rps));
+    lp_json_set(r, "per_model_rps", pm);
+    lp_json_set(o, "rate_limit", r);
+    const struct lp_concurrency_cfg *cc = &cfg->concurrency;
+    struct json_object *c = json_object_new_object();
+    lp_json_set_bool(c, "enabled", cc->enabled);
+    lp_json_set_int(c, "max_requests", cc->max_requests);
+    lp_json_set_int(c, "max_queue_size", cc->max_queue_size);
+    lp_json_set_int(c, "queue_timeout_ms", cc->queue_timeout_ms);
+    lp_json_set_int(c, "per_backend_limit", cc->per_backend_limit);
+    lp_json_set(o, "concurrency", c);
+    lp_json_set_int(o, "trusted_proxies", (int64_t)cfg->server.n_trusted_proxies);
+    struct json_object *keys = json_object_new_array();
+    for (size_t i = 0; i < cfg->n_keys; i++) {
+        const struct lp_client_key *k = &cfg->keys[i];
+        struct json_object *e = json_object_new_object();
+        lp_json_set_str(e, "name", k->name);
+        struct lp_buf b;
+        lp_buf_init(&b, 256);
+        lp_mask_token(k->key, strlen(k->key), &b);
+        lp_json_set_str(e, "key", b.data ? b.data : "****");
+        lp_buf_free(&b);
+        struct json_object *models = json_object_new_array();
+        for (size_t m = 0; m < k->n_models; m++)
+            json_object_array_add(models, json_object_new_string(k->models[m]));
+        lp_json_set(e, "models", models);
+        lp_json_set_int(e, "rpm", k->rpm);
+        lp_json_set_int(e, "tpm", k->tpm);
+        lp_json_set_int(e, "max_concurrent", k->max_concurrent);
+        lp_json_set_int(e, "tokens_per_day", k->tokens_per_day);
+        lp_json_set_int(e, "tokens_per_month", k->tokens_per_month);
+        json_object_array_add(keys, e);
+    }
+    lp_json_set(o, "keys", keys);
+    return o;
 }

@@ -25,6 +25,7 @@ struct lp_edge_header;
 struct lp_runtime;
 struct lp_config;
 struct lp_buf;
+struct json_object;
 
 /* Authenticate a client request (LLM endpoints and /v1/models): proxy_api_key or one of keys[].
  * Sets req->key for a client key. On failure replies 401 in the client's protocol and returns
@@ -87,6 +88,9 @@ void lp_traffic_register_metrics(struct lp_runtime *rt);
  * health_json (frees it); returns a heap string. */
 char *lp_traffic_backends_json(struct lp_runtime *rt, const struct lp_config *cfg,
                                char *health_json);
+/* The traffic-control part of GET /admin/config: rate_limit, concurrency, trusted proxy count and
+ * the keys (names, models, limits; the secrets masked). A new json-c object. */
+struct json_object *lp_traffic_config_json(const struct lp_config *cfg);
 /* GET /admin/keys body (heap string). */
 char *lp_traffic_keys_json(struct lp_runtime *rt, const struct lp_config *cfg);
 

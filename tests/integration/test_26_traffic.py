@@ -342,6 +342,17 @@ class TestKeys(ProxyCase):
         self.assertEqual(sorted(ids), ["gpt-a", "gpt-b"])
         self.assertEqual(len(self.mocks["an"].requests()), 1)
 
+    def test_admin_config_shows_names_never_secrets(self):
+        cfg = request(self.url, "GET", "/admin/config", headers=oa_auth()).json()
+        names = [k["name"] for k in cfg["traffic"]["keys"]]
+        self.assertEqual(names, ["alice", "bob", "carol", "dave"])
+        text = json.dumps(cfg)
+        for k in KEYS:
+            self.assertNotIn(k["key"], text)
+        # client keys never open the admin API
+        r = request(self.url, "GET", "/admin/keys", headers=key_auth("alice"))
+        self.assertEqual(r.status, 401)
+
     def test_rpm_with_headers(self):
         r = post(self.url, OA, chat("gpt-b"), key_auth("alice"))
         self.assertEqual(r.status, 200, r.text)
@@ -418,6 +429,18 @@ class TestKeys(ProxyCase):
 # ---------------------------------------------------------------------------------------------
 # reload, SDKs
 # ---------------------------------------------------------------------------------------------
+
+
+class TestAdminClosedWithOnlyKeys(unittest.TestCase):
+    def test_admin_needs_a_key_when_client_keys_exist(self):
+        with Mock("oa") as m:
+            cfg = config([backend(m)], {"gpt-a": [("oa", "gpt-up")]}, keys=KEYS[:1])
+            del cfg["proxy_api_key"]
+            with Proxy(cfg) as px:
+                r = request(px.url, "GET", "/admin/backends")
+                self.assertEqual(r.status, 401, r.text)
+                self.assertEqual(post(px.url, OA, chat(), {}).status, 401)
+                self.assertEqual(post(px.url, OA, chat(), key_auth("alice")).status, 200)
 
 
 class TestReload(unittest.TestCase):
