@@ -1456,7 +1456,7 @@ static const struct field rate_limit_fields[] = {
 
 static void on_queue_timeout(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
-    int64_t ms;
+    int64_t ms = 0;
     if (!get_duration(w, val, &ms))
         return;
     if (ms < 1000 || ms > 300000) {

@@ -93,7 +93,7 @@ static void record(struct lp_attempt *a, const char *cls, const char *cause)
         return;
     a->cls = cls;
     a->rec_status = a->status;
-    snprintf(a->cause, sizeof a->cause, "%s", cause ? cause : "");
+    snprintf(a->cause, sizeof a->cause, "%.*s", (int)sizeof a->cause - 1, cause ? cause : "");
     if (!a->end_us)
         a->end_us = lp_now_us();
     req->upstream_wait_us += a->end_us - a->start_us;
