@@ -4,6 +4,7 @@
 #   bench/callgrind.sh [-n REQUESTS] [--stream] [--build DIR] [--bin PATH] [--top K]
 #                      [--extra FILE.yaml] [--access-log PATH|off] [--keep]
 #
+# LP_BENCH_CLIENT_KEY=K presents K instead of the proxy key (a client key from --extra's keys).
 # Starts llm-mock (pinned to CPU 1) and runs llm-proxy (1 worker thread, CPU 0) twice under
 # `valgrind --tool=callgrind`: start, 100 warm-up requests, then REQUESTS (default 2000) more
 # requests or none, then SIGTERM. The requests go one after another over one keep-alive
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --extra) extra=$2; shift 2 ;;
     --access-log) access_log=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -99,7 +100,7 @@ EOF
 # client N: N sequential requests on one keep-alive connection; every one must be a 200
 # with a complete body.
 client() {
-    python3 - "$1" "$2" "$mode" "$key" <<'PY'
+    python3 - "$1" "$2" "$mode" "${LP_BENCH_CLIENT_KEY:-$key}" <<'PY'
 import http.client, json, sys
 port, n, mode, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 body = json.dumps({"model": "bench-model", "stream": mode == "stream", "max_tokens": 64,

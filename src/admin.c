@@ -17,6 +17,7 @@
 #include "reload.h"
 #include "request.h"
 #include "runtime.h"
+#include "traffic.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/json.h"
@@ -301,6 +302,15 @@ static void serve_stats(struct lp_request *req)
 static void serve_backends(struct lp_request *req)
 {
     char *body = lp_health_json(req->rt->health, req->cfg, lp_now_ms(), lp_wall_ms());
+    body = lp_traffic_backends_json(req->rt, req->cfg, body); /* in-flight, limits, queue */
+    reply_json(req, 200, body, strlen(body));
+    free(body);
+}
+
+/* Client keys by name with their limits and usage (never the secrets). */
+static void serve_keys(struct lp_request *req)
+{
+    char *body = lp_traffic_keys_json(req->rt, req->cfg);
     reply_json(req, 200, body, strlen(body));
     free(body);
 }
@@ -437,6 +447,7 @@ static void serve_config(struct lp_request *req)
     lp_json_set_bool(px, "forward_client_ip", cfg->proxy.forward_client_ip);
     lp_json_set_int(px, "default_max_tokens", cfg->proxy.default_max_tokens);
     lp_json_set(o, "proxy", px);
+    lp_json_set(o, "traffic", lp_traffic_config_json(cfg)); /* limits; key names, masked keys */
     size_t len = 0;
     const char *s = lp_json_dump(o, &len);
     reply_json(req, 200, s, len);
@@ -547,12 +558,22 @@ void lp_admin_handle(struct lp_request *req)
         serve_readyz(req);
         return;
     }
-    if (!lp_request_check_auth(req, lp_admin_key(req->cfg)))
+    const char *key = lp_admin_key(req->cfg);
+    if ((!key || !key[0]) && req->cfg->n_keys > 0) {
+        /* Client keys make the proxy authenticated: its admin API must not stay open. */
+        lp_request_reply_error(req, 401, NULL, "invalid_api_key",
+                               "The admin API needs admin_api_key or proxy_api_key when client "
+                               "keys are configured");
+        return;
+    }
+    if (!lp_request_check_auth(req, key))
         return;
     if (get && strcmp(p, "/admin/stats") == 0)
         serve_stats(req);
     else if (get && strcmp(p, "/admin/backends") == 0)
         serve_backends(req);
+    else if (get && strcmp(p, "/admin/keys") == 0)
+        serve_keys(req);
     else if (get && strcmp(p, "/admin/config") == 0)
         serve_config(req);
     else if (get && strcmp(p, "/admin/cluster") == 0)

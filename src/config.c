@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "config_internal.h"
+#include "keys.h"
 #include "util/alloc.h"
 
 /* ---- diagnostics -------------------------------------------------------------------------- */
@@ -170,6 +171,11 @@ static struct lp_config *config_new(const char *path, const char *dir)
     c->redis.key_prefix = lp_xstrdup("llm-proxy:");
     c->redis.timeout_ms = 50;
     c->redis.on_error = LP_REDIS_FAIL_OPEN;
+    c->rate_limit = (struct lp_rate_limit_cfg){
+        .global_rps = 1000, .per_ip_rps = 100, .burst_factor = 1.5};
+    c->concurrency = (struct lp_concurrency_cfg){
+        .max_requests = 500, .max_queue_size = 1000, .queue_timeout_ms = 30000,
+        .per_backend_limit = 100};
     return c;
 }
 
@@ -216,6 +222,13 @@ static void config_free(struct lp_config *c)
     free(c->redis.host);
     free(c->redis.user);
     free(c->redis.password);
+    for (size_t i = 0; i < c->rate_limit.n_per_model; i++)
+        free(c->rate_limit.per_model[i].alias);
+    free(c->rate_limit.per_model);
+    for (size_t i = 0; i < c->n_keys; i++)
+        lp_config_free_key(&c->keys[i]);
+    free(c->keys);
+    free(c->server.trusted_proxies);
     free(c->logging.level);
     free(c->logging.base_dir);
     free(c->logging.access_log);
@@ -393,6 +406,15 @@ static void finish_diags(struct lp_config_walk *w)
 
 static void collect_secrets(struct lp_config *c);
 
+/* Client key lookups compare SHA-256 digests (keys.h): computed once per snapshot. */
+static void derive_digests(struct lp_config *c)
+{
+    if (c->proxy_api_key && c->proxy_api_key[0])
+        lp_keys_digest(c->proxy_api_key, strlen(c->proxy_api_key), c->proxy_key_digest);
+    for (size_t i = 0; i < c->n_keys; i++)
+        lp_keys_digest(c->keys[i].key, strlen(c->keys[i].key), c->keys[i].digest);
+}
+
 static struct lp_config *load(const char *yaml, size_t len, const char *file, const char *dir,
                               struct lp_diags *diags)
 {
@@ -438,15 +460,17 @@ out:
         config_free(cfg);
         cfg = NULL;
     }
-    if (cfg)
+    if (cfg) {
         collect_secrets(cfg);
+        derive_digests(cfg);
+    }
     return cfg;
 }
 
 /* The snapshot's secrets, longest first (see lp_config_secrets). */
 static void collect_secrets(struct lp_config *c)
 {
-    c->secrets = lp_xcalloc(c->n_backends + 4, sizeof *c->secrets);
+    c->secrets = lp_xcalloc(c->n_backends + c->n_keys + 4, sizeof *c->secrets);
     size_t n = 0;
     if (c->proxy_api_key && c->proxy_api_key[0])
         c->secrets[n++] = c->proxy_api_key;
@@ -457,6 +481,8 @@ static void collect_secrets(struct lp_config *c)
             c->secrets[n++] = c->backends[i].api_key;
     if (c->redis.password && c->redis.password[0])
         c->secrets[n++] = c->redis.password;
+    for (size_t i = 0; i < c->n_keys; i++)
+        c->secrets[n++] = c->keys[i].key;
     for (size_t i = 1; i < n; i++) {
         for (size_t j = i; j > 0 && strlen(c->secrets[j]) > strlen(c->secrets[j - 1]); j--) {
             const char *t = c->secrets[j];

@@ -49,6 +49,9 @@ struct lp_backend {
     struct lp_kv *headers;  /* extra upstream headers, in file order */
     size_t n_headers;
     int64_t max_tokens;     /* 0 = no clamp */
+    int max_concurrent;     /* in-flight attempts on this backend; 0 = concurrency.per_backend_limit
+                               when concurrency is enabled, else unlimited (traffic.h) */
+    bool adaptive_concurrency; /* AIMD limit on in-flight attempts, at most the configured one */
     int line, col;          /* where the entry starts, for later diagnostics */
 };
 
@@ -114,6 +117,13 @@ struct lp_error_fallback_cfg {
     size_t n_client_patterns;
 };
 
+/* An address block (server.trusted_proxies): IPv4 blocks are stored IPv4-mapped (::ffff:a.b.c.d,
+ * prefix + 96), so one compare serves both families. */
+struct lp_cidr {
+    unsigned char addr[16];
+    int bits; /* 0..128 */
+};
+
 struct lp_server_cfg {
     int64_t max_body_size;   /* bytes, default 64 MiB */
     int64_t max_header_size; /* bytes, default 64 KiB */
@@ -125,6 +135,48 @@ struct lp_server_cfg {
     int max_connections;     /* open client connections, process-wide; 0 (default) = derived from RLIMIT_NOFILE */
     int max_connections_per_ip; /* per peer address; 0 (default) = half of max_connections */
     int64_t max_body_memory; /* bytes held by request bodies, process-wide, default 256 MiB (>= max_body_size) */
+    struct lp_cidr *trusted_proxies; /* peers whose X-Forwarded-For / X-Real-IP are believed */
+    size_t n_trusted_proxies;
+};
+
+/* rate_limit (the reference's schema): token buckets, rate = rps, burst = max(1, floor(rps x
+ * burst_factor)), checked global -> per IP -> per model. */
+struct lp_model_rps {
+    char *alias;
+    double rps;
+};
+
+struct lp_rate_limit_cfg {
+    bool enabled;        /* default false */
+    double global_rps;   /* default 1000, 1..10000 */
+    double per_ip_rps;   /* default 100, 0..1000 (0 = no per-IP limit) */
+    double burst_factor; /* default 1.5, 1..3 */
+    struct lp_model_rps *per_model; /* alias -> rps (0.1..5000); unlisted aliases: global_rps */
+    size_t n_per_model;
+};
+
+/* concurrency (the reference's schema). */
+struct lp_concurrency_cfg {
+    bool enabled;             /* default false */
+    int max_requests;         /* default 500, 1..10000: LLM requests in flight */
+    int max_queue_size;       /* default 1000, 0..100000: waiting requests (FIFO) */
+    int64_t queue_timeout_ms; /* default 30s, 1s..5m: longest wait for a slot */
+    int per_backend_limit;    /* default 100, 1..1000: in-flight attempts per backend */
+};
+
+/* keys[]: client keys with their own limits. 0 means "no limit" for every number. */
+struct lp_client_key {
+    char *name;              /* shown in logs, metrics and /admin/keys (never the key) */
+    char *key;               /* the secret */
+    unsigned char digest[32]; /* SHA-256 of key: lookups compare digests (keys.h) */
+    char **models;           /* alias names or globs (*, ?); none = every alias */
+    size_t n_models;
+    int64_t rpm;             /* requests per minute */
+    int64_t tpm;             /* tokens (input + output) per minute */
+    int max_concurrent;      /* requests in flight */
+    int64_t tokens_per_day;  /* budget per UTC day */
+    int64_t tokens_per_month; /* budget per UTC calendar month */
+    int line, col;
 };
 
 struct lp_proxy_cfg {
@@ -190,6 +242,11 @@ struct lp_config {
     struct lp_logging_cfg logging;
     struct lp_metrics_cfg metrics;
     struct lp_redis_cfg redis;
+    struct lp_rate_limit_cfg rate_limit;
+    struct lp_concurrency_cfg concurrency;
+    struct lp_client_key *keys;
+    size_t n_keys;
+    unsigned char proxy_key_digest[32]; /* SHA-256 of proxy_api_key (when set) */
     const char **secrets;    /* derived: see lp_config_secrets */
     size_t n_secrets;
     /* Derived data loaded with this snapshot (the system prompts), freed with it: set once by

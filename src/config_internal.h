@@ -54,6 +54,9 @@ void lp_config_diag_raw(struct lp_config_walk *w, enum lp_diag_level lvl, int li
 /* Walk the root node of w->doc into w->cfg (whose defaults are already set). */
 void lp_config_walk_root(struct lp_config_walk *w);
 
+/* Free the members of a client key (not the struct itself); the secret is wiped first. */
+void lp_config_free_key(struct lp_client_key *k);
+
 /* Free the members of a backend (not the struct itself). */
 void lp_config_free_backend(struct lp_backend *b);
 

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <strings.h>
 
+#include "clientip.h"
 #include "config_internal.h"
 #include "dialect.h"
 #include "endpoint.h"
@@ -893,6 +894,8 @@ static const struct field backend_fields[] = {
     FN("timeout", on_backend_timeout),
     FN("headers", on_backend_headers),
     NUM("max_tokens", K_INT64, struct lp_backend, max_tokens, 0, INT32_MAX),
+    NUM("max_concurrent", K_INT, struct lp_backend, max_concurrent, 0, 100000),
+    VAL("adaptive_concurrency", K_BOOL, struct lp_backend, adaptive_concurrency),
     END,
 };
 /* clang-format on */
@@ -1313,6 +1316,8 @@ static const struct field proxy_fields[] = {
 };
 /* clang-format on */
 
+static void on_trusted_proxies(struct lp_config_walk *w, yaml_node_t *val, void *target);
+
 /* clang-format off */
 static const struct field server_fields[] = {
     NUM("max_body_size", K_SIZE, struct lp_server_cfg, max_body_size, 1, INT64_MAX),
@@ -1325,6 +1330,7 @@ static const struct field server_fields[] = {
     NUM("max_connections", K_INT, struct lp_server_cfg, max_connections, 0, 1 << 24),
     NUM("max_connections_per_ip", K_INT, struct lp_server_cfg, max_connections_per_ip, 0, 1 << 24),
     NUM("max_body_memory", K_SIZE, struct lp_server_cfg, max_body_memory, 1, INT64_MAX),
+    FN("trusted_proxies", on_trusted_proxies),
     END,
 };
 /* clang-format on */
@@ -1459,20 +1465,228 @@ static const struct field metrics_fields[] = {
 };
 /* clang-format on */
 
+/* ---- traffic control: rate_limit, concurrency, keys, trusted proxies ---------------------- */
+
+/* A number within [lo, hi] (the reference's validation ranges). */
+static bool float_in(struct lp_config_walk *w, yaml_node_t *val, double lo, double hi, double *out)
+{
+    double v;
+    if (!get_float(w, val, &v))
+        return false;
+    if (!(v >= lo && v <= hi)) {
+        ERR(w, val, "%g is out of range [%g, %g]", v, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static void on_global_rps(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    float_in(w, val, 1, 10000, target);
+}
+
+static void on_per_ip_rps(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    float_in(w, val, 0, 1000, target);
+}
+
+static void on_burst_factor(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    float_in(w, val, 1, 3, target);
+}
+
+static void on_per_model_rps(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_rate_limit_cfg *rl = target;
+    if (is_null_node(val))
+        return;
+    if (val->type != YAML_MAPPING_NODE) {
+        ERR(w, val, "expected a mapping of alias -> requests per second, got %s", kind_name(val));
+        return;
+    }
+    struct pairs ps;
+    collect_pairs(w, val, &ps);
+    for (size_t i = 0; i < ps.n && !w->stop; i++) {
+        if (ps.v[i].drop)
+            continue;
+        size_t mark = path_name(w, ps.v[i].k);
+        double rps;
+        if (float_in(w, ps.v[i].val, 0.1, 5000, &rps)) {
+            if (!lp_config_find_alias(w->cfg, ps.v[i].k, strlen(ps.v[i].k)))
+                WARN(w, ps.v[i].key, "per_model_rps names unknown alias \"%.64s\"", ps.v[i].k);
+            rl->per_model = lp_xrealloc(rl->per_model, (rl->n_per_model + 1) * sizeof *rl->per_model);
+            rl->per_model[rl->n_per_model++] = (struct lp_model_rps){lp_xstrdup(ps.v[i].k), rps};
+        }
+        path_pop(w, mark);
+    }
+    free(ps.v);
+}
+
 /* clang-format off */
 static const struct field rate_limit_fields[] = {
-    ACC("enabled"), ACC("global_rps"), ACC("per_ip_rps"), ACC("burst_factor"), ACC("per_model_rps"),
+    VAL("enabled", K_BOOL, struct lp_rate_limit_cfg, enabled),
+    FNAT("global_rps", struct lp_rate_limit_cfg, global_rps, on_global_rps),
+    FNAT("per_ip_rps", struct lp_rate_limit_cfg, per_ip_rps, on_per_ip_rps),
+    FNAT("burst_factor", struct lp_rate_limit_cfg, burst_factor, on_burst_factor),
+    FN("per_model_rps", on_per_model_rps),
+    END,
+};
+/* clang-format on */
+
+static void on_queue_timeout(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    int64_t ms = 0;
+    if (!get_duration(w, val, &ms))
+        return;
+    if (ms < 1000 || ms > 300000) {
+        ERR(w, val, "queue_timeout must be between 1s and 5m");
+        return;
+    }
+    *(int64_t *)target = ms;
+}
+
+/* clang-format off */
+static const struct field concurrency_fields[] = {
+    VAL("enabled", K_BOOL, struct lp_concurrency_cfg, enabled),
+    NUM("max_requests", K_INT, struct lp_concurrency_cfg, max_requests, 1, 10000),
+    NUM("max_queue_size", K_INT, struct lp_concurrency_cfg, max_queue_size, 0, 100000),
+    FNAT("queue_timeout", struct lp_concurrency_cfg, queue_timeout_ms, on_queue_timeout),
+    NUM("per_backend_limit", K_INT, struct lp_concurrency_cfg, per_backend_limit, 1, 1000),
+    END,
+};
+/* clang-format on */
+
+static void on_key_models(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_client_key *k = target;
+    if (val->type == YAML_SCALAR_NODE && !is_null_node(val)) {
+        char *s;
+        if (scalar(w, val, "an alias name", &s) == SC_OK)
+            push_str(&k->models, &k->n_models, s);
+    } else {
+        str_list(w, val, &k->models, &k->n_models);
+    }
+    for (size_t i = 0; i < k->n_models; i++) {
+        const char *m = k->models[i];
+        if (!strpbrk(m, "*?[") && !lp_config_find_alias(w->cfg, m, strlen(m)))
+            WARN(w, val, "models names unknown alias \"%.64s\"", m);
+    }
+}
+
+/* clang-format off */
+static const struct field budget_fields[] = {
+    NUM("tokens_per_day", K_INT64, struct lp_client_key, tokens_per_day, 0, INT64_MAX / 4),
+    NUM("tokens_per_month", K_INT64, struct lp_client_key, tokens_per_month, 0, INT64_MAX / 4),
     END,
 };
 /* clang-format on */
 
 /* clang-format off */
-static const struct field concurrency_fields[] = {
-    ACC("enabled"), ACC("max_requests"), ACC("max_queue_size"), ACC("queue_timeout"),
-    ACC("per_backend_limit"),
+static const struct field key_fields[] = {
+    VAL("name", K_STR, struct lp_client_key, name),
+    VAL("key", K_STR, struct lp_client_key, key),
+    FN("models", on_key_models),
+    NUM("rpm", K_INT64, struct lp_client_key, rpm, 0, 100000000),
+    NUM("tpm", K_INT64, struct lp_client_key, tpm, 0, INT64_MAX / 4),
+    NUM("max_concurrent", K_INT, struct lp_client_key, max_concurrent, 0, 100000),
+    MAP("budget", budget_fields),
     END,
 };
 /* clang-format on */
+
+void lp_config_free_key(struct lp_client_key *k)
+{
+    LP_FREE(&k->name);
+    if (k->key)
+        memset(k->key, 0, strlen(k->key));
+    LP_FREE(&k->key);
+    for (size_t i = 0; i < k->n_models; i++)
+        free(k->models[i]);
+    LP_FREE(&k->models);
+    k->n_models = 0;
+}
+
+static void on_key_item(struct lp_config_walk *w, yaml_node_t *item, size_t i, void *arg)
+{
+    struct lp_config *cfg = w->cfg;
+    if (item->type != YAML_MAPPING_NODE) {
+        ERR(w, item, "expected a mapping (a client key), got %s", kind_name(item));
+        return;
+    }
+    struct lp_client_key k = {.line = line_of(item), .col = col_of(item)};
+    walk_map(w, item, key_fields, &k);
+    if (w->stop) {
+        lp_config_free_key(&k);
+        return;
+    }
+    require(w, item, "name", k.name);
+    require(w, item, "key", k.key);
+    bool ok = k.name && k.key;
+    if (ok && (!k.name[0] || !k.key[0])) {
+        ERR(w, item, "a client key needs a non-empty name and key");
+        ok = false;
+    }
+    for (size_t j = 0; ok && j < cfg->n_keys; j++) {
+        if (strcmp(cfg->keys[j].name, k.name) == 0) {
+            ERR(w, item, "duplicate key name \"%.64s\" (first defined at line %d)", k.name,
+                cfg->keys[j].line);
+            ok = false;
+        } else if (strcmp(cfg->keys[j].key, k.key) == 0) {
+            ERR(w, item, "key \"%.64s\" has the same secret as \"%.64s\"", k.name,
+                cfg->keys[j].name);
+            ok = false;
+        }
+    }
+    if (ok && cfg->proxy_api_key && strcmp(cfg->proxy_api_key, k.key) == 0) {
+        ERR(w, item, "key \"%.64s\" has the same secret as proxy_api_key", k.name);
+        ok = false;
+    }
+    if (!ok) {
+        lp_config_free_key(&k);
+        return;
+    }
+    cfg->keys[cfg->n_keys++] = k;
+}
+
+static void on_keys(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_config *cfg = w->cfg;
+    if (is_null_node(val))
+        return;
+    if (val->type != YAML_SEQUENCE_NODE) {
+        ERR(w, val, "expected a list of client keys, got %s", kind_name(val));
+        return;
+    }
+    size_t n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
+    cfg->keys = lp_xcalloc(n ? n : 1, sizeof *cfg->keys);
+    walk_list(w, val, "a list of client keys", on_key_item, NULL);
+}
+
+static void on_trusted_proxy_item(struct lp_config_walk *w, yaml_node_t *item, size_t i, void *arg)
+{
+    struct lp_server_cfg *sv = arg;
+    char *s;
+    if (scalar(w, item, "an address or CIDR block", &s) != SC_OK)
+        return;
+    struct lp_cidr c;
+    if (!lp_cidr_parse(s, &c))
+        ERR(w, item, "\"%.64s\" is not an IP address or CIDR block (e.g. 10.0.0.0/8, ::1)", s);
+    else {
+        sv->trusted_proxies =
+            lp_xrealloc(sv->trusted_proxies, (sv->n_trusted_proxies + 1) * sizeof(struct lp_cidr));
+        sv->trusted_proxies[sv->n_trusted_proxies++] = c;
+    }
+    free(s);
+}
+
+static void on_trusted_proxies(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    if (val->type == YAML_SCALAR_NODE && !is_null_node(val))
+        on_trusted_proxy_item(w, val, 0, target);
+    else
+        walk_list(w, val, "a list of CIDR blocks", on_trusted_proxy_item, target);
+}
 
 static void on_listen(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
@@ -1506,8 +1720,9 @@ static const struct field root_fields[] = {
     MAPAT("metrics", struct lp_config, metrics, metrics_fields, .pass = 2),
     FN("passthrough_paths", on_passthrough_paths, .pass = 2),
     FN("redis", on_redis, .pass = 2),
-    MAP("rate_limit", rate_limit_fields, .pass = 2, .record = true),
-    MAP("concurrency", concurrency_fields, .pass = 2, .record = true),
+    MAPAT("rate_limit", struct lp_config, rate_limit, rate_limit_fields, .pass = 2),
+    MAPAT("concurrency", struct lp_config, concurrency, concurrency_fields, .pass = 2),
+    FN("keys", on_keys, .pass = 3),
     END,
 };
 /* clang-format on */

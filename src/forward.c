@@ -30,6 +30,7 @@
 #include "request.h"
 #include "router.h"
 #include "runtime.h"
+#include "traffic.h"
 #include "util/alloc.h"
 #include "util/assert.h"
 #include "util/clock.h"
@@ -90,10 +91,11 @@ static void record(struct lp_attempt *a, const char *cls, const char *cause)
         return;
     a->cls = cls;
     a->rec_status = a->status;
-    snprintf(a->cause, sizeof a->cause, "%s", cause ? cause : "");
+    snprintf(a->cause, sizeof a->cause, "%.*s", (int)sizeof a->cause - 1, cause ? cause : "");
     if (!a->end_us)
         a->end_us = lp_now_us();
     req->upstream_wait_us += a->end_us - a->start_us;
+    lp_traffic_attempt_end(a, cls); /* the backend slot goes back; feeds the adaptive limit */
 }
 
 static void record_failure(struct lp_attempt *a, const struct lp_decision *d)
@@ -352,7 +354,8 @@ static void commit_complete(struct lp_request *req, struct lp_attempt *a)
                                &slen))) {
         lp_log_info(req->id, "%s answered a stream request with one JSON body; replayed as SSE",
                     a->cand->backend->name);
-        lp_relay_commit(req, NULL, 0);
+        struct lp_edge_header rl[8];
+        lp_relay_commit(req, rl, lp_traffic_headers(req, rl, 0, 8));
         lp_relay_write(req, sse, slen);
         free(sse);
         lp_relay_end(req, NULL, LP_END_CLEAN, NULL, NULL, NULL);
@@ -360,6 +363,7 @@ static void commit_complete(struct lp_request *req, struct lp_attempt *a)
     }
     struct lp_edge_header extra[32];
     size_t n = lp_attempt_response_headers(a, extra, 32, false);
+    n = lp_traffic_headers(req, extra, n, 32); /* x-ratelimit-* / anthropic-ratelimit-* */
     const char *ct = a->translate ? NULL : lp_attempt_header(a, "Content-Type");
     lp_request_reply(req, a->status, ct ? ct : "application/json", body, len, extra, n);
 }
@@ -374,6 +378,7 @@ static void commit(struct lp_request *req, struct lp_attempt *a)
     if (a->state == LP_ATT_READY) {
         struct lp_edge_header extra[40];
         size_t n = lp_attempt_response_headers(a, extra, 40, true);
+        n = lp_traffic_headers(req, extra, n, 40); /* x-ratelimit-* / anthropic-ratelimit-* */
         lp_relay_commit(req, extra, n);
         lp_attempt_commit(a); /* relays the first event; may end the stream (STREAM_END) */
     } else {
@@ -524,8 +529,11 @@ static void conclude(struct lp_attempt *a, const struct lp_outcome *o)
 /* ---- the loop ------------------------------------------------------------------------------- */
 
 /* Start the next startable candidate, or answer that none is left. */
+static void on_backend_slot(struct lp_request *req, bool granted);
+
 static void next_attempt(struct lp_request *req)
 {
+    size_t first_saturated = SIZE_MAX; /* traffic control: the first candidate at its limit */
     while (req->next_cand < req->n_cands) {
         if (attempts_left(req) <= 0)
             break;
@@ -539,9 +547,17 @@ static void next_attempt(struct lp_request *req)
                          c->route->model, req->path);
             continue;
         }
+        if (!lp_traffic_backend_acquire(req, c)) { /* at its in-flight limit: skip like cooling */
+            if (first_saturated == SIZE_MAX)
+                first_saturated = req->next_cand - 1;
+            lp_log_debug(req->id, "route %s/%s skipped: backend at its concurrency limit",
+                         c->backend->name, c->route->model);
+            continue;
+        }
         struct lp_health_ticket t;
         if (!lp_health_admit(req->rt->health, req->cfg, c->backend->name, c->route->model,
                              lp_now_ms(), &t)) {
+            lp_traffic_backend_unacquire(req);
             req->n_skipped_health++;
             lp_log_debug(req->id, "route %s/%s skipped: circuit open or trial slots taken",
                          c->backend->name, c->route->model);
@@ -553,6 +569,7 @@ static void next_attempt(struct lp_request *req)
         bool started;
         struct lp_attempt *a = lp_attempt_start(req, c, &t, (int)req->n_log + 1, conclude,
                                                 &early, &started);
+        lp_traffic_backend_bind(req, a);
         if (req->n_log < LP_MAX_ATTEMPTS)
             req->log[req->n_log++] = a;
         lp_request_set_phase(req, LP_PHASE_ATTEMPTING);
@@ -564,7 +581,31 @@ static void next_attempt(struct lp_request *req)
             conclude(a, &early);
         return;
     }
+    if (first_saturated != SIZE_MAX && tries_in_flight(req, NULL) == 0) {
+        /* Every remaining candidate is saturated: wait for a slot rather than fail. */
+        if (!req->deadline_hit && attempts_left(req) > 0 &&
+            lp_traffic_backend_wait(req, first_saturated, on_backend_slot)) {
+            req->next_cand = first_saturated;
+            return;
+        }
+        if (!req->last_failed) {
+            lp_traffic_reply_saturated(req);
+            end_request(req);
+            return;
+        }
+    }
     reply_all_failed(req, req->deadline_hit && req->last_failed);
+    end_request(req);
+}
+
+/* traffic.c: a backend slot was handed over (granted), or the wait timed out. */
+static void on_backend_slot(struct lp_request *req, bool granted)
+{
+    if (granted) {
+        next_attempt(req);
+        return;
+    }
+    lp_traffic_reply_saturated(req);
     end_request(req);
 }
 

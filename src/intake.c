@@ -17,10 +17,12 @@
 #include "forward.h"
 #include "health.h"
 #include "jscan.h"
+#include "keys.h"
 #include "log.h"
 #include "reqid.h"
 #include "request.h"
 #include "runtime.h"
+#include "traffic.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "worker.h"
@@ -100,7 +102,7 @@ static void reply_models(struct lp_request *req)
     bool first = true;
     for (size_t i = 0; i < req->cfg->n_aliases; i++) {
         const struct lp_alias *a = &req->cfg->aliases[i];
-        if (!a->enabled)
+        if (!a->enabled || !lp_keys_model_allowed(req->key, a->name))
             continue;
         lp_buf_appends(&b, first ? "{\"id\":\"" : ",{\"id\":\"");
         lp_buf_append_json_escaped(&b, a->name, strlen(a->name));
@@ -132,7 +134,7 @@ static void handle_llm(struct lp_request *req)
 {
     req->llm = true;
     atomic_fetch_add(&req->rt->active_llm, 1);
-    if (!lp_request_check_auth(req, req->cfg->proxy_api_key))
+    if (!lp_traffic_authenticate(req)) /* proxy_api_key or a client key (keys[]) */
         return;
     log_body(req);
     const char *err = NULL;
@@ -174,7 +176,9 @@ static void handle_llm(struct lp_request *req)
                                "model_not_found", msg);
         return;
     }
-    lp_forward_begin(req);
+    if (!lp_traffic_model_allowed(req)) /* 403: the client key may not use this alias */
+        return;
+    lp_traffic_admit(req); /* limits: forwards now, answers 429/503, or queues (WAITING) */
 }
 
 static void dispatch(struct lp_request *req)
@@ -196,7 +200,7 @@ static void dispatch(struct lp_request *req)
     } else if (lp_admin_owns(p)) {
         lp_admin_handle(req);
     } else if (get && req->ep == LP_EP_MODELS) {
-        if (lp_request_check_auth(req, req->cfg->proxy_api_key))
+        if (lp_traffic_authenticate(req))
             reply_models(req);
     } else if (strcmp(m, "POST") == 0 && ep->forwarded) {
         handle_llm(req);
@@ -257,7 +261,16 @@ void lp_intake_head(struct lp_worker *w, struct lp_edge_req *er)
         return;
     struct lp_config *cfg = lp_runtime_config(w->rt);
     const char *key = admin ? lp_admin_key(cfg) : cfg->proxy_api_key;
-    if (unsafe || !lp_request_key_ok(er, key)) {
+    bool ok;
+    if (admin) {
+        /* Client keys make the proxy authenticated: an admin API without its own key is shut. */
+        ok = lp_request_key_ok(er, key) && !((!key || !key[0]) && cfg->n_keys > 0);
+    } else {
+        const struct lp_client_key *k = NULL;
+        enum lp_key_auth a = lp_keys_match_headers(cfg, er, &k);
+        ok = a == LP_KEY_OPEN || a == LP_KEY_PROXY || a == LP_KEY_CLIENT;
+    }
+    if (unsafe || !ok) {
         /* Refuse now, before any body byte is read, through the normal intake so the answer is
          * the one dispatch() would give: client's protocol shape, request id, access line and
          * metrics. The edge closes the connection after it. cfg (and so key) is held until the
@@ -275,7 +288,14 @@ void lp_intake_head(struct lp_worker *w, struct lp_edge_req *er)
                 req->llm = true; /* counted like handle_llm's own 401 */
                 atomic_fetch_add(&req->rt->active_llm, 1);
             }
-            lp_request_check_auth(req, key);
+            if (admin && (!key || !key[0]))
+                lp_request_reply_error(req, 401, NULL, "invalid_api_key",
+                                       "The admin API needs admin_api_key or proxy_api_key when "
+                                       "client keys are configured");
+            else if (admin)
+                lp_request_check_auth(req, key);
+            else
+                lp_traffic_authenticate(req); /* the same 401 as at intake */
         }
         lp_request_finish(req);
     }

@@ -71,5 +71,7 @@ void lp_logcfg_apply(const struct lp_config *cfg)
     lp_log_add_secret(cfg->admin_api_key);
     for (size_t i = 0; i < cfg->n_backends; i++)
         lp_log_add_secret(cfg->backends[i].api_key);
+    for (size_t i = 0; i < cfg->n_keys; i++)
+        lp_log_add_secret(cfg->keys[i].key);
 }
 

@@ -18,11 +18,13 @@
 #include "conncap.h"
 #include "edge.h"
 #include "health.h"
+#include "limiter.h"
 #include "log.h"
 #include "logcfg.h"
 #include "metrics.h"
 #include "reload.h"
 #include "runtime.h"
+#include "traffic.h"
 #include "util/alloc.h"
 #include "util/clock.h"
 #include "util/rand.h"
@@ -244,9 +246,12 @@ static int run(struct app *a, const char *path)
     a->rt.metrics = lp_metrics_create(a->n_workers + 1);
     a->rt.health = lp_health_create();
     lp_health_configure(a->rt.health, cfg);
+    a->rt.limiter = lp_limiter_local_create(NULL);
+    lp_limiter_configure(a->rt.limiter, cfg);
     lp_admin_register_metrics(&a->rt);
     raise_fd_limit();
     create_shared_limits(a, cfg);
+    lp_traffic_register_metrics(&a->rt);
     a->base = event_base_new();
     a->rt.cluster = lp_cluster_create(&a->rt, a->base, cfg);
     a->reloader = lp_reloader_create(&a->rt, a->base);
@@ -305,6 +310,7 @@ static void teardown(struct app *a)
     if (a->base)
         event_base_free(a->base);
     lp_health_destroy(a->rt.health);
+    lp_limiter_destroy(a->rt.limiter);
     lp_metrics_destroy(a->rt.metrics);
     lp_conncap_destroy(a->rt.conncap);
     lp_budget_destroy(a->rt.bodies);

@@ -153,6 +153,30 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
         NULL),
     [LP_M_BODY_MEMORY_REFUSED_TOTAL] = COUNTER("llm_proxy_body_memory_refused_total",
         "Request bodies refused with 503 because server.max_body_memory was reached.", NULL),
+    [LP_M_LIMITED_TOTAL] = COUNTER("llm_proxy_limited_total",
+        "Requests answered 429 by a rate or key limit, by scope (global, ip, model, key_rpm, "
+        "key_tpm, key_budget_day, key_budget_month, key_concurrency).", "scope"),
+    [LP_M_SHED_TOTAL] = COUNTER("llm_proxy_shed_total",
+        "Requests answered 503 for lack of capacity (queue_full, queue_timeout, "
+        "backends_saturated) or that left while queued (client_gone).", "reason"),
+    [LP_M_QUEUED_TOTAL] = COUNTER("llm_proxy_queued_total",
+        "Requests that waited in the concurrency queue.", NULL),
+    [LP_M_QUEUE_WAIT_SECONDS] = HISTOGRAM("llm_proxy_queue_wait_seconds",
+        "Time requests waited in the concurrency queue, in seconds.", B_FIRST, NULL),
+    [LP_M_QUEUE_LENGTH] = GAUGE("llm_proxy_queue_length",
+        "Requests waiting in the concurrency queue now.", NULL),
+    [LP_M_BACKEND_IN_FLIGHT] = GAUGE("llm_proxy_backend_in_flight",
+        "Upstream attempts in flight per backend.", "backend"),
+    [LP_M_BACKEND_CONCURRENCY_LIMIT] = GAUGE("llm_proxy_backend_concurrency_limit",
+        "In-flight limit in force per backend (the adaptive one when enabled); 0 = none.",
+        "backend"),
+    [LP_M_KEY_REQUESTS_TOTAL] = COUNTER("llm_proxy_key_requests_total",
+        "Requests per client key name and final HTTP status.", "key", "status"),
+    [LP_M_KEY_TOKENS_TOTAL] = COUNTER("llm_proxy_key_tokens_total",
+        "Tokens reported by upstream usage per client key name and type (input, output, "
+        "cached).", "key", "type"),
+    [LP_M_KEY_LIMITED_TOTAL] = COUNTER("llm_proxy_key_limited_total",
+        "Requests of a client key refused by a limit, by key name and scope.", "key", "scope"),
 };
 
 /* clang-format on */

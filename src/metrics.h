@@ -65,6 +65,17 @@ enum lp_metric_id {
     LP_M_REDIS_ERRORS_TOTAL,            /* counter {kind}: timeout|unavailable (callback) */
     LP_M_CLUSTER_INSTANCES,             /* gauge {}: live instances by heartbeat (callback) */
     LP_M_CLUSTER_EVENTS_TOTAL,          /* counter {direction}: sent|received|applied (callback) */
+    /* traffic control (traffic.c) */
+    LP_M_LIMITED_TOTAL,       /* counter {scope}: answered 429 by a rate or key limit */
+    LP_M_SHED_TOTAL,          /* counter {reason}: answered 503 for capacity, or left the queue */
+    LP_M_QUEUED_TOTAL,        /* counter {}: requests that waited for a concurrency slot */
+    LP_M_QUEUE_WAIT_SECONDS,  /* histogram {}: time waited in the concurrency queue */
+    LP_M_QUEUE_LENGTH,        /* gauge {}: requests waiting now (callback) */
+    LP_M_BACKEND_IN_FLIGHT,   /* gauge {backend}: attempts in flight (callback) */
+    LP_M_BACKEND_CONCURRENCY_LIMIT, /* gauge {backend}: limit in force, 0 = none (callback) */
+    LP_M_KEY_REQUESTS_TOTAL,  /* counter {key,status}: requests per client key name */
+    LP_M_KEY_TOKENS_TOTAL,    /* counter {key,type}: tokens per client key, type input|output|cached */
+    LP_M_KEY_LIMITED_TOTAL,   /* counter {key,scope}: a key's requests refused by a limit */
     LP_M__COUNT
 };
 

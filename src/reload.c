@@ -11,6 +11,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include "limiter.h"
 #include "health.h"
 #include "log.h"
 #include "logcfg.h"
@@ -120,6 +121,7 @@ static bool do_reload(struct lp_reloader *r, char **msg_out)
         lp_config_unref(old);
         lp_logcfg_apply(cfg);
         lp_health_configure(r->rt->health, cfg);
+        lp_limiter_configure(r->rt->limiter, cfg); /* resizes limits, keeps their state */
         lp_runtime_publish(r->rt, cfg, sp);
         pthread_mutex_lock(&r->mu);
         for (int i = 0; i < r->n_workers; i++)

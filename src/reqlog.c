@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "request.h"
 #include "runtime.h"
+#include "traffic.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "worker.h"
@@ -174,6 +175,7 @@ void lp_reqlog_write(struct lp_request *req)
     if (overhead_us < 0)
         overhead_us = 0;
     record_metrics(req, total_us, overhead_us);
+    lp_traffic_record(req); /* reconcile the key's token reservation with the real usage */
     const char *al = req->cfg->logging.access_log;
     if (!req->path || (al && (strcmp(al, "off") == 0 || strcmp(al, "none") == 0)))
         return;
@@ -235,6 +237,7 @@ void lp_reqlog_write(struct lp_request *req)
         json_str(&b, "stream_end", lp_stream_end_name(req->stream_end));
     if (req->error_msg_set)
         json_str_masked(&b, "error", req->error_msg, &m);
+    lp_traffic_log_fields(req, &b); /* "key", "limited", "queue_ms" */
     lp_buf_appends(&b, "}");
     /* Every client- or upstream-supplied field was masked above; the rest are our own values
      * (ids, numbers, names from the config, class names). */

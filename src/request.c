@@ -11,6 +11,7 @@
 #include "log.h"
 #include "reqid.h"
 #include "runtime.h"
+#include "traffic.h"
 #include "util/alloc.h"
 #include "util/assert.h"
 #include "util/clock.h"
@@ -35,9 +36,10 @@ const char *lp_phase_name(enum lp_phase p)
 #define BIT(p) (1u << (p))
 static const unsigned allowed[LP_PHASE__COUNT] = {
     [LP_PHASE_INTAKE] = BIT(LP_PHASE_WAITING) | BIT(LP_PHASE_PLANNING) | BIT(LP_PHASE_DONE),
-    [LP_PHASE_WAITING] = BIT(LP_PHASE_PLANNING) | BIT(LP_PHASE_DONE),
-    [LP_PHASE_PLANNING] = BIT(LP_PHASE_ATTEMPTING) | BIT(LP_PHASE_DONE),
-    [LP_PHASE_ATTEMPTING] = BIT(LP_PHASE_BACKOFF) | BIT(LP_PHASE_COMMITTED) | BIT(LP_PHASE_DONE),
+    [LP_PHASE_WAITING] = BIT(LP_PHASE_PLANNING) | BIT(LP_PHASE_ATTEMPTING) | BIT(LP_PHASE_DONE),
+    [LP_PHASE_PLANNING] = BIT(LP_PHASE_WAITING) | BIT(LP_PHASE_ATTEMPTING) | BIT(LP_PHASE_DONE),
+    [LP_PHASE_ATTEMPTING] = BIT(LP_PHASE_WAITING) | BIT(LP_PHASE_BACKOFF) |
+                            BIT(LP_PHASE_COMMITTED) | BIT(LP_PHASE_DONE),
     [LP_PHASE_BACKOFF] = BIT(LP_PHASE_ATTEMPTING) | BIT(LP_PHASE_DONE),
     [LP_PHASE_COMMITTED] = BIT(LP_PHASE_DONE),
     [LP_PHASE_DONE] = 0,
@@ -126,6 +128,7 @@ void lp_request_finish(struct lp_request *req)
     if (req->flush_ready)
         event_del(&req->flush_ev);
     lp_reqlog_write(req);
+    lp_traffic_finish(req); /* slots, queue places, the admission ticket */
     if (req->stream_counted)
         atomic_fetch_sub(&req->rt->active_streams, 1);
     atomic_fetch_sub(&req->rt->active_requests, 1);

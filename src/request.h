@@ -10,11 +10,13 @@
  * in debug builds:
  *
  *   INTAKE ──► PLANNING ──► ATTEMPTING ◄──► BACKOFF
- *     │  ▲         │            │   │
- *     │  └ WAITING │            │   └──────────────► COMMITTED ──► DONE
+ *     │  ▲         │  ▲         │   │
+ *     │  └ WAITING ┴──┴─WAITING ┘   └──────────────► COMMITTED ──► DONE
  *     └────────────┴────────────┴─────────────────────────────────► DONE
  *
- * INTAKE: parsing and checking the client request. WAITING: admitted later (traffic control).
+ * INTAKE: parsing and checking the client request. WAITING: admitted later (traffic.c): in the
+ * concurrency queue (from INTAKE, then PLANNING), or, with nothing in flight, for a slot on a
+ * saturated backend (from PLANNING / ATTEMPTING, then ATTEMPTING).
  * PLANNING: choosing candidates. ATTEMPTING: one or more attempts (struct lp_attempt) in flight,
  * nothing sent to the client yet: any failure may fail over. BACKOFF: waiting on the request
  * timer before the next attempt. COMMITTED: the client has the response head of a stream (the
@@ -48,6 +50,7 @@ struct lp_edge_req;
 struct lp_edge_header;
 struct lp_attempt;
 struct lp_reload_job;
+struct lp_traffic;
 
 enum lp_phase {
     LP_PHASE_INTAKE = 0,
@@ -103,6 +106,8 @@ struct lp_request {
     struct lp_jscan scan;
     const char *alias_name;
     const struct lp_alias *alias;
+    const struct lp_client_key *key; /* the client key used (NULL: proxy_api_key or no auth) */
+    struct lp_traffic *traffic;   /* traffic control state (traffic.c, arena); NULL if none */
 
     /* ---- forwarding (forward.c) ---- */
     struct lp_candidate *cands;   /* planned candidates (arena) */

@@ -19,6 +19,7 @@ struct lp_metrics;
 struct lp_sysprompts;
 struct lp_conncap;
 struct lp_budget;
+struct lp_limiter;
 
 struct lp_runtime {
     pthread_mutex_t lock;      /* guards cfg, sysprompts and their swap */
@@ -28,6 +29,7 @@ struct lp_runtime {
     struct lp_conncap *conncap; /* client connections, total and per address (every edge) */
     struct lp_budget *bodies;   /* bytes held by request bodies (every edge) */
     struct lp_cluster *cluster; /* shared state through Redis, or NULL (cluster.h) */
+    struct lp_limiter *limiter; /* every traffic limit (limiter.h); configured on each reload */
     atomic_bool draining;      /* SIGTERM received: finish in-flight work, accept nothing new */
     atomic_long active_requests;   /* every request in flight (the drain waits for 0) */
     atomic_long active_llm;        /* LLM endpoint requests in flight (the metric) */

@@ -20,12 +20,14 @@ import Anthropic from '@anthropic-ai/sdk';
 const sc = JSON.parse(process.argv[2]);
 const out = { ok: false, text: '', tool_calls: [], finish: null, usage: null, events: 0 };
 
+const t0 = Date.now();
 function done() {
+  out.ms = Date.now() - t0;
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
 async function runOpenAI() {
-  const client = new OpenAI({ baseURL: sc.baseURL, apiKey: sc.apiKey, maxRetries: 0, timeout: 60000 });
+  const client = new OpenAI({ baseURL: sc.baseURL, apiKey: sc.apiKey, maxRetries: sc.maxRetries ?? 0, timeout: 60000 });
   const params = {
     model: sc.model,
     messages: sc.messages || [{ role: 'user', content: 'Hello' }],
@@ -68,7 +70,7 @@ async function runOpenAI() {
 }
 
 async function runAnthropic() {
-  const client = new Anthropic({ baseURL: sc.baseURL, apiKey: sc.apiKey, maxRetries: 0, timeout: 60000 });
+  const client = new Anthropic({ baseURL: sc.baseURL, apiKey: sc.apiKey, maxRetries: sc.maxRetries ?? 0, timeout: 60000 });
   const params = {
     model: sc.model,
     max_tokens: sc.max_tokens || 256,
@@ -140,5 +142,8 @@ try {
 } catch (e) {
   out.ok = false;
   out.error = { name: e?.constructor?.name || 'Error', message: String(e?.message || e), status: e?.status ?? null };
+  const h = e?.headers;
+  const ra = h ? (typeof h.get === 'function' ? h.get('retry-after') : h['retry-after']) : null;
+  if (ra != null) out.error.retry_after = ra;
 }
 done();

@@ -247,9 +247,9 @@ static void test_phase_transitions(void **state)
                         D = LP_PHASE_DONE;
     const enum lp_phase ok[][2] = {{I, W}, {I, P}, {I, D}, {W, P}, {W, D}, {P, A}, {P, D},
                                    {A, B}, {A, C}, {A, D}, {B, A}, {B, D}, {C, D}, {A, A},
-                                   {D, D}};
+                                   {D, D}, {P, W}, {A, W}, {W, A}, {W, W}};
     const enum lp_phase bad[][2] = {{I, A}, {I, C}, {P, C}, {B, C}, {C, A}, {C, B}, {D, A},
-                                    {D, I}, {A, P}, {W, A}};
+                                    {D, I}, {A, P}, {W, C}, {W, B}, {C, W}, {B, W}};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
         if (!lp_phase_transition_ok(ok[i][0], ok[i][1]))
             fail_msg("%s -> %s refused", lp_phase_name(ok[i][0]), lp_phase_name(ok[i][1]));

@@ -109,7 +109,7 @@ static void check_filter(enum lp_endpoint ep, const char *q, const char *want)
     char *got = lp_endpoint_filter_query(ep, q);
     if (!want) {
         if (got)
-            fail_msg("query '%s' on %d: got '%s', want nothing", q, (int)ep, got);
+            fail_msg("query '%s' on %d: got '%s', want nothing", q ? q : "(null)", (int)ep, got);
     } else {
         if (!got || strcmp(got, want) != 0)
             fail_msg("query '%s' on %d: got '%s', want '%s'", q, (int)ep, got ? got : "(null)",
