@@ -551,6 +551,29 @@ struct lp_redis *lp_cluster_worker_client(struct lp_cluster *c, struct event_bas
     return r;
 }
 
+static __thread struct lp_redis *tls_client;
+static __thread int tls_scripts[8]; /* id + 1; 0 = not registered yet */
+
+void lp_cluster_bind_thread(struct lp_redis *r)
+{
+    tls_client = r;
+    memset(tls_scripts, 0, sizeof tls_scripts);
+}
+
+struct lp_redis *lp_cluster_thread_client(void)
+{
+    return tls_client;
+}
+
+int lp_cluster_thread_script(struct lp_redis *r, const char *lua, int slot)
+{
+    if (!r || r != tls_client || slot < 0 || slot >= 8)
+        return -1;
+    if (!tls_scripts[slot])
+        tls_scripts[slot] = lp_redis_script(r, lua) + 1;
+    return tls_scripts[slot] - 1;
+}
+
 void lp_cluster_worker_release(struct lp_cluster *c, struct lp_redis *r)
 {
     if (!c || !r)

@@ -38,6 +38,14 @@ void lp_cluster_destroy(struct lp_cluster *c);
  * main thread before the worker starts; release it with lp_cluster_worker_release when the
  * worker goes. c NULL gives NULL. */
 struct lp_redis *lp_cluster_worker_client(struct lp_cluster *c, struct event_base *base);
+/* Make r the calling thread's client (workers call it when their loop starts; NULL clears). */
+void lp_cluster_bind_thread(struct lp_redis *r);
+/* The calling thread's client, or NULL (not a worker, or no cluster). */
+struct lp_redis *lp_cluster_thread_client(void);
+/* Register `lua` as script number `slot` (0..7) on the calling thread's client once, and
+ * return its id there (-1 when it cannot be registered). The Lua text must be the same for a
+ * slot on every thread. */
+int lp_cluster_thread_script(struct lp_redis *r, const char *lua, int slot);
 /* Destroy a worker's client (after its loop stopped). Either argument may be NULL. */
 void lp_cluster_worker_release(struct lp_cluster *c, struct lp_redis *r);
 

@@ -56,6 +56,7 @@ enum lp_limit_scope {
     LP_LIMIT_QUEUE_FULL,      /* concurrency: max_queue_size waiting already */
     LP_LIMIT_QUEUE_TIMEOUT,   /* concurrency: no slot within queue_timeout */
     LP_LIMIT_SATURATED,       /* every candidate backend at its limit for queue_timeout */
+    LP_LIMIT_UNAVAILABLE,     /* redis.on_error fail_closed and the shared state is away */
     LP_LIMIT__COUNT
 };
 
@@ -161,6 +162,12 @@ struct lp_limiter_clock {
 
 /* The in-process implementation (limiter_local.c). clk may be NULL. Never NULL. */
 struct lp_limiter *lp_limiter_local_create(const struct lp_limiter_clock *clk);
+
+/* The shared implementation (limiter_redis.c): rate buckets, key rpm/tpm and budgets in Redis
+ * through `cluster`, concurrency per instance, redis.on_error when Redis is away. Configure it
+ * like any limiter. Never NULL. */
+struct lp_cluster;
+struct lp_limiter *lp_limiter_redis_create(struct lp_cluster *cluster, const struct lp_config *cfg);
 
 /* ---- call-site wrappers: dispatch through l->ops ---- */
 

@@ -46,6 +46,7 @@ static const char *const scope_names[LP_LIMIT__COUNT] = {
     [LP_LIMIT_QUEUE_FULL] = "queue_full",
     [LP_LIMIT_QUEUE_TIMEOUT] = "queue_timeout",
     [LP_LIMIT_SATURATED] = "backends_saturated",
+    [LP_LIMIT_UNAVAILABLE] = "shared_state_unavailable",
 };
 
 const char *lp_limit_scope_name(enum lp_limit_scope s)

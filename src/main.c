@@ -246,14 +246,16 @@ static int run(struct app *a, const char *path)
     a->rt.metrics = lp_metrics_create(a->n_workers + 1);
     a->rt.health = lp_health_create();
     lp_health_configure(a->rt.health, cfg);
-    a->rt.limiter = lp_limiter_local_create(NULL);
-    lp_limiter_configure(a->rt.limiter, cfg);
     lp_admin_register_metrics(&a->rt);
     raise_fd_limit();
     create_shared_limits(a, cfg);
     lp_traffic_register_metrics(&a->rt);
     a->base = event_base_new();
+    /* With a redis block, limits and health are shared by every instance using it. */
     a->rt.cluster = lp_cluster_create(&a->rt, a->base, cfg);
+    a->rt.limiter = a->rt.cluster ? lp_limiter_redis_create(a->rt.cluster, cfg)
+                                  : lp_limiter_local_create(NULL);
+    lp_limiter_configure(a->rt.limiter, cfg);
     a->reloader = lp_reloader_create(&a->rt, a->base);
     lp_reloader_load_extras(a->reloader, cfg);
     if (open_listeners(a, cfg) != 0)

@@ -114,7 +114,7 @@ static void reply_limited(struct lp_request *req, const struct lp_limit_result *
     enum lp_limit_scope s = res->scope;
     t->limited = lp_limit_scope_name(s);
     bool capacity = s == LP_LIMIT_QUEUE_FULL || s == LP_LIMIT_QUEUE_TIMEOUT ||
-                    s == LP_LIMIT_SATURATED;
+                    s == LP_LIMIT_SATURATED || s == LP_LIMIT_UNAVAILABLE;
     int status = capacity ? 503 : 429;
     const char *type = NULL, *code = "rate_limit_exceeded";
     char msg[300];
@@ -162,6 +162,12 @@ static void reply_limited(struct lp_request *req, const struct lp_limit_result *
         code = "queue_timeout";
         snprintf(msg, sizeof msg, "The proxy is at its concurrency limit: no slot within the "
                                   "queue timeout; retry after %lld s", (long long)ra);
+        break;
+    case LP_LIMIT_UNAVAILABLE:
+        code = "limits_unavailable";
+        snprintf(msg, sizeof msg, "The shared limits store is unavailable and the proxy is set to "
+                                  "refuse then (redis.on_error: fail_closed); retry after %lld s",
+                 (long long)ra);
         break;
     case LP_LIMIT_SATURATED:
         code = "backends_saturated";

@@ -180,6 +180,7 @@ fail:
 static void *worker_main(void *arg)
 {
     struct lp_worker *w = arg;
+    lp_cluster_bind_thread(w->redis); /* the shared limiter's client on this loop */
     event_base_dispatch(w->base);
     atomic_fetch_add(&w->rt->workers_exited, 1);
     return NULL;

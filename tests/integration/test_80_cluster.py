@@ -194,3 +194,110 @@ class TestFailClosedReadiness(ClusterCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---- shared limits ---------------------------------------------------------------------------
+
+KEY = "sk-team-a-0123456789abcdef"
+
+
+def limits_cfg(redis_url, on_error="fail_open", rps=2, factor=3):
+    up_models = {"m": [("a", "ma", 1)]}
+    return {"up": up_models, "extra": dict(
+        rate_limit={"enabled": True, "global_rps": rps, "burst_factor": factor,
+                    "per_ip_rps": 0},
+        keys=[{"name": "team-a", "key": KEY, "budget": {"tokens_per_day": 400}}],
+        redis={"url": redis_url, "timeout": "100ms", "on_error": on_error})}
+
+
+class TestSharedLimits(unittest.TestCase):
+    def start(self, n, on_error="fail_open", **kw):
+        require_proxy()
+        self.redis = RedisServer().start()
+        self.a = Mock("a").start()
+        spec = limits_cfg(self.redis.url, on_error, **kw)
+        self.cfg = config([backend(self.a)], spec["up"], **spec["extra"])
+        self.px = [Proxy(self.cfg).start() for _ in range(n)]
+        for p in self.px:
+            wait_until(lambda p=p: cluster(p)["available"], timeout=5, msg="redis ready")
+
+    def tearDown(self):
+        for p in getattr(self, "px", []):
+            p.stop()
+        self.a.stop()
+        self.redis.stop()
+
+    def test_burst_over_three_instances_is_the_cluster_burst(self):
+        self.start(3, rps=2, factor=3)  # burst 6, refill 2/s
+        statuses = []
+        t0 = time.monotonic()
+        for i in range(30):
+            r = request(self.px[i % 3].url, "POST", "/v1/chat/completions", chat(),
+                        headers=auth())
+            statuses.append(r.status)
+        elapsed = time.monotonic() - t0
+        ok = statuses.count(200)
+        refill = int(elapsed * 2) + 1
+        self.assertEqual(set(statuses) - {200, 429}, set(), statuses)
+        self.assertGreaterEqual(ok, 6, statuses)
+        self.assertLessEqual(ok, 6 + refill, f"{statuses} in {elapsed:.2f}s")
+        # Every instance refused some: the bucket is one, not three.
+        for i in range(3):
+            self.assertIn(429, statuses[i::3])
+
+    def test_budget_holds_across_instances_and_restarts(self):
+        self.start(3, rps=1000, factor=1)
+        key = {"Authorization": f"Bearer {KEY}"}
+        ok = 0
+        for i in range(40):
+            r = request(self.px[i % 3].url, "POST", "/v1/chat/completions",
+                        {**chat(), "max_tokens": 10}, headers=key)
+            if r.status != 200:
+                self.assertEqual(r.status, 429, r.text)
+                self.assertIn("budget", r.text)
+                break
+            ok += 1
+        self.assertGreater(ok, 1)
+        self.assertLess(ok, 40, "the daily budget never ran out")
+        used = sum(int(v) for v in [self.redis.cmd("GET", k)
+                                    for k in self.redis.cmd("KEYS", "llm-proxy:k:team-a:d:*")])
+        # At most one reservation over: the budget is 400 tokens.
+        self.assertGreaterEqual(used, 400)
+        self.assertLess(used, 400 + 200)
+        # Restart every instance: the budget is Redis's, so it is still spent.
+        for p in self.px:
+            p.stop()
+        self.px = [Proxy(self.cfg).start() for _ in range(3)]
+        for p in self.px:
+            wait_until(lambda p=p: cluster(p)["available"], timeout=5, msg="redis ready")
+            r = request(p.url, "POST", "/v1/chat/completions", chat(), headers=key)
+            self.assertEqual(r.status, 429, r.text)
+
+    def test_fail_closed_refuses_fast_and_recovers(self):
+        self.start(1, on_error="fail_closed", rps=1000, factor=1)
+        self.assertEqual(request(self.px[0].url, "POST", "/v1/chat/completions", chat(),
+                                 headers=auth()).status, 200)
+        self.redis.stop()
+        wait_until(lambda: not cluster(self.px[0])["available"], timeout=3)
+        t0 = time.monotonic()
+        r = request(self.px[0].url, "POST", "/v1/chat/completions", chat(), headers=auth())
+        self.assertLess(time.monotonic() - t0, 0.5, "waited on Redis")
+        self.assertEqual(r.status, 503, r.text)
+        self.assertEqual(r.json()["error"]["code"], "limits_unavailable")
+        self.assertTrue(r.headers.get("retry-after"))
+        self.redis.start()
+        wait_until(lambda: request(self.px[0].url, "POST", "/v1/chat/completions", chat(),
+                                   headers=auth()).status == 200, timeout=10,
+                   msg="admitted again once Redis is back")
+
+    def test_fail_open_uses_this_instances_share(self):
+        self.start(2, on_error="fail_open", rps=10, factor=1)  # burst 10 across the cluster
+        wait_until(lambda: cluster(self.px[0])["instances"] == 2, timeout=5)
+        self.redis.stop()
+        wait_until(lambda: not cluster(self.px[0])["available"], timeout=3)
+        statuses = [request(self.px[0].url, "POST", "/v1/chat/completions", chat(),
+                            headers=auth()).status for _ in range(12)]
+        ok = statuses.count(200)
+        # Half of the cluster's burst (5), plus what refills meanwhile.
+        self.assertGreaterEqual(ok, 4, statuses)
+        self.assertLessEqual(ok, 7, statuses)
