@@ -49,7 +49,8 @@
 
 #define DAY_MS 86400000LL
 
-/* Admission. KEYS: nb buckets then nc counters. ARGV[1] nb, ARGV[2] nc, then 4 per bucket
+/* Admission. A bucket is one string "level unix_ms" (one GET, one SET with its expiry).
+ * KEYS: nb buckets then nc counters. ARGV[1] nb, ARGV[2] nc, then 4 per bucket
  * (rate per ms, burst, cost, mode: 0 = need cost, 1 = need a positive level) and 3 per counter
  * (limit, cost, ttl seconds). Returns {0, remaining of the first bucket, tpm remaining} when
  * admitted (everything taken), or {i, wait ms, level} naming the first level (1-based over
@@ -63,9 +64,12 @@ static const char ADMIT_LUA[] =
     "  local rate, burst, cost, mode = tonumber(ARGV[a]), tonumber(ARGV[a+1]),\n"
     "        tonumber(ARGV[a+2]), tonumber(ARGV[a+3])\n"
     "  a = a + 4\n"
-    "  local v = redis.call('HMGET', KEYS[i], 't', 'ts')\n"
-    "  local tok, ts = tonumber(v[1]), tonumber(v[2])\n"
-    "  if tok == nil then tok, ts = burst, now end\n"
+    "  local tok, ts = burst, now\n"
+    "  local v = redis.call('GET', KEYS[i])\n"
+    "  if v then\n"
+    "    local sep = string.find(v, ' ', 1, true)\n"
+    "    tok, ts = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))\n"
+    "  end\n"
     "  if now > ts then tok = math.min(burst, tok + (now - ts) * rate) end\n"
     "  lv[i] = tok\n"
     "  local ok = (mode == 1 and tok > 0) or (mode == 0 and tok >= cost)\n"
@@ -85,15 +89,16 @@ static const char ADMIT_LUA[] =
     "for i = 1, nb do\n"
     "  local rate, burst, cost = tonumber(ARGV[a]), tonumber(ARGV[a+1]), tonumber(ARGV[a+2])\n"
     "  local left = lv[i] - cost\n"
-    "  redis.call('HSET', KEYS[i], 't', tostring(left), 'ts', now)\n"
-    "  redis.call('PEXPIRE', KEYS[i], math.ceil(burst / rate) + 60000)\n"
+    "  redis.call('SET', KEYS[i], string.format('%.6f %d', left, now), 'PX',\n"
+    "             math.ceil(burst / rate) + 60000)\n"
     "  if first < 0 then first = math.floor(left) end\n"
     "  if tonumber(ARGV[a+3]) == 1 then tpm = math.floor(left) end\n"
     "  a = a + 4\n"
     "end\n"
     "for j = 1, nc do\n"
-    "  redis.call('INCRBY', KEYS[nb + j], tonumber(ARGV[a+1]))\n"
-    "  redis.call('EXPIRE', KEYS[nb + j], tonumber(ARGV[a+2]))\n"
+    "  if redis.call('INCRBY', KEYS[nb + j], tonumber(ARGV[a+1])) == tonumber(ARGV[a+1]) then\n"
+    "    redis.call('EXPIRE', KEYS[nb + j], tonumber(ARGV[a+2]))\n"
+    "  end\n"
     "  a = a + 3\n"
     "end\n"
     "return {0, first, tpm}\n";
@@ -103,9 +108,14 @@ static const char ADMIT_LUA[] =
  * bucket's burst. */
 static const char RECONCILE_LUA[] =
     "local d = tonumber(ARGV[1])\n"
-    "if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then\n"
-    "  local v = tonumber(redis.call('HGET', KEYS[1], 't') or '0')\n"
-    "  redis.call('HSET', KEYS[1], 't', tostring(math.min(tonumber(ARGV[2]), v - d)))\n"
+    "if KEYS[1] ~= '' then\n"
+    "  local v = redis.call('GET', KEYS[1])\n"
+    "  if v then\n"
+    "    local sep = string.find(v, ' ', 1, true)\n"
+    "    local tok = math.min(tonumber(ARGV[2]), tonumber(string.sub(v, 1, sep - 1)) - d)\n"
+    "    redis.call('SET', KEYS[1], string.format('%.6f %s', tok, string.sub(v, sep + 1)),\n"
+    "               'KEEPTTL')\n"
+    "  end\n"
     "end\n"
     "for i = 2, #KEYS do\n"
     "  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBY', KEYS[i], d) end\n"
