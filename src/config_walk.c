@@ -1651,6 +1651,25 @@ static void on_queue_timeout(struct lp_config_walk *w, yaml_node_t *val, void *t
     *(int64_t *)target = ms;
 }
 
+/* concurrency.scope. Read after the redis block (concurrency is walked in a later pass), so a
+ * cluster scope without Redis is refused here, at the value. */
+static void on_conc_scope(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    enum lp_conc_scope *sc = target;
+    char *s;
+    if (scalar(w, val, "instance or cluster", &s) != SC_OK)
+        return;
+    if (strcmp(s, "instance") == 0)
+        *sc = LP_CONC_INSTANCE;
+    else if (strcmp(s, "cluster") == 0) {
+        *sc = LP_CONC_CLUSTER;
+        if (!w->cfg->redis.present)
+            ERR(w, val, "cluster needs a redis block (the slots are leased in Redis)");
+    } else
+        ERR(w, val, "unknown value \"%.40s\" (expected instance or cluster)", s);
+    free(s);
+}
+
 /* clang-format off */
 static const struct field concurrency_fields[] = {
     VAL("enabled", K_BOOL, struct lp_concurrency_cfg, enabled),
@@ -1658,6 +1677,8 @@ static const struct field concurrency_fields[] = {
     NUM("max_queue_size", K_INT, struct lp_concurrency_cfg, max_queue_size, 0, 100000),
     FNAT("queue_timeout", struct lp_concurrency_cfg, queue_timeout_ms, on_queue_timeout),
     NUM("per_backend_limit", K_INT, struct lp_concurrency_cfg, per_backend_limit, 1, 1000),
+    FNAT("scope", struct lp_concurrency_cfg, scope, on_conc_scope),
+    NUM("lease_ttl", K_DUR, struct lp_concurrency_cfg, lease_ttl_ms, 1000, 300000),
     END,
 };
 /* clang-format on */
@@ -1826,7 +1847,7 @@ static const struct field root_fields[] = {
     FN("passthrough_paths", on_passthrough_paths, .pass = 2),
     FN("redis", on_redis, .pass = 2),
     MAPAT("rate_limit", struct lp_config, rate_limit, rate_limit_fields, .pass = 2),
-    MAPAT("concurrency", struct lp_config, concurrency, concurrency_fields, .pass = 2),
+    MAPAT("concurrency", struct lp_config, concurrency, concurrency_fields, .pass = 3),
     FNAT("routing", struct lp_config, routing, on_routing, .pass = 2),
     FN("keys", on_keys, .pass = 3),
     END,

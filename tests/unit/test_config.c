@@ -981,6 +981,27 @@ static void test_hostile_inputs(void **state)
     lp_diags_free(&d);
 }
 
+/* concurrency.scope: cluster needs the redis block, wherever either stands in the file. */
+static void test_concurrency_scope(void **state)
+{
+    (void)state;
+    expect_one_error(BASE_BACKEND "concurrency:\n  enabled: true\n  scope: cluster\n", 6, 10,
+                     "concurrency.scope: cluster needs a redis block (the slots are leased in Redis)");
+    expect_one_error(BASE_BACKEND "concurrency: {scope: everywhere}\n", 4, 22,
+                     "concurrency.scope: unknown value \"everywhere\" (expected instance or cluster)");
+    struct lp_diags d;
+    struct lp_config *cfg = load(BASE_BACKEND "concurrency: {scope: cluster, lease_ttl: 3s}\n"
+                                              "redis: {url: \"redis://127.0.0.1:6379/0\"}\n",
+                                 &d);
+    if (!cfg)
+        dump(&d);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->concurrency.scope, LP_CONC_CLUSTER);
+    assert_int_equal(cfg->concurrency.lease_ttl_ms, 3000);
+    lp_config_unref(cfg);
+    lp_diags_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1016,6 +1037,7 @@ int main(void)
         cmocka_unit_test(test_find_alias),
         cmocka_unit_test(test_diag_format_and_file),
         cmocka_unit_test(test_hostile_inputs),
+        cmocka_unit_test(test_concurrency_scope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
