@@ -214,7 +214,7 @@ struct json_object *lp_routing_cfg_json(const struct lp_routing_cfg *r)
     if (r->hedge.enabled) {
         struct json_object *h = json_object_new_object();
         if (r->hedge.delay_pct > 0) {
-            char p[8];
+            char p[16];
             snprintf(p, sizeof p, "p%d", r->hedge.delay_pct);
             lp_json_set_str(h, "delay", p);
         } else {
