@@ -39,6 +39,7 @@ struct lp_backend {
     enum lp_proto protocol; /* wire protocol: openai unless "anthropic" */
     enum lp_dialect_id dialect; /* addressing and auth (dialect.h); from the protocol name */
     char *protocol_name;    /* as written ("openai" when absent) */
+    char *api_version;      /* Azure `api-version` query value; NULL = LP_AZURE_API_VERSION */
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
     char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
                                path after loading); NULL = the system CA store */
