@@ -76,6 +76,7 @@ enum lp_metric_id {
     LP_M_KEY_REQUESTS_TOTAL,  /* counter {key,status}: requests per client key name */
     LP_M_KEY_TOKENS_TOTAL,    /* counter {key,type}: tokens per client key, type input|output|cached */
     LP_M_KEY_LIMITED_TOTAL,   /* counter {key,scope}: a key's requests refused by a limit */
+    LP_M_TRACE_SPANS_TOTAL,   /* counter {result}: exported|dropped|failed spans (callback) */
     LP_M__COUNT
 };
 
