@@ -176,7 +176,7 @@ static struct lp_config *config_new(const char *path, const char *dir)
         .global_rps = 1000, .per_ip_rps = 100, .burst_factor = 1.5};
     c->concurrency = (struct lp_concurrency_cfg){
         .max_requests = 500, .max_queue_size = 1000, .queue_timeout_ms = 30000,
-        .per_backend_limit = 100};
+        .per_backend_limit = 100, .lease_ttl_ms = 15000};
     return c;
 }
 

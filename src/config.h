@@ -39,6 +39,7 @@ struct lp_backend {
     enum lp_proto protocol; /* wire protocol: openai unless "anthropic" */
     enum lp_dialect_id dialect; /* addressing and auth (dialect.h); from the protocol name */
     char *protocol_name;    /* as written ("openai" when absent) */
+    char *api_version;      /* Azure `api-version` query value; NULL = LP_AZURE_API_VERSION */
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
     char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
                                path after loading); NULL = the system CA store */
@@ -155,13 +156,22 @@ struct lp_rate_limit_cfg {
     size_t n_per_model;
 };
 
-/* concurrency (the reference's schema). */
+/* concurrency.scope: where max_requests and max_queue_size are counted. */
+enum lp_conc_scope {
+    LP_CONC_INSTANCE = 0, /* per process (the default, and the reference's meaning) */
+    LP_CONC_CLUSTER,      /* across every instance sharing the redis block: leased slots */
+};
+
+/* concurrency (the reference's schema, plus scope). */
 struct lp_concurrency_cfg {
     bool enabled;             /* default false */
     int max_requests;         /* default 500, 1..10000: LLM requests in flight */
     int max_queue_size;       /* default 1000, 0..100000: waiting requests (FIFO) */
     int64_t queue_timeout_ms; /* default 30s, 1s..5m: longest wait for a slot */
     int per_backend_limit;    /* default 100, 1..1000: in-flight attempts per backend */
+    enum lp_conc_scope scope; /* default instance; cluster needs a redis block */
+    int64_t lease_ttl_ms;     /* cluster scope: a dead instance's slots return after this
+                                 (default 15s, 1s..5m; renewed every third of it) */
 };
 
 /* keys[]: client keys with their own limits. 0 means "no limit" for every number. */

@@ -102,6 +102,8 @@ static void test_reference_example(void **state)
     assert_true(az >= 0);
     assert_int_equal(cfg->backends[az].protocol, LP_PROTO_OPENAI);
     assert_string_equal(cfg->backends[az].protocol_name, "azure");
+    assert_int_equal(cfg->backends[az].dialect, LP_DIALECT_AZURE);
+    assert_null(cfg->backends[az].api_version);
     assert_int_equal(cfg->backends[az].timeout.total_ms, 60000);   /* backend scalar timeout */
     assert_int_equal(cfg->backends[az].timeout.connect_ms, 10000); /* from the global block */
     long an = lp_config_find_backend(cfg, "anthropic");
@@ -523,12 +525,50 @@ static void test_tls_ca_file(void **state)
 
 static void test_error_bad_protocol(void **state)
 {
-    expect_one_error(BASE_BACKEND "    protocol: gemini\n", 4, 15,
-                     "backends[0].protocol: unknown protocol \"gemini\" (expected openai, "
-                     "anthropic, azure, deepseek, groq, mistral or cohere)");
+    expect_one_error(BASE_BACKEND "    protocol: bogus\n", 4, 15,
+                     "backends[0].protocol: unknown protocol \"bogus\" (expected openai, "
+                     "anthropic, azure, or an OpenAI-compatible provider such as deepseek, groq, "
+                     "mistral, cohere, openrouter, ollama or vllm; any OpenAI-compatible server "
+                     "works as \"openai\")");
     expect_one_error(BASE_BACKEND "models: {m: [{backend: a, model: x, protocol: soap}]}\n", 4, 47,
                      "models[\"m\"][0].protocol: unknown protocol \"soap\" (expected openai, "
-                     "anthropic, azure, deepseek, groq, mistral or cohere)");
+                     "anthropic, azure, or an OpenAI-compatible provider such as deepseek, groq, "
+                     "mistral, cohere, openrouter, ollama or vllm; any OpenAI-compatible server "
+                     "works as \"openai\")");
+}
+
+/* Provider names: each maps to its dialect; api_version is checked and only meant for azure. */
+static void test_provider_names(void **state)
+{
+    (void)state;
+    struct lp_diags d;
+    struct lp_config *cfg = load("backends:\n"
+                                 "  - {name: az, url: 'https://r.openai.azure.com', protocol: azure,"
+                                 " api_version: 2025-04-01-preview}\n"
+                                 "  - {name: g, url: 'https://api.groq.com/openai/v1', protocol: GROQ}\n"
+                                 "  - {name: c, url: 'https://api.cohere.com', protocol: cohere}\n"
+                                 "  - {name: o, url: 'http://127.0.0.1:11434/v1', protocol: ollama,"
+                                 " api_version: 2024-10-21}\n"
+                                 "models: {m: [{backend: az, model: x}]}\n",
+                                 &d);
+    if (!cfg)
+        dump(&d);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->backends[0].dialect, LP_DIALECT_AZURE);
+    assert_string_equal(cfg->backends[0].api_version, "2025-04-01-preview");
+    assert_int_equal(cfg->backends[1].dialect, LP_DIALECT_OPENAI);
+    assert_int_equal(cfg->backends[1].protocol, LP_PROTO_OPENAI);
+    assert_int_equal(cfg->backends[2].dialect, LP_DIALECT_COHERE);
+    assert_int_equal(cfg->backends[3].dialect, LP_DIALECT_OPENAI);
+    bool warned = false;
+    for (size_t i = 0; i < d.n; i++)
+        warned |= strstr(d.items[i].msg, "api_version only applies to protocol azure") != NULL;
+    assert_true(warned);
+    lp_config_unref(cfg);
+    lp_diags_free(&d);
+    expect_one_error(BASE_BACKEND "    protocol: azure\n    api_version: latest\n", 5, 18,
+                     "backends[0].api_version: api_version \"latest\" is not an Azure API "
+                     "version (e.g. \"2024-10-21\")");
 }
 
 static void test_error_duplicate_alias(void **state)
@@ -922,6 +962,27 @@ static void test_hostile_inputs(void **state)
     lp_diags_free(&d);
 }
 
+/* concurrency.scope: cluster needs the redis block, wherever either stands in the file. */
+static void test_concurrency_scope(void **state)
+{
+    (void)state;
+    expect_one_error(BASE_BACKEND "concurrency:\n  enabled: true\n  scope: cluster\n", 6, 10,
+                     "concurrency.scope: cluster needs a redis block (the slots are leased in Redis)");
+    expect_one_error(BASE_BACKEND "concurrency: {scope: everywhere}\n", 4, 22,
+                     "concurrency.scope: unknown value \"everywhere\" (expected instance or cluster)");
+    struct lp_diags d;
+    struct lp_config *cfg = load(BASE_BACKEND "concurrency: {scope: cluster, lease_ttl: 3s}\n"
+                                              "redis: {url: \"redis://127.0.0.1:6379/0\"}\n",
+                                 &d);
+    if (!cfg)
+        dump(&d);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->concurrency.scope, LP_CONC_CLUSTER);
+    assert_int_equal(cfg->concurrency.lease_ttl_ms, 3000);
+    lp_config_unref(cfg);
+    lp_diags_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -941,6 +1002,7 @@ int main(void)
         cmocka_unit_test(test_error_bad_duration),
         cmocka_unit_test(test_error_bad_url),
         cmocka_unit_test(test_error_bad_protocol),
+        cmocka_unit_test(test_provider_names),
         cmocka_unit_test(test_error_duplicate_alias),
         cmocka_unit_test(test_error_no_backends),
         cmocka_unit_test(test_error_when_all_cooling),
@@ -956,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_find_alias),
         cmocka_unit_test(test_diag_format_and_file),
         cmocka_unit_test(test_hostile_inputs),
+        cmocka_unit_test(test_concurrency_scope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
