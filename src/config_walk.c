@@ -1045,6 +1045,7 @@ static const struct field route_fields[] = {
     VAL("enabled", K_BOOL, struct lp_route, enabled),
     FN("protocol", on_route_protocol),
     NUM("max_tokens", K_INT64, struct lp_route, max_tokens, 0, INT32_MAX),
+    NUM("weight", K_INT, struct lp_route, weight, 0, 1000000),
     IGN("reasoning"),
     /* era C route field of unknown meaning */
     END,
@@ -1059,7 +1060,8 @@ static void on_route_item(struct lp_config_walk *w, yaml_node_t *item, size_t i,
         return;
     }
     struct lp_route r = {
-        .enabled = true, .backend_idx = SIZE_MAX, .line = line_of(item), .col = col_of(item)};
+        .enabled = true, .backend_idx = SIZE_MAX, .weight = 1, .line = line_of(item),
+        .col = col_of(item)};
     walk_map(w, item, route_fields, &r);
     if (w->stop) {
         LP_FREE(&r.backend);
@@ -1084,10 +1086,113 @@ static void on_routes(struct lp_config_walk *w, yaml_node_t *val, void *target)
     walk_list(w, val, "a list of routes", on_route_item, target);
 }
 
+/* ---- routing: balancing and hedging (top level and per alias) ----------------------------- */
+
+static void on_strategy(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    char *s;
+    if (typed_scalar(w, val, "latency, random, round_robin or weighted", &s) != SC_OK)
+        return;
+    static const enum lp_strategy all[] = {LP_STRATEGY_LATENCY, LP_STRATEGY_RANDOM,
+                                           LP_STRATEGY_ROUND_ROBIN, LP_STRATEGY_WEIGHTED};
+    bool found = false;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(s, lp_strategy_name(all[i])) == 0) {
+            rc->strategy = all[i];
+            rc->strategy_set = found = true;
+        }
+    }
+    if (!found)
+        ERR(w, val, "unknown strategy \"%.64s\" (expected latency, random, round_robin or weighted)",
+            s);
+    free(s);
+}
+
+static void on_decay(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    int64_t ms = 0;
+    if (!get_duration(w, val, &ms))
+        return;
+    if (ms < 100 || ms > 3600000) {
+        ERR(w, val, "decay must be between 100ms and 1h");
+        return;
+    }
+    rc->decay_ms = ms;
+    rc->decay_set = true;
+}
+
+/* hedge.delay: a duration ("500ms") or a percentile of the measured time to first event ("p95"). */
+static void on_hedge_delay(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_hedge_cfg *h = target;
+    char *s;
+    if (typed_scalar(w, val, "a duration or pNN", &s) != SC_OK)
+        return;
+    if (s[0] == 'p' || s[0] == 'P') {
+        int64_t pct = 0;
+        if (!lp_config_parse_int(s + 1, &pct) || pct < 50 || pct > 99)
+            ERR(w, val, "invalid percentile \"%.64s\" (expected p50 .. p99)", s);
+        else
+            h->delay_pct = (int)pct;
+    } else {
+        int64_t ms = 0;
+        if (!lp_duration_parse(s, &ms) || ms <= 0 || ms > 600000)
+            ERR(w, val, "invalid delay \"%.64s\" (a duration up to 10m such as 500ms, or p50 .. p99)",
+                s);
+        else {
+            h->delay_ms = ms;
+            h->delay_pct = 0;
+        }
+    }
+    free(s);
+}
+
+/* clang-format off */
+static const struct field hedge_fields[] = {
+    FN("delay", on_hedge_delay),
+    NUM("max_extra", K_INT, struct lp_hedge_cfg, max_extra, 0, 3),
+    NUM("budget_percent", K_INT, struct lp_hedge_cfg, budget_percent, 1, 100),
+    END,
+};
+/* clang-format on */
+
+static void on_hedge(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    if (is_null_node(val))
+        return;
+    if (val->type != YAML_MAPPING_NODE) {
+        ERR(w, val, "expected a mapping (delay, max_extra, budget_percent), got %s",
+            kind_name(val));
+        return;
+    }
+    rc->hedge = (struct lp_hedge_cfg){.delay_ms = 500, .max_extra = 1, .budget_percent = 10};
+    walk_map(w, val, hedge_fields, &rc->hedge);
+    rc->hedge.enabled = rc->hedge.max_extra > 0;
+    rc->hedge_set = true;
+}
+
+/* clang-format off */
+static const struct field routing_fields[] = {
+    FN("strategy", on_strategy),
+    FN("decay", on_decay),
+    FN("hedge", on_hedge),
+    END,
+};
+/* clang-format on */
+
+static void on_routing(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    walk_map(w, val, routing_fields, target);
+}
+
 /* clang-format off */
 static const struct field alias_fields[] = {
     VAL("enabled", K_BOOL, struct lp_alias, enabled),
     FN("routes", on_routes),
+    FNAT("routing", struct lp_alias, routing, on_routing),
     END,
 };
 /* clang-format on */
@@ -1798,6 +1903,7 @@ static const struct field root_fields[] = {
     FN("redis", on_redis, .pass = 2),
     MAPAT("rate_limit", struct lp_config, rate_limit, rate_limit_fields, .pass = 2),
     MAPAT("concurrency", struct lp_config, concurrency, concurrency_fields, .pass = 3),
+    FNAT("routing", struct lp_config, routing, on_routing, .pass = 2),
     FN("keys", on_keys, .pass = 3),
     END,
 };
