@@ -179,6 +179,8 @@ static void health_failure(struct lp_attempt *a, const struct lp_decision *d)
     const struct lp_candidate *c = a->cand;
     lp_health_report_failure(a->req->rt->health, a->req->cfg, c->backend->name, c->route->model,
                              d, lp_now_ms(), lp_wall_ms(), &a->ticket);
+    if (a->req->trace.sampled && d->cooldown)
+        a->trace.cooldown_ms = d->cooldown_ms;
     if (d->breaker_failure)
         lp_routestats_failure(a->req->rt->routestats, c->stat, lp_now_ms(), decay_of(a));
 }
@@ -491,6 +493,8 @@ static void start_backoff(struct lp_request *req, int64_t delay_ms)
     req->backoff_start_us = lp_now_us();
     req->backoff_total_ms += delay_ms;
     lp_reqlog_backoff(req, delay_ms);
+    if (req->trace.sampled)
+        lp_trace_backoff(req, delay_ms);
     struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
     evtimer_add(&req->timer, &tv);
 }

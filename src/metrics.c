@@ -177,6 +177,9 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
         "cached).", "key", "type"),
     [LP_M_KEY_LIMITED_TOTAL] = COUNTER("llm_proxy_key_limited_total",
         "Requests of a client key refused by a limit, by key name and scope.", "key", "scope"),
+    [LP_M_TRACE_SPANS_TOTAL] = COUNTER("llm_proxy_trace_spans_total",
+        "Trace spans exported to the OTLP collector, dropped (queue full) or failed (collector "
+        "down or refusing).", "result"),
     [LP_M_ROUTE_LATENCY_SECONDS] = GAUGE("llm_proxy_route_latency_seconds",
         "The balancer's decayed latency estimate per route: time to response head (kind head) "
         "or to the first stream event (kind first_event).", "backend", "model", "kind"),
