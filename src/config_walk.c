@@ -1103,6 +1103,7 @@ static const struct field route_fields[] = {
     VAL("enabled", K_BOOL, struct lp_route, enabled),
     FN("protocol", on_route_protocol),
     NUM("max_tokens", K_INT64, struct lp_route, max_tokens, 0, INT32_MAX),
+    NUM("weight", K_INT, struct lp_route, weight, 0, 1000000),
     IGN("reasoning"),
     /* era C route field of unknown meaning */
     END,
@@ -1140,7 +1141,8 @@ static void on_route_item(struct lp_config_walk *w, yaml_node_t *item, size_t i,
         return;
     }
     struct lp_route r = {
-        .enabled = true, .backend_idx = SIZE_MAX, .line = line_of(item), .col = col_of(item)};
+        .enabled = true, .backend_idx = SIZE_MAX, .weight = 1, .line = line_of(item),
+        .col = col_of(item)};
     walk_map(w, item, route_fields, &r);
     if (w->stop) {
         LP_FREE(&r.backend);
@@ -1166,10 +1168,113 @@ static void on_routes(struct lp_config_walk *w, yaml_node_t *val, void *target)
     walk_list(w, val, "a list of routes", on_route_item, target);
 }
 
+/* ---- routing: balancing and hedging (top level and per alias) ----------------------------- */
+
+static void on_strategy(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    char *s;
+    if (typed_scalar(w, val, "latency, random, round_robin or weighted", &s) != SC_OK)
+        return;
+    static const enum lp_strategy all[] = {LP_STRATEGY_LATENCY, LP_STRATEGY_RANDOM,
+                                           LP_STRATEGY_ROUND_ROBIN, LP_STRATEGY_WEIGHTED};
+    bool found = false;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(s, lp_strategy_name(all[i])) == 0) {
+            rc->strategy = all[i];
+            rc->strategy_set = found = true;
+        }
+    }
+    if (!found)
+        ERR(w, val, "unknown strategy \"%.64s\" (expected latency, random, round_robin or weighted)",
+            s);
+    free(s);
+}
+
+static void on_decay(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    int64_t ms = 0;
+    if (!get_duration(w, val, &ms))
+        return;
+    if (ms < 100 || ms > 3600000) {
+        ERR(w, val, "decay must be between 100ms and 1h");
+        return;
+    }
+    rc->decay_ms = ms;
+    rc->decay_set = true;
+}
+
+/* hedge.delay: a duration ("500ms") or a percentile of the measured time to first event ("p95"). */
+static void on_hedge_delay(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_hedge_cfg *h = target;
+    char *s;
+    if (typed_scalar(w, val, "a duration or pNN", &s) != SC_OK)
+        return;
+    if (s[0] == 'p' || s[0] == 'P') {
+        int64_t pct = 0;
+        if (!lp_config_parse_int(s + 1, &pct) || pct < 50 || pct > 99)
+            ERR(w, val, "invalid percentile \"%.64s\" (expected p50 .. p99)", s);
+        else
+            h->delay_pct = (int)pct;
+    } else {
+        int64_t ms = 0;
+        if (!lp_duration_parse(s, &ms) || ms <= 0 || ms > 600000)
+            ERR(w, val, "invalid delay \"%.64s\" (a duration up to 10m such as 500ms, or p50 .. p99)",
+                s);
+        else {
+            h->delay_ms = ms;
+            h->delay_pct = 0;
+        }
+    }
+    free(s);
+}
+
+/* clang-format off */
+static const struct field hedge_fields[] = {
+    FN("delay", on_hedge_delay),
+    NUM("max_extra", K_INT, struct lp_hedge_cfg, max_extra, 0, 3),
+    NUM("budget_percent", K_INT, struct lp_hedge_cfg, budget_percent, 1, 100),
+    END,
+};
+/* clang-format on */
+
+static void on_hedge(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    if (is_null_node(val))
+        return;
+    if (val->type != YAML_MAPPING_NODE) {
+        ERR(w, val, "expected a mapping (delay, max_extra, budget_percent), got %s",
+            kind_name(val));
+        return;
+    }
+    rc->hedge = (struct lp_hedge_cfg){.delay_ms = 500, .max_extra = 1, .budget_percent = 10};
+    walk_map(w, val, hedge_fields, &rc->hedge);
+    rc->hedge.enabled = rc->hedge.max_extra > 0;
+    rc->hedge_set = true;
+}
+
+/* clang-format off */
+static const struct field routing_fields[] = {
+    FN("strategy", on_strategy),
+    FN("decay", on_decay),
+    FN("hedge", on_hedge),
+    END,
+};
+/* clang-format on */
+
+static void on_routing(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    walk_map(w, val, routing_fields, target);
+}
+
 /* clang-format off */
 static const struct field alias_fields[] = {
     VAL("enabled", K_BOOL, struct lp_alias, enabled),
     FN("routes", on_routes),
+    FNAT("routing", struct lp_alias, routing, on_routing),
     END,
 };
 /* clang-format on */
@@ -1596,6 +1701,73 @@ static void on_redis(struct lp_config_walk *w, yaml_node_t *val, void *target)
         ERR(w, val, "redis.url: missing (redis://[user:password@]host:port/db)");
 }
 
+static void on_tracing_headers(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_tracing_cfg *t = target;
+    kv_map(w, val, &t->otlp_headers, &t->n_otlp_headers, true);
+}
+
+static void on_tracing_ratio(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    double *r = target, v;
+    if (!get_float(w, val, &v))
+        return;
+    if (!(v >= 0 && v <= 1))
+        ERR(w, val, "sample_ratio must be between 0 and 1");
+    else
+        *r = v;
+}
+
+static void on_tracing_protocol(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    char *s;
+    if (scalar(w, val, "http/json", &s) != SC_OK)
+        return;
+    if (strcmp(s, "http/json") != 0)
+        ERR(w, val, "unsupported otlp_protocol \"%.40s\" (supported: http/json; grpc and "
+                    "http/protobuf are not)", s);
+    free(s);
+}
+
+static const struct field tracing_fields[] = {
+    VAL("enabled", K_BOOL, struct lp_tracing_cfg, enabled),
+    VAL("otlp_endpoint", K_STR, struct lp_tracing_cfg, otlp_endpoint),
+    FN("otlp_headers", on_tracing_headers),
+    FN("otlp_protocol", on_tracing_protocol),
+    FNAT("sample_ratio", struct lp_tracing_cfg, sample_ratio, on_tracing_ratio),
+    VAL("service_name", K_STR, struct lp_tracing_cfg, service_name),
+    END,
+};
+
+/* tracing: the OTEL_* environment variables are defaults for what the block leaves out. */
+static void on_tracing(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_config *cfg = target;
+    struct lp_tracing_cfg *t = &cfg->tracing;
+    walk_map(w, val, tracing_fields, t);
+    if (val->type != YAML_MAPPING_NODE || w->stop)
+        return;
+    const char *env;
+    if (!t->otlp_endpoint && (env = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) && env[0])
+        t->otlp_endpoint = lp_xstrdup(env);
+    if (!t->n_otlp_headers && (env = getenv("OTEL_EXPORTER_OTLP_HEADERS")) && env[0]) {
+        const char *why = NULL;
+        if (!lp_config_parse_otlp_headers(env, &t->otlp_headers, &t->n_otlp_headers, &why))
+            ERR(w, val, "OTEL_EXPORTER_OTLP_HEADERS: %s (expected name=value,name2=value2)", why);
+    }
+    if (!t->service_name && (env = getenv("OTEL_SERVICE_NAME")) && env[0])
+        t->service_name = lp_xstrdup(env);
+    if (!t->enabled)
+        return;
+    const char *e = t->otlp_endpoint;
+    if (!e || !e[0])
+        ERR(w, val, "tracing.otlp_endpoint: missing (or set OTEL_EXPORTER_OTLP_ENDPOINT), e.g. "
+                    "http://127.0.0.1:4318");
+    else if ((strncmp(e, "http://", 7) != 0 && strncmp(e, "https://", 8) != 0) ||
+             strpbrk(e, " \t\r\n") || strlen(e) > 1024)
+        ERR(w, val, "tracing.otlp_endpoint: \"%.80s\" is not an http:// or https:// URL", e);
+}
+
 static const struct field metrics_fields[] = {
     VAL("enabled", K_BOOL, struct lp_metrics_cfg, enabled),
     END,
@@ -1876,10 +2048,12 @@ static const struct field root_fields[] = {
     FNAT("server", struct lp_config, server, on_server, .pass = 2),
     MAPAT("logging", struct lp_config, logging, logging_fields, .pass = 2),
     MAPAT("metrics", struct lp_config, metrics, metrics_fields, .pass = 2),
+    FN("tracing", on_tracing, .pass = 2),
     FN("passthrough_paths", on_passthrough_paths, .pass = 2),
     FN("redis", on_redis, .pass = 2),
     MAPAT("rate_limit", struct lp_config, rate_limit, rate_limit_fields, .pass = 2),
     MAPAT("concurrency", struct lp_config, concurrency, concurrency_fields, .pass = 3),
+    FNAT("routing", struct lp_config, routing, on_routing, .pass = 2),
     FN("keys", on_keys, .pass = 3),
     END,
 };

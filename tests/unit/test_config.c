@@ -633,6 +633,65 @@ static void test_error_when_all_cooling(void **state)
                      "try_soonest)");
 }
 
+/* routing: top level and per alias; the alias's own keys win, the rest comes from the top. */
+static void test_routing(void **state)
+{
+    struct lp_diags d;
+    struct lp_config *c = load("backends:\n"
+                               "  - {name: a, url: 'http://x'}\n"
+                               "  - {name: b, url: 'http://y'}\n"
+                               "models:\n"
+                               "  m:\n"
+                               "    routes:\n"
+                               "      - {backend: a, model: x, weight: 3}\n"
+                               "      - {backend: b, model: x}\n"
+                               "  n:\n"
+                               "    routing: {strategy: weighted, hedge: {delay: p95}}\n"
+                               "    routes: [{backend: a, model: y}]\n"
+                               "routing:\n"
+                               "  strategy: round_robin\n"
+                               "  decay: 30s\n"
+                               "  hedge: {delay: 250ms, max_extra: 2, budget_percent: 5}\n",
+                               &d);
+    dump(&d);
+    assert_non_null(c);
+    assert_int_equal(c->routing.strategy, LP_STRATEGY_ROUND_ROBIN);
+    assert_int_equal(c->routing.decay_ms, 30000);
+    assert_true(c->routing.hedge.enabled);
+    const struct lp_alias *m = lp_config_find_alias(c, "m", 1), *n = lp_config_find_alias(c, "n", 1);
+    assert_int_equal(m->routes[0].weight, 3);
+    assert_int_equal(m->routes[1].weight, 1);
+    assert_int_equal(m->routing.strategy, LP_STRATEGY_ROUND_ROBIN);
+    assert_int_equal(m->routing.hedge.delay_ms, 250);
+    assert_int_equal(m->routing.hedge.max_extra, 2);
+    assert_int_equal(m->routing.hedge.budget_percent, 5);
+    assert_int_equal(n->routing.strategy, LP_STRATEGY_WEIGHTED);
+    assert_int_equal(n->routing.decay_ms, 30000);
+    assert_int_equal(n->routing.hedge.delay_pct, 95);
+    assert_int_equal(n->routing.hedge.max_extra, 1);
+    assert_int_equal(n->routing.hedge.budget_percent, 10);
+    lp_config_unref(c);
+    lp_diags_free(&d);
+
+    c = load(BASE_BACKEND, &d);
+    assert_non_null(c);
+    assert_int_equal(c->routing.strategy, LP_STRATEGY_LATENCY); /* the default */
+    assert_int_equal(c->routing.decay_ms, 10000);
+    assert_false(c->routing.hedge.enabled);
+    lp_config_unref(c);
+    lp_diags_free(&d);
+
+    expect_one_error(BASE_BACKEND "routing:\n  strategy: fastest\n", 5, 13,
+                     "routing.strategy: unknown strategy \"fastest\" (expected latency, random, "
+                     "round_robin or weighted)");
+    expect_one_error(BASE_BACKEND "routing:\n  hedge: {delay: p101}\n", 5, 18,
+                     "routing.hedge.delay: invalid percentile \"p101\" (expected p50 .. p99)");
+    expect_one_error(BASE_BACKEND "routing:\n  hedge: {max_extra: 4}\n", 5, 22,
+                     "routing.hedge.max_extra: 4 is out of range [0, 3]");
+    expect_one_error(BASE_BACKEND "routing:\n  decay: 10ms\n", 5, 10,
+                     "routing.decay: decay must be between 100ms and 1h");
+}
+
 static void test_error_misc(void **state)
 {
     expect_one_error(BASE_BACKEND "listen: 'localhost'\n", 4, 9,
@@ -1040,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_error_no_backends),
         cmocka_unit_test(test_error_when_all_cooling),
         cmocka_unit_test(test_error_misc),
+        cmocka_unit_test(test_routing),
         cmocka_unit_test(test_reports_all_errors),
         cmocka_unit_test(test_unknown_key_warning),
         cmocka_unit_test(test_alias_fallback_unknown_warning),
