@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "reload.h"
 #include "request.h"
+#include "routestats.h"
 #include "runtime.h"
 #include "traffic.h"
 #include "util/alloc.h"
@@ -208,8 +209,56 @@ static void counter_cluster_events(struct lp_metrics_sink *s, void *ctx)
     gauge_cluster(s, ctx, LP_M_CLUSTER_EVENTS_TOTAL);
 }
 
+/* The balancer's numbers per configured (backend, model) pair (routestats.h). */
+static void gauge_routes(struct lp_metrics_sink *sink, void *ctx, enum lp_metric_id id)
+{
+    struct lp_runtime *rt = ctx;
+    if (!rt->routestats)
+        return;
+    struct lp_config *cfg = lp_runtime_config(rt);
+    int64_t now = lp_now_ms();
+    for (size_t a = 0; a < cfg->n_aliases; a++) {
+        const struct lp_alias *al = &cfg->aliases[a];
+        for (size_t r = 0; r < al->n_routes; r++) {
+            const struct lp_route *ro = &al->routes[r];
+            const char *bname = cfg->backends[ro->backend_idx].name;
+            struct lp_routestat_view v;
+            if (pair_seen_before(cfg, a, r) || !lp_routestats_view(rt->routestats, bname, ro->model, now, &v))
+                continue;
+            if (id == LP_M_ROUTE_LATENCY_SECONDS) {
+                static const char *const kinds[2] = {"head", "first_event"};
+                for (int k = 0; k < 2; k++) {
+                    const char *l[] = {bname, ro->model, kinds[k]};
+                    if (v.latency_ms[k] >= 0)
+                        lp_metrics_sink_put(sink, l, v.latency_ms[k] / 1000.0);
+                }
+            } else {
+                const char *l[] = {bname, ro->model};
+                lp_metrics_sink_put(sink, l, id == LP_M_ROUTE_IN_FLIGHT ? (double)v.in_flight
+                                                                        : v.failure_score);
+            }
+        }
+    }
+    lp_config_unref(cfg);
+}
+static void gauge_route_latency(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_routes(s, ctx, LP_M_ROUTE_LATENCY_SECONDS);
+}
+static void gauge_route_in_flight(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_routes(s, ctx, LP_M_ROUTE_IN_FLIGHT);
+}
+static void gauge_route_failures(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_routes(s, ctx, LP_M_ROUTE_FAILURE_SCORE);
+}
+
 void lp_admin_register_metrics(struct lp_runtime *rt)
 {
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_LATENCY_SECONDS, gauge_route_latency, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_IN_FLIGHT, gauge_route_in_flight, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_FAILURE_SCORE, gauge_route_failures, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_UP, gauge_redis_up, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_LATENCY_SECONDS, gauge_redis_latency, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_ERRORS_TOTAL, counter_redis_errors, rt);
@@ -303,6 +352,8 @@ static void serve_backends(struct lp_request *req)
 {
     char *body = lp_health_json(req->rt->health, req->cfg, lp_now_ms(), lp_wall_ms());
     body = lp_traffic_backends_json(req->rt, req->cfg, body); /* in-flight, limits, queue */
+    if (req->rt->routestats) /* the balancer's numbers per model, effective routing */
+        body = lp_routestats_backends_json(req->rt->routestats, req->cfg, body, lp_now_ms());
     reply_json(req, 200, body, strlen(body));
     free(body);
 }
@@ -386,6 +437,7 @@ static struct json_object *models_json(const struct lp_config *cfg)
             lp_json_set_str(ro_j, "model", ro->model);
             lp_json_set_int(ro_j, "priority", ro->priority);
             lp_json_set_bool(ro_j, "enabled", ro->enabled);
+            lp_json_set_int(ro_j, "weight", ro->weight);
             json_object_array_add(routes, ro_j);
         }
         lp_json_set(o, "routes", routes);
@@ -393,6 +445,7 @@ static struct json_object *models_json(const struct lp_config *cfg)
         for (size_t k = 0; k < a->n_fallbacks; k++)
             json_object_array_add(fb, json_object_new_string(a->fallbacks[k]));
         lp_json_set(o, "alias_fallback", fb);
+        lp_json_set(o, "routing", lp_routing_cfg_json(&a->routing));
         lp_json_set(m, a->name, o);
     }
     return m;
@@ -429,6 +482,7 @@ static void serve_config(struct lp_request *req)
     lp_json_set(o, "backends", backends_json(cfg));
     lp_json_set(o, "models", models_json(cfg));
     lp_json_set(o, "fallback", fallback_json(&cfg->fallback));
+    lp_json_set(o, "routing", lp_routing_cfg_json(&cfg->routing));
     lp_json_set(o, "timeout", timeouts_json(&cfg->timeout));
     struct json_object *srv = json_object_new_object();
     lp_json_set_int(srv, "max_body_size", cfg->server.max_body_size);

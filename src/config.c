@@ -175,7 +175,12 @@ static struct lp_config *config_new(const char *path, const char *dir)
         .global_rps = 1000, .per_ip_rps = 100, .burst_factor = 1.5};
     c->concurrency = (struct lp_concurrency_cfg){
         .max_requests = 500, .max_queue_size = 1000, .queue_timeout_ms = 30000,
-        .per_backend_limit = 100};
+        .per_backend_limit = 100, .lease_ttl_ms = 15000};
+    c->routing = (struct lp_routing_cfg){
+        .strategy = LP_STRATEGY_LATENCY,
+        .decay_ms = 10000,
+        .hedge = {.delay_ms = 500, .max_extra = 1, .budget_percent = 10},
+    };
     return c;
 }
 
@@ -288,6 +293,17 @@ const struct lp_alias *lp_config_find_alias(const struct lp_config *cfg, const c
     return NULL;
 }
 
+const char *lp_strategy_name(enum lp_strategy s)
+{
+    switch (s) {
+    case LP_STRATEGY_LATENCY: return "latency";
+    case LP_STRATEGY_RANDOM: return "random";
+    case LP_STRATEGY_ROUND_ROBIN: return "round_robin";
+    case LP_STRATEGY_WEIGHTED: return "weighted";
+    }
+    return "?";
+}
+
 long lp_config_find_backend(const struct lp_config *cfg, const char *name)
 {
     if (!cfg || !name)
@@ -391,6 +407,22 @@ static void overlay_timeouts(struct lp_config *c)
     }
 }
 
+/* Each alias's routing keys that it did not set come from the top-level routing block (the hedge
+ * block is taken whole: an alias's own hedge block replaces the top-level one). */
+static void overlay_routing(struct lp_config *c)
+{
+    for (size_t i = 0; i < c->n_aliases; i++) {
+        struct lp_routing_cfg *r = &c->aliases[i].routing;
+        const struct lp_routing_cfg *g = &c->routing;
+        if (!r->strategy_set)
+            r->strategy = g->strategy;
+        if (!r->decay_set)
+            r->decay_ms = g->decay_ms;
+        if (!r->hedge_set)
+            r->hedge = g->hedge;
+    }
+}
+
 static void finish_diags(struct lp_config_walk *w)
 {
     if (w->n_ignored > 0)
@@ -450,6 +482,7 @@ static struct lp_config *load(const char *yaml, size_t len, const char *file, co
     else
         lp_config_walk_root(&w);
     overlay_timeouts(cfg);
+    overlay_routing(cfg);
     yaml_document_delete(&doc);
     yaml_parser_delete(&p);
 out:

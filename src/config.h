@@ -39,6 +39,7 @@ struct lp_backend {
     enum lp_proto protocol; /* wire protocol: openai unless "anthropic" */
     enum lp_dialect_id dialect; /* addressing and auth (dialect.h); from the protocol name */
     char *protocol_name;    /* as written ("openai" when absent) */
+    char *api_version;      /* Azure `api-version` query value; NULL = LP_AZURE_API_VERSION */
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
     char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
                                path after loading); NULL = the system CA store */
@@ -66,7 +67,35 @@ struct lp_route {
     bool has_protocol;      /* route-level protocol override present */
     enum lp_proto protocol; /* valid when has_protocol */
     int64_t max_tokens;     /* 0 = inherit the backend's */
+    int weight;             /* share under routing.strategy weighted; default 1, 0 = last */
     int line, col;          /* where the route entry starts */
+};
+
+/* How the usable routes of one priority are ordered (balance.h). */
+enum lp_strategy {
+    LP_STRATEGY_LATENCY = 0, /* default: power of two choices over the measured cost */
+    LP_STRATEGY_RANDOM,      /* the reference's shuffle */
+    LP_STRATEGY_ROUND_ROBIN, /* one counter per alias, shared by every worker */
+    LP_STRATEGY_WEIGHTED,    /* random by route weight */
+};
+
+/* routing.hedge: a second attempt when the first is still silent after the delay. */
+struct lp_hedge_cfg {
+    bool enabled;        /* a hedge block is configured (and max_extra > 0) */
+    int64_t delay_ms;    /* fixed delay; default 500 ms */
+    int delay_pct;       /* pNN of the alias's measured time to first event; 0 = fixed */
+    int max_extra;       /* extra attempts per request, 0..3; default 1 */
+    int budget_percent;  /* hedges per 100 requests, 1..100; default 10 */
+};
+
+/* routing: top level, overlaid per alias by models.<alias>.routing. */
+struct lp_routing_cfg {
+    enum lp_strategy strategy;
+    bool strategy_set;
+    int64_t decay_ms;    /* how fast estimates forget (time constant); default 10 s */
+    bool decay_set;
+    struct lp_hedge_cfg hedge;
+    bool hedge_set;
 };
 
 struct lp_alias {
@@ -76,6 +105,7 @@ struct lp_alias {
     size_t n_routes;
     char **fallbacks; /* fallback.alias_fallback[name], in order; may name unknown aliases (warned) */
     size_t n_fallbacks;
+    struct lp_routing_cfg routing; /* effective: its own routing block over the top-level one */
     int line, col;    /* where the alias key is written */
 };
 
@@ -157,13 +187,22 @@ struct lp_rate_limit_cfg {
     size_t n_per_model;
 };
 
-/* concurrency (the reference's schema). */
+/* concurrency.scope: where max_requests and max_queue_size are counted. */
+enum lp_conc_scope {
+    LP_CONC_INSTANCE = 0, /* per process (the default, and the reference's meaning) */
+    LP_CONC_CLUSTER,      /* across every instance sharing the redis block: leased slots */
+};
+
+/* concurrency (the reference's schema, plus scope). */
 struct lp_concurrency_cfg {
     bool enabled;             /* default false */
     int max_requests;         /* default 500, 1..10000: LLM requests in flight */
     int max_queue_size;       /* default 1000, 0..100000: waiting requests (FIFO) */
     int64_t queue_timeout_ms; /* default 30s, 1s..5m: longest wait for a slot */
     int per_backend_limit;    /* default 100, 1..1000: in-flight attempts per backend */
+    enum lp_conc_scope scope; /* default instance; cluster needs a redis block */
+    int64_t lease_ttl_ms;     /* cluster scope: a dead instance's slots return after this
+                                 (default 15s, 1s..5m; renewed every third of it) */
 };
 
 /* keys[]: client keys with their own limits. 0 means "no limit" for every number. */
@@ -246,6 +285,7 @@ struct lp_config {
     struct lp_redis_cfg redis;
     struct lp_rate_limit_cfg rate_limit;
     struct lp_concurrency_cfg concurrency;
+    struct lp_routing_cfg routing; /* top level; each alias holds its effective copy */
     struct lp_client_key *keys;
     size_t n_keys;
     unsigned char proxy_key_digest[32]; /* SHA-256 of proxy_api_key (when set) */
@@ -307,6 +347,9 @@ const char *const *lp_config_secrets(const struct lp_config *cfg, size_t *n);
  * not, or NULL. */
 const struct lp_alias *lp_config_find_alias(const struct lp_config *cfg, const char *name,
                                             size_t len);
+/* Name of a routing strategy ("latency", ...). */
+const char *lp_strategy_name(enum lp_strategy s);
+
 /* Index of the backend named `name`, or -1. */
 long lp_config_find_backend(const struct lp_config *cfg, const char *name);
 

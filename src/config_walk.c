@@ -735,11 +735,37 @@ static void kv_map(struct lp_config_walk *w, yaml_node_t *val, struct lp_kv **kv
     free(ps.v);
 }
 
-static const char *const protocol_names[] = {"openai", "anthropic", "azure", "deepseek",
-                                             "groq",   "mistral",   "cohere"};
+/* The protocol names a config may use. Besides openai and anthropic, the reference's examples
+ * name providers (azure, deepseek, groq, mistral, cohere, later google); every provider that
+ * speaks the OpenAI API under its own name maps to the OpenAI row. */
+static const struct {
+    const char *name;
+    enum lp_dialect_id dialect;
+} protocol_names[] = {
+    {"openai", LP_DIALECT_OPENAI},       {"anthropic", LP_DIALECT_ANTHROPIC},
+    {"azure", LP_DIALECT_AZURE},         {"azure-openai", LP_DIALECT_AZURE},
+    {"azure_openai", LP_DIALECT_AZURE},  {"cohere", LP_DIALECT_COHERE},
+    {"deepseek", LP_DIALECT_OPENAI},     {"groq", LP_DIALECT_OPENAI},
+    {"mistral", LP_DIALECT_OPENAI},      {"openai-compatible", LP_DIALECT_OPENAI},
+    {"openai_compatible", LP_DIALECT_OPENAI}, {"custom", LP_DIALECT_OPENAI},
+    {"together", LP_DIALECT_OPENAI},     {"fireworks", LP_DIALECT_OPENAI},
+    {"openrouter", LP_DIALECT_OPENAI},   {"perplexity", LP_DIALECT_OPENAI},
+    {"xai", LP_DIALECT_OPENAI},          {"grok", LP_DIALECT_OPENAI},
+    {"ollama", LP_DIALECT_OPENAI},       {"vllm", LP_DIALECT_OPENAI},
+    {"lmstudio", LP_DIALECT_OPENAI},     {"llamacpp", LP_DIALECT_OPENAI},
+    {"localai", LP_DIALECT_OPENAI},      {"deepinfra", LP_DIALECT_OPENAI},
+    {"cerebras", LP_DIALECT_OPENAI},     {"sambanova", LP_DIALECT_OPENAI},
+    {"nvidia", LP_DIALECT_OPENAI},       {"moonshot", LP_DIALECT_OPENAI},
+    {"qwen", LP_DIALECT_OPENAI},         {"dashscope", LP_DIALECT_OPENAI},
+    {"zhipu", LP_DIALECT_OPENAI},        {"glm", LP_DIALECT_OPENAI},
+    {"minimax", LP_DIALECT_OPENAI},      {"siliconflow", LP_DIALECT_OPENAI},
+    {"volcengine", LP_DIALECT_OPENAI},   {"doubao", LP_DIALECT_OPENAI},
+    {"huggingface", LP_DIALECT_OPENAI},  {"anyscale", LP_DIALECT_OPENAI},
+    {"hyperbolic", LP_DIALECT_OPENAI},   {"novita", LP_DIALECT_OPENAI},
+};
 
-/* Anything but "anthropic" speaks the OpenAI wire protocol; the other names only label the
- * provider (the reference used them to pick an error converter). */
+/* A known protocol name (case-insensitive) sets the wire protocol and the dialect; anything
+ * else is an error that lists the names. */
 static bool parse_protocol(struct lp_config_walk *w, yaml_node_t *val, enum lp_proto *proto,
                            enum lp_dialect_id *dialect, char **name)
 {
@@ -747,10 +773,10 @@ static bool parse_protocol(struct lp_config_walk *w, yaml_node_t *val, enum lp_p
     if (typed_scalar(w, val, "a protocol name", &s) != SC_OK)
         return false;
     for (size_t i = 0; i < sizeof protocol_names / sizeof protocol_names[0]; i++) {
-        if (strcasecmp(s, protocol_names[i]) == 0) {
-            *proto = i == 1 ? LP_PROTO_ANTHROPIC : LP_PROTO_OPENAI;
+        if (strcasecmp(s, protocol_names[i].name) == 0) {
+            *proto = lp_dialect_get(protocol_names[i].dialect)->wire;
             if (dialect)
-                *dialect = lp_dialect_of_proto(*proto);
+                *dialect = protocol_names[i].dialect;
             if (name) {
                 free(*name);
                 *name = s;
@@ -761,8 +787,9 @@ static bool parse_protocol(struct lp_config_walk *w, yaml_node_t *val, enum lp_p
         }
     }
     ERR(w, val,
-        "unknown protocol \"%.64s\" (expected openai, anthropic, azure, deepseek, groq, "
-        "mistral or cohere)",
+        "unknown protocol \"%.64s\" (expected openai, anthropic, azure, or an OpenAI-compatible "
+        "provider such as deepseek, groq, mistral, cohere, openrouter, ollama or vllm; any "
+        "OpenAI-compatible server works as \"openai\")",
         s);
     free(s);
     return false;
@@ -863,6 +890,29 @@ static void on_backend_protocol(struct lp_config_walk *w, yaml_node_t *val, void
     parse_protocol(w, val, &b->protocol, &b->dialect, &b->protocol_name);
 }
 
+/* Azure's `api-version` query value: a date (YYYY-MM-DD) with an optional suffix such as
+ * "-preview"; only meaningful for protocol azure (warned otherwise, after the walk). */
+static void on_backend_api_version(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_backend *b = target;
+    if (!set_str(w, val, &b->api_version))
+        return;
+    const char *v = b->api_version;
+    bool ok = strlen(v) >= 10 && strlen(v) <= 40;
+    for (size_t i = 0; ok && v[i]; i++) {
+        char c = v[i];
+        if (i < 10)
+            ok = (i == 4 || i == 7) ? c == '-' : (c >= '0' && c <= '9');
+        else
+            ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    }
+    if (!ok) {
+        ERR(w, val, "api_version \"%.64s\" is not an Azure API version (e.g. \"2024-10-21\")",
+            v);
+        LP_FREE(&b->api_version);
+    }
+}
+
 /* `timeout: 60s` (the reference example's form) overrides total_timeout; a mapping overrides
  * key by key. Unset keys stay 0 here and are filled from the global block after the walk. */
 static void on_backend_timeout(struct lp_config_walk *w, yaml_node_t *val, void *target)
@@ -887,6 +937,7 @@ static const struct field backend_fields[] = {
     FN("name", on_backend_name),
     FN("url", on_backend_url),
     VAL("api_key", K_STR, struct lp_backend, api_key),
+    FN("api_version", on_backend_api_version),
     VAL("enabled", K_BOOL, struct lp_backend, enabled),
     FN("protocol", on_backend_protocol),
     VAL("locale", K_STR, struct lp_backend, locale),
@@ -907,6 +958,7 @@ static void free_backend(struct lp_backend *b)
     LP_FREE(&b->url);
     LP_FREE(&b->api_key);
     LP_FREE(&b->protocol_name);
+    LP_FREE(&b->api_version);
     LP_FREE(&b->locale);
     LP_FREE(&b->tls_ca_file);
     for (size_t i = 0; i < b->n_headers; i++) {
@@ -940,6 +992,9 @@ static void on_backend_item(struct lp_config_walk *w, yaml_node_t *item, size_t 
         free_backend(&b);
         return;
     }
+    if (b.api_version && b.dialect != LP_DIALECT_AZURE)
+        WARN(w, own_value(w, item, "api_version") ? own_value(w, item, "api_version") : item,
+             "api_version only applies to protocol azure (backend \"%.64s\")", b.name);
     cfg->backends[cfg->n_backends++] = b;
 }
 
@@ -991,6 +1046,7 @@ static const struct field route_fields[] = {
     VAL("enabled", K_BOOL, struct lp_route, enabled),
     FN("protocol", on_route_protocol),
     NUM("max_tokens", K_INT64, struct lp_route, max_tokens, 0, INT32_MAX),
+    NUM("weight", K_INT, struct lp_route, weight, 0, 1000000),
     IGN("reasoning"),
     /* era C route field of unknown meaning */
     END,
@@ -1005,7 +1061,8 @@ static void on_route_item(struct lp_config_walk *w, yaml_node_t *item, size_t i,
         return;
     }
     struct lp_route r = {
-        .enabled = true, .backend_idx = SIZE_MAX, .line = line_of(item), .col = col_of(item)};
+        .enabled = true, .backend_idx = SIZE_MAX, .weight = 1, .line = line_of(item),
+        .col = col_of(item)};
     walk_map(w, item, route_fields, &r);
     if (w->stop) {
         LP_FREE(&r.backend);
@@ -1030,10 +1087,113 @@ static void on_routes(struct lp_config_walk *w, yaml_node_t *val, void *target)
     walk_list(w, val, "a list of routes", on_route_item, target);
 }
 
+/* ---- routing: balancing and hedging (top level and per alias) ----------------------------- */
+
+static void on_strategy(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    char *s;
+    if (typed_scalar(w, val, "latency, random, round_robin or weighted", &s) != SC_OK)
+        return;
+    static const enum lp_strategy all[] = {LP_STRATEGY_LATENCY, LP_STRATEGY_RANDOM,
+                                           LP_STRATEGY_ROUND_ROBIN, LP_STRATEGY_WEIGHTED};
+    bool found = false;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(s, lp_strategy_name(all[i])) == 0) {
+            rc->strategy = all[i];
+            rc->strategy_set = found = true;
+        }
+    }
+    if (!found)
+        ERR(w, val, "unknown strategy \"%.64s\" (expected latency, random, round_robin or weighted)",
+            s);
+    free(s);
+}
+
+static void on_decay(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    int64_t ms = 0;
+    if (!get_duration(w, val, &ms))
+        return;
+    if (ms < 100 || ms > 3600000) {
+        ERR(w, val, "decay must be between 100ms and 1h");
+        return;
+    }
+    rc->decay_ms = ms;
+    rc->decay_set = true;
+}
+
+/* hedge.delay: a duration ("500ms") or a percentile of the measured time to first event ("p95"). */
+static void on_hedge_delay(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_hedge_cfg *h = target;
+    char *s;
+    if (typed_scalar(w, val, "a duration or pNN", &s) != SC_OK)
+        return;
+    if (s[0] == 'p' || s[0] == 'P') {
+        int64_t pct = 0;
+        if (!lp_config_parse_int(s + 1, &pct) || pct < 50 || pct > 99)
+            ERR(w, val, "invalid percentile \"%.64s\" (expected p50 .. p99)", s);
+        else
+            h->delay_pct = (int)pct;
+    } else {
+        int64_t ms = 0;
+        if (!lp_duration_parse(s, &ms) || ms <= 0 || ms > 600000)
+            ERR(w, val, "invalid delay \"%.64s\" (a duration up to 10m such as 500ms, or p50 .. p99)",
+                s);
+        else {
+            h->delay_ms = ms;
+            h->delay_pct = 0;
+        }
+    }
+    free(s);
+}
+
+/* clang-format off */
+static const struct field hedge_fields[] = {
+    FN("delay", on_hedge_delay),
+    NUM("max_extra", K_INT, struct lp_hedge_cfg, max_extra, 0, 3),
+    NUM("budget_percent", K_INT, struct lp_hedge_cfg, budget_percent, 1, 100),
+    END,
+};
+/* clang-format on */
+
+static void on_hedge(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    if (is_null_node(val))
+        return;
+    if (val->type != YAML_MAPPING_NODE) {
+        ERR(w, val, "expected a mapping (delay, max_extra, budget_percent), got %s",
+            kind_name(val));
+        return;
+    }
+    rc->hedge = (struct lp_hedge_cfg){.delay_ms = 500, .max_extra = 1, .budget_percent = 10};
+    walk_map(w, val, hedge_fields, &rc->hedge);
+    rc->hedge.enabled = rc->hedge.max_extra > 0;
+    rc->hedge_set = true;
+}
+
+/* clang-format off */
+static const struct field routing_fields[] = {
+    FN("strategy", on_strategy),
+    FN("decay", on_decay),
+    FN("hedge", on_hedge),
+    END,
+};
+/* clang-format on */
+
+static void on_routing(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    walk_map(w, val, routing_fields, target);
+}
+
 /* clang-format off */
 static const struct field alias_fields[] = {
     VAL("enabled", K_BOOL, struct lp_alias, enabled),
     FN("routes", on_routes),
+    FNAT("routing", struct lp_alias, routing, on_routing),
     END,
 };
 /* clang-format on */
@@ -1547,6 +1707,25 @@ static void on_queue_timeout(struct lp_config_walk *w, yaml_node_t *val, void *t
     *(int64_t *)target = ms;
 }
 
+/* concurrency.scope. Read after the redis block (concurrency is walked in a later pass), so a
+ * cluster scope without Redis is refused here, at the value. */
+static void on_conc_scope(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    enum lp_conc_scope *sc = target;
+    char *s;
+    if (scalar(w, val, "instance or cluster", &s) != SC_OK)
+        return;
+    if (strcmp(s, "instance") == 0)
+        *sc = LP_CONC_INSTANCE;
+    else if (strcmp(s, "cluster") == 0) {
+        *sc = LP_CONC_CLUSTER;
+        if (!w->cfg->redis.present)
+            ERR(w, val, "cluster needs a redis block (the slots are leased in Redis)");
+    } else
+        ERR(w, val, "unknown value \"%.40s\" (expected instance or cluster)", s);
+    free(s);
+}
+
 /* clang-format off */
 static const struct field concurrency_fields[] = {
     VAL("enabled", K_BOOL, struct lp_concurrency_cfg, enabled),
@@ -1554,6 +1733,8 @@ static const struct field concurrency_fields[] = {
     NUM("max_queue_size", K_INT, struct lp_concurrency_cfg, max_queue_size, 0, 100000),
     FNAT("queue_timeout", struct lp_concurrency_cfg, queue_timeout_ms, on_queue_timeout),
     NUM("per_backend_limit", K_INT, struct lp_concurrency_cfg, per_backend_limit, 1, 1000),
+    FNAT("scope", struct lp_concurrency_cfg, scope, on_conc_scope),
+    NUM("lease_ttl", K_DUR, struct lp_concurrency_cfg, lease_ttl_ms, 1000, 300000),
     END,
 };
 /* clang-format on */
@@ -1722,7 +1903,8 @@ static const struct field root_fields[] = {
     FN("passthrough_paths", on_passthrough_paths, .pass = 2),
     FN("redis", on_redis, .pass = 2),
     MAPAT("rate_limit", struct lp_config, rate_limit, rate_limit_fields, .pass = 2),
-    MAPAT("concurrency", struct lp_config, concurrency, concurrency_fields, .pass = 2),
+    MAPAT("concurrency", struct lp_config, concurrency, concurrency_fields, .pass = 3),
+    FNAT("routing", struct lp_config, routing, on_routing, .pass = 2),
     FN("keys", on_keys, .pass = 3),
     END,
 };

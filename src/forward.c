@@ -29,6 +29,7 @@
 #include "relay.h"
 #include "request.h"
 #include "router.h"
+#include "routestats.h"
 #include "runtime.h"
 #include "traffic.h"
 #include "util/alloc.h"
@@ -80,6 +81,52 @@ static void timer_stop(struct lp_request *req)
         evtimer_del(&req->timer);
 }
 
+/* ---- the balancer's numbers (routestats.h) ------------------------------------------------- */
+
+/* The router's load_fn: the route's entry in the shared store and what it knows now. */
+static void *routing_load(void *ctx, const struct lp_backend *b, const char *model, bool stream,
+                          int64_t now_ms, int64_t decay_ms, struct lp_balance_item *out)
+{
+    struct lp_routestats *s = ctx;
+    struct lp_routestat *e = lp_routestats_get(s, b->name, model);
+    lp_routestats_item(s, e, stream, now_ms, decay_ms, out);
+    return e;
+}
+
+static uint64_t routing_rr(void *ctx, const struct lp_alias *alias)
+{
+    return lp_routestats_rr_next(ctx, alias->name);
+}
+
+static int64_t decay_of(const struct lp_attempt *a)
+{
+    return a->cand->alias->routing.decay_ms;
+}
+
+/* A usable answer (first event, or a complete body) arrived: its latency is a sample. */
+static void routing_answered(struct lp_attempt *a)
+{
+    if (!a->first_us)
+        return;
+    lp_routestats_latency(a->req->rt->routestats, a->cand->stat, a->req->stream,
+                          (double)(a->first_us - a->start_us) / 1000.0, lp_now_ms(), decay_of(a));
+}
+
+/* The attempt is over (its record is written): out of the in-flight count; one that never got
+ * its first byte took at least this long. */
+static void routing_over(struct lp_attempt *a)
+{
+    if (!a->lb_counted)
+        return;
+    a->lb_counted = false;
+    lp_routestats_end(a->cand->stat);
+    if (a->first_us || strcmp(a->cls, "refused") == 0 ||
+        strcmp(a->cls, lp_class_name(LP_CLASS_LOCAL)) == 0)
+        return;
+    lp_routestats_silent(a->req->rt->routestats, a->cand->stat, a->req->stream,
+                         (double)(a->end_us - a->start_us) / 1000.0, lp_now_ms(), decay_of(a));
+}
+
 /* ---- the record ----------------------------------------------------------------------------- */
 
 /* Write the attempt's record once: class, status, cause, timings, and for a failure the answer
@@ -96,6 +143,7 @@ static void record(struct lp_attempt *a, const char *cls, const char *cause)
         a->end_us = lp_now_us();
     req->upstream_wait_us += a->end_us - a->start_us;
     lp_traffic_attempt_end(a, cls); /* the backend slot goes back; feeds the adaptive limit */
+    routing_over(a);
 }
 
 static void record_failure(struct lp_attempt *a, const struct lp_decision *d)
@@ -118,6 +166,8 @@ static void health_failure(struct lp_attempt *a, const struct lp_decision *d)
     const struct lp_candidate *c = a->cand;
     lp_health_report_failure(a->req->rt->health, a->req->cfg, c->backend->name, c->route->model,
                              d, lp_now_ms(), lp_wall_ms(), &a->ticket);
+    if (d->breaker_failure)
+        lp_routestats_failure(a->req->rt->routestats, c->stat, lp_now_ms(), decay_of(a));
 }
 
 static void health_success(struct lp_attempt *a)
@@ -140,8 +190,9 @@ static void health_release(struct lp_attempt *a)
 static void settle(struct lp_attempt *a, const struct lp_outcome *o)
 {
     switch (o->kind) {
-    case LP_OUT_READY: break;
+    case LP_OUT_READY: routing_answered(a); break;
     case LP_OUT_COMPLETE:
+        routing_answered(a);
         record(a, "ok", "");
         health_success(a);
         break;
@@ -570,6 +621,8 @@ static void next_attempt(struct lp_request *req)
         struct lp_attempt *a = lp_attempt_start(req, c, &t, (int)req->n_log + 1, conclude,
                                                 &early, &started);
         lp_traffic_backend_bind(req, a);
+        lp_routestats_begin(c->stat);
+        a->lb_counted = true;
         if (req->n_log < LP_MAX_ATTEMPTS)
             req->log[req->n_log++] = a;
         lp_request_set_phase(req, LP_PHASE_ATTEMPTING);
@@ -627,6 +680,10 @@ void lp_forward_begin(struct lp_request *req)
         .now_ms = lp_now_ms(),
         .rng = &req->w->rng,
         .include_unusable = req->cfg->fallback.when_all_cooling == LP_ALL_COOLING_TRY_SOONEST,
+        .load_fn = req->rt->routestats ? routing_load : NULL,
+        .rr_fn = req->rt->routestats ? routing_rr : NULL,
+        .load_ctx = req->rt->routestats,
+        .stream = req->stream,
     };
     struct lp_candidate cands[LP_MAX_CANDIDATES];
     req->n_cands = lp_router_plan(req->cfg, req->alias, &o, cands, LP_MAX_CANDIDATES, &req->plan);

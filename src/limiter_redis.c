@@ -13,9 +13,18 @@
  * Reconciliation (real usage known) is one more script call that moves the key's tpm level and
  * budget counters by the difference to the reservation.
  *
- * What stays per instance: the concurrency queue (max_requests, queue_timeout), key
- * max_concurrent and the per-backend slots (and their adaptive limits). They are served by an
- * in-process limiter (`conc`) with the shared limits switched off.
+ * What stays per instance: key max_concurrent and the per-backend slots (and their adaptive
+ * limits), and by default the concurrency queue (max_requests, queue_timeout). They are served by
+ * an in-process limiter (`conc`) with the shared limits switched off.
+ *
+ * With `concurrency.scope: cluster`, max_requests and max_queue_size count across the cluster:
+ * an admitted request holds a LEASE, a member of a sorted set in Redis scored by its expiry
+ * (Redis's clock), renewed while the request runs and removed when it ends, so the slots of an
+ * instance that died come back when its leases expire. A request that finds no free slot joins
+ * a cluster-wide FIFO (a second sorted set ordered by arrival, with its own expiry set, so the
+ * waiters of a dead instance leave too) and asks again on a timer: at once when a lease of this
+ * instance ends, every POLL_NEAR_MS when it is within max_requests of the head, every
+ * POLL_FAR_MS further back. One script (ACQUIRE) does the whole decision atomically.
  *
  * When Redis is slow or away (a command times out, the connection is down, or its breaker is
  * open), `redis.on_error` decides per check: fail_open admits through a second in-process limiter
@@ -35,6 +44,7 @@
 #include <hiredis/hiredis.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +132,60 @@ static const char RECONCILE_LUA[] =
     "end\n"
     "return 1\n";
 
+/* Cluster concurrency (see the top). KEYS: slots, queue, queue expiries, arrival counter.
+ * ARGV: member, max_requests, lease ttl ms, max_queue_size, waiter ttl ms, join (0: do not
+ * queue). Returns {1, held, 0} granted; {0, held, rank} waiting (rank 0-based); {-1, held, len}
+ * queue full; {-2, held, len} no slot and not allowed to queue. */
+static const char ACQUIRE_LUA[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local m, max = ARGV[1], tonumber(ARGV[2])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 64)\n"
+    "for _, d in ipairs(dead) do\n"
+    "  redis.call('ZREM', KEYS[2], d)\n"
+    "  redis.call('ZREM', KEYS[3], d)\n"
+    "end\n"
+    "local held = redis.call('ZCARD', KEYS[1])\n"
+    "local rank = redis.call('ZRANK', KEYS[2], m)\n"
+    "if not rank then\n"
+    "  local ql = redis.call('ZCARD', KEYS[2])\n"
+    "  if held < max and ql == 0 then\n"
+    "    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), m)\n"
+    "    return {1, held + 1, 0}\n"
+    "  end\n"
+    "  if tonumber(ARGV[6]) == 0 then return {-2, held, ql} end\n"
+    "  if ql >= tonumber(ARGV[4]) then return {-1, held, ql} end\n"
+    "  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), m)\n"
+    "  rank = ql\n"
+    "end\n"
+    "if held + rank < max then\n"
+    "  redis.call('ZREM', KEYS[2], m)\n"
+    "  redis.call('ZREM', KEYS[3], m)\n"
+    "  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), m)\n"
+    "  return {1, held + 1, 0}\n"
+    "end\n"
+    "redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), m)\n"
+    "return {0, held, rank}\n";
+
+/* A lease ends or a waiter leaves: KEYS slots, queue, queue expiries; ARGV[1] the member. */
+static const char LEAVE_LUA[] = "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+                                "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+                                "redis.call('ZREM', KEYS[3], ARGV[1])\n"
+                                "return 1\n";
+
+/* Renew a lease that still exists: KEYS[1] slots; ARGV member, ttl ms. */
+static const char RENEW_LUA[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "return redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])\n";
+
+enum { SCRIPT_ADMIT = 0, SCRIPT_RECONCILE, SCRIPT_ACQUIRE, SCRIPT_LEAVE, SCRIPT_RENEW };
+
+#define WAITER_TTL_MS 3000  /* a waiter that stops asking leaves the queue after this */
+#define POLL_NEAR_MS 20     /* waiters within max_requests of the head */
+#define POLL_FAR_MS 250     /* the others (always < WAITER_TTL_MS) */
+
 struct shared {
     struct lp_limiter base;
     struct lp_limiter *conc;     /* per instance: queue, key concurrency, backend slots */
@@ -132,6 +196,28 @@ struct shared {
     int share_of;                /* instances the fallback is sized for */
     char *prefix;
     enum lp_redis_on_error on_error;
+    /* cluster concurrency */
+    char *k_slots, *k_queue, *k_qexp, *k_seq;
+    char instance[40];
+    _Atomic uint64_t lease_seq;
+    _Atomic int cc_held_seen;  /* cluster-wide slots held, as last seen in a reply */
+    _Atomic int cc_waiting;    /* this instance's requests waiting for a cluster slot */
+    _Atomic int cc_local;      /* admitted without a lease while Redis was away (fail_open) */
+};
+
+enum lstate { L_NONE = 0, L_TRYING, L_WAITING, L_HELD, L_LOCAL };
+
+/* A request's cluster slot, inside its ticket. */
+struct lease {
+    enum lstate st;
+    char member[64];
+    struct event *ev;          /* retry (waiting) or renewal (held) */
+    struct lp_redis_cmd *cmd;  /* pending ACQUIRE */
+    int64_t enq_us, deadline_us;
+    int max, max_queue;
+    int64_t ttl_ms;            /* concurrency.lease_ttl; renewed every third of it */
+    long long rank;
+    struct lp_limit_ticket *prev, *next; /* this thread's waiters, oldest first */
 };
 
 enum rstate { R_NONE = 0, R_PENDING, R_DONE };
@@ -170,6 +256,7 @@ struct lp_limit_ticket {
     lp_limit_cb cb;
     void *arg;
     struct lp_limit_result res;
+    struct lease ls;
 };
 
 /* ---- configurations for the two in-process limiters ------------------------------------- */
@@ -179,6 +266,8 @@ static void configure_conc(struct shared *S, const struct lp_config *cfg)
 {
     struct lp_config c = *cfg;
     c.rate_limit.enabled = false;
+    if (cfg->concurrency.scope == LP_CONC_CLUSTER)
+        c.concurrency.enabled = false; /* the leases count it (cluster scope) */
     struct lp_client_key *keys = lp_xcalloc(cfg->n_keys + 1, sizeof *keys);
     for (size_t i = 0; i < cfg->n_keys; i++) {
         keys[i] = cfg->keys[i];
@@ -368,6 +457,271 @@ static void deliver(struct lp_limit_ticket *t)
 /* Refund a reservation taken in Redis (a later, per-instance level refused). */
 static void give_back(struct lp_limit_ticket *t);
 
+
+/* ---- cluster concurrency: leases ------------------------------------------------------------ */
+
+/* This thread's waiters (tickets are created, completed and released on their worker's thread). */
+static __thread struct lp_limit_ticket *w_head, *w_tail;
+
+static void waiter_link(struct lp_limit_ticket *t)
+{
+    t->ls.prev = w_tail;
+    t->ls.next = NULL;
+    if (w_tail)
+        w_tail->ls.next = t;
+    else
+        w_head = t;
+    w_tail = t;
+    atomic_fetch_add(&t->S->cc_waiting, 1);
+}
+
+static void waiter_unlink(struct lp_limit_ticket *t)
+{
+    if (t->ls.st != L_WAITING)
+        return;
+    if (t->ls.prev)
+        t->ls.prev->ls.next = t->ls.next;
+    else
+        w_head = t->ls.next;
+    if (t->ls.next)
+        t->ls.next->ls.prev = t->ls.prev;
+    else
+        w_tail = t->ls.prev;
+    t->ls.prev = t->ls.next = NULL;
+    atomic_fetch_sub(&t->S->cc_waiting, 1);
+}
+
+static void arm(struct lp_limit_ticket *t, int64_t ms)
+{
+    if (ms < 0)
+        ms = 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(t->ls.ev, &tv);
+}
+
+/* Redis cannot be asked: fail_closed refuses; fail_open admits up to this instance's share of
+ * max_requests without a lease (never queued). Fills t->res. */
+static void lease_unavailable(struct lp_limit_ticket *t)
+{
+    struct shared *S = t->S;
+    if (S->on_error == LP_REDIS_FAIL_OPEN) {
+        int n = lp_cluster_instances(S->cluster);
+        int share = (t->ls.max + (n > 0 ? n : 1) - 1) / (n > 0 ? n : 1);
+        if (atomic_fetch_add(&S->cc_local, 1) < share) {
+            t->ls.st = L_LOCAL;
+            t->res.admitted = true;
+            return;
+        }
+        atomic_fetch_sub(&S->cc_local, 1);
+        t->ls.st = L_NONE;
+        t->res.admitted = false;
+        t->res.scope = LP_LIMIT_QUEUE_FULL;
+        t->res.retry_after_ms = 1000;
+    } else {
+        t->ls.st = L_NONE;
+        t->res.admitted = false;
+        t->res.scope = LP_LIMIT_UNAVAILABLE;
+        t->res.retry_after_ms = 1000;
+    }
+    give_back(t);
+}
+
+/* Fire-and-forget LEAVE for t's member (ordered after any ACQUIRE on the same connection). */
+static void send_leave(struct lp_limit_ticket *t)
+{
+    struct shared *S = t->S;
+    struct lp_redis *r = lp_cluster_thread_client();
+    int sid = r ? lp_cluster_thread_script(r, LEAVE_LUA, SCRIPT_LEAVE) : -1;
+    if (sid < 0)
+        return; /* the lease expires on its own */
+    const char *argv[4] = {S->k_slots, S->k_queue, S->k_qexp, t->ls.member};
+    size_t lens[4];
+    for (int i = 0; i < 4; i++)
+        lens[i] = strlen(argv[i]);
+    lp_redis_eval(r, sid, 3, 4, argv, lens, NULL, NULL);
+}
+
+static void on_acquire(void *arg, const redisReply *reply, enum lp_redis_err err);
+
+/* Ask for a slot (join: may wait in the cluster queue). False when Redis cannot be asked. */
+static bool send_acquire(struct lp_limit_ticket *t, bool join)
+{
+    struct shared *S = t->S;
+    struct lp_redis *r = lp_cluster_thread_client();
+    int sid = r ? lp_cluster_thread_script(r, ACQUIRE_LUA, SCRIPT_ACQUIRE) : -1;
+    if (!r || sid < 0 || !lp_redis_available(r))
+        return false;
+    char max[16], ttl[24], maxq[16], wttl[16];
+    snprintf(max, sizeof max, "%d", t->ls.max);
+    snprintf(ttl, sizeof ttl, "%lld", (long long)t->ls.ttl_ms);
+    snprintf(maxq, sizeof maxq, "%d", t->ls.max_queue);
+    snprintf(wttl, sizeof wttl, "%d", WAITER_TTL_MS);
+    const char *argv[10] = {S->k_slots, S->k_queue, S->k_qexp, S->k_seq, t->ls.member,
+                            max, ttl, maxq, wttl, join ? "1" : "0"};
+    size_t lens[10];
+    for (int i = 0; i < 10; i++)
+        lens[i] = strlen(argv[i]);
+    t->ls.cmd = lp_redis_eval(r, sid, 4, 10, argv, lens, on_acquire, t);
+    return true;
+}
+
+static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct lp_limit_ticket *t = arg;
+    if (t->ls.st == L_HELD) {
+        struct lp_redis *r = lp_cluster_thread_client();
+        int sid = r ? lp_cluster_thread_script(r, RENEW_LUA, SCRIPT_RENEW) : -1;
+        if (sid >= 0 && lp_redis_available(r)) {
+            char ttl[24];
+            snprintf(ttl, sizeof ttl, "%lld", (long long)t->ls.ttl_ms);
+            const char *argv[3] = {t->S->k_slots, t->ls.member, ttl};
+            size_t lens[3] = {strlen(argv[0]), strlen(argv[1]), strlen(argv[2])};
+            lp_redis_eval(r, sid, 1, 3, argv, lens, NULL, NULL);
+        }
+        arm(t, t->ls.ttl_ms / 3);
+        return;
+    }
+    if (t->ls.st != L_WAITING || t->ls.cmd)
+        return; /* an ACQUIRE is already out */
+    if (!send_acquire(t, true)) {
+        waiter_unlink(t);
+        send_leave(t);
+        lease_unavailable(t);
+        deliver(t);
+    }
+}
+
+static void on_acquire(void *arg, const redisReply *reply, enum lp_redis_err err)
+{
+    struct lp_limit_ticket *t = arg;
+    struct shared *S = t->S;
+    t->ls.cmd = NULL;
+    bool ok = err == LP_REDIS_OK && reply && reply->type == REDIS_REPLY_ARRAY &&
+              reply->elements == 3 && reply->element[0]->type == REDIS_REPLY_INTEGER &&
+              reply->element[1]->type == REDIS_REPLY_INTEGER &&
+              reply->element[2]->type == REDIS_REPLY_INTEGER;
+    int64_t now = lp_now_us();
+    if (!ok) {
+        waiter_unlink(t);
+        send_leave(t);
+        lease_unavailable(t);
+        deliver(t);
+        return;
+    }
+    long long st = reply->element[0]->integer;
+    atomic_store(&S->cc_held_seen, (int)reply->element[1]->integer);
+    t->ls.rank = reply->element[2]->integer;
+    if (st == 1) {
+        waiter_unlink(t);
+        t->ls.st = L_HELD;
+        t->res.admitted = true;
+        t->res.waited_us = t->res.queued ? now - t->ls.enq_us : 0;
+        arm(t, t->ls.ttl_ms / 3);
+        deliver(t);
+        return;
+    }
+    if (st == 0 && now < t->ls.deadline_us) {
+        if (t->ls.st != L_WAITING) {
+            t->ls.st = L_WAITING;
+            t->res.queued = true;
+            waiter_link(t);
+        }
+        int64_t ms = t->ls.rank < t->ls.max ? POLL_NEAR_MS : POLL_FAR_MS;
+        int64_t left = (t->ls.deadline_us - now + 999) / 1000;
+        arm(t, ms < left ? ms : left);
+        return;
+    }
+    /* full, not allowed to wait, or out of time */
+    waiter_unlink(t);
+    if (st == 0)
+        send_leave(t);
+    t->ls.st = L_NONE;
+    t->res.admitted = false;
+    t->res.scope = st == -1 ? LP_LIMIT_QUEUE_FULL : LP_LIMIT_QUEUE_TIMEOUT;
+    t->res.retry_after_ms = 1000;
+    t->res.waited_us = t->res.queued ? now - t->ls.enq_us : 0;
+    give_back(t);
+    deliver(t);
+}
+
+/* The other levels admitted: take a cluster slot. Returns true when t->res is final now. */
+static bool lease_start(struct lp_limit_ticket *t, const struct lp_config *cfg)
+{
+    struct shared *S = t->S;
+    t->ls.max = cfg->concurrency.max_requests;
+    t->ls.max_queue = cfg->concurrency.max_queue_size;
+    t->ls.ttl_ms = cfg->concurrency.lease_ttl_ms > 0 ? cfg->concurrency.lease_ttl_ms : 15000;
+    t->ls.enq_us = lp_now_us();
+    t->ls.deadline_us = t->ls.enq_us + t->q.max_wait_ms * 1000;
+    snprintf(t->ls.member, sizeof t->ls.member, "%s:%llu", S->instance,
+             (unsigned long long)atomic_fetch_add(&S->lease_seq, 1));
+    bool join = t->q.max_wait_ms > 0 && t->q.base;
+    if (t->q.base)
+        t->ls.ev = evtimer_new(t->q.base, on_lease_timer, t);
+    if (!t->ls.ev || !send_acquire(t, join)) {
+        lease_unavailable(t);
+        return true;
+    }
+    t->ls.st = L_TRYING;
+    return false;
+}
+
+/* A lease of this instance ended: the oldest local waiters ask again now. */
+static void wake_waiters(int n)
+{
+    for (struct lp_limit_ticket *w = w_head; w && n > 0; w = w->ls.next, n--)
+        if (!w->ls.cmd)
+            event_active(w->ls.ev, EV_TIMEOUT, 0);
+}
+
+/* Give the slot back (any state). */
+static void lease_end(struct lp_limit_ticket *t)
+{
+    struct shared *S = t->S;
+    if (t->ls.cmd) {
+        lp_redis_cancel(t->ls.cmd);
+        t->ls.cmd = NULL;
+    }
+    bool was_held = t->ls.st == L_HELD;
+    if (t->ls.st == L_TRYING || t->ls.st == L_WAITING || t->ls.st == L_HELD)
+        send_leave(t);
+    if (t->ls.st == L_LOCAL)
+        atomic_fetch_sub(&S->cc_local, 1);
+    waiter_unlink(t);
+    t->ls.st = L_NONE;
+    if (t->ls.ev) {
+        event_free(t->ls.ev);
+        t->ls.ev = NULL;
+    }
+    if (was_held)
+        wake_waiters(2);
+}
+
+static bool cluster_scope(struct shared *S, struct lp_config **cfg_out)
+{
+    struct lp_config *cfg = current(S);
+    bool on = cfg->concurrency.enabled && cfg->concurrency.scope == LP_CONC_CLUSTER;
+    if (on) {
+        *cfg_out = cfg;
+        return true;
+    }
+    lp_config_unref(cfg);
+    return false;
+}
+
+/* Admitted by every other level: the cluster slot, when configured. True: t->res is final. */
+static bool then_lease(struct lp_limit_ticket *t)
+{
+    struct lp_config *cfg;
+    if (!t->res.admitted || !cluster_scope(t->S, &cfg))
+        return true;
+    bool now = lease_start(t, cfg);
+    lp_config_unref(cfg);
+    return now;
+}
+
 static void on_conc(void *arg, const struct lp_limit_result *r)
 {
     struct lp_limit_ticket *t = arg;
@@ -380,6 +734,8 @@ static void on_conc(void *arg, const struct lp_limit_result *r)
         t->res.tokens = shared.tokens;
     if (!r->admitted)
         give_back(t);
+    else if (!then_lease(t))
+        return;
     deliver(t);
 }
 
@@ -399,9 +755,11 @@ static bool then_local(struct lp_limit_ticket *t)
         t->res.requests = shared.requests;
     if (shared.tokens.set)
         t->res.tokens = shared.tokens;
-    if (!r.admitted)
+    if (!r.admitted) {
         give_back(t);
-    return true;
+        return true;
+    }
+    return then_lease(t);
 }
 
 /* Redis could not answer: the configured policy decides, now. */
@@ -510,7 +868,7 @@ static bool shared_admit(struct lp_limiter *l, const struct lp_limit_query *q,
     t->arg = arg;
     *out = t;
     struct lp_redis *r = lp_cluster_thread_client();
-    int sid = r ? lp_cluster_thread_script(r, ADMIT_LUA, 0) : -1;
+    int sid = r ? lp_cluster_thread_script(r, ADMIT_LUA, SCRIPT_ADMIT) : -1;
     if (!r || sid < 0 || !lp_redis_available(r)) {
         bool now = degrade(t);
         if (now) {
@@ -566,7 +924,7 @@ static void send_reconcile(struct lp_limit_ticket *t, int64_t delta)
     if (delta == 0 || (!t->tpm_key && !t->day_key && !t->month_key))
         return;
     struct lp_redis *r = lp_cluster_thread_client();
-    int sid = r ? lp_cluster_thread_script(r, RECONCILE_LUA, 1) : -1;
+    int sid = r ? lp_cluster_thread_script(r, RECONCILE_LUA, SCRIPT_RECONCILE) : -1;
     if (!r || sid < 0)
         return; /* Redis away: the reservation stands (settled at the estimate) */
     const char *argv[5];
@@ -625,6 +983,7 @@ static void shared_release(struct lp_limiter *l, struct lp_limit_ticket *t)
             free(t->pl->lv[i].key);
         free(t->pl);
     }
+    lease_end(t);
     if (t->conc_t)
         S->conc->ops->release(S->conc, t->conc_t); /* also leaves the queue if still waiting */
     if (t->fb_t)
@@ -681,9 +1040,17 @@ static bool shared_backend_load(struct lp_limiter *l, const char *b, struct lp_b
     return S->conc->ops->backend_load(S->conc, b, o);
 }
 
+/* Cluster scope: the cluster's slots held as last seen and this instance's waiters. */
 static void shared_queue_state(struct lp_limiter *l, int *in_flight, int *waiting)
 {
     struct shared *S = (struct shared *)l;
+    struct lp_config *cfg;
+    if (cluster_scope(S, &cfg)) {
+        lp_config_unref(cfg);
+        *in_flight = atomic_load(&S->cc_held_seen) + atomic_load(&S->cc_local);
+        *waiting = atomic_load(&S->cc_waiting);
+        return;
+    }
     S->conc->ops->queue_state(S->conc, in_flight, waiting);
 }
 
@@ -701,6 +1068,10 @@ static void shared_destroy(struct lp_limiter *l)
     lp_config_unref(S->cfg);
     pthread_mutex_destroy(&S->mu);
     free(S->prefix);
+    free(S->k_slots);
+    free(S->k_queue);
+    free(S->k_qexp);
+    free(S->k_seq);
     free(S);
 }
 
@@ -731,6 +1102,13 @@ struct lp_limiter *lp_limiter_redis_create(struct lp_cluster *cluster, const str
     S->fallback = lp_limiter_local_create(NULL);
     S->prefix = lp_xstrdup(cfg->redis.key_prefix ? cfg->redis.key_prefix : "llm-proxy:");
     S->on_error = cfg->redis.on_error;
+    S->k_slots = lp_xasprintf("%scc:slots", S->prefix);
+    S->k_queue = lp_xasprintf("%scc:queue", S->prefix);
+    S->k_qexp = lp_xasprintf("%scc:qexp", S->prefix);
+    S->k_seq = lp_xasprintf("%scc:seq", S->prefix);
+    struct lp_cluster_status cs;
+    lp_cluster_get_status(cluster, &cs);
+    snprintf(S->instance, sizeof S->instance, "%s", cs.instance_id[0] ? cs.instance_id : "i");
     pthread_mutex_init(&S->mu, NULL);
     return &S->base;
 }

@@ -23,6 +23,7 @@
 #include "logcfg.h"
 #include "metrics.h"
 #include "reload.h"
+#include "routestats.h"
 #include "runtime.h"
 #include "traffic.h"
 #include "util/alloc.h"
@@ -246,6 +247,7 @@ static int run(struct app *a, const char *path)
     a->rt.metrics = lp_metrics_create(a->n_workers + 1);
     a->rt.health = lp_health_create();
     lp_health_configure(a->rt.health, cfg);
+    a->rt.routestats = lp_routestats_create();
     lp_admin_register_metrics(&a->rt);
     raise_fd_limit();
     create_shared_limits(a, cfg);
@@ -312,6 +314,7 @@ static void teardown(struct app *a)
     if (a->base)
         event_base_free(a->base);
     lp_health_destroy(a->rt.health);
+    lp_routestats_destroy(a->rt.routestats);
     lp_limiter_destroy(a->rt.limiter);
     lp_metrics_destroy(a->rt.metrics);
     lp_conncap_destroy(a->rt.conncap);

@@ -177,6 +177,15 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
         "cached).", "key", "type"),
     [LP_M_KEY_LIMITED_TOTAL] = COUNTER("llm_proxy_key_limited_total",
         "Requests of a client key refused by a limit, by key name and scope.", "key", "scope"),
+    [LP_M_ROUTE_LATENCY_SECONDS] = GAUGE("llm_proxy_route_latency_seconds",
+        "The balancer's decayed latency estimate per route: time to response head (kind head) "
+        "or to the first stream event (kind first_event).", "backend", "model", "kind"),
+    [LP_M_ROUTE_IN_FLIGHT] = GAUGE("llm_proxy_route_in_flight",
+        "Upstream attempts in flight per route (backend, model), as the balancer counts them.",
+        "backend", "model"),
+    [LP_M_ROUTE_FAILURE_SCORE] = GAUGE("llm_proxy_route_failure_score",
+        "The balancer's decayed failure score per route (1 per failure blaming the backend).",
+        "backend", "model"),
 };
 
 /* clang-format on */

@@ -76,6 +76,10 @@ enum lp_metric_id {
     LP_M_KEY_REQUESTS_TOTAL,  /* counter {key,status}: requests per client key name */
     LP_M_KEY_TOKENS_TOTAL,    /* counter {key,type}: tokens per client key, type input|output|cached */
     LP_M_KEY_LIMITED_TOTAL,   /* counter {key,scope}: a key's requests refused by a limit */
+    /* smart routing (routestats.c, balance.c) */
+    LP_M_ROUTE_LATENCY_SECONDS, /* gauge {backend,model,kind}: decayed estimate, kind head|first_event (callback) */
+    LP_M_ROUTE_IN_FLIGHT,       /* gauge {backend,model}: attempts in flight on the route (callback) */
+    LP_M_ROUTE_FAILURE_SCORE,   /* gauge {backend,model}: decayed failure score (callback) */
     LP_M__COUNT
 };
 

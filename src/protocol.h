@@ -20,9 +20,11 @@ enum lp_proto {
 enum lp_dialect_id {
     LP_DIALECT_OPENAI = 0,    /* OpenAI and every OpenAI-compatible provider */
     LP_DIALECT_ANTHROPIC = 1, /* api.anthropic.com and compatible relays */
+    LP_DIALECT_AZURE = 2,     /* Azure OpenAI: deployment URLs, api-version, `api-key` header */
+    LP_DIALECT_COHERE = 3,    /* Cohere's OpenAI-compatible API (/compatibility/v1) */
 };
 
-#define LP_DIALECT__COUNT 2
+#define LP_DIALECT__COUNT 4
 
 /* "openai" / "anthropic"; "?" for a value out of range. */
 static inline const char *lp_proto_name(enum lp_proto p)

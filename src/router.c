@@ -6,7 +6,6 @@
 
 #include "dialect.h"
 #include "util/alloc.h"
-#include "util/rand.h"
 
 /* A growable list of candidates; the plan keeps usable and unusable ones apart so the unusable
  * ones can be appended last without disturbing the usable order. */
@@ -92,9 +91,10 @@ static void note_soonest(struct lp_plan_info *info, int64_t until)
         info->soonest_until_ms = until;
 }
 
-/* Apply the protocol, duplicate and health filters to one eligible route. */
+/* Apply the protocol, duplicate and health filters to one eligible route; a usable one goes to
+ * run (ordered by the balancer afterwards). */
 static void consider(struct plan *p, const struct lp_alias *alias, const struct lp_route *r,
-                     bool level2)
+                     bool level2, struct cand_list *run)
 {
     const struct lp_plan_opts *o = p->opts;
     const struct lp_backend *b = route_backend(p->cfg, r);
@@ -116,7 +116,7 @@ static void consider(struct plan *p, const struct lp_alias *alias, const struct 
     switch (c.state) {
     case LP_ROUTE_USABLE:
         c.until_ms = 0;
-        cand_push(&p->usable, &c);
+        cand_push(run, &c);
         return;
     case LP_ROUTE_COOLING:
         p->info->skipped_cooling++;
@@ -149,24 +149,41 @@ static void sort_by_priority(const struct lp_route **rs, size_t n)
     }
 }
 
-/* Fisher-Yates shuffle of each run of equal priority, so load spreads within a level. */
-static void shuffle_runs(const struct lp_route **rs, size_t n, uint64_t *rng)
+/* Order one run of usable candidates of equal priority by the alias's strategy and append it to
+ * the plan's usable list. */
+static void balance_run(struct plan *p, const struct lp_alias *alias, struct cand_list *run)
 {
-    if (!rng)
-        return;
-    size_t start = 0;
-    while (start < n) {
-        size_t end = start + 1;
-        while (end < n && rs[end]->priority == rs[start]->priority)
-            end++;
-        for (size_t i = end - start; i > 1; i--) {
-            size_t j = (size_t)lp_rand_below(rng, i);
-            const struct lp_route *t = rs[start + i - 1];
-            rs[start + i - 1] = rs[start + j];
-            rs[start + j] = t;
+    const struct lp_plan_opts *o = p->opts;
+    size_t n = run->n;
+    if (n > 1 && n <= LP_BALANCE_MAX && (o->rng || o->load_fn)) {
+        struct lp_balance_item items[LP_BALANCE_MAX];
+        size_t order[LP_BALANCE_MAX];
+        for (size_t i = 0; i < n; i++) {
+            struct lp_candidate *c = &run->items[i];
+            items[i] = (struct lp_balance_item){.latency_ms = -1, .share = 1.0};
+            if (o->load_fn)
+                c->stat = o->load_fn(o->load_ctx, c->backend, c->route->model, o->stream,
+                                     o->now_ms, alias->routing.decay_ms, &items[i]);
+            items[i].weight = c->route->weight;
         }
-        start = end;
+        uint64_t rr = 0;
+        if (alias->routing.strategy == LP_STRATEGY_ROUND_ROBIN && o->rr_fn)
+            rr = o->rr_fn(o->load_ctx, alias);
+        lp_balance_order(alias->routing.strategy, items, n, o->rng, rr, order);
+        for (size_t i = 0; i < n; i++)
+            cand_push(&p->usable, &run->items[order[i]]);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            struct lp_candidate *c = &run->items[i];
+            if (o->load_fn) {
+                struct lp_balance_item it;
+                c->stat = o->load_fn(o->load_ctx, c->backend, c->route->model, o->stream,
+                                     o->now_ms, alias->routing.decay_ms, &it);
+            }
+            cand_push(&p->usable, c);
+        }
     }
+    run->n = 0;
 }
 
 static void plan_alias(struct plan *p, const struct lp_alias *alias, bool level2)
@@ -185,9 +202,13 @@ static void plan_alias(struct plan *p, const struct lp_alias *alias, bool level2
         rs[n++] = r;
     }
     sort_by_priority(rs, n);
-    shuffle_runs(rs, n, p->opts->rng);
-    for (size_t i = 0; i < n; i++)
-        consider(p, alias, rs[i], level2);
+    struct cand_list run = {0};
+    for (size_t i = 0; i < n; i++) {
+        consider(p, alias, rs[i], level2, &run);
+        if (i + 1 == n || rs[i + 1]->priority != rs[i]->priority)
+            balance_run(p, alias, &run);
+    }
+    free(run.items);
     free(rs);
 
     for (size_t i = 0; i < alias->n_fallbacks; i++) {

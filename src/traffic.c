@@ -692,6 +692,8 @@ struct json_object *lp_traffic_config_json(const struct lp_config *cfg)
     lp_json_set_int(c, "max_queue_size", cc->max_queue_size);
     lp_json_set_int(c, "queue_timeout_ms", cc->queue_timeout_ms);
     lp_json_set_int(c, "per_backend_limit", cc->per_backend_limit);
+    lp_json_set_str(c, "scope", cc->scope == LP_CONC_CLUSTER ? "cluster" : "instance");
+    lp_json_set_int(c, "lease_ttl_ms", cc->lease_ttl_ms);
     lp_json_set(o, "concurrency", c);
     lp_json_set_int(o, "trusted_proxies", (int64_t)cfg->server.n_trusted_proxies);
     struct json_object *keys = json_object_new_array();

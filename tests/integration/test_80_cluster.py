@@ -301,3 +301,94 @@ class TestSharedLimits(unittest.TestCase):
         # Half of the cluster's burst (5), plus what refills meanwhile.
         self.assertGreaterEqual(ok, 4, statuses)
         self.assertLessEqual(ok, 7, statuses)
+
+
+class TestClusterConcurrency(unittest.TestCase):
+    """concurrency.scope: cluster: max_requests and max_queue_size count across instances
+    (leases in Redis), a dead instance's slots come back after lease_ttl."""
+
+    def start(self, n, latency_ms, **conc):
+        require_proxy()
+        self.redis = RedisServer().start()
+        self.a = Mock("a", "--latency-ms", str(latency_ms)).start()
+        self.cfg = config([backend(self.a)], {"m": [("a", "ma", 1)]},
+                          concurrency={"enabled": True, "scope": "cluster", **conc},
+                          redis={"url": self.redis.url, "timeout": "200ms"})
+        self.px = [Proxy(self.cfg).start() for _ in range(n)]
+        for p in self.px:
+            wait_until(lambda p=p: cluster(p)["available"], timeout=5, msg="redis ready")
+
+    def tearDown(self):
+        for p in getattr(self, "px", []):
+            p.stop()
+        self.a.stop()
+        self.redis.stop()
+
+    def fire(self, n, urls):
+        out = [None] * n
+
+        def one(i):
+            t0 = time.monotonic()
+            r = request(urls[i % len(urls)], "POST", "/v1/chat/completions", chat(),
+                        headers=auth(), timeout=30)
+            out[i] = (r.status, time.monotonic() - t0, r.text)
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return out
+
+    def test_slots_are_counted_across_instances(self):
+        self.start(3, 400, max_requests=2)
+        res = self.fire(6, [p.url for p in self.px])
+        self.assertEqual([r[0] for r in res], [200] * 6, res)
+        arrivals = sorted(e["t_us"] for e in self.a.requests())
+        self.assertEqual(len(arrivals), 6)
+        # At most 2 at the backend at once: the third arrival waits for the first to end.
+        for i in range(len(arrivals) - 2):
+            self.assertGreaterEqual(arrivals[i + 2] - arrivals[i], 300_000,
+                                    f"3 requests in flight at once: {arrivals}")
+        self.assertEqual(self.redis.cmd("ZCARD", "llm-proxy:cc:slots"), 0, "leases not returned")
+        self.assertEqual(self.redis.cmd("ZCARD", "llm-proxy:cc:queue"), 0)
+
+    def test_queue_is_cluster_wide(self):
+        self.start(2, 1500, max_requests=1, max_queue_size=1)
+        res = self.fire(3, [p.url for p in self.px])
+        codes = sorted(r[0] for r in res)
+        self.assertEqual(codes, [200, 200, 503], res)
+        full = [r for r in res if r[0] == 503][0]
+        self.assertIn("queue_full", full[2])
+        self.assertLess(full[1], 1.0, "the refusal waited")
+
+    def test_queue_timeout_and_client_gone_leave_the_queue(self):
+        self.start(2, 2500, max_requests=1, queue_timeout="1s")
+        res = self.fire(2, [p.url for p in self.px])
+        codes = sorted(r[0] for r in res)
+        self.assertEqual(codes, [200, 503], res)
+        late = [r for r in res if r[0] == 503][0]
+        self.assertIn("queue_timeout", late[2])
+        self.assertGreaterEqual(late[1], 0.9)
+        wait_until(lambda: self.redis.cmd("ZCARD", "llm-proxy:cc:queue") == 0, timeout=2,
+                   msg="the timed-out waiter left the queue")
+
+    def test_dead_instance_slots_come_back_after_the_lease(self):
+        self.start(2, 0, max_requests=1, lease_ttl="2s", queue_timeout="20s")
+        self.a.script({"delay_ms": 20000})
+        holder = threading.Thread(target=lambda: request(
+            self.px[0].url, "POST", "/v1/chat/completions", chat(), headers=auth(), timeout=30))
+        holder.start()
+        self.a.wait_requests(1)
+        self.assertEqual(self.redis.cmd("ZCARD", "llm-proxy:cc:slots"), 1)
+        time.sleep(3)  # longer than lease_ttl: a live holder renews its lease
+        self.assertEqual(self.redis.cmd("ZCARD", "llm-proxy:cc:slots"), 1, "lease not renewed")
+        dead = self.px.pop(0)
+        dead.proc.kill()  # no chance to give the slot back
+        dead.stop(check=False)
+        t0 = time.monotonic()
+        r = request(self.px[0].url, "POST", "/v1/chat/completions", chat(), headers=auth(),
+                    timeout=30)
+        waited = time.monotonic() - t0
+        self.assertEqual(r.status, 200, r.text)
+        self.assertLess(waited, 4.0, "the dead instance's slot did not come back")
+        holder.join()

@@ -32,6 +32,13 @@
 #define MOCK_LOG_TOTAL_MAX (256u * 1024 * 1024) /* body bytes kept in the whole log */
 #define MOCK_WRITE_WATERMARK (256u * 1024)   /* stop producing SSE above this output backlog */
 
+/* --mode: which provider's rules the mock enforces before answering. */
+enum mock_mode {
+    MOCK_MODE_ANY = 0, /* OpenAI and Anthropic, any path suffix, any credential */
+    MOCK_MODE_AZURE,   /* Azure OpenAI: deployment paths with api-version or /openai/v1, api-key */
+    MOCK_MODE_GEMINI,  /* Gemini / Vertex: models/{m}:generateContent, x-goog-api-key or Bearer */
+};
+
 struct mock_opts {
     const char *listen;
     const char *name;
@@ -41,6 +48,8 @@ struct mock_opts {
     int chunk_interval_ms;
     int response_bytes;
     bool quiet;
+    enum mock_mode mode;
+    const char *key; /* NULL: any credential (but one must be present in azure/gemini mode) */
 };
 
 struct mock_hdr {

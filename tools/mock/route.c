@@ -296,6 +296,43 @@ static void route_step(struct mock *m, struct mock_req *r, size_t pathlen, struc
     }
 }
 
+/* ---- provider rules (--mode) ------------------------------------------------------------- */
+
+static void azure_error(struct mock_plan *p, int status, const char *code, const char *msg)
+{
+    p->status = status;
+    add_header(p, "content-type", "application/json");
+    lp_buf_printf(&p->body, "{\"error\":{\"code\":\"%s\",\"message\":\"", code);
+    lp_buf_append_json_escaped(&p->body, msg, strlen(msg));
+    lp_buf_appends(&p->body, "\"}}");
+}
+
+/* Azure OpenAI refuses, as the real service does: a path outside /openai/deployments/<d>/... and
+ * /openai/v1/... (404), a deployment path without api-version (404), and a request without the
+ * right `api-key` header (401; a Bearer token is not a key). Returns true when it refused. */
+static bool azure_refuses(struct mock *m, struct mock_req *r, size_t pathlen, struct mock_plan *p)
+{
+    const char *t = r->target;
+    const char *q = t[pathlen] == '?' ? t + pathlen + 1 : "";
+    bool v1 = strncmp(t, "/openai/v1/", 11) == 0;
+    bool dep = strncmp(t, "/openai/deployments/", 20) == 0 &&
+               memchr(t + 20, '/', pathlen - 20) != NULL;
+    bool has_version = strncmp(q, "api-version=", 12) == 0 || strstr(q, "&api-version=");
+    if (!(v1 || (dep && has_version))) {
+        azure_error(p, 404, "404", "Resource not found");
+        return true;
+    }
+    const char *key = mock_req_header(r, "api-key");
+    if (!key || !key[0] || (m->opts.key && strcmp(key, m->opts.key) != 0)) {
+        azure_error(p, 401, "401",
+                    "Access denied due to invalid subscription key or wrong API endpoint. Make "
+                    "sure to provide a valid key for an active subscription and use a correct "
+                    "regional API endpoint for your resource.");
+        return true;
+    }
+    return false;
+}
+
 void mock_route(struct mock *m, struct mock_req *r, struct mock_plan *p, bool *admin)
 {
     const char *q = strchr(r->target, '?');
@@ -309,6 +346,8 @@ void mock_route(struct mock *m, struct mock_req *r, struct mock_plan *p, bool *a
         free(path);
         return;
     }
+    if (m->opts.mode == MOCK_MODE_AZURE && azure_refuses(m, r, pathlen, p))
+        return;
     struct mock_step *s = mock_script_pop(&m->script, r->target);
     if (s)
         route_step(m, r, pathlen, s, p);
