@@ -241,6 +241,10 @@ static void build_headers(struct lp_attempt *a, const struct lp_dialect_req *dr)
         if (strcasecmp(name, "Content-Type") == 0 || !lp_hdr_forward_request(name, to) ||
             connection_listed(conn, name))
             continue;
+        /* Tracing: our traceparent replaces the client's; an invalid one is never forwarded. */
+        if (req->trace.strip && (strcasecmp(name, "traceparent") == 0 ||
+                                 strcasecmp(name, "tracestate") == 0))
+            continue;
         /* When translating, the client's protocol headers mean nothing to the backend. */
         if (a->translate && strncasecmp(name, "anthropic-", 10) == 0)
             continue;
@@ -258,6 +262,18 @@ static void build_headers(struct lp_attempt *a, const struct lp_dialect_req *dr)
         add_hdr(a, lp_xasprintf("X-Real-IP: %s", xri ? xri : req->peer));
     }
     add_hdr(a, lp_xasprintf("X-Request-Id: %s", req->id));
+    if (req->trace.sampled || (req->trace.strip && req->trace.has_parent)) {
+        /* Sampled: our attempt span is the parent. Unsampled: the client's context as it came. */
+        char tp[56];
+        const struct lp_trace *t = &req->trace;
+        if (t->sampled)
+            lp_traceparent_format(tp, t->trace_id, a->trace.span_id, 0x01);
+        else
+            lp_traceparent_format(tp, t->trace_id, t->parent_id, t->flags);
+        add_hdr(a, lp_xasprintf("traceparent: %s", tp));
+        if (t->tracestate)
+            add_hdr(a, lp_xasprintf("tracestate: %s", t->tracestate));
+    }
     if (b->locale && b->locale[0])
         add_hdr(a, lp_xasprintf("Accept-Language: %s", b->locale));
     for (size_t i = 0; i < b->n_headers; i++)
@@ -420,6 +436,8 @@ struct lp_attempt *lp_attempt_start(struct lp_request *req, const struct lp_cand
                  xerr.message[0] ? xerr.message : "the request cannot be sent to this backend");
         return a;
     }
+    if (req->trace.sampled)
+        lp_trace_attempt_begin(a);
     build_headers(a, &dr);
     const struct lp_timeouts *t = timeouts(a);
     /* The transfer takes the body: it must outlive a cancel completed on a later loop pass. */

@@ -166,6 +166,7 @@ static struct lp_config *config_new(const char *path, const char *dir)
     c->logging.level = lp_xstrdup("info");
     c->logging.mask_sensitive = true;
     c->metrics.enabled = true;
+    c->tracing.sample_ratio = 1.0;
     c->logging.base_dir = lp_xstrdup("./logs");
     c->logging.max_body_log_bytes = 4096;
     c->redis.key_prefix = lp_xstrdup("llm-proxy:");
@@ -222,6 +223,13 @@ static void config_free(struct lp_config *c)
         free(c->proxy.custom_variables[i].value);
     }
     free(c->proxy.custom_variables);
+    free(c->tracing.otlp_endpoint);
+    free(c->tracing.service_name);
+    for (size_t i = 0; i < c->tracing.n_otlp_headers; i++) {
+        free(c->tracing.otlp_headers[i].key);
+        free(c->tracing.otlp_headers[i].value);
+    }
+    free(c->tracing.otlp_headers);
     free(c->redis.url);
     free(c->redis.key_prefix);
     free(c->redis.host);
@@ -503,7 +511,8 @@ out:
 /* The snapshot's secrets, longest first (see lp_config_secrets). */
 static void collect_secrets(struct lp_config *c)
 {
-    c->secrets = lp_xcalloc(c->n_backends + c->n_keys + 4, sizeof *c->secrets);
+    c->secrets = lp_xcalloc(c->n_backends + c->n_keys + c->tracing.n_otlp_headers + 4,
+                            sizeof *c->secrets);
     size_t n = 0;
     if (c->proxy_api_key && c->proxy_api_key[0])
         c->secrets[n++] = c->proxy_api_key;
@@ -516,6 +525,9 @@ static void collect_secrets(struct lp_config *c)
         c->secrets[n++] = c->redis.password;
     for (size_t i = 0; i < c->n_keys; i++)
         c->secrets[n++] = c->keys[i].key;
+    for (size_t i = 0; i < c->tracing.n_otlp_headers; i++)
+        if (c->tracing.otlp_headers[i].value[0])
+            c->secrets[n++] = c->tracing.otlp_headers[i].value;
     for (size_t i = 1; i < n; i++) {
         for (size_t j = i; j > 0 && strlen(c->secrets[j]) > strlen(c->secrets[j - 1]); j--) {
             const char *t = c->secrets[j];

@@ -257,6 +257,18 @@ struct lp_redis_cfg {
     int db;
 };
 
+/* tracing: OpenTelemetry spans exported over OTLP/HTTP (trace.h, otlp.h). */
+struct lp_tracing_cfg {
+    bool enabled;          /* default false */
+    char *otlp_endpoint;   /* collector base URL ({endpoint}/v1/traces); default
+                              OTEL_EXPORTER_OTLP_ENDPOINT; required when enabled */
+    struct lp_kv *otlp_headers; /* sent to the collector (secrets: masked); default
+                                   OTEL_EXPORTER_OTLP_HEADERS ("k=v,k2=v2") */
+    size_t n_otlp_headers;
+    double sample_ratio;   /* root requests sampled, [0, 1]; default 1 (parent-based) */
+    char *service_name;    /* default OTEL_SERVICE_NAME, else "llm-proxy" */
+};
+
 struct lp_metrics_cfg {
     bool enabled; /* default true: record Prometheus metrics (off only for benchmarking) */
 };
@@ -282,6 +294,7 @@ struct lp_config {
     struct lp_proxy_cfg proxy;
     struct lp_logging_cfg logging;
     struct lp_metrics_cfg metrics;
+    struct lp_tracing_cfg tracing;
     struct lp_redis_cfg redis;
     struct lp_rate_limit_cfg rate_limit;
     struct lp_concurrency_cfg concurrency;
@@ -368,5 +381,10 @@ bool lp_size_parse(const char *s, int64_t *out);
  * port "8080") into host ("" for any; brackets removed) and port (0..65535; 0 = ephemeral).
  * host may be NULL to only validate. False when malformed or the host does not fit host_len. */
 bool lp_listen_parse(const char *s, char *host, size_t host_len, int *port);
+
+/* Parse the OTEL_EXPORTER_OTLP_HEADERS format ("name=value,name2=value2", blanks trimmed, values
+ * percent-decoded) into a new lp_kv array. False with *why (static) on a malformed list; nothing
+ * is allocated then. */
+bool lp_config_parse_otlp_headers(const char *s, struct lp_kv **kv, size_t *n, const char **why);
 
 #endif

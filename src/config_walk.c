@@ -1620,6 +1620,73 @@ static void on_redis(struct lp_config_walk *w, yaml_node_t *val, void *target)
         ERR(w, val, "redis.url: missing (redis://[user:password@]host:port/db)");
 }
 
+static void on_tracing_headers(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_tracing_cfg *t = target;
+    kv_map(w, val, &t->otlp_headers, &t->n_otlp_headers, true);
+}
+
+static void on_tracing_ratio(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    double *r = target, v;
+    if (!get_float(w, val, &v))
+        return;
+    if (!(v >= 0 && v <= 1))
+        ERR(w, val, "sample_ratio must be between 0 and 1");
+    else
+        *r = v;
+}
+
+static void on_tracing_protocol(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    char *s;
+    if (scalar(w, val, "http/json", &s) != SC_OK)
+        return;
+    if (strcmp(s, "http/json") != 0)
+        ERR(w, val, "unsupported otlp_protocol \"%.40s\" (supported: http/json; grpc and "
+                    "http/protobuf are not)", s);
+    free(s);
+}
+
+static const struct field tracing_fields[] = {
+    VAL("enabled", K_BOOL, struct lp_tracing_cfg, enabled),
+    VAL("otlp_endpoint", K_STR, struct lp_tracing_cfg, otlp_endpoint),
+    FN("otlp_headers", on_tracing_headers),
+    FN("otlp_protocol", on_tracing_protocol),
+    FNAT("sample_ratio", struct lp_tracing_cfg, sample_ratio, on_tracing_ratio),
+    VAL("service_name", K_STR, struct lp_tracing_cfg, service_name),
+    END,
+};
+
+/* tracing: the OTEL_* environment variables are defaults for what the block leaves out. */
+static void on_tracing(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_config *cfg = target;
+    struct lp_tracing_cfg *t = &cfg->tracing;
+    walk_map(w, val, tracing_fields, t);
+    if (val->type != YAML_MAPPING_NODE || w->stop)
+        return;
+    const char *env;
+    if (!t->otlp_endpoint && (env = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) && env[0])
+        t->otlp_endpoint = lp_xstrdup(env);
+    if (!t->n_otlp_headers && (env = getenv("OTEL_EXPORTER_OTLP_HEADERS")) && env[0]) {
+        const char *why = NULL;
+        if (!lp_config_parse_otlp_headers(env, &t->otlp_headers, &t->n_otlp_headers, &why))
+            ERR(w, val, "OTEL_EXPORTER_OTLP_HEADERS: %s (expected name=value,name2=value2)", why);
+    }
+    if (!t->service_name && (env = getenv("OTEL_SERVICE_NAME")) && env[0])
+        t->service_name = lp_xstrdup(env);
+    if (!t->enabled)
+        return;
+    const char *e = t->otlp_endpoint;
+    if (!e || !e[0])
+        ERR(w, val, "tracing.otlp_endpoint: missing (or set OTEL_EXPORTER_OTLP_ENDPOINT), e.g. "
+                    "http://127.0.0.1:4318");
+    else if ((strncmp(e, "http://", 7) != 0 && strncmp(e, "https://", 8) != 0) ||
+             strpbrk(e, " \t\r\n") || strlen(e) > 1024)
+        ERR(w, val, "tracing.otlp_endpoint: \"%.80s\" is not an http:// or https:// URL", e);
+}
+
 static const struct field metrics_fields[] = {
     VAL("enabled", K_BOOL, struct lp_metrics_cfg, enabled),
     END,
@@ -1900,6 +1967,7 @@ static const struct field root_fields[] = {
     FNAT("server", struct lp_config, server, on_server, .pass = 2),
     MAPAT("logging", struct lp_config, logging, logging_fields, .pass = 2),
     MAPAT("metrics", struct lp_config, metrics, metrics_fields, .pass = 2),
+    FN("tracing", on_tracing, .pass = 2),
     FN("passthrough_paths", on_passthrough_paths, .pass = 2),
     FN("redis", on_redis, .pass = 2),
     MAPAT("rate_limit", struct lp_config, rate_limit, rate_limit_fields, .pass = 2),

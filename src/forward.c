@@ -26,6 +26,7 @@
 #include "mask.h"
 #include "proto/synth.h"
 #include "proto/xlat.h"
+#include "quota.h"
 #include "relay.h"
 #include "request.h"
 #include "router.h"
@@ -103,13 +104,25 @@ static int64_t decay_of(const struct lp_attempt *a)
     return a->cand->alias->routing.decay_ms;
 }
 
-/* A usable answer (first event, or a complete body) arrived: its latency is a sample. */
+static const char *attempt_header(void *ctx, const char *name)
+{
+    return lp_attempt_header(ctx, name);
+}
+
+/* A usable answer (first event, or a complete body) arrived: its latency is a sample, and its
+ * rate-limit headers say how much quota the route has left. */
 static void routing_answered(struct lp_attempt *a)
 {
-    if (!a->first_us)
+    struct lp_routestats *s = a->req->rt->routestats;
+    if (!s || !a->cand->stat)
         return;
-    lp_routestats_latency(a->req->rt->routestats, a->cand->stat, a->req->stream,
-                          (double)(a->first_us - a->start_us) / 1000.0, lp_now_ms(), decay_of(a));
+    if (a->first_us)
+        lp_routestats_latency(s, a->cand->stat, a->req->stream,
+                              (double)(a->first_us - a->start_us) / 1000.0, lp_now_ms(),
+                              decay_of(a));
+    struct lp_quota_reading q;
+    lp_quota_read(attempt_header, a, lp_wall_ms(), &q);
+    lp_routestats_quota(s, a->cand->stat, &q, lp_now_ms());
 }
 
 /* The attempt is over (its record is written): out of the in-flight count; one that never got
@@ -166,6 +179,8 @@ static void health_failure(struct lp_attempt *a, const struct lp_decision *d)
     const struct lp_candidate *c = a->cand;
     lp_health_report_failure(a->req->rt->health, a->req->cfg, c->backend->name, c->route->model,
                              d, lp_now_ms(), lp_wall_ms(), &a->ticket);
+    if (a->req->trace.sampled && d->cooldown)
+        a->trace.cooldown_ms = d->cooldown_ms;
     if (d->breaker_failure)
         lp_routestats_failure(a->req->rt->routestats, c->stat, lp_now_ms(), decay_of(a));
 }
@@ -478,6 +493,8 @@ static void start_backoff(struct lp_request *req, int64_t delay_ms)
     req->backoff_start_us = lp_now_us();
     req->backoff_total_ms += delay_ms;
     lp_reqlog_backoff(req, delay_ms);
+    if (req->trace.sampled)
+        lp_trace_backoff(req, delay_ms);
     struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
     evtimer_add(&req->timer, &tv);
 }

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "logcfg.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "reload.h"
 #include "routestats.h"
 #include "runtime.h"
@@ -252,6 +253,9 @@ static int run(struct app *a, const char *path)
     raise_fd_limit();
     create_shared_limits(a, cfg);
     lp_traffic_register_metrics(&a->rt);
+    lp_otlp_register_metrics(&a->rt);
+    if (cfg->tracing.enabled)
+        lp_otlp_start(&a->rt); /* a reload that enables tracing starts it too (reload.c) */
     a->base = event_base_new();
     /* With a redis block, limits and health are shared by every instance using it. */
     a->rt.cluster = lp_cluster_create(&a->rt, a->base, cfg);
@@ -300,6 +304,7 @@ static void teardown(struct app *a)
         }
     }
     lp_reloader_destroy(a->reloader);
+    lp_otlp_stop(); /* the workers are gone: export what they queued */
     for (int i = 0; i < a->n_workers; i++) {
         if (a->workers[i])
             lp_worker_destroy(a->workers[i]);

@@ -42,6 +42,7 @@
 #include "jscan.h"
 #include "reqid.h"
 #include "router.h"
+#include "trace.h"
 #include "util/arena.h"
 
 struct lp_worker;
@@ -108,6 +109,7 @@ struct lp_request {
     const struct lp_alias *alias;
     const struct lp_client_key *key; /* the client key used (NULL: proxy_api_key or no auth) */
     struct lp_traffic *traffic;   /* traffic control state (traffic.c, arena); NULL if none */
+    struct lp_trace trace;        /* trace context (trace.h); zero when tracing is off */
 
     /* ---- forwarding (forward.c) ---- */
     struct lp_candidate *cands;   /* planned candidates (arena) */
