@@ -238,8 +238,14 @@ static void gauge_routes(struct lp_metrics_sink *sink, void *ctx, enum lp_metric
                 }
             } else {
                 const char *l[] = {bname, ro->model};
-                lp_metrics_sink_put(sink, l, id == LP_M_ROUTE_IN_FLIGHT ? (double)v.in_flight
-                                                                        : v.failure_score);
+                if (id == LP_M_ROUTE_IN_FLIGHT)
+                    lp_metrics_sink_put(sink, l, (double)v.in_flight);
+                else if (id == LP_M_ROUTE_FAILURE_SCORE)
+                    lp_metrics_sink_put(sink, l, v.failure_score);
+                else if (id == LP_M_ROUTE_RATELIMIT_HEADROOM && v.headroom >= 0)
+                    lp_metrics_sink_put(sink, l, v.headroom);
+                else if (id == LP_M_ROUTE_RATELIMIT_EXHAUSTED)
+                    lp_metrics_sink_put(sink, l, v.cooling_until_ms > 0 ? 1.0 : 0.0);
             }
         }
     }
@@ -257,12 +263,23 @@ static void gauge_route_failures(struct lp_metrics_sink *s, void *ctx)
 {
     gauge_routes(s, ctx, LP_M_ROUTE_FAILURE_SCORE);
 }
+static void gauge_route_headroom(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_routes(s, ctx, LP_M_ROUTE_RATELIMIT_HEADROOM);
+}
+static void gauge_route_exhausted(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_routes(s, ctx, LP_M_ROUTE_RATELIMIT_EXHAUSTED);
+}
 
 void lp_admin_register_metrics(struct lp_runtime *rt)
 {
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_LATENCY_SECONDS, gauge_route_latency, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_IN_FLIGHT, gauge_route_in_flight, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_FAILURE_SCORE, gauge_route_failures, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_RATELIMIT_HEADROOM, gauge_route_headroom, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_RATELIMIT_EXHAUSTED, gauge_route_exhausted,
+                            rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_UP, gauge_redis_up, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_LATENCY_SECONDS, gauge_redis_latency, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_ERRORS_TOTAL, counter_redis_errors, rt);

@@ -53,6 +53,8 @@ struct lp_balance_item {
     double failures;   /* decayed failure score */
     double share;      /* (0, 1]: the upstream's rate-limit headroom factor; 1 = no limit near */
     int weight;        /* route weight (weighted strategy) */
+    int64_t cool_until_ms; /* > now: the upstream said its quota is used up until then (the
+                              router treats the route as cooling; the balancer ignores it) */
 };
 
 /* The latency strategy's cost of item (fallback_latency_ms stands in for a missing sample). */

@@ -947,6 +947,7 @@ static const struct field backend_fields[] = {
     NUM("max_tokens", K_INT64, struct lp_backend, max_tokens, 0, INT32_MAX),
     NUM("max_concurrent", K_INT, struct lp_backend, max_concurrent, 0, 100000),
     VAL("adaptive_concurrency", K_BOOL, struct lp_backend, adaptive_concurrency),
+    VAL("http2", K_BOOL, struct lp_backend, http2),
     END,
 };
 /* clang-format on */

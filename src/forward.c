@@ -27,6 +27,7 @@
 #include "mask.h"
 #include "proto/synth.h"
 #include "proto/xlat.h"
+#include "quota.h"
 #include "relay.h"
 #include "request.h"
 #include "router.h"
@@ -104,13 +105,25 @@ static int64_t decay_of(const struct lp_attempt *a)
     return a->cand->alias->routing.decay_ms;
 }
 
-/* A usable answer (first event, or a complete body) arrived: its latency is a sample. */
+static const char *attempt_header(void *ctx, const char *name)
+{
+    return lp_attempt_header(ctx, name);
+}
+
+/* A usable answer (first event, or a complete body) arrived: its latency is a sample, and its
+ * rate-limit headers say how much quota the route has left. */
 static void routing_answered(struct lp_attempt *a)
 {
-    if (!a->first_us)
+    struct lp_routestats *s = a->req->rt->routestats;
+    if (!s || !a->cand->stat)
         return;
-    lp_routestats_latency(a->req->rt->routestats, a->cand->stat, a->req->stream,
-                          (double)(a->first_us - a->start_us) / 1000.0, lp_now_ms(), decay_of(a));
+    if (a->first_us)
+        lp_routestats_latency(s, a->cand->stat, a->req->stream,
+                              (double)(a->first_us - a->start_us) / 1000.0, lp_now_ms(),
+                              decay_of(a));
+    struct lp_quota_reading q;
+    lp_quota_read(attempt_header, a, lp_wall_ms(), &q);
+    lp_routestats_quota(s, a->cand->stat, &q, lp_now_ms());
 }
 
 /* The attempt is over (its record is written): out of the in-flight count; one that never got

@@ -189,6 +189,12 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
     [LP_M_ROUTE_FAILURE_SCORE] = GAUGE("llm_proxy_route_failure_score",
         "The balancer's decayed failure score per route (1 per failure blaming the backend).",
         "backend", "model"),
+    [LP_M_ROUTE_RATELIMIT_HEADROOM] = GAUGE("llm_proxy_route_ratelimit_headroom",
+        "Smallest remaining/limit in the upstream's last rate-limit headers per route, while the "
+        "reading is valid.", "backend", "model"),
+    [LP_M_ROUTE_RATELIMIT_EXHAUSTED] = GAUGE("llm_proxy_route_ratelimit_exhausted",
+        "1 while a route rests because its upstream reported a remaining count of 0.",
+        "backend", "model"),
 };
 
 /* clang-format on */

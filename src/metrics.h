@@ -81,6 +81,8 @@ enum lp_metric_id {
     LP_M_ROUTE_LATENCY_SECONDS, /* gauge {backend,model,kind}: decayed estimate, kind head|first_event (callback) */
     LP_M_ROUTE_IN_FLIGHT,       /* gauge {backend,model}: attempts in flight on the route (callback) */
     LP_M_ROUTE_FAILURE_SCORE,   /* gauge {backend,model}: decayed failure score (callback) */
+    LP_M_ROUTE_RATELIMIT_HEADROOM,  /* gauge {backend,model}: upstream remaining/limit (callback) */
+    LP_M_ROUTE_RATELIMIT_EXHAUSTED, /* gauge {backend,model}: 1 while resting until reset (callback) */
     LP_M__COUNT
 };
 

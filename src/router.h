@@ -6,7 +6,9 @@
  * Order: L1 = the alias's own routes (enabled route on an enabled backend), sorted by priority
  * ascending. Priorities are strict: inside each run of equal priority, the usable routes (after
  * the protocol, duplicate and health filters) are ordered by the alias's routing.strategy
- * (balance.h) from the numbers load_fn reports, so traffic spreads inside a priority level. Then L2 = for each name in alias->fallbacks (config order), that alias's plan,
+ * (balance.h) from the numbers load_fn reports, so traffic spreads inside a priority level. A
+ * route whose upstream reported its quota used up (load_fn's cool_until_ms after now) counts as
+ * COOLING until then. Then L2 = for each name in alias->fallbacks (config order), that alias's plan,
  * recursively and depth-first; an alias is expanded at most once per plan, which also breaks
  * cycles (a -> b -> a). A (backend, model) pair appears at most once (first occurrence wins).
  */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quota.h"
 #include "util/alloc.h"
 #include "util/json.h"
 
@@ -20,6 +21,9 @@ struct lp_routestat {
     struct lp_ewma lat[2]; /* [0] head (non-stream), [1] first event (stream) */
     struct lp_ewma fail;
     int64_t decay_ms;      /* routing.decay of the last update (for views) */
+    double headroom;       /* the upstream's last rate-limit reading (quota.h) */
+    int64_t headroom_until_ms; /* ... valid until then (0: none) */
+    int64_t cool_until_ms; /* quota used up until then; only ever extended */
 };
 
 struct alias_rr {
@@ -103,6 +107,7 @@ void lp_routestats_item(struct lp_routestats *s, const struct lp_routestat *e, b
     out->in_flight = 0;
     out->failures = 0;
     out->share = 1.0;
+    out->cool_until_ms = 0;
     if (!s || !e)
         return;
     out->in_flight = atomic_load_explicit(&e->in_flight, memory_order_relaxed);
@@ -110,6 +115,35 @@ void lp_routestats_item(struct lp_routestats *s, const struct lp_routestat *e, b
     out->latency_ms = lp_ewma_read(&e->lat[stream ? 1 : 0], now_ms, decay_ms);
     double f = lp_ewma_read(&e->fail, now_ms, decay_ms);
     out->failures = f > 0 ? f : 0;
+    if (now_ms < e->headroom_until_ms)
+        out->share = lp_quota_share(e->headroom);
+    out->cool_until_ms = e->cool_until_ms;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void lp_routestats_quota(struct lp_routestats *s, struct lp_routestat *e,
+                         const struct lp_quota_reading *q, int64_t now_ms)
+{
+    if (!s || !e || !q || !q->seen)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (q->exhausted) {
+        int64_t until = now_ms + q->reset_ms;
+        if (until > e->cool_until_ms) /* a later answer never shortens the rest */
+            e->cool_until_ms = until;
+        e->headroom = 0;
+        e->headroom_until_ms = e->cool_until_ms;
+    } else {
+        int64_t valid = q->reset_ms > 0 ? q->reset_ms : LP_ROUTESTATS_QUOTA_VALID_MS;
+        if (valid > LP_ROUTESTATS_QUOTA_VALID_MS)
+            valid = LP_ROUTESTATS_QUOTA_VALID_MS;
+        if (valid < 1000)
+            valid = 1000;
+        e->headroom = q->headroom;
+        e->headroom_until_ms = now_ms + valid;
+        if (e->headroom_until_ms < e->cool_until_ms)
+            e->headroom_until_ms = e->cool_until_ms;
+    }
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -196,6 +230,8 @@ bool lp_routestats_view(struct lp_routestats *s, const char *backend, const char
         double f = lp_ewma_read(&e->fail, now_ms, e->decay_ms);
         out->failure_score = f > 0 ? f : 0;
         out->in_flight = atomic_load_explicit(&e->in_flight, memory_order_relaxed);
+        out->headroom = now_ms < e->headroom_until_ms ? e->headroom : -1;
+        out->cooling_until_ms = e->cool_until_ms > now_ms ? e->cool_until_ms : 0;
     }
     pthread_mutex_unlock(&s->lock);
     return e != NULL;
@@ -246,7 +282,7 @@ char *lp_routestats_backends_json(struct lp_routestats *s, const struct lp_confi
         for (size_t k = 0; bname && models && k < lp_json_arr_len(models); k++) {
             struct json_object *m = lp_json_arr_at(models, k);
             const char *mname = lp_json_get_str(m, "model");
-            struct lp_routestat_view v = {{-1, -1}, {0, 0}, 0, 0};
+            struct lp_routestat_view v = {{-1, -1}, {0, 0}, 0, 0, -1, 0};
             if (!mname)
                 continue;
             lp_routestats_view(s, bname, mname, now_ms, &v);
@@ -261,6 +297,13 @@ char *lp_routestats_backends_json(struct lp_routestats *s, const struct lp_confi
             lp_json_set_int(o, "in_flight", v.in_flight);
             lp_json_set(o, "failure_score",
                         json_object_new_double((double)(int64_t)(v.failure_score * 1000) / 1000));
+            lp_json_set(o, "ratelimit_headroom",
+                        v.headroom >= 0
+                            ? json_object_new_double((double)(int64_t)(v.headroom * 1000) / 1000)
+                            : NULL);
+            lp_json_set_bool(o, "ratelimit_exhausted", v.cooling_until_ms > 0);
+            if (v.cooling_until_ms > 0)
+                lp_json_set_int(o, "ratelimit_reset_in_ms", v.cooling_until_ms - now_ms);
             lp_json_set(m, "balancer", o);
         }
     }

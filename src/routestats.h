@@ -25,6 +25,10 @@
 /* Entries kept at most; past it, new routes get no entry (the balancer treats them as
  * unmeasured). */
 #define LP_ROUTESTATS_MAX 4096
+/* How long a rate-limit reading without a reset time counts (and the cap for one with it). */
+#define LP_ROUTESTATS_QUOTA_VALID_MS 60000
+
+struct lp_quota_reading;
 
 struct lp_routestats;
 struct lp_routestat;
@@ -39,8 +43,10 @@ void lp_routestats_destroy(struct lp_routestats *s);
 struct lp_routestat *lp_routestats_get(struct lp_routestats *s, const char *backend,
                                        const char *model);
 
-/* What the balancer needs of entry e at now_ms (stream: which latency estimate). e NULL gives
- * an unmeasured item with share 1. weight is copied from the caller. */
+/* What the balancer needs of entry e at now_ms (stream: which latency estimate): the decayed
+ * estimates, the in-flight count, the share from the last rate-limit reading while it is valid
+ * (lp_quota_share) and the end of a quota rest. e NULL gives an unmeasured item with share 1.
+ * The weight is the caller's. */
 void lp_routestats_item(struct lp_routestats *s, const struct lp_routestat *e, bool stream,
                         int64_t now_ms, int64_t decay_ms, struct lp_balance_item *out);
 
@@ -59,6 +65,13 @@ void lp_routestats_silent(struct lp_routestats *s, struct lp_routestat *e, bool 
 void lp_routestats_failure(struct lp_routestats *s, struct lp_routestat *e, int64_t now_ms,
                            int64_t decay_ms);
 
+/* A usable answer on e carried rate-limit headers (q, quota.h): remaining 0 rests the route
+ * until the reset (now_ms + q->reset_ms; a later answer never shortens a rest); otherwise the
+ * headroom counts until its reset (1 s .. LP_ROUTESTATS_QUOTA_VALID_MS; that long without a
+ * reset). A reading that saw nothing changes nothing. */
+void lp_routestats_quota(struct lp_routestats *s, struct lp_routestat *e,
+                         const struct lp_quota_reading *q, int64_t now_ms);
+
 /* The next value of alias's round-robin counter (shared by every worker); 0 for an alias the
  * store cannot hold. */
 uint64_t lp_routestats_rr_next(struct lp_routestats *s, const char *alias);
@@ -69,6 +82,8 @@ struct lp_routestat_view {
     uint32_t samples[2];
     int in_flight;
     double failure_score;
+    double headroom;          /* the valid rate-limit reading, -1 when none */
+    int64_t cooling_until_ms; /* quota used up until then (monotonic), 0 when not */
 };
 /* Read entry (backend, model) without creating it, decayed with the routing.decay of its last
  * update; false when it has no entry. */
@@ -77,7 +92,8 @@ bool lp_routestats_view(struct lp_routestats *s, const char *backend, const char
 
 /* Add the balancer's numbers to the /admin/backends JSON (health_json, heap, taken over): each
  * backend's models[i] gets "balancer": {"latency_ms":{"head","first_event"},"samples":{...},
- * "in_flight","failure_score"}, and the root gets "routing": {"strategy","decay_ms","hedge",
+ * "in_flight","failure_score","ratelimit_headroom","ratelimit_exhausted"[,"ratelimit_reset_in_ms"]},
+ * and the root gets "routing": {"strategy","decay_ms","hedge",
  * "aliases":{name:{"strategy",...}}}. Returns the new heap string (the input is freed), or the
  * input unchanged when it does not parse. */
 char *lp_routestats_backends_json(struct lp_routestats *s, const struct lp_config *cfg,

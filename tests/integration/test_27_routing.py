@@ -6,8 +6,8 @@ import re
 import time
 import unittest
 
-from harness import admin_backends, request
-from proxycase import ProxyCase, chat, config, oa_auth
+from harness import admin_backends, backend, request
+from proxycase import ProxyCase, an_auth, chat, config, msg, oa_auth
 
 OA = "/v1/chat/completions"
 
@@ -113,6 +113,83 @@ class TestBalancing(ProxyCase):
         self.assertEqual(body["routing"]["aliases"]["rr"]["strategy"], "round_robin")
         self.assertEqual(body["routing"]["aliases"]["rr"]["decay_ms"], 600)
         self.assertIsNone(body["routing"]["hedge"])
+
+
+def balancer(px, backend_name: str, model: str) -> dict:
+    b = [x for x in admin_backends(px)["backends"] if x["name"] == backend_name][0]
+    return [x for x in b["models"] if x["model"] == model][0]["balancer"]
+
+
+class TestRateLimitAware(ProxyCase):
+    """The upstream's own rate-limit headers: remaining 0 rests the route until its reset (before
+    any 429); low headroom means proportionally less traffic."""
+
+    mock_names = {"q1": (), "q2": (), "a1": (), "a2": ()}
+
+    @classmethod
+    def make_config(cls, m):
+        def two(b1, b2, model, **kw):
+            return {"routes": [{"backend": b1, "model": model, "priority": 1},
+                               {"backend": b2, "model": model, "priority": 1}], **kw}
+        return config([m["q1"], m["q2"], backend(m["a1"], protocol="anthropic"),
+                       backend(m["a2"], protocol="anthropic")],
+                      {"q": two("q1", "q2", "m-q", routing={"strategy": "round_robin"}),
+                       "low": two("q1", "q2", "m-low", routing={"strategy": "random"}),
+                       "qa": two("a1", "a2", "m-qa", routing={"strategy": "round_robin"})})
+
+    def test_openai_remaining_zero_rests_until_reset(self):
+        q1, q2 = self.mocks["q1"], self.mocks["q2"]
+        q1.script({"headers": {"x-ratelimit-limit-requests": "100",
+                               "x-ratelimit-remaining-requests": "0",
+                               "x-ratelimit-reset-requests": "1.5s"}})
+        t0 = time.monotonic()
+        for _ in range(2):  # round robin: q1 answers once (and reports 0 left), q2 once
+            self.assertEqual(post(self.url, chat("q")).status, 200)
+        self.assertEqual(count_models(q1, "m-q"), 1)
+        bal = balancer(self.proxy, "q1", "m-q")
+        self.assertTrue(bal["ratelimit_exhausted"], bal)
+        self.assertEqual(metric(self.url, "llm_proxy_route_ratelimit_exhausted", backend="q1",
+                                model="m-q"), [1.0])
+        sent = 0
+        while time.monotonic() - t0 < 1.2:
+            self.assertEqual(post(self.url, chat("q")).status, 200)
+            sent += 1
+        self.assertGreater(sent, 3)
+        self.assertEqual(count_models(q1, "m-q"), 1, "q1 rests until its reset")
+        time.sleep(max(0.0, 1.7 - (time.monotonic() - t0)))
+        for _ in range(4):
+            self.assertEqual(post(self.url, chat("q")).status, 200)
+        self.assertGreaterEqual(count_models(q1, "m-q"), 2, "q1 is used again after its reset")
+        self.assertFalse(balancer(self.proxy, "q1", "m-q")["ratelimit_exhausted"])
+
+    def test_anthropic_remaining_zero(self):
+        a1 = self.mocks["a1"]
+        reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3))
+        a1.script({"headers": {"anthropic-ratelimit-requests-limit": "50",
+                               "anthropic-ratelimit-requests-remaining": "0",
+                               "anthropic-ratelimit-requests-reset": reset}})
+        for _ in range(8):
+            r = request(self.url, "POST", "/v1/messages", msg("qa"), headers=an_auth())
+            self.assertEqual(r.status, 200, r.text)
+        self.assertEqual(count_models(a1, "m-qa"), 1)
+        self.assertEqual(count_models(self.mocks["a2"], "m-qa"), 7)
+        bal = balancer(self.proxy, "a1", "m-qa")
+        self.assertTrue(bal["ratelimit_exhausted"])
+        self.assertGreater(bal["ratelimit_reset_in_ms"], 0)
+
+    def test_low_headroom_gets_less_traffic(self):
+        q1 = self.mocks["q1"]
+        q1.script({"times": -1, "headers": {"x-ratelimit-limit-requests": "1000",
+                                            "x-ratelimit-remaining-requests": "50"}})
+        for _ in range(80):
+            self.assertEqual(post(self.url, chat("low")).status, 200)
+        got = count_models(q1, "m-low")
+        # Headroom 5% -> a quarter of the share: about 1 in 5 (even would be 40).
+        self.assertLess(got, 30, f"q1 got {got} of 80")
+        self.assertGreater(got, 2, f"q1 got {got} of 80")
+        self.assertAlmostEqual(balancer(self.proxy, "q1", "m-low")["ratelimit_headroom"], 0.05)
+        self.assertEqual(metric(self.url, "llm_proxy_route_ratelimit_headroom", backend="q1",
+                                model="m-low"), [0.05])
 
 
 if __name__ == "__main__":
