@@ -7,6 +7,7 @@
 
 #include "apierr.h"
 #include "cluster.h"
+#include "dialect.h"
 #include "budget.h"
 #include "conncap.h"
 #include "edge.h"
@@ -518,7 +519,8 @@ static struct json_object *backends_json(const struct lp_config *cfg)
         lp_json_set(o, "url", masked_url(b->url));
         lp_json_set(o, "api_key", masked_str(b->api_key));
         lp_json_set_bool(o, "enabled", b->enabled);
-        lp_json_set_str(o, "protocol", b->protocol == LP_PROTO_ANTHROPIC ? "anthropic" : "openai");
+        lp_json_set_str(o, "protocol", lp_proto_name(b->protocol));
+        lp_json_set_str(o, "dialect", lp_dialect_get(b->dialect)->name);
         lp_json_set(o, "timeout", timeouts_json(&b->timeout));
         struct json_object *h = json_object_new_object();
         for (size_t k = 0; k < b->n_headers; k++)
