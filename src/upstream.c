@@ -11,12 +11,14 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "coding.h"
 #include "util/alloc.h"
 #include "util/buf.h"
 
 #define MAX_RESP_HEADER_BYTES (64 * 1024)
 #define MAX_RESP_HEADERS 128
 #define POOL_MAX 256
+#define DECODE_CHUNK (16 * 1024) /* decoded bytes handed to on_data at a time */
 
 /* One registration per socket curl uses, indexed by fd. */
 struct sockinfo {
@@ -48,6 +50,14 @@ struct lp_upstream_xfer {
     bool local_fail; /* a socket could not be created here (no fds/memory): not the backend */
     bool pending_add; /* started from inside a callback: joins the multi on the next pass */
     char *owned_body; /* freed with the transfer (lp_upstream_req.body_owned) */
+    /* Response framing and content coding (checked when the head is complete). */
+    const char *proto_err;  /* static: the response broke HTTP framing or its coding */
+    bool no_body;           /* 204/304: any body byte is a protocol error */
+    struct lp_coding *dec;  /* a gzip/deflate body is decoded before on_data */
+    char *dec_out;          /* DECODE_CHUNK bytes: decoded output not yet taken by on_data */
+    size_t dec_off, dec_len;
+    size_t dec_skip;        /* bytes curl re-delivers after a pause that were already decoded */
+    bool dec_last_full;     /* the decoder filled dec_out last time: it may hold more output */
     struct lp_buf hdrbuf; /* "name\0value\0" pairs of the final response */
     struct hdr_ref hv[MAX_RESP_HEADERS];
     size_t n_hv;
@@ -184,11 +194,103 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *arg)
 
 /* ---- transfer callbacks ---------------------------------------------------------------- */
 
-static void deliver_head(struct lp_upstream_xfer *x)
+static void drop_headers(struct lp_upstream_xfer *x, const char *name)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < x->n_hv; i++)
+        if (strcasecmp(x->hdrbuf.data + x->hv[i].name, name) != 0)
+            x->hv[k++] = x->hv[i];
+    x->n_hv = k;
+}
+
+/* Every value of every Content-Length header (a list counts as several) must be the same
+ * number. Returns false on a conflict or a malformed value; *present says whether any came. */
+static bool content_length_ok(const struct lp_upstream_xfer *x, bool *present)
+{
+    bool seen = false;
+    unsigned long long first = 0;
+    *present = false;
+    for (size_t i = 0; i < x->n_hv; i++) {
+        if (strcasecmp(x->hdrbuf.data + x->hv[i].name, "Content-Length") != 0)
+            continue;
+        *present = true;
+        const char *p = x->hdrbuf.data + x->hv[i].value;
+        for (;;) {
+            while (*p == ' ' || *p == '\t')
+                p++;
+            if (*p < '0' || *p > '9')
+                return false;
+            unsigned long long v = 0;
+            while (*p >= '0' && *p <= '9') {
+                if (v > (~0ULL - 9) / 10)
+                    return false;
+                v = v * 10 + (unsigned)(*p++ - '0');
+            }
+            while (*p == ' ' || *p == '\t')
+                p++;
+            if (seen && v != first)
+                return false;
+            seen = true;
+            first = v;
+            if (*p == '\0')
+                break;
+            if (*p++ != ',')
+                return false;
+        }
+    }
+    return true;
+}
+
+/* The final head is complete: refuse framing we cannot trust (RFC 9112 6.3: conflicting
+ * Content-Length, Content-Length with Transfer-Encoding; RFC 9110: no body on 204/304) and a
+ * content coding we cannot decode; set up decoding of gzip/deflate. After decoding, the body we
+ * deliver is not the one Content-Encoding and Content-Length describe: both are dropped from
+ * the headers we report. Returns the static error, or NULL. */
+static const char *check_head(struct lp_upstream_xfer *x)
+{
+    bool has_cl = false;
+    if (!content_length_ok(x, &has_cl))
+        return "upstream sent conflicting or invalid Content-Length headers";
+    bool has_te = lp_upstream_header(x, "Transfer-Encoding") != NULL;
+    if (has_cl && has_te)
+        return "upstream sent both Content-Length and Transfer-Encoding";
+    if (x->status == 204 || x->status == 304) {
+        const char *cl = lp_upstream_header(x, "Content-Length");
+        if (has_te || (x->status == 204 && cl && strtoull(cl, NULL, 10) > 0))
+            return x->status == 204 ? "upstream sent a body with a 204 response"
+                                    : "upstream sent a body with a 304 response";
+        x->no_body = true;
+        return NULL;
+    }
+    enum lp_coding_kind k = LP_CODING_IDENTITY;
+    for (size_t i = 0; i < x->n_hv; i++) {
+        if (strcasecmp(x->hdrbuf.data + x->hv[i].name, "Content-Encoding") != 0)
+            continue;
+        enum lp_coding_kind hk = lp_coding_kind_of(x->hdrbuf.data + x->hv[i].value);
+        if (hk == LP_CODING_IDENTITY)
+            continue;
+        k = k == LP_CODING_IDENTITY ? hk : LP_CODING_UNSUPPORTED;
+    }
+    if (k == LP_CODING_UNSUPPORTED)
+        return "upstream sent a body in an unsupported content coding";
+    if (k != LP_CODING_IDENTITY) {
+        x->dec = lp_coding_new(k, LP_CODING_DEFAULT_RATIO);
+        drop_headers(x, "Content-Encoding");
+        drop_headers(x, "Content-Length");
+    }
+    return NULL;
+}
+
+/* Returns false when the head is refused (the transfer is then aborted as a protocol error). */
+static bool deliver_head(struct lp_upstream_xfer *x)
 {
     x->head_done = true;
+    x->proto_err = check_head(x);
+    if (x->proto_err)
+        return false;
     if (x->cbs.on_head)
         x->cbs.on_head(x->arg, x, x->status);
+    return true;
 }
 
 static void store_header(struct lp_upstream_xfer *x, const char *line, size_t len)
@@ -235,12 +337,65 @@ static size_t on_curl_header(char *p, size_t size, size_t n, void *ud)
         long code = 0;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
         x->status = (int)code;
-        if (x->status >= 200 && !x->head_done)
-            deliver_head(x);
+        if (x->status >= 200 && !x->head_done && !deliver_head(x))
+            return 0;
         return (x->cancelled || x->aborted) ? 0 : len;
     }
     store_header(x, p, len);
     return len;
+}
+
+/* Hand the decoded bytes held in dec_out to on_data. Returns its status (LP_OK: all taken). */
+static enum lp_status deliver_decoded(struct lp_upstream_xfer *x)
+{
+    if (x->dec_len == 0)
+        return LP_OK;
+    enum lp_status rc =
+        x->cbs.on_data ? x->cbs.on_data(x->arg, x, x->dec_out + x->dec_off, x->dec_len) : LP_OK;
+    if (rc == LP_OK)
+        x->dec_len = x->dec_off = 0;
+    return rc;
+}
+
+/* A coded body: decode p[0..len) in DECODE_CHUNK pieces and deliver each. A pause (LP_AGAIN)
+ * keeps the undelivered piece in dec_out and returns CURL_WRITEFUNC_PAUSE: curl then delivers
+ * the same bytes again on resume, and dec_skip says how many of them were already decoded
+ * (curl re-delivers from the start of the paused call's bytes, possibly split further). */
+static size_t write_decoded(struct lp_upstream_xfer *x, const char *p, size_t len)
+{
+    size_t off = x->dec_skip < len ? x->dec_skip : len;
+    x->dec_skip -= off;
+    if (!x->dec_out)
+        x->dec_out = lp_xmalloc(DECODE_CHUNK);
+    for (;;) {
+        enum lp_status rc = deliver_decoded(x);
+        if (x->cancelled)
+            return 0;
+        if (rc == LP_AGAIN) {
+            x->dec_skip += off;
+            x->paused = true;
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        if (rc != LP_OK) {
+            x->aborted = true;
+            return 0;
+        }
+        if (off == len && !x->dec_last_full)
+            return len; /* all taken, and the decoder holds nothing back */
+        size_t used = 0, produced = 0;
+        if (lp_coding_feed(x->dec, p + off, len - off, &used, x->dec_out, DECODE_CHUNK,
+                           &produced) != LP_OK) {
+            x->proto_err = lp_coding_error(x->dec);
+            return 0;
+        }
+        off += used;
+        x->dec_len = produced;
+        x->dec_last_full = produced == DECODE_CHUNK;
+        if (used == 0 && produced == 0 && off < len) {
+            x->proto_err = "upstream body could not be decoded";
+            return 0;
+        }
+    }
 }
 
 static size_t on_curl_write(char *p, size_t size, size_t n, void *ud)
@@ -250,10 +405,18 @@ static size_t on_curl_write(char *p, size_t size, size_t n, void *ud)
     if (x->cancelled || x->aborted)
         return 0;
     if (!x->head_done) {
-        deliver_head(x);
-        if (x->cancelled || x->aborted)
+        if (!deliver_head(x) || x->cancelled || x->aborted)
             return 0;
     }
+    if (x->proto_err)
+        return 0;
+    if (x->no_body && len > 0) {
+        x->proto_err = x->status == 204 ? "upstream sent a body with a 204 response"
+                                        : "upstream sent a body with a 304 response";
+        return 0;
+    }
+    if (x->dec)
+        return write_decoded(x, p, len);
     enum lp_status rc = x->cbs.on_data ? x->cbs.on_data(x->arg, x, p, len) : LP_OK;
     if (x->cancelled)
         return 0;
@@ -272,6 +435,8 @@ static size_t on_curl_write(char *p, size_t size, size_t n, void *ud)
 
 static enum lp_xfer_result map_result(struct lp_upstream_xfer *x, CURLcode rc)
 {
+    if (x->proto_err)
+        return LP_XFER_PROTOCOL;
     switch (rc) {
     case CURLE_OK:
         return x->head_done ? LP_XFER_OK : LP_XFER_PROTOCOL;
@@ -407,6 +572,8 @@ static void xfer_destroy(struct lp_upstream_xfer *x)
     else
         curl_multi_remove_handle(u->multi, x->easy);
     free(x->owned_body);
+    lp_coding_free(x->dec);
+    free(x->dec_out);
     easy_put(u, x->easy);
     curl_slist_free_all(x->hdrs);
     lp_buf_free(&x->hdrbuf);
@@ -427,8 +594,14 @@ static void check_multi_info(struct lp_upstream *u)
         if (!x || x->reaping)
             continue;
         CURLcode rc = msg->data.result;
+        /* A coded body must end where its compressed stream ends (curl cannot tell a truncated
+         * close-delimited body from a complete one). */
+        if (rc == CURLE_OK && x->dec && !x->proto_err && lp_coding_finish(x->dec) != LP_OK)
+            x->proto_err = lp_coding_error(x->dec);
         enum lp_xfer_result res = map_result(x, rc);
-        const char *err = res == LP_XFER_OK ? NULL : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+        const char *err = res == LP_XFER_OK ? NULL
+                          : x->proto_err    ? x->proto_err
+                          : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
         if (!x->cancelled && x->cbs.on_done) {
             /* Keep a copy: errbuf lives in x, which on_done may not outlive. */
             x->cbs.on_done(x->arg, x, res, err);

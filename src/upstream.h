@@ -5,6 +5,16 @@
  * ../shared/notes/libcurl-on-libevent.md: a per-fd table, parked read registrations, 0 ms curl
  * timeouts served by event_active, a CLOSESOCKETFUNCTION that forgets the fd before close().
  *
+ * Response hygiene (the same for every engine behind this header): the caller asks for
+ * `Accept-Encoding: identity` and libcurl adds no Accept-Encoding of its own (CURLOPT_ACCEPT_ENCODING
+ * is never set, so curl decodes nothing either). A gzip/deflate body that comes anyway is decoded
+ * here (src/coding.c) before on_data, and Content-Encoding and Content-Length are then absent from
+ * the headers reported. These end the transfer with LP_XFER_PROTOCOL (on_head is not called when
+ * the head itself is refused): conflicting Content-Length values, Content-Length together with
+ * Transfer-Encoding, a body on a 204/304, a content coding other than gzip/deflate/identity
+ * (br, zstd, unknown, stacked), a body that does not match its coding, a truncated compressed
+ * body, a body expanding beyond LP_CODING_DEFAULT_RATIO (compression bomb).
+ *
  * Callbacks are invoked from the loop (never re-entrantly from inside a call the user made,
  * except lp_upstream_resume, which may deliver held data synchronously, see below).
  */
@@ -30,7 +40,8 @@ enum lp_xfer_result {
     LP_XFER_RESET,           /* connection reset or closed mid-response (incl. truncated body) */
     LP_XFER_TIMEOUT_CONNECT, /* connect_timeout */
     LP_XFER_TIMEOUT_TOTAL,   /* the request's overall deadline */
-    LP_XFER_PROTOCOL,        /* malformed HTTP from the upstream */
+    LP_XFER_PROTOCOL,        /* malformed HTTP from the upstream: bad framing, a body on
+                                204/304, an unsupported, corrupt or truncated content coding */
     LP_XFER_ABORTED,         /* aborted by our own callback (LP_ERR from on_data) */
     LP_XFER_LOCAL,           /* a local resource ran out (no fds, no memory) before the
                                 backend was reached: not the backend's fault */
