@@ -451,8 +451,10 @@ struct lp_attempt *lp_attempt_start(struct lp_request *req, const struct lp_cand
         .headers = (const char *const *)a->hdrs,
         .n_headers = a->n_hdrs,
         .connect_timeout_ms = t->connect_ms,
+        .write_timeout_ms = t->write_ms,
         .total_timeout_ms = attempt_limit_ms(a, t),
         .ca_file = c->backend->tls_ca_file,
+        .http2 = c->backend->http2,
     };
     a->body = NULL;
     a->x = lp_upstream_start(req->w->up, &ur, &upstream_cbs, a);

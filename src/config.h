@@ -43,6 +43,8 @@ struct lp_backend {
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
     char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
                                path after loading); NULL = the system CA store */
+    bool http2;             /* use the libcurl engine (HTTP/2 over TLS when offered) instead of
+                               the own HTTP/1.1 client */
     struct lp_timeouts timeout; /* effective: global timeout block overlaid with backend's own.
                                  * A scalar `timeout: 60s` on a backend overrides total_ms, which
                                  * then bounds one attempt on this backend (within the request's

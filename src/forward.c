@@ -21,6 +21,7 @@
 #include "backoff.h"
 #include "decide.h"
 #include "edge.h"
+#include "failfeed.h"
 #include "health.h"
 #include "log.h"
 #include "mask.h"
@@ -549,8 +550,12 @@ static void conclude(struct lp_attempt *a, const struct lp_outcome *o)
                     d.next == LP_NEXT_TRY_NEXT || d.next == LP_NEXT_BACKOFF ? "failing over"
                     : d.next == LP_NEXT_ALL_FAILED                          ? "no attempt left"
                                                                             : lp_next_name(d.next));
-    if (o->kind == LP_OUT_FAILED && o->d.failover)
+    if (o->kind == LP_OUT_FAILED && o->d.failover) {
         lp_reqlog_failover(req, lp_class_name(o->d.cls));
+        lp_failfeed_note(req->alias ? req->alias->name : NULL, a->cand->backend->name,
+                         a->cand->route->model, lp_class_name(o->d.cls), o->d.reason,
+                         lp_wall_ms()); /* the status page's latest failovers */
+    }
     switch (d.next) {
     case LP_NEXT_COMMIT: commit(req, a); return;
     case LP_NEXT_CANCEL:

@@ -75,7 +75,9 @@ def raw_step(head: str, body: bytes) -> dict:
 
 
 class UpstreamFraming(ProxyCase):
+    """On the own HTTP/1.1 engine (plain http:// to 127.0.0.1)."""
     mock_names = {"oa": (), "oa2": (), "an": (), "an2": ()}
+    backend_extra: dict = {}
 
     @classmethod
     def make_config(cls, m):
@@ -83,11 +85,11 @@ class UpstreamFraming(ProxyCase):
         for i in range(N_ALIASES):
             models[f"o{i}"] = [("oa", f"gpt-{i}", 1), ("oa2", f"gpt-{i}", 2)]
             models[f"a{i}"] = [("an", f"claude-{i}", 1), ("an2", f"claude-{i}", 2)]
-        return config([backend(m["oa"]), backend(m["oa2"]), backend(m["an"], "anthropic"),
-                       backend(m["an2"], "anthropic")], models,
-                      fallback={"enable_backoff": False, "cooldown_seconds": 60})
-
-    _next = itertools.count()
+        x = cls.backend_extra
+        cls._next = itertools.count()  # a fresh proxy: aliases from 0 again
+        return config([backend(m["oa"], **x), backend(m["oa2"], **x),
+                       backend(m["an"], "anthropic", **x), backend(m["an2"], "anthropic", **x)],
+                      models, fallback={"enable_backoff": False, "cooldown_seconds": 60})
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -299,6 +301,14 @@ class UpstreamFraming(ProxyCase):
                     self.assertEqual(len(self.secondary(upstream).requests()), 0, ctx)
                     for m in self.mocks.values():
                         m.reset()
+
+
+class UpstreamFramingCurl(UpstreamFraming):
+    """The same rows on the libcurl engine (`http2: true` selects it; plain http stays 1.1)."""
+    backend_extra = {"http2": True}
+
+
+del ProxyCase  # only the two concrete classes above are test cases
 
 
 if __name__ == "__main__":
