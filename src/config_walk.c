@@ -913,7 +913,36 @@ static void on_backend_api_version(struct lp_config_walk *w, yaml_node_t *val, v
         ERR(w, val, "api_version \"%.64s\" is not an Azure API version (e.g. \"2024-10-21\")",
             v);
         LP_FREE(&b->api_version);
+    LP_FREE(&b->max_tokens_param);
+    for (size_t i = 0; i < b->n_drop_params; i++)
+        LP_FREE(&b->drop_params[i]);
+    LP_FREE(&b->drop_params);
+    b->n_drop_params = 0;
     }
+}
+
+static void on_backend_max_tokens_param(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_backend *b = target;
+    if (!set_str(w, val, &b->max_tokens_param))
+        return;
+    if (strcmp(b->max_tokens_param, "max_tokens") != 0 &&
+        strcmp(b->max_tokens_param, "max_completion_tokens") != 0) {
+        ERR(w, val, "max_tokens_param must be max_tokens or max_completion_tokens, got \"%.64s\"",
+            b->max_tokens_param);
+        LP_FREE(&b->max_tokens_param);
+    }
+}
+
+static void on_backend_drop_params(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_backend *b = target;
+    str_list(w, val, &b->drop_params, &b->n_drop_params);
+    for (size_t i = 0; i < b->n_drop_params; i++)
+        if (!strcmp(b->drop_params[i], "model") || !strcmp(b->drop_params[i], "messages") ||
+            !strcmp(b->drop_params[i], "contents"))
+            ERR(w, val, "drop_params must not name \"%s\": the request would be empty",
+                b->drop_params[i]);
 }
 
 /* `timeout: 60s` (the reference example's form) overrides total_timeout; a mapping overrides
@@ -941,6 +970,8 @@ static const struct field backend_fields[] = {
     FN("url", on_backend_url),
     VAL("api_key", K_STR, struct lp_backend, api_key),
     FN("api_version", on_backend_api_version),
+    FN("max_tokens_param", on_backend_max_tokens_param),
+    FN("drop_params", on_backend_drop_params),
     VAL("enabled", K_BOOL, struct lp_backend, enabled),
     FN("protocol", on_backend_protocol),
     VAL("locale", K_STR, struct lp_backend, locale),
@@ -962,6 +993,11 @@ static void free_backend(struct lp_backend *b)
     LP_FREE(&b->api_key);
     LP_FREE(&b->protocol_name);
     LP_FREE(&b->api_version);
+    LP_FREE(&b->max_tokens_param);
+    for (size_t i = 0; i < b->n_drop_params; i++)
+        LP_FREE(&b->drop_params[i]);
+    LP_FREE(&b->drop_params);
+    b->n_drop_params = 0;
     LP_FREE(&b->locale);
     LP_FREE(&b->tls_ca_file);
     for (size_t i = 0; i < b->n_headers; i++) {

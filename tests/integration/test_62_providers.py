@@ -144,6 +144,32 @@ class ProviderNamesCase(unittest.TestCase):
                 for e in up.requests():
                     self.assertEqual(e["headers"]["authorization"], "Bearer " + backend_key("ds"))
 
+    def test_parameter_fixes(self):
+        require_proxy()
+        with Mock("pf") as up:
+            backends = [{"name": "pf", "url": up.url + "/v1", "api_key": backend_key("pf"),
+                         "max_tokens_param": "max_completion_tokens",
+                         "drop_params": ["logprobs", "store"]},
+                        {"name": "plain", "url": up.url + "/v1", "api_key": backend_key("pf")}]
+            models = {"a": [("pf", "o3")], "b": [("plain", "gpt")]}
+            with Proxy(config(backends, models)) as px:
+                raw = ('{"model":"a","max_tokens":20,"logprobs":true,"store":false,'
+                       '"messages":[{"role":"user","content":"hi"}]}')
+                r = request(px.url, "POST", "/v1/chat/completions", raw.encode(),
+                            headers={**auth(), "content-type": "application/json"})
+                self.assertEqual(r.status, 200, r.text)
+                sent = json.loads(up.requests()[-1]["body"])
+                self.assertEqual(sent["max_completion_tokens"], 20)
+                for k in ("max_tokens", "logprobs", "store"):
+                    self.assertNotIn(k, sent)
+                # a backend without fixes gets the client's bytes (model aside) unchanged
+                raw2 = raw.replace('"model":"a"', '"model":"b"')
+                r = request(px.url, "POST", "/v1/chat/completions", raw2.encode(),
+                            headers={**auth(), "content-type": "application/json"})
+                self.assertEqual(r.status, 200, r.text)
+                self.assertEqual(up.requests()[-1]["body"], raw2.replace('"model":"b"',
+                                                                         '"model":"gpt"'))
+
 
 G_KEY = "AIza-mock-gemini-key-5678"
 

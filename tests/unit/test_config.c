@@ -555,7 +555,8 @@ static void test_provider_names(void **state)
                                  "  - {name: g, url: 'https://api.groq.com/openai/v1', protocol: GROQ}\n"
                                  "  - {name: c, url: 'https://api.cohere.com', protocol: cohere}\n"
                                  "  - {name: o, url: 'http://127.0.0.1:11434/v1', protocol: ollama,"
-                                 " api_version: 2024-10-21}\n"
+                                 " api_version: 2024-10-21, max_tokens_param: max_tokens,"
+                                 " drop_params: [logprobs, store]}\n"
                                  "models: {m: [{backend: az, model: x}]}\n",
                                  &d);
     if (!cfg)
@@ -567,6 +568,9 @@ static void test_provider_names(void **state)
     assert_int_equal(cfg->backends[1].protocol, LP_PROTO_OPENAI);
     assert_int_equal(cfg->backends[2].dialect, LP_DIALECT_COHERE);
     assert_int_equal(cfg->backends[3].dialect, LP_DIALECT_OPENAI);
+    assert_string_equal(cfg->backends[3].max_tokens_param, "max_tokens");
+    assert_int_equal(cfg->backends[3].n_drop_params, 2);
+    assert_string_equal(cfg->backends[3].drop_params[1], "store");
     bool warned = false;
     for (size_t i = 0; i < d.n; i++)
         warned |= strstr(d.items[i].msg, "api_version only applies to protocol azure") != NULL;
@@ -600,6 +604,9 @@ static void test_provider_names(void **state)
     assert_int_equal(moved, 2);
     lp_config_unref(cfg);
     lp_diags_free(&d);
+    expect_one_error(BASE_BACKEND "    max_tokens_param: max_output\n", 4, 23,
+                     "backends[0].max_tokens_param: max_tokens_param must be max_tokens or "
+                     "max_completion_tokens, got \"max_output\"");
     expect_one_error(BASE_BACKEND "    protocol: azure\n    api_version: latest\n", 5, 18,
                      "backends[0].api_version: api_version \"latest\" is not an Azure API "
                      "version (e.g. \"2024-10-21\")");
