@@ -7,15 +7,20 @@
 
 #include "apierr.h"
 #include "cluster.h"
+#include "dialect.h"
 #include "budget.h"
 #include "conncap.h"
 #include "edge.h"
+#include "failfeed.h"
 #include "health.h"
 #include "log.h"
 #include "mask.h"
 #include "metrics.h"
 #include "reload.h"
 #include "request.h"
+#include "router.h"
+#include "routestats.h"
+#include "statuspage.h"
 #include "runtime.h"
 #include "traffic.h"
 #include "util/alloc.h"
@@ -26,6 +31,7 @@
 bool lp_admin_owns(const char *path)
 {
     return strcmp(path, "/metrics") == 0 || strcmp(path, "/readyz") == 0 ||
+           lp_statuspage_owns(path) ||
            strncmp(path, "/admin/", 7) == 0 || strcmp(path, "/admin") == 0;
 }
 
@@ -208,8 +214,73 @@ static void counter_cluster_events(struct lp_metrics_sink *s, void *ctx)
     gauge_cluster(s, ctx, LP_M_CLUSTER_EVENTS_TOTAL);
 }
 
+/* The balancer's numbers per configured (backend, model) pair (routestats.h). */
+static void gauge_routes(struct lp_metrics_sink *sink, void *ctx, enum lp_metric_id id)
+{
+    struct lp_runtime *rt = ctx;
+    if (!rt->routestats)
+        return;
+    struct lp_config *cfg = lp_runtime_config(rt);
+    int64_t now = lp_now_ms();
+    for (size_t a = 0; a < cfg->n_aliases; a++) {
+        const struct lp_alias *al = &cfg->aliases[a];
+        for (size_t r = 0; r < al->n_routes; r++) {
+            const struct lp_route *ro = &al->routes[r];
+            const char *bname = cfg->backends[ro->backend_idx].name;
+            struct lp_routestat_view v;
+            if (pair_seen_before(cfg, a, r) || !lp_routestats_view(rt->routestats, bname, ro->model, now, &v))
+                continue;
+            if (id == LP_M_ROUTE_LATENCY_SECONDS) {
+                static const char *const kinds[2] = {"head", "first_event"};
+                for (int k = 0; k < 2; k++) {
+                    const char *l[] = {bname, ro->model, kinds[k]};
+                    if (v.latency_ms[k] >= 0)
+                        lp_metrics_sink_put(sink, l, v.latency_ms[k] / 1000.0);
+                }
+            } else {
+                const char *l[] = {bname, ro->model};
+                if (id == LP_M_ROUTE_IN_FLIGHT)
+                    lp_metrics_sink_put(sink, l, (double)v.in_flight);
+                else if (id == LP_M_ROUTE_FAILURE_SCORE)
+                    lp_metrics_sink_put(sink, l, v.failure_score);
+                else if (id == LP_M_ROUTE_RATELIMIT_HEADROOM && v.headroom >= 0)
+                    lp_metrics_sink_put(sink, l, v.headroom);
+                else if (id == LP_M_ROUTE_RATELIMIT_EXHAUSTED)
+                    lp_metrics_sink_put(sink, l, v.cooling_until_ms > 0 ? 1.0 : 0.0);
+            }
+        }
+    }
+    lp_config_unref(cfg);
+}
+static void gauge_route_latency(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_routes(s, ctx, LP_M_ROUTE_LATENCY_SECONDS);
+}
+static void gauge_route_in_flight(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_routes(s, ctx, LP_M_ROUTE_IN_FLIGHT);
+}
+static void gauge_route_failures(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_routes(s, ctx, LP_M_ROUTE_FAILURE_SCORE);
+}
+static void gauge_route_headroom(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_routes(s, ctx, LP_M_ROUTE_RATELIMIT_HEADROOM);
+}
+static void gauge_route_exhausted(struct lp_metrics_sink *s, void *ctx)
+{
+    gauge_routes(s, ctx, LP_M_ROUTE_RATELIMIT_EXHAUSTED);
+}
+
 void lp_admin_register_metrics(struct lp_runtime *rt)
 {
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_LATENCY_SECONDS, gauge_route_latency, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_IN_FLIGHT, gauge_route_in_flight, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_FAILURE_SCORE, gauge_route_failures, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_RATELIMIT_HEADROOM, gauge_route_headroom, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_RATELIMIT_EXHAUSTED, gauge_route_exhausted,
+                            rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_UP, gauge_redis_up, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_LATENCY_SECONDS, gauge_redis_latency, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_ERRORS_TOTAL, counter_redis_errors, rt);
@@ -303,8 +374,98 @@ static void serve_backends(struct lp_request *req)
 {
     char *body = lp_health_json(req->rt->health, req->cfg, lp_now_ms(), lp_wall_ms());
     body = lp_traffic_backends_json(req->rt, req->cfg, body); /* in-flight, limits, queue */
+    if (req->rt->routestats) /* the balancer's numbers per model, effective routing */
+        body = lp_routestats_backends_json(req->rt->routestats, req->cfg, body, lp_now_ms());
     reply_json(req, 200, body, strlen(body));
     free(body);
+}
+
+static const char *route_state_name(enum lp_route_state s)
+{
+    switch (s) {
+    case LP_ROUTE_USABLE: return "usable";
+    case LP_ROUTE_COOLING: return "cooling";
+    case LP_ROUTE_OPEN: return "open";
+    case LP_ROUTE_DRAINED: return "drained";
+    }
+    return "?";
+}
+
+/* Each alias with its routes (priority, state now) and the route a request would try first. */
+static struct json_object *aliases_json(struct lp_request *req, int64_t now)
+{
+    const struct lp_config *cfg = req->cfg;
+    struct json_object *arr = json_object_new_array();
+    for (size_t a = 0; a < cfg->n_aliases; a++) {
+        const struct lp_alias *al = &cfg->aliases[a];
+        struct json_object *o = json_object_new_object();
+        lp_json_set_str(o, "name", al->name);
+        lp_json_set_bool(o, "enabled", al->enabled);
+        struct json_object *routes = json_object_new_array();
+        for (size_t r = 0; r < al->n_routes; r++) {
+            const struct lp_route *rt = &al->routes[r];
+            struct json_object *ro = json_object_new_object();
+            lp_json_set_str(ro, "backend", rt->backend);
+            lp_json_set_str(ro, "model", rt->model);
+            lp_json_set_int(ro, "priority", rt->priority);
+            lp_json_set_bool(ro, "enabled", rt->enabled);
+            if (rt->backend_idx < cfg->n_backends && rt->model) {
+                int64_t until = 0;
+                enum lp_route_state st = lp_health_state_fn(
+                    req->rt->health, &cfg->backends[rt->backend_idx], rt->model, now, &until);
+                lp_json_set_str(ro, "state", route_state_name(st));
+                if (until > now)
+                    lp_json_set_int(ro, "remaining_ms", until - now);
+            }
+            json_object_array_add(routes, ro);
+        }
+        lp_json_set(o, "routes", routes);
+        struct lp_plan_opts po = {.client_proto = LP_PROTO_OPENAI, .allow_cross_protocol = true,
+                                  .state_fn = lp_health_state_fn, .state_ctx = req->rt->health,
+                                  .now_ms = now};
+        struct lp_candidate first;
+        if (al->enabled && lp_router_plan(cfg, al, &po, &first, 1, NULL) == 1) {
+            struct json_object *p = json_object_new_object();
+            lp_json_set_str(p, "backend", first.backend->name);
+            lp_json_set_str(p, "model", first.route->model);
+            lp_json_set_bool(p, "fallback_alias", first.level2);
+            lp_json_set(o, "preferred", p);
+        } else {
+            lp_json_set(o, "preferred", NULL);
+        }
+        json_object_array_add(arr, o);
+    }
+    return arr;
+}
+
+/* GET /admin/status: what the status page shows, in one answer: the backends as
+ * /admin/backends has them, the aliases with their routes and preferred route, the latest
+ * failovers and the live counts. Rates come from the page's own /metrics deltas. */
+static void serve_status(struct lp_request *req)
+{
+    int64_t now = lp_now_ms();
+    char *b = lp_health_json(req->rt->health, req->cfg, now, lp_wall_ms());
+    b = lp_traffic_backends_json(req->rt, req->cfg, b);
+    if (req->rt->routestats)
+        b = lp_routestats_backends_json(req->rt->routestats, req->cfg, b, now);
+    struct json_object *root = lp_json_parse(b, strlen(b), NULL);
+    free(b);
+    if (!root)
+        root = json_object_new_object();
+    lp_json_set_str(root, "version", LP_VERSION);
+    lp_json_set_int(root, "now_ms", lp_wall_ms());
+    lp_json_set_int(root, "uptime_s", (lp_wall_ms() - req->rt->started_wall_ms) / 1000);
+    lp_json_set_int(root, "active_requests", atomic_load(&req->rt->active_llm));
+    lp_json_set_int(root, "active_streams", atomic_load(&req->rt->active_streams));
+    lp_json_set_bool(root, "draining", atomic_load(&req->rt->draining));
+    lp_json_set(root, "aliases", aliases_json(req, now));
+    lp_json_set_int(root, "failovers_total", (int64_t)lp_failfeed_count());
+    lp_json_set(root, "failovers", lp_failfeed_json());
+    size_t len = 0;
+    const char *s = lp_json_dump(root, &len);
+    struct lp_edge_header h = {"Cache-Control", "no-store"};
+    lp_request_reply(req, 200, "application/json", s, len, &h, 1);
+    json_object_put(root);
 }
 
 /* Client keys by name with their limits and usage (never the secrets). */
@@ -358,7 +519,8 @@ static struct json_object *backends_json(const struct lp_config *cfg)
         lp_json_set(o, "url", masked_url(b->url));
         lp_json_set(o, "api_key", masked_str(b->api_key));
         lp_json_set_bool(o, "enabled", b->enabled);
-        lp_json_set_str(o, "protocol", b->protocol == LP_PROTO_ANTHROPIC ? "anthropic" : "openai");
+        lp_json_set_str(o, "protocol", lp_proto_name(b->protocol));
+        lp_json_set_str(o, "dialect", lp_dialect_get(b->dialect)->name);
         lp_json_set(o, "timeout", timeouts_json(&b->timeout));
         struct json_object *h = json_object_new_object();
         for (size_t k = 0; k < b->n_headers; k++)
@@ -386,6 +548,7 @@ static struct json_object *models_json(const struct lp_config *cfg)
             lp_json_set_str(ro_j, "model", ro->model);
             lp_json_set_int(ro_j, "priority", ro->priority);
             lp_json_set_bool(ro_j, "enabled", ro->enabled);
+            lp_json_set_int(ro_j, "weight", ro->weight);
             json_object_array_add(routes, ro_j);
         }
         lp_json_set(o, "routes", routes);
@@ -393,6 +556,7 @@ static struct json_object *models_json(const struct lp_config *cfg)
         for (size_t k = 0; k < a->n_fallbacks; k++)
             json_object_array_add(fb, json_object_new_string(a->fallbacks[k]));
         lp_json_set(o, "alias_fallback", fb);
+        lp_json_set(o, "routing", lp_routing_cfg_json(&a->routing));
         lp_json_set(m, a->name, o);
     }
     return m;
@@ -429,6 +593,7 @@ static void serve_config(struct lp_request *req)
     lp_json_set(o, "backends", backends_json(cfg));
     lp_json_set(o, "models", models_json(cfg));
     lp_json_set(o, "fallback", fallback_json(&cfg->fallback));
+    lp_json_set(o, "routing", lp_routing_cfg_json(&cfg->routing));
     lp_json_set(o, "timeout", timeouts_json(&cfg->timeout));
     struct json_object *srv = json_object_new_object();
     lp_json_set_int(srv, "max_body_size", cfg->server.max_body_size);
@@ -558,6 +723,10 @@ void lp_admin_handle(struct lp_request *req)
         serve_readyz(req);
         return;
     }
+    if (get && lp_statuspage_owns(p)) { /* no data in it: the page asks for the key itself */
+        lp_statuspage_serve(req);
+        return;
+    }
     const char *key = lp_admin_key(req->cfg);
     if ((!key || !key[0]) && req->cfg->n_keys > 0) {
         /* Client keys make the proxy authenticated: its admin API must not stay open. */
@@ -576,6 +745,8 @@ void lp_admin_handle(struct lp_request *req)
         serve_keys(req);
     else if (get && strcmp(p, "/admin/config") == 0)
         serve_config(req);
+    else if (get && strcmp(p, "/admin/status") == 0)
+        serve_status(req);
     else if (get && strcmp(p, "/admin/cluster") == 0)
         serve_cluster(req);
     else if (post && strcmp(p, "/admin/reload") == 0)

@@ -5,33 +5,7 @@
 #include <string.h>
 
 #include "util/buf.h"
-
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629), 0 if ill-formed. */
-static size_t utf8_len(const unsigned char *p, size_t avail)
-{
-    unsigned char c = p[0], lo = 0x80, hi = 0xBF;
-    size_t n;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else
-        return 0;
-    if (avail < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return n;
-}
+#include "util/utf8.h"
 
 /* Append s as a quoted JSON string, or null when s is NULL. Valid UTF-8 runs go through
  * lp_buf_append_json_escaped; each ill-formed byte becomes \ufffd. */
@@ -45,7 +19,7 @@ static void put_str(struct lp_buf *b, const char *s)
     size_t n = strlen(s), run = 0, i = 0;
     lp_buf_appendc(b, '"');
     while (i < n) {
-        size_t k = utf8_len(u + i, n - i);
+        size_t k = lp_utf8_seq_len(u + i, n - i);
         if (k) {
             i += k;
             continue;

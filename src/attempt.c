@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "dialect.h"
+#include "paramfix.h"
 #include "edge.h"
 #include "hdrpolicy.h"
 #include "log.h"
@@ -241,6 +242,10 @@ static void build_headers(struct lp_attempt *a, const struct lp_dialect_req *dr)
         if (strcasecmp(name, "Content-Type") == 0 || !lp_hdr_forward_request(name, to) ||
             connection_listed(conn, name))
             continue;
+        /* Tracing: our traceparent replaces the client's; an invalid one is never forwarded. */
+        if (req->trace.strip && (strcasecmp(name, "traceparent") == 0 ||
+                                 strcasecmp(name, "tracestate") == 0))
+            continue;
         /* When translating, the client's protocol headers mean nothing to the backend. */
         if (a->translate && strncasecmp(name, "anthropic-", 10) == 0)
             continue;
@@ -258,6 +263,19 @@ static void build_headers(struct lp_attempt *a, const struct lp_dialect_req *dr)
         add_hdr(a, lp_xasprintf("X-Real-IP: %s", xri ? xri : req->peer));
     }
     add_hdr(a, lp_xasprintf("X-Request-Id: %s", req->id));
+    if (req->trace.sampled || (req->trace.strip && req->trace.has_parent)) {
+        /* Sampled: our attempt span is the parent. Unsampled: the client's context as it came. */
+        char *tp = lp_xmalloc(sizeof "traceparent: " - 1 + 56);
+        const struct lp_trace *t = &req->trace;
+        memcpy(tp, "traceparent: ", sizeof "traceparent: " - 1);
+        if (t->sampled)
+            lp_traceparent_format(tp + 13, t->trace_id, a->trace.span_id, 0x01);
+        else
+            lp_traceparent_format(tp + 13, t->trace_id, t->parent_id, t->flags);
+        add_hdr(a, tp);
+        if (t->tracestate)
+            add_hdr(a, lp_xasprintf("tracestate: %s", t->tracestate));
+    }
     if (b->locale && b->locale[0])
         add_hdr(a, lp_xasprintf("Accept-Language: %s", b->locale));
     for (size_t i = 0; i < b->n_headers; i++)
@@ -349,6 +367,24 @@ static bool build_body(struct lp_attempt *a, struct lp_xlat_err *err)
     return true;
 }
 
+/* The backend's parameter fixes (paramfix.h); a body they do not touch is sent as built. */
+static void fix_params(struct lp_attempt *a)
+{
+    if (!lp_paramfix_wanted(a->cand->backend))
+        return;
+    size_t n = 0;
+    char *nb = lp_paramfix_apply(a->cand->backend, a->body, a->body_len, &n);
+    if (!nb)
+        return;
+    lp_log_debug(a->req->id, "backend '%s': request parameters adjusted (max_tokens_param, "
+                             "drop_params)",
+                 a->cand->backend->name);
+    if (a->body != a->req->body)
+        free(a->body);
+    a->body = nb;
+    a->body_len = n;
+}
+
 /* The transfer's own time limit: the request's remaining deadline, or the backend's
  * total_timeout when that is shorter (a per-backend `timeout:` override bounds each attempt). */
 static int64_t attempt_limit_ms(struct lp_attempt *a, const struct lp_timeouts *t)
@@ -420,6 +456,9 @@ struct lp_attempt *lp_attempt_start(struct lp_request *req, const struct lp_cand
                  xerr.message[0] ? xerr.message : "the request cannot be sent to this backend");
         return a;
     }
+    fix_params(a);
+    if (req->trace.sampled)
+        lp_trace_attempt_begin(a);
     build_headers(a, &dr);
     const struct lp_timeouts *t = timeouts(a);
     /* The transfer takes the body: it must outlive a cancel completed on a later loop pass. */
@@ -433,8 +472,10 @@ struct lp_attempt *lp_attempt_start(struct lp_request *req, const struct lp_cand
         .headers = (const char *const *)a->hdrs,
         .n_headers = a->n_hdrs,
         .connect_timeout_ms = t->connect_ms,
+        .write_timeout_ms = t->write_ms,
         .total_timeout_ms = attempt_limit_ms(a, t),
         .ca_file = c->backend->tls_ca_file,
+        .http2 = c->backend->http2,
     };
     a->body = NULL;
     a->x = lp_upstream_start(req->w->up, &ur, &upstream_cbs, a);

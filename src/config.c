@@ -166,6 +166,7 @@ static struct lp_config *config_new(const char *path, const char *dir)
     c->logging.level = lp_xstrdup("info");
     c->logging.mask_sensitive = true;
     c->metrics.enabled = true;
+    c->tracing.sample_ratio = 1.0;
     c->logging.base_dir = lp_xstrdup("./logs");
     c->logging.max_body_log_bytes = 4096;
     c->redis.key_prefix = lp_xstrdup("llm-proxy:");
@@ -176,6 +177,11 @@ static struct lp_config *config_new(const char *path, const char *dir)
     c->concurrency = (struct lp_concurrency_cfg){
         .max_requests = 500, .max_queue_size = 1000, .queue_timeout_ms = 30000,
         .per_backend_limit = 100, .lease_ttl_ms = 15000};
+    c->routing = (struct lp_routing_cfg){
+        .strategy = LP_STRATEGY_LATENCY,
+        .decay_ms = 10000,
+        .hedge = {.delay_ms = 500, .max_extra = 1, .budget_percent = 10},
+    };
     return c;
 }
 
@@ -217,6 +223,13 @@ static void config_free(struct lp_config *c)
         free(c->proxy.custom_variables[i].value);
     }
     free(c->proxy.custom_variables);
+    free(c->tracing.otlp_endpoint);
+    free(c->tracing.service_name);
+    for (size_t i = 0; i < c->tracing.n_otlp_headers; i++) {
+        free(c->tracing.otlp_headers[i].key);
+        free(c->tracing.otlp_headers[i].value);
+    }
+    free(c->tracing.otlp_headers);
     free(c->redis.url);
     free(c->redis.key_prefix);
     free(c->redis.host);
@@ -286,6 +299,17 @@ const struct lp_alias *lp_config_find_alias(const struct lp_config *cfg, const c
             lo = mid + 1;
     }
     return NULL;
+}
+
+const char *lp_strategy_name(enum lp_strategy s)
+{
+    switch (s) {
+    case LP_STRATEGY_LATENCY: return "latency";
+    case LP_STRATEGY_RANDOM: return "random";
+    case LP_STRATEGY_ROUND_ROBIN: return "round_robin";
+    case LP_STRATEGY_WEIGHTED: return "weighted";
+    }
+    return "?";
 }
 
 long lp_config_find_backend(const struct lp_config *cfg, const char *name)
@@ -391,6 +415,22 @@ static void overlay_timeouts(struct lp_config *c)
     }
 }
 
+/* Each alias's routing keys that it did not set come from the top-level routing block (the hedge
+ * block is taken whole: an alias's own hedge block replaces the top-level one). */
+static void overlay_routing(struct lp_config *c)
+{
+    for (size_t i = 0; i < c->n_aliases; i++) {
+        struct lp_routing_cfg *r = &c->aliases[i].routing;
+        const struct lp_routing_cfg *g = &c->routing;
+        if (!r->strategy_set)
+            r->strategy = g->strategy;
+        if (!r->decay_set)
+            r->decay_ms = g->decay_ms;
+        if (!r->hedge_set)
+            r->hedge = g->hedge;
+    }
+}
+
 static void finish_diags(struct lp_config_walk *w)
 {
     if (w->n_ignored > 0)
@@ -450,6 +490,7 @@ static struct lp_config *load(const char *yaml, size_t len, const char *file, co
     else
         lp_config_walk_root(&w);
     overlay_timeouts(cfg);
+    overlay_routing(cfg);
     yaml_document_delete(&doc);
     yaml_parser_delete(&p);
 out:
@@ -470,7 +511,8 @@ out:
 /* The snapshot's secrets, longest first (see lp_config_secrets). */
 static void collect_secrets(struct lp_config *c)
 {
-    c->secrets = lp_xcalloc(c->n_backends + c->n_keys + 4, sizeof *c->secrets);
+    c->secrets = lp_xcalloc(c->n_backends + c->n_keys + c->tracing.n_otlp_headers + 4,
+                            sizeof *c->secrets);
     size_t n = 0;
     if (c->proxy_api_key && c->proxy_api_key[0])
         c->secrets[n++] = c->proxy_api_key;
@@ -483,6 +525,9 @@ static void collect_secrets(struct lp_config *c)
         c->secrets[n++] = c->redis.password;
     for (size_t i = 0; i < c->n_keys; i++)
         c->secrets[n++] = c->keys[i].key;
+    for (size_t i = 0; i < c->tracing.n_otlp_headers; i++)
+        if (c->tracing.otlp_headers[i].value[0])
+            c->secrets[n++] = c->tracing.otlp_headers[i].value;
     for (size_t i = 1; i < n; i++) {
         for (size_t j = i; j > 0 && strlen(c->secrets[j]) > strlen(c->secrets[j - 1]); j--) {
             const char *t = c->secrets[j];

@@ -39,9 +39,15 @@ struct lp_backend {
     enum lp_proto protocol; /* wire protocol: openai unless "anthropic" */
     enum lp_dialect_id dialect; /* addressing and auth (dialect.h); from the protocol name */
     char *protocol_name;    /* as written ("openai" when absent) */
+    char *api_version;      /* Azure `api-version` query value; NULL = LP_AZURE_API_VERSION */
+    char *max_tokens_param; /* "max_tokens" | "max_completion_tokens"; NULL = as sent (paramfix.h) */
+    char **drop_params;     /* top-level body members removed before sending (paramfix.h) */
+    size_t n_drop_params;
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
     char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
                                path after loading); NULL = the system CA store */
+    bool http2;             /* use the libcurl engine (HTTP/2 over TLS when offered) instead of
+                               the own HTTP/1.1 client */
     struct lp_timeouts timeout; /* effective: global timeout block overlaid with backend's own.
                                  * A scalar `timeout: 60s` on a backend overrides total_ms, which
                                  * then bounds one attempt on this backend (within the request's
@@ -64,7 +70,35 @@ struct lp_route {
     bool has_protocol;      /* route-level protocol override present */
     enum lp_proto protocol; /* valid when has_protocol */
     int64_t max_tokens;     /* 0 = inherit the backend's */
+    int weight;             /* share under routing.strategy weighted; default 1, 0 = last */
     int line, col;          /* where the route entry starts */
+};
+
+/* How the usable routes of one priority are ordered (balance.h). */
+enum lp_strategy {
+    LP_STRATEGY_LATENCY = 0, /* default: power of two choices over the measured cost */
+    LP_STRATEGY_RANDOM,      /* the reference's shuffle */
+    LP_STRATEGY_ROUND_ROBIN, /* one counter per alias, shared by every worker */
+    LP_STRATEGY_WEIGHTED,    /* random by route weight */
+};
+
+/* routing.hedge: a second attempt when the first is still silent after the delay. */
+struct lp_hedge_cfg {
+    bool enabled;        /* a hedge block is configured (and max_extra > 0) */
+    int64_t delay_ms;    /* fixed delay; default 500 ms */
+    int delay_pct;       /* pNN of the alias's measured time to first event; 0 = fixed */
+    int max_extra;       /* extra attempts per request, 0..3; default 1 */
+    int budget_percent;  /* hedges per 100 requests, 1..100; default 10 */
+};
+
+/* routing: top level, overlaid per alias by models.<alias>.routing. */
+struct lp_routing_cfg {
+    enum lp_strategy strategy;
+    bool strategy_set;
+    int64_t decay_ms;    /* how fast estimates forget (time constant); default 10 s */
+    bool decay_set;
+    struct lp_hedge_cfg hedge;
+    bool hedge_set;
 };
 
 struct lp_alias {
@@ -74,6 +108,7 @@ struct lp_alias {
     size_t n_routes;
     char **fallbacks; /* fallback.alias_fallback[name], in order; may name unknown aliases (warned) */
     size_t n_fallbacks;
+    struct lp_routing_cfg routing; /* effective: its own routing block over the top-level one */
     int line, col;    /* where the alias key is written */
 };
 
@@ -225,6 +260,18 @@ struct lp_redis_cfg {
     int db;
 };
 
+/* tracing: OpenTelemetry spans exported over OTLP/HTTP (trace.h, otlp.h). */
+struct lp_tracing_cfg {
+    bool enabled;          /* default false */
+    char *otlp_endpoint;   /* collector base URL ({endpoint}/v1/traces); default
+                              OTEL_EXPORTER_OTLP_ENDPOINT; required when enabled */
+    struct lp_kv *otlp_headers; /* sent to the collector (secrets: masked); default
+                                   OTEL_EXPORTER_OTLP_HEADERS ("k=v,k2=v2") */
+    size_t n_otlp_headers;
+    double sample_ratio;   /* root requests sampled, [0, 1]; default 1 (parent-based) */
+    char *service_name;    /* default OTEL_SERVICE_NAME, else "llm-proxy" */
+};
+
 struct lp_metrics_cfg {
     bool enabled; /* default true: record Prometheus metrics (off only for benchmarking) */
 };
@@ -250,9 +297,11 @@ struct lp_config {
     struct lp_proxy_cfg proxy;
     struct lp_logging_cfg logging;
     struct lp_metrics_cfg metrics;
+    struct lp_tracing_cfg tracing;
     struct lp_redis_cfg redis;
     struct lp_rate_limit_cfg rate_limit;
     struct lp_concurrency_cfg concurrency;
+    struct lp_routing_cfg routing; /* top level; each alias holds its effective copy */
     struct lp_client_key *keys;
     size_t n_keys;
     unsigned char proxy_key_digest[32]; /* SHA-256 of proxy_api_key (when set) */
@@ -314,6 +363,9 @@ const char *const *lp_config_secrets(const struct lp_config *cfg, size_t *n);
  * not, or NULL. */
 const struct lp_alias *lp_config_find_alias(const struct lp_config *cfg, const char *name,
                                             size_t len);
+/* Name of a routing strategy ("latency", ...). */
+const char *lp_strategy_name(enum lp_strategy s);
+
 /* Index of the backend named `name`, or -1. */
 long lp_config_find_backend(const struct lp_config *cfg, const char *name);
 
@@ -332,5 +384,10 @@ bool lp_size_parse(const char *s, int64_t *out);
  * port "8080") into host ("" for any; brackets removed) and port (0..65535; 0 = ephemeral).
  * host may be NULL to only validate. False when malformed or the host does not fit host_len. */
 bool lp_listen_parse(const char *s, char *host, size_t host_len, int *port);
+
+/* Parse the OTEL_EXPORTER_OTLP_HEADERS format ("name=value,name2=value2", blanks trimmed, values
+ * percent-decoded) into a new lp_kv array. False with *why (static) on a malformed list; nothing
+ * is allocated then. */
+bool lp_config_parse_otlp_headers(const char *s, struct lp_kv **kv, size_t *n, const char **why);
 
 #endif

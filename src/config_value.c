@@ -356,6 +356,89 @@ bool lp_config_parse_float(const char *s, double *out)
     return true;
 }
 
+/* ---- OTEL_EXPORTER_OTLP_HEADERS ----------------------------------------------------------- */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* s[0..n) trimmed of blanks and percent-decoded into a heap string; NULL on a bad escape or a
+ * control character. */
+static char *otlp_part(const char *s, size_t n)
+{
+    while (n && (*s == ' ' || *s == '\t'))
+        s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    char *out = lp_xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n) {
+                free(out);
+                return NULL;
+            }
+            int a = hexval((unsigned char)s[i + 1]), b = hexval((unsigned char)s[i + 2]);
+            if (a < 0 || b < 0) {
+                free(out);
+                return NULL;
+            }
+            c = a * 16 + b;
+            i += 2;
+        }
+        if (c < 0x20 || c == 0x7f) {
+            free(out);
+            return NULL;
+        }
+        *o++ = (char)c;
+    }
+    *o = '\0';
+    return out;
+}
+
+bool lp_config_parse_otlp_headers(const char *s, struct lp_kv **kv, size_t *n, const char **why)
+{
+    struct lp_kv *v = NULL;
+    size_t k = 0;
+    while (*s) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        const char *eq = memchr(s, '=', len);
+        if (strspn(s, " \t") >= len) { /* an empty entry ("a=1,,b=2") */
+            s += len + (end != NULL);
+            continue;
+        }
+        char *name = eq ? otlp_part(s, (size_t)(eq - s)) : NULL;
+        char *value = eq ? otlp_part(eq + 1, len - (size_t)(eq - s) - 1) : NULL;
+        bool tok = name && name[0];
+        for (const char *p = name; tok && *p; p++)
+            tok = isalnum((unsigned char)*p) || strchr("!#$%&'*+-.^_`|~", *p);
+        if (!tok || !value || k >= 64) {
+            *why = !eq ? "an entry without '='" : !tok ? "an invalid header name"
+                   : !value ? "an invalid value (bad %-escape or a control character)"
+                            : "more than 64 headers";
+            free(name);
+            free(value);
+            for (size_t i = 0; i < k; i++) {
+                free(v[i].key);
+                free(v[i].value);
+            }
+            free(v);
+            return false;
+        }
+        v = lp_xrealloc(v, (k + 1) * sizeof *v);
+        v[k++] = (struct lp_kv){name, value};
+        s += len + (end != NULL);
+    }
+    *kv = v;
+    *n = k;
+    return true;
+}
+
 /* ---- ${ENV} expansion --------------------------------------------------------------------- */
 
 static bool is_name(const char *s, size_t n)

@@ -735,11 +735,39 @@ static void kv_map(struct lp_config_walk *w, yaml_node_t *val, struct lp_kv **kv
     free(ps.v);
 }
 
-static const char *const protocol_names[] = {"openai", "anthropic", "azure", "deepseek",
-                                             "groq",   "mistral",   "cohere"};
+/* The protocol names a config may use. Besides openai and anthropic, the reference's examples
+ * name providers (azure, deepseek, groq, mistral, cohere, later google); every provider that
+ * speaks the OpenAI API under its own name maps to the OpenAI row. */
+static const struct {
+    const char *name;
+    enum lp_dialect_id dialect;
+} protocol_names[] = {
+    {"openai", LP_DIALECT_OPENAI},       {"anthropic", LP_DIALECT_ANTHROPIC},
+    {"google", LP_DIALECT_GOOGLE},       {"gemini", LP_DIALECT_GOOGLE},
+    {"vertex", LP_DIALECT_GOOGLE},       {"vertex_ai", LP_DIALECT_GOOGLE},
+    {"azure", LP_DIALECT_AZURE},         {"azure-openai", LP_DIALECT_AZURE},
+    {"azure_openai", LP_DIALECT_AZURE},  {"cohere", LP_DIALECT_COHERE},
+    {"deepseek", LP_DIALECT_OPENAI},     {"groq", LP_DIALECT_OPENAI},
+    {"mistral", LP_DIALECT_OPENAI},      {"openai-compatible", LP_DIALECT_OPENAI},
+    {"openai_compatible", LP_DIALECT_OPENAI}, {"custom", LP_DIALECT_OPENAI},
+    {"together", LP_DIALECT_OPENAI},     {"fireworks", LP_DIALECT_OPENAI},
+    {"openrouter", LP_DIALECT_OPENAI},   {"perplexity", LP_DIALECT_OPENAI},
+    {"xai", LP_DIALECT_OPENAI},          {"grok", LP_DIALECT_OPENAI},
+    {"ollama", LP_DIALECT_OPENAI},       {"vllm", LP_DIALECT_OPENAI},
+    {"lmstudio", LP_DIALECT_OPENAI},     {"llamacpp", LP_DIALECT_OPENAI},
+    {"localai", LP_DIALECT_OPENAI},      {"deepinfra", LP_DIALECT_OPENAI},
+    {"cerebras", LP_DIALECT_OPENAI},     {"sambanova", LP_DIALECT_OPENAI},
+    {"nvidia", LP_DIALECT_OPENAI},       {"moonshot", LP_DIALECT_OPENAI},
+    {"qwen", LP_DIALECT_OPENAI},         {"dashscope", LP_DIALECT_OPENAI},
+    {"zhipu", LP_DIALECT_OPENAI},        {"glm", LP_DIALECT_OPENAI},
+    {"minimax", LP_DIALECT_OPENAI},      {"siliconflow", LP_DIALECT_OPENAI},
+    {"volcengine", LP_DIALECT_OPENAI},   {"doubao", LP_DIALECT_OPENAI},
+    {"huggingface", LP_DIALECT_OPENAI},  {"anyscale", LP_DIALECT_OPENAI},
+    {"hyperbolic", LP_DIALECT_OPENAI},   {"novita", LP_DIALECT_OPENAI},
+};
 
-/* Anything but "anthropic" speaks the OpenAI wire protocol; the other names only label the
- * provider (the reference used them to pick an error converter). */
+/* A known protocol name (case-insensitive) sets the wire protocol and the dialect; anything
+ * else is an error that lists the names. */
 static bool parse_protocol(struct lp_config_walk *w, yaml_node_t *val, enum lp_proto *proto,
                            enum lp_dialect_id *dialect, char **name)
 {
@@ -747,10 +775,10 @@ static bool parse_protocol(struct lp_config_walk *w, yaml_node_t *val, enum lp_p
     if (typed_scalar(w, val, "a protocol name", &s) != SC_OK)
         return false;
     for (size_t i = 0; i < sizeof protocol_names / sizeof protocol_names[0]; i++) {
-        if (strcasecmp(s, protocol_names[i]) == 0) {
-            *proto = i == 1 ? LP_PROTO_ANTHROPIC : LP_PROTO_OPENAI;
+        if (strcasecmp(s, protocol_names[i].name) == 0) {
+            *proto = lp_dialect_get(protocol_names[i].dialect)->wire;
             if (dialect)
-                *dialect = lp_dialect_of_proto(*proto);
+                *dialect = protocol_names[i].dialect;
             if (name) {
                 free(*name);
                 *name = s;
@@ -761,8 +789,10 @@ static bool parse_protocol(struct lp_config_walk *w, yaml_node_t *val, enum lp_p
         }
     }
     ERR(w, val,
-        "unknown protocol \"%.64s\" (expected openai, anthropic, azure, deepseek, groq, "
-        "mistral or cohere)",
+        "unknown protocol \"%.64s\" (expected openai, anthropic, google, azure, or an "
+        "OpenAI-compatible "
+        "provider such as deepseek, groq, mistral, cohere, openrouter, ollama or vllm; any "
+        "OpenAI-compatible server works as \"openai\")",
         s);
     free(s);
     return false;
@@ -863,6 +893,58 @@ static void on_backend_protocol(struct lp_config_walk *w, yaml_node_t *val, void
     parse_protocol(w, val, &b->protocol, &b->dialect, &b->protocol_name);
 }
 
+/* Azure's `api-version` query value: a date (YYYY-MM-DD) with an optional suffix such as
+ * "-preview"; only meaningful for protocol azure (warned otherwise, after the walk). */
+static void on_backend_api_version(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_backend *b = target;
+    if (!set_str(w, val, &b->api_version))
+        return;
+    const char *v = b->api_version;
+    bool ok = strlen(v) >= 10 && strlen(v) <= 40;
+    for (size_t i = 0; ok && v[i]; i++) {
+        char c = v[i];
+        if (i < 10)
+            ok = (i == 4 || i == 7) ? c == '-' : (c >= '0' && c <= '9');
+        else
+            ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    }
+    if (!ok) {
+        ERR(w, val, "api_version \"%.64s\" is not an Azure API version (e.g. \"2024-10-21\")",
+            v);
+        LP_FREE(&b->api_version);
+    LP_FREE(&b->max_tokens_param);
+    for (size_t i = 0; i < b->n_drop_params; i++)
+        LP_FREE(&b->drop_params[i]);
+    LP_FREE(&b->drop_params);
+    b->n_drop_params = 0;
+    }
+}
+
+static void on_backend_max_tokens_param(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_backend *b = target;
+    if (!set_str(w, val, &b->max_tokens_param))
+        return;
+    if (strcmp(b->max_tokens_param, "max_tokens") != 0 &&
+        strcmp(b->max_tokens_param, "max_completion_tokens") != 0) {
+        ERR(w, val, "max_tokens_param must be max_tokens or max_completion_tokens, got \"%.64s\"",
+            b->max_tokens_param);
+        LP_FREE(&b->max_tokens_param);
+    }
+}
+
+static void on_backend_drop_params(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_backend *b = target;
+    str_list(w, val, &b->drop_params, &b->n_drop_params);
+    for (size_t i = 0; i < b->n_drop_params; i++)
+        if (!strcmp(b->drop_params[i], "model") || !strcmp(b->drop_params[i], "messages") ||
+            !strcmp(b->drop_params[i], "contents"))
+            ERR(w, val, "drop_params must not name \"%s\": the request would be empty",
+                b->drop_params[i]);
+}
+
 /* `timeout: 60s` (the reference example's form) overrides total_timeout; a mapping overrides
  * key by key. Unset keys stay 0 here and are filled from the global block after the walk. */
 static void on_backend_timeout(struct lp_config_walk *w, yaml_node_t *val, void *target)
@@ -887,6 +969,9 @@ static const struct field backend_fields[] = {
     FN("name", on_backend_name),
     FN("url", on_backend_url),
     VAL("api_key", K_STR, struct lp_backend, api_key),
+    FN("api_version", on_backend_api_version),
+    FN("max_tokens_param", on_backend_max_tokens_param),
+    FN("drop_params", on_backend_drop_params),
     VAL("enabled", K_BOOL, struct lp_backend, enabled),
     FN("protocol", on_backend_protocol),
     VAL("locale", K_STR, struct lp_backend, locale),
@@ -896,6 +981,7 @@ static const struct field backend_fields[] = {
     NUM("max_tokens", K_INT64, struct lp_backend, max_tokens, 0, INT32_MAX),
     NUM("max_concurrent", K_INT, struct lp_backend, max_concurrent, 0, 100000),
     VAL("adaptive_concurrency", K_BOOL, struct lp_backend, adaptive_concurrency),
+    VAL("http2", K_BOOL, struct lp_backend, http2),
     END,
 };
 /* clang-format on */
@@ -906,6 +992,12 @@ static void free_backend(struct lp_backend *b)
     LP_FREE(&b->url);
     LP_FREE(&b->api_key);
     LP_FREE(&b->protocol_name);
+    LP_FREE(&b->api_version);
+    LP_FREE(&b->max_tokens_param);
+    for (size_t i = 0; i < b->n_drop_params; i++)
+        LP_FREE(&b->drop_params[i]);
+    LP_FREE(&b->drop_params);
+    b->n_drop_params = 0;
     LP_FREE(&b->locale);
     LP_FREE(&b->tls_ca_file);
     for (size_t i = 0; i < b->n_headers; i++) {
@@ -914,6 +1006,59 @@ static void free_backend(struct lp_backend *b)
     }
     LP_FREE(&b->headers);
     b->n_headers = 0;
+}
+
+/* A Gemini URL written with `?key=...` (as Google's curl examples do) would put the key in every
+ * log line that shows the URL: move it to api_key (sent as x-goog-api-key) with a warning that
+ * never shows the key. When api_key is set too, api_key wins and the URL's key is dropped. */
+static void google_key_from_url(struct lp_config_walk *w, yaml_node_t *item, struct lp_backend *b)
+{
+    char *q = strchr(b->url, '?');
+    if (!q)
+        return;
+    struct lp_buf rest;
+    lp_buf_init(&rest, 0);
+    char *key = NULL;
+    for (char *p = q + 1; *p;) {
+        size_t n = strcspn(p, "&#");
+        if (n > 4 && strncmp(p, "key=", 4) == 0) {
+            free(key);
+            key = lp_xstrndup(p + 4, n - 4);
+        } else if (n > 0) {
+            if (rest.len)
+                lp_buf_appendc(&rest, '&');
+            lp_buf_append(&rest, p, n);
+        }
+        p += n;
+        if (*p == '#')
+            break;
+        if (*p)
+            p++;
+    }
+    if (!key) {
+        lp_buf_free(&rest);
+        return;
+    }
+    yaml_node_t *at = own_value(w, item, "url") ? own_value(w, item, "url") : item;
+    if (b->api_key && b->api_key[0]) {
+        WARN(w, at, "backend \"%.64s\": the key in the url's ?key= is ignored (api_key is set); "
+                    "remove it from the url, URLs are logged",
+             b->name);
+        free(key);
+    } else {
+        WARN(w, at, "backend \"%.64s\": the url's ?key= was moved to api_key (sent as "
+                    "x-goog-api-key, never in the URL); write it as api_key, URLs are logged",
+             b->name);
+        free(b->api_key);
+        b->api_key = key;
+    }
+    *q = '\0';
+    if (rest.len) {
+        char *u = lp_xasprintf("%s?%s", b->url, rest.data);
+        free(b->url);
+        b->url = u;
+    }
+    lp_buf_free(&rest);
 }
 
 static void on_backend_item(struct lp_config_walk *w, yaml_node_t *item, size_t i, void *arg)
@@ -939,6 +1084,11 @@ static void on_backend_item(struct lp_config_walk *w, yaml_node_t *item, size_t 
         free_backend(&b);
         return;
     }
+    if (b.dialect == LP_DIALECT_GOOGLE)
+        google_key_from_url(w, item, &b);
+    if (b.api_version && b.dialect != LP_DIALECT_AZURE)
+        WARN(w, own_value(w, item, "api_version") ? own_value(w, item, "api_version") : item,
+             "api_version only applies to protocol azure (backend \"%.64s\")", b.name);
     cfg->backends[cfg->n_backends++] = b;
 }
 
@@ -990,11 +1140,35 @@ static const struct field route_fields[] = {
     VAL("enabled", K_BOOL, struct lp_route, enabled),
     FN("protocol", on_route_protocol),
     NUM("max_tokens", K_INT64, struct lp_route, max_tokens, 0, INT32_MAX),
+    NUM("weight", K_INT, struct lp_route, weight, 0, 1000000),
     IGN("reasoning"),
     /* era C route field of unknown meaning */
     END,
 };
 /* clang-format on */
+
+/* A Google backend whose URL already names a model (.../models/<name>, the reference's form)
+ * calls that model; a route naming another one is warned about, since its model is not used. */
+static void warn_google_model(struct lp_config_walk *w, yaml_node_t *item,
+                              const struct lp_backend *b, const char *model)
+{
+    if (b->dialect != LP_DIALECT_GOOGLE)
+        return;
+    size_t plen = strcspn(b->url, "?#");
+    const char *m = NULL;
+    for (const char *p = b->url; (p = memmem(p, plen - (size_t)(p - b->url), "/models/", 8));
+         p++)
+        m = p + 8;
+    if (!m)
+        return;
+    size_t n = strcspn(m, ":?#/");
+    if (n == 0 || (strlen(model) == n && !strncmp(m, model, n)))
+        return;
+    WARN(w, item,
+         "backend \"%.64s\" calls model \"%.*s\" (named in its url); this route's model "
+         "\"%.64s\" is not used",
+         b->name, (int)(n > 64 ? 64 : n), m, model);
+}
 
 static void on_route_item(struct lp_config_walk *w, yaml_node_t *item, size_t i, void *arg)
 {
@@ -1004,7 +1178,8 @@ static void on_route_item(struct lp_config_walk *w, yaml_node_t *item, size_t i,
         return;
     }
     struct lp_route r = {
-        .enabled = true, .backend_idx = SIZE_MAX, .line = line_of(item), .col = col_of(item)};
+        .enabled = true, .backend_idx = SIZE_MAX, .weight = 1, .line = line_of(item),
+        .col = col_of(item)};
     walk_map(w, item, route_fields, &r);
     if (w->stop) {
         LP_FREE(&r.backend);
@@ -1020,6 +1195,7 @@ static void on_route_item(struct lp_config_walk *w, yaml_node_t *item, size_t i,
         LP_FREE(&r.model);
         return;
     }
+    warn_google_model(w, item, &w->cfg->backends[r.backend_idx], r.model);
     a->routes = lp_xrealloc(a->routes, (a->n_routes + 1) * sizeof *a->routes);
     a->routes[a->n_routes++] = r;
 }
@@ -1029,10 +1205,113 @@ static void on_routes(struct lp_config_walk *w, yaml_node_t *val, void *target)
     walk_list(w, val, "a list of routes", on_route_item, target);
 }
 
+/* ---- routing: balancing and hedging (top level and per alias) ----------------------------- */
+
+static void on_strategy(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    char *s;
+    if (typed_scalar(w, val, "latency, random, round_robin or weighted", &s) != SC_OK)
+        return;
+    static const enum lp_strategy all[] = {LP_STRATEGY_LATENCY, LP_STRATEGY_RANDOM,
+                                           LP_STRATEGY_ROUND_ROBIN, LP_STRATEGY_WEIGHTED};
+    bool found = false;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(s, lp_strategy_name(all[i])) == 0) {
+            rc->strategy = all[i];
+            rc->strategy_set = found = true;
+        }
+    }
+    if (!found)
+        ERR(w, val, "unknown strategy \"%.64s\" (expected latency, random, round_robin or weighted)",
+            s);
+    free(s);
+}
+
+static void on_decay(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    int64_t ms = 0;
+    if (!get_duration(w, val, &ms))
+        return;
+    if (ms < 100 || ms > 3600000) {
+        ERR(w, val, "decay must be between 100ms and 1h");
+        return;
+    }
+    rc->decay_ms = ms;
+    rc->decay_set = true;
+}
+
+/* hedge.delay: a duration ("500ms") or a percentile of the measured time to first event ("p95"). */
+static void on_hedge_delay(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_hedge_cfg *h = target;
+    char *s;
+    if (typed_scalar(w, val, "a duration or pNN", &s) != SC_OK)
+        return;
+    if (s[0] == 'p' || s[0] == 'P') {
+        int64_t pct = 0;
+        if (!lp_config_parse_int(s + 1, &pct) || pct < 50 || pct > 99)
+            ERR(w, val, "invalid percentile \"%.64s\" (expected p50 .. p99)", s);
+        else
+            h->delay_pct = (int)pct;
+    } else {
+        int64_t ms = 0;
+        if (!lp_duration_parse(s, &ms) || ms <= 0 || ms > 600000)
+            ERR(w, val, "invalid delay \"%.64s\" (a duration up to 10m such as 500ms, or p50 .. p99)",
+                s);
+        else {
+            h->delay_ms = ms;
+            h->delay_pct = 0;
+        }
+    }
+    free(s);
+}
+
+/* clang-format off */
+static const struct field hedge_fields[] = {
+    FN("delay", on_hedge_delay),
+    NUM("max_extra", K_INT, struct lp_hedge_cfg, max_extra, 0, 3),
+    NUM("budget_percent", K_INT, struct lp_hedge_cfg, budget_percent, 1, 100),
+    END,
+};
+/* clang-format on */
+
+static void on_hedge(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_routing_cfg *rc = target;
+    if (is_null_node(val))
+        return;
+    if (val->type != YAML_MAPPING_NODE) {
+        ERR(w, val, "expected a mapping (delay, max_extra, budget_percent), got %s",
+            kind_name(val));
+        return;
+    }
+    rc->hedge = (struct lp_hedge_cfg){.delay_ms = 500, .max_extra = 1, .budget_percent = 10};
+    walk_map(w, val, hedge_fields, &rc->hedge);
+    rc->hedge.enabled = rc->hedge.max_extra > 0;
+    rc->hedge_set = true;
+}
+
+/* clang-format off */
+static const struct field routing_fields[] = {
+    FN("strategy", on_strategy),
+    FN("decay", on_decay),
+    FN("hedge", on_hedge),
+    END,
+};
+/* clang-format on */
+
+static void on_routing(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    walk_map(w, val, routing_fields, target);
+}
+
 /* clang-format off */
 static const struct field alias_fields[] = {
     VAL("enabled", K_BOOL, struct lp_alias, enabled),
     FN("routes", on_routes),
+    FNAT("routing", struct lp_alias, routing, on_routing),
     END,
 };
 /* clang-format on */
@@ -1459,6 +1738,73 @@ static void on_redis(struct lp_config_walk *w, yaml_node_t *val, void *target)
         ERR(w, val, "redis.url: missing (redis://[user:password@]host:port/db)");
 }
 
+static void on_tracing_headers(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_tracing_cfg *t = target;
+    kv_map(w, val, &t->otlp_headers, &t->n_otlp_headers, true);
+}
+
+static void on_tracing_ratio(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    double *r = target, v;
+    if (!get_float(w, val, &v))
+        return;
+    if (!(v >= 0 && v <= 1))
+        ERR(w, val, "sample_ratio must be between 0 and 1");
+    else
+        *r = v;
+}
+
+static void on_tracing_protocol(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    char *s;
+    if (scalar(w, val, "http/json", &s) != SC_OK)
+        return;
+    if (strcmp(s, "http/json") != 0)
+        ERR(w, val, "unsupported otlp_protocol \"%.40s\" (supported: http/json; grpc and "
+                    "http/protobuf are not)", s);
+    free(s);
+}
+
+static const struct field tracing_fields[] = {
+    VAL("enabled", K_BOOL, struct lp_tracing_cfg, enabled),
+    VAL("otlp_endpoint", K_STR, struct lp_tracing_cfg, otlp_endpoint),
+    FN("otlp_headers", on_tracing_headers),
+    FN("otlp_protocol", on_tracing_protocol),
+    FNAT("sample_ratio", struct lp_tracing_cfg, sample_ratio, on_tracing_ratio),
+    VAL("service_name", K_STR, struct lp_tracing_cfg, service_name),
+    END,
+};
+
+/* tracing: the OTEL_* environment variables are defaults for what the block leaves out. */
+static void on_tracing(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_config *cfg = target;
+    struct lp_tracing_cfg *t = &cfg->tracing;
+    walk_map(w, val, tracing_fields, t);
+    if (val->type != YAML_MAPPING_NODE || w->stop)
+        return;
+    const char *env;
+    if (!t->otlp_endpoint && (env = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")) && env[0])
+        t->otlp_endpoint = lp_xstrdup(env);
+    if (!t->n_otlp_headers && (env = getenv("OTEL_EXPORTER_OTLP_HEADERS")) && env[0]) {
+        const char *why = NULL;
+        if (!lp_config_parse_otlp_headers(env, &t->otlp_headers, &t->n_otlp_headers, &why))
+            ERR(w, val, "OTEL_EXPORTER_OTLP_HEADERS: %s (expected name=value,name2=value2)", why);
+    }
+    if (!t->service_name && (env = getenv("OTEL_SERVICE_NAME")) && env[0])
+        t->service_name = lp_xstrdup(env);
+    if (!t->enabled)
+        return;
+    const char *e = t->otlp_endpoint;
+    if (!e || !e[0])
+        ERR(w, val, "tracing.otlp_endpoint: missing (or set OTEL_EXPORTER_OTLP_ENDPOINT), e.g. "
+                    "http://127.0.0.1:4318");
+    else if ((strncmp(e, "http://", 7) != 0 && strncmp(e, "https://", 8) != 0) ||
+             strpbrk(e, " \t\r\n") || strlen(e) > 1024)
+        ERR(w, val, "tracing.otlp_endpoint: \"%.80s\" is not an http:// or https:// URL", e);
+}
+
 static const struct field metrics_fields[] = {
     VAL("enabled", K_BOOL, struct lp_metrics_cfg, enabled),
     END,
@@ -1739,10 +2085,12 @@ static const struct field root_fields[] = {
     FNAT("server", struct lp_config, server, on_server, .pass = 2),
     MAPAT("logging", struct lp_config, logging, logging_fields, .pass = 2),
     MAPAT("metrics", struct lp_config, metrics, metrics_fields, .pass = 2),
+    FN("tracing", on_tracing, .pass = 2),
     FN("passthrough_paths", on_passthrough_paths, .pass = 2),
     FN("redis", on_redis, .pass = 2),
     MAPAT("rate_limit", struct lp_config, rate_limit, rate_limit_fields, .pass = 2),
     MAPAT("concurrency", struct lp_config, concurrency, concurrency_fields, .pass = 3),
+    FNAT("routing", struct lp_config, routing, on_routing, .pass = 2),
     FN("keys", on_keys, .pass = 3),
     END,
 };

@@ -16,6 +16,10 @@
 #include "endpoint.h"
 #include "protocol.h"
 
+/* The Azure OpenAI `api-version` sent on deployment URLs when a backend sets no api_version:
+ * the latest dated GA version of the Azure OpenAI data-plane inference API. */
+#define LP_AZURE_API_VERSION "2024-10-21"
+
 /* What a dialect needs to address one attempt. Every pointer is borrowed for the call. */
 struct lp_dialect_req {
     const struct lp_backend *backend;
@@ -32,7 +36,7 @@ typedef void (*lp_dialect_hdr_fn)(void *ctx, char *line);
 
 struct lp_dialect {
     enum lp_dialect_id id;
-    const char *name;    /* "openai", "anthropic" */
+    const char *name;    /* "openai", "anthropic", "azure", "cohere" */
     enum lp_proto wire;  /* body format of requests, responses, streams and errors */
     /* The upstream URL for r as a heap string, or NULL when the dialect cannot serve r->ep. */
     char *(*url)(const struct lp_dialect_req *r);

@@ -224,9 +224,10 @@ static int note_header(struct lp_http1_request *req, struct head_flags *f, const
     return 0;
 }
 
-/* One "name: value" line, in place. Returns 0 or a status. */
-static int parse_header_line(struct lp_http1_request *req, struct head_flags *f, char *line,
-                             size_t n, const char **reason)
+/* Split one "name: value" line in place (NUL after the name and after the trimmed value).
+ * Returns 0 with *nlen and *value set, or 400. */
+static int split_header_line(char *line, size_t n, size_t *nlen, char **value,
+                             const char **reason)
 {
     if (is_ows(line[0])) {
         *reason = "obsolete line folding";
@@ -239,7 +240,7 @@ static int parse_header_line(struct lp_http1_request *req, struct head_flags *f,
         *reason = "invalid header name";
         return 400;
     }
-    size_t nlen = i;
+    *nlen = i;
     line[i++] = '\0';
     while (i < n && is_ows(line[i]))
         i++;
@@ -253,12 +254,25 @@ static int parse_header_line(struct lp_http1_request *req, struct head_flags *f,
         }
     }
     line[end] = '\0';
+    *value = line + i;
+    return 0;
+}
+
+/* One "name: value" line, in place. Returns 0 or a status. */
+static int parse_header_line(struct lp_http1_request *req, struct head_flags *f, char *line,
+                             size_t n, const char **reason)
+{
+    size_t nlen = 0;
+    char *value = NULL;
+    int st = split_header_line(line, n, &nlen, &value, reason);
+    if (st != 0)
+        return st;
     if (req->n_headers == LP_HTTP1_MAX_HEADERS) {
         *reason = "too many headers";
         return 431;
     }
-    req->headers[req->n_headers++] = (struct lp_http1_header){.name = line, .value = line + i};
-    return note_header(req, f, line, nlen, line + i, reason);
+    req->headers[req->n_headers++] = (struct lp_http1_header){.name = line, .value = value};
+    return note_header(req, f, line, nlen, value, reason);
 }
 
 /* Combine the framing headers once all are known. */
@@ -480,4 +494,107 @@ enum lp_status lp_http1_chunked_feed(struct lp_http1_chunked *c, const char *in,
     }
     *used = i;
     return chunked_result(c->state);
+}
+
+/* ---- response head ---- */
+
+/* "HTTP/1.x SSS[ reason]" in place. Returns 0 or -1. */
+static int parse_status_line(char *line, size_t n, struct lp_http1_response *resp,
+                             const char **reason)
+{
+    if (n < 12 || line[8] != ' ' || parse_version(line, 8, &resp->minor) != 0) {
+        *reason = "malformed status line";
+        return -1;
+    }
+    int st = 0;
+    for (size_t i = 9; i < 12; i++) {
+        if (line[i] < '0' || line[i] > '9') {
+            *reason = "malformed status code";
+            return -1;
+        }
+        st = st * 10 + (line[i] - '0');
+    }
+    if (st < 100 || (n > 12 && line[12] != ' ')) {
+        *reason = "malformed status code";
+        return -1;
+    }
+    for (size_t i = 13; i < n; i++) {
+        if (!is_value_char((unsigned char)line[i])) {
+            *reason = "invalid reason phrase";
+            return -1;
+        }
+    }
+    resp->status = st;
+    return 0;
+}
+
+/* The framing headers of a response. Returns 0 or -1. */
+static int note_response_header(struct lp_http1_response *resp, struct head_flags *f,
+                                 const char *name, size_t nlen, const char *value,
+                                 const char **reason)
+{
+    if (nlen == 14 && strcasecmp(name, "content-length") == 0) {
+        if (parse_content_length(value, &resp->content_length) != 0) {
+            *reason = "invalid or duplicate Content-Length";
+            return -1;
+        }
+    } else if (nlen == 17 && strcasecmp(name, "transfer-encoding") == 0) {
+        if (f->have_te || strcasecmp(value, "chunked") != 0)
+            f->te_other = true;
+        f->have_te = true;
+    } else if (nlen == 10 && strcasecmp(name, "connection") == 0) {
+        parse_connection(value, &f->conn_close, &f->conn_keep);
+    }
+    return 0;
+}
+
+int lp_http1_parse_response_head(char *buf, size_t len, struct lp_http1_response *resp,
+                                 struct lp_http1_header *hdrs, size_t max_hdrs,
+                                 const char **reason)
+{
+    memset(resp, 0, sizeof *resp);
+    resp->content_length = -1;
+    *reason = "";
+    size_t pos = 0, n = 0;
+    bool bad = false;
+    char *line = next_line(buf, len, &pos, &n, &bad);
+    if (!line || bad) {
+        *reason = "malformed status line";
+        return -1;
+    }
+    if (parse_status_line(line, n, resp, reason) != 0)
+        return -1;
+    line[8] = '\0';
+    struct head_flags f = {0};
+    while ((line = next_line(buf, len, &pos, &n, &bad)) != NULL && n > 0) {
+        size_t nlen = 0;
+        char *value = NULL;
+        if (bad || split_header_line(line, n, &nlen, &value, reason) != 0) {
+            if (bad)
+                *reason = "invalid character in header";
+            return -1;
+        }
+        if (resp->n_headers == max_hdrs) {
+            *reason = "too many response headers";
+            return -1;
+        }
+        hdrs[resp->n_headers++] = (struct lp_http1_header){.name = line, .value = value};
+        if (note_response_header(resp, &f, line, nlen, value, reason) != 0)
+            return -1;
+    }
+    if (!line || bad || pos != len) {
+        *reason = "malformed header block";
+        return -1;
+    }
+    if (f.have_te && resp->content_length >= 0) {
+        *reason = "both Content-Length and Transfer-Encoding";
+        return -1;
+    }
+    if (f.te_other) {
+        *reason = "unsupported Transfer-Encoding";
+        return -1;
+    }
+    resp->chunked = f.have_te;
+    resp->keep_alive = resp->minor == 0 ? f.conn_keep && !f.conn_close : !f.conn_close;
+    return 0;
 }

@@ -1,6 +1,8 @@
-/* http1.h - a pure, incremental HTTP/1.x request parser (no sockets, no allocation).
+/* http1.h - a pure, incremental HTTP/1.x parser (no sockets, no allocation).
  *
- * Used by the edge (src/edge.c) and fed directly by the fuzz target. Two pieces:
+ * Used by the edge (src/edge.c) for requests, by the upstream response reader (src/h1reader.c)
+ * for response heads (lp_http1_parse_response_head), and fed directly by the fuzz targets.
+ * Two pieces for requests:
  *
  * 1. The request head. lp_http1_find_head_end() scans bytes as they arrive (resumable through a
  *    scan cursor) for the blank line that ends the head; lp_http1_parse_head() then parses the
@@ -71,6 +73,26 @@ int lp_http1_parse_request_line(char *line, size_t len, struct lp_http1_request 
 
 /* First header named `name` (ASCII case-insensitive), or NULL. */
 const char *lp_http1_header_get(const struct lp_http1_request *req, const char *name);
+
+/* A response head (the upstream client's view, see h1reader.h). */
+struct lp_http1_response {
+    int status;             /* 100..999 */
+    int minor;              /* HTTP/1.<minor> */
+    size_t n_headers;
+    int64_t content_length; /* -1 when absent */
+    bool chunked;           /* Transfer-Encoding: chunked */
+    bool keep_alive;        /* 1.1 unless "Connection: close"; 1.0 only with "keep-alive" */
+};
+
+/* Parse a complete response head buf[0, len) (as found by lp_http1_find_head_end) in place:
+ * the header names and values are NUL-terminated inside buf and listed in hdrs[0, n_headers).
+ * Returns 0, or -1 with *reason set (a static string) for: a malformed status line or header,
+ * more than max_hdrs headers, an invalid or duplicate Content-Length, Content-Length with
+ * Transfer-Encoding, a Transfer-Encoding other than exactly "chunked". Deciding whether the
+ * response has a body (1xx, 204, 304) is the caller's. */
+int lp_http1_parse_response_head(char *buf, size_t len, struct lp_http1_response *resp,
+                                 struct lp_http1_header *hdrs, size_t max_hdrs,
+                                 const char **reason);
 
 /* Chunked decoder state; zero it with lp_http1_chunked_init() before the first feed. */
 struct lp_http1_chunked {

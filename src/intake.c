@@ -136,6 +136,8 @@ static void handle_llm(struct lp_request *req)
     atomic_fetch_add(&req->rt->active_llm, 1);
     if (!lp_traffic_authenticate(req)) /* proxy_api_key or a client key (keys[]) */
         return;
+    if (req->cfg->tracing.enabled)
+        lp_trace_begin(req);
     log_body(req);
     const char *err = NULL;
     size_t err_off = 0;

@@ -13,6 +13,7 @@
 
 #include "util/alloc.h"
 #include "util/buf.h"
+#include "util/utf8.h"
 
 /* Which top-level key the value being scanned belongs to. */
 enum topkey {
@@ -70,36 +71,6 @@ static int hexval(unsigned char c)
     if (c >= 'a' && c <= 'f')
         return c - 'a' + 10;
     return -1;
-}
-
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629 table), 0 if ill-formed. */
-static size_t utf8_seq_len(const unsigned char *p, size_t avail)
-{
-    unsigned char c = p[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF; /* bounds for the second byte */
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0; /* overlong */
-        else if (c == 0xED)
-            hi = 0x9F; /* UTF-16 surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90; /* overlong */
-        else if (c == 0xF4)
-            hi = 0x8F; /* > U+10FFFF */
-    } else
-        return 0;
-    if (avail < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return n;
 }
 
 /* SWAR: true when any byte of v is < 0x20, >= 0x80, '"' or '\\'. The classic has-zero-byte
@@ -169,7 +140,7 @@ static bool scan_string(struct scanner *s, bool *has_esc)
         }
         if (c < 0x20)
             return fail(s, "control character in string", s->pos);
-        size_t n = utf8_seq_len(p + s->pos, s->len - s->pos);
+        size_t n = lp_utf8_seq_len(p + s->pos, s->len - s->pos);
         if (n == 0)
             return fail(s, "invalid UTF-8 in string", s->pos);
         s->pos += n;

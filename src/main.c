@@ -22,7 +22,9 @@
 #include "log.h"
 #include "logcfg.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "reload.h"
+#include "routestats.h"
 #include "runtime.h"
 #include "traffic.h"
 #include "util/alloc.h"
@@ -246,10 +248,14 @@ static int run(struct app *a, const char *path)
     a->rt.metrics = lp_metrics_create(a->n_workers + 1);
     a->rt.health = lp_health_create();
     lp_health_configure(a->rt.health, cfg);
+    a->rt.routestats = lp_routestats_create();
     lp_admin_register_metrics(&a->rt);
     raise_fd_limit();
     create_shared_limits(a, cfg);
     lp_traffic_register_metrics(&a->rt);
+    lp_otlp_register_metrics(&a->rt);
+    if (cfg->tracing.enabled)
+        lp_otlp_start(&a->rt); /* a reload that enables tracing starts it too (reload.c) */
     a->base = event_base_new();
     /* With a redis block, limits and health are shared by every instance using it. */
     a->rt.cluster = lp_cluster_create(&a->rt, a->base, cfg);
@@ -298,6 +304,7 @@ static void teardown(struct app *a)
         }
     }
     lp_reloader_destroy(a->reloader);
+    lp_otlp_stop(); /* the workers are gone: export what they queued */
     for (int i = 0; i < a->n_workers; i++) {
         if (a->workers[i])
             lp_worker_destroy(a->workers[i]);
@@ -312,6 +319,7 @@ static void teardown(struct app *a)
     if (a->base)
         event_base_free(a->base);
     lp_health_destroy(a->rt.health);
+    lp_routestats_destroy(a->rt.routestats);
     lp_limiter_destroy(a->rt.limiter);
     lp_metrics_destroy(a->rt.metrics);
     lp_conncap_destroy(a->rt.conncap);

@@ -177,6 +177,34 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
         "cached).", "key", "type"),
     [LP_M_KEY_LIMITED_TOTAL] = COUNTER("llm_proxy_key_limited_total",
         "Requests of a client key refused by a limit, by key name and scope.", "key", "scope"),
+    [LP_M_TRACE_SPANS_TOTAL] = COUNTER("llm_proxy_trace_spans_total",
+        "Trace spans exported to the OTLP collector, dropped (queue full) or failed (collector "
+        "down or refusing).", "result"),
+    [LP_M_ROUTE_LATENCY_SECONDS] = GAUGE("llm_proxy_route_latency_seconds",
+        "The balancer's decayed latency estimate per route: time to response head (kind head) "
+        "or to the first stream event (kind first_event).", "backend", "model", "kind"),
+    [LP_M_ROUTE_IN_FLIGHT] = GAUGE("llm_proxy_route_in_flight",
+        "Upstream attempts in flight per route (backend, model), as the balancer counts them.",
+        "backend", "model"),
+    [LP_M_ROUTE_FAILURE_SCORE] = GAUGE("llm_proxy_route_failure_score",
+        "The balancer's decayed failure score per route (1 per failure blaming the backend).",
+        "backend", "model"),
+    [LP_M_ROUTE_RATELIMIT_HEADROOM] = GAUGE("llm_proxy_route_ratelimit_headroom",
+        "Smallest remaining/limit in the upstream's last rate-limit headers per route, while the "
+        "reading is valid.", "backend", "model"),
+    [LP_M_ROUTE_RATELIMIT_EXHAUSTED] = GAUGE("llm_proxy_route_ratelimit_exhausted",
+        "1 while a route rests because its upstream reported a remaining count of 0.",
+        "backend", "model"),
+    [LP_M_HEDGES_TOTAL] = COUNTER("llm_proxy_hedges_total",
+        "Hedged attempts (started alongside a silent first attempt) by result: won (its answer "
+        "was used), lost (cancelled: another attempt answered first), failed, cancelled "
+        "(the request ended otherwise).", "result"),
+    [LP_M_HEDGE_BUDGET_DENIED_TOTAL] = COUNTER("llm_proxy_hedge_budget_denied_total",
+        "Hedges that were due but not started because the alias's hedge budget was empty.",
+        "alias"),
+    [LP_M_HEDGE_DELAY_SECONDS] = HISTOGRAM("llm_proxy_hedge_delay_seconds",
+        "The delay hedge timers were armed with (fixed, or the alias's measured percentile).",
+        B_FIRST, NULL),
 };
 
 /* clang-format on */

@@ -76,6 +76,16 @@ enum lp_metric_id {
     LP_M_KEY_REQUESTS_TOTAL,  /* counter {key,status}: requests per client key name */
     LP_M_KEY_TOKENS_TOTAL,    /* counter {key,type}: tokens per client key, type input|output|cached */
     LP_M_KEY_LIMITED_TOTAL,   /* counter {key,scope}: a key's requests refused by a limit */
+    LP_M_TRACE_SPANS_TOTAL,   /* counter {result}: exported|dropped|failed spans (callback) */
+    /* smart routing (routestats.c, balance.c) */
+    LP_M_ROUTE_LATENCY_SECONDS, /* gauge {backend,model,kind}: decayed estimate, kind head|first_event (callback) */
+    LP_M_ROUTE_IN_FLIGHT,       /* gauge {backend,model}: attempts in flight on the route (callback) */
+    LP_M_ROUTE_FAILURE_SCORE,   /* gauge {backend,model}: decayed failure score (callback) */
+    LP_M_ROUTE_RATELIMIT_HEADROOM,  /* gauge {backend,model}: upstream remaining/limit (callback) */
+    LP_M_ROUTE_RATELIMIT_EXHAUSTED, /* gauge {backend,model}: 1 while resting until reset (callback) */
+    LP_M_HEDGES_TOTAL,              /* counter {result}: won|lost|failed|cancelled */
+    LP_M_HEDGE_BUDGET_DENIED_TOTAL, /* counter {alias}: a hedge was due but the budget was empty */
+    LP_M_HEDGE_DELAY_SECONDS,       /* histogram {}: the delay a hedge timer was armed with */
     LP_M__COUNT
 };
 

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "logcfg.h"
 #include "metrics.h"
+#include "otlp.h"
 #include "sysprompt.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -122,7 +123,10 @@ static bool do_reload(struct lp_reloader *r, char **msg_out)
         lp_logcfg_apply(cfg);
         lp_health_configure(r->rt->health, cfg);
         lp_limiter_configure(r->rt->limiter, cfg); /* resizes limits, keeps their state */
+        bool tracing = cfg->tracing.enabled;
         lp_runtime_publish(r->rt, cfg, sp);
+        if (tracing)
+            lp_otlp_start(r->rt); /* tracing enabled by this reload (idempotent) */
         pthread_mutex_lock(&r->mu);
         for (int i = 0; i < r->n_workers; i++)
             lp_worker_command(r->workers[i], LP_WORKER_CMD_LIMITS);

@@ -128,6 +128,8 @@ void lp_request_finish(struct lp_request *req)
     if (req->flush_ready)
         event_del(&req->flush_ev);
     lp_reqlog_write(req);
+    if (req->trace.sampled)
+        lp_trace_end(req); /* every attempt is recorded now */
     lp_traffic_finish(req); /* slots, queue places, the admission ticket */
     if (req->stream_counted)
         atomic_fetch_sub(&req->rt->active_streams, 1);

@@ -6,7 +6,6 @@
 
 #include "dialect.h"
 #include "util/alloc.h"
-#include "util/rand.h"
 
 /* A growable list of candidates; the plan keeps usable and unusable ones apart so the unusable
  * ones can be appended last without disturbing the usable order. */
@@ -92,9 +91,17 @@ static void note_soonest(struct lp_plan_info *info, int64_t until)
         info->soonest_until_ms = until;
 }
 
-/* Apply the protocol, duplicate and health filters to one eligible route. */
+/* One run of usable candidates of equal priority with what the balancer knows of each. */
+struct run {
+    struct cand_list c;
+    struct lp_balance_item *items;
+    size_t cap_items;
+};
+
+/* Apply the protocol, duplicate and health filters to one eligible route; a usable one goes to
+ * run (ordered by the balancer afterwards) unless its upstream said its quota is used up. */
 static void consider(struct plan *p, const struct lp_alias *alias, const struct lp_route *r,
-                     bool level2)
+                     bool level2, struct run *run)
 {
     const struct lp_plan_opts *o = p->opts;
     const struct lp_backend *b = route_backend(p->cfg, r);
@@ -113,10 +120,25 @@ static void consider(struct plan *p, const struct lp_alias *alias, const struct 
     }
     c.state = o->state_fn ? o->state_fn(o->state_ctx, b, r->model, o->now_ms, &c.until_ms)
                           : LP_ROUTE_USABLE;
+    struct lp_balance_item it = {.latency_ms = -1, .share = 1.0};
+    if (c.state == LP_ROUTE_USABLE && o->load_fn) {
+        c.stat = o->load_fn(o->load_ctx, b, r->model, o->stream, o->now_ms,
+                            alias->routing.decay_ms, &it);
+        if (it.cool_until_ms > o->now_ms) { /* quota used up until its reset */
+            c.state = LP_ROUTE_COOLING;
+            c.until_ms = it.cool_until_ms;
+        }
+    }
+    it.weight = r->weight;
     switch (c.state) {
     case LP_ROUTE_USABLE:
         c.until_ms = 0;
-        cand_push(&p->usable, &c);
+        if (run->c.n == run->cap_items) {
+            run->cap_items = run->cap_items ? run->cap_items * 2 : 8;
+            run->items = lp_xrealloc(run->items, run->cap_items * sizeof *run->items);
+        }
+        run->items[run->c.n] = it;
+        cand_push(&run->c, &c);
         return;
     case LP_ROUTE_COOLING:
         p->info->skipped_cooling++;
@@ -149,24 +171,25 @@ static void sort_by_priority(const struct lp_route **rs, size_t n)
     }
 }
 
-/* Fisher-Yates shuffle of each run of equal priority, so load spreads within a level. */
-static void shuffle_runs(const struct lp_route **rs, size_t n, uint64_t *rng)
+/* Order one run of usable candidates of equal priority by the alias's strategy and append it to
+ * the plan's usable list. */
+static void balance_run(struct plan *p, const struct lp_alias *alias, struct run *run)
 {
-    if (!rng)
-        return;
-    size_t start = 0;
-    while (start < n) {
-        size_t end = start + 1;
-        while (end < n && rs[end]->priority == rs[start]->priority)
-            end++;
-        for (size_t i = end - start; i > 1; i--) {
-            size_t j = (size_t)lp_rand_below(rng, i);
-            const struct lp_route *t = rs[start + i - 1];
-            rs[start + i - 1] = rs[start + j];
-            rs[start + j] = t;
-        }
-        start = end;
+    const struct lp_plan_opts *o = p->opts;
+    size_t n = run->c.n;
+    if (n > 1 && n <= LP_BALANCE_MAX) {
+        size_t order[LP_BALANCE_MAX];
+        uint64_t rr = 0;
+        if (alias->routing.strategy == LP_STRATEGY_ROUND_ROBIN && o->rr_fn)
+            rr = o->rr_fn(o->load_ctx, alias);
+        lp_balance_order(alias->routing.strategy, run->items, n, o->rng, rr, order);
+        for (size_t i = 0; i < n; i++)
+            cand_push(&p->usable, &run->c.items[order[i]]);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            cand_push(&p->usable, &run->c.items[i]);
     }
+    run->c.n = 0;
 }
 
 static void plan_alias(struct plan *p, const struct lp_alias *alias, bool level2)
@@ -185,9 +208,14 @@ static void plan_alias(struct plan *p, const struct lp_alias *alias, bool level2
         rs[n++] = r;
     }
     sort_by_priority(rs, n);
-    shuffle_runs(rs, n, p->opts->rng);
-    for (size_t i = 0; i < n; i++)
-        consider(p, alias, rs[i], level2);
+    struct run run = {0};
+    for (size_t i = 0; i < n; i++) {
+        consider(p, alias, rs[i], level2, &run);
+        if (i + 1 == n || rs[i + 1]->priority != rs[i]->priority)
+            balance_run(p, alias, &run);
+    }
+    free(run.c.items);
+    free(run.items);
     free(rs);
 
     for (size_t i = 0; i < alias->n_fallbacks; i++) {

@@ -4,8 +4,11 @@
  * globals, no locks of its own. The attempt loop walks the returned list in order.
  *
  * Order: L1 = the alias's own routes (enabled route on an enabled backend), sorted by priority
- * ascending, each run of equal priority shuffled (Fisher-Yates) so traffic spreads evenly inside
- * a priority level. Then L2 = for each name in alias->fallbacks (config order), that alias's plan,
+ * ascending. Priorities are strict: inside each run of equal priority, the usable routes (after
+ * the protocol, duplicate and health filters) are ordered by the alias's routing.strategy
+ * (balance.h) from the numbers load_fn reports, so traffic spreads inside a priority level. A
+ * route whose upstream reported its quota used up (load_fn's cool_until_ms after now) counts as
+ * COOLING until then. Then L2 = for each name in alias->fallbacks (config order), that alias's plan,
  * recursively and depth-first; an alias is expanded at most once per plan, which also breaks
  * cycles (a -> b -> a). A (backend, model) pair appears at most once (first occurrence wins).
  */
@@ -16,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "balance.h"
 #include "config.h"
 
 struct lp_dialect;
@@ -33,6 +37,15 @@ typedef enum lp_route_state (*lp_route_state_fn)(void *ctx, const struct lp_back
                                                  const char *model, int64_t now_ms,
                                                  int64_t *until_ms);
 
+/* Balancer lookup injected by the caller: fills *out with what is known of route (b, model) at
+ * now_ms (stream: which latency estimate) and returns an opaque handle the candidate keeps
+ * (routestats.h's entry; may be NULL). The weight is the router's business. */
+typedef void *(*lp_route_load_fn)(void *ctx, const struct lp_backend *b, const char *model,
+                                  bool stream, int64_t now_ms, int64_t decay_ms,
+                                  struct lp_balance_item *out);
+/* The alias's next round-robin counter value (shared by every worker). */
+typedef uint64_t (*lp_route_rr_fn)(void *ctx, const struct lp_alias *alias);
+
 struct lp_candidate {
     const struct lp_alias *alias;     /* the alias this route belongs to (requested or L2) */
     const struct lp_route *route;
@@ -42,6 +55,7 @@ struct lp_candidate {
     bool level2;                      /* came from alias_fallback */
     enum lp_route_state state;        /* USABLE unless kept by include_unusable */
     int64_t until_ms;                 /* for COOLING/OPEN when known, else 0 */
+    void *stat;                       /* load_fn's handle for this route (NULL without one) */
 };
 
 struct lp_plan_opts {
@@ -52,6 +66,10 @@ struct lp_plan_opts {
     int64_t now_ms;
     uint64_t *rng;             /* shuffle source; NULL: no shuffle (config order in a run) */
     bool include_unusable;     /* keep COOLING/OPEN candidates after the usable ones */
+    lp_route_load_fn load_fn;  /* NULL: every route unmeasured (latency: random among equals) */
+    lp_route_rr_fn rr_fn;      /* NULL: round_robin starts at the first route */
+    void *load_ctx;            /* passed to load_fn and rr_fn */
+    bool stream;               /* the client asked for a stream (which latency counts) */
 };
 
 struct lp_plan_info {

@@ -15,6 +15,7 @@
 #include "config.h"
 
 struct lp_health;
+struct lp_routestats;
 struct lp_metrics;
 struct lp_sysprompts;
 struct lp_conncap;
@@ -25,6 +26,7 @@ struct lp_runtime {
     pthread_mutex_t lock;      /* guards cfg, sysprompts and their swap */
     struct lp_config *cfg;     /* current snapshot (one reference held here) */
     struct lp_health *health;
+    struct lp_routestats *routestats; /* the balancer's numbers (routestats.h) */
     struct lp_metrics *metrics;
     struct lp_conncap *conncap; /* client connections, total and per address (every edge) */
     struct lp_budget *bodies;   /* bytes held by request bodies (every edge) */

@@ -1,689 +1,390 @@
-/* upstream.c - libcurl multi on a libevent loop. See upstream.h for the contract and
- * ../shared/notes/libcurl-on-libevent.md for why the glue looks like this. */
+/* upstream.c - the upstream client: picks an engine per transfer and routes the calls of
+ * upstream.h to it (see upstream.h, h1client.h, curlclient.h). Response hygiene (framing checks,
+ * content decoding) is done here, above the engines, so every engine behaves the same. */
 #include "upstream.h"
 
-#include <curl/curl.h>
-#include <errno.h>
-#include <event2/event_struct.h>
-#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
+#include "coding.h"
+#include "curlclient.h"
+#include "h1client.h"
+#include "upstream_engine.h"
 #include "util/alloc.h"
-#include "util/buf.h"
 
-#define MAX_RESP_HEADER_BYTES (64 * 1024)
-#define MAX_RESP_HEADERS 128
-#define POOL_MAX 256
-
-/* One registration per socket curl uses, indexed by fd. */
-struct sockinfo {
-    struct event ev;
-    struct lp_upstream *u;
-    int fd;
-    short mask;      /* EV_READ|EV_WRITE currently registered */
-    bool registered; /* ev is added */
-    bool parked;     /* curl said REMOVE but we kept the read registration */
-};
-
-struct hdr_ref {
-    uint32_t name;
-    uint32_t value;
-};
-
-struct lp_upstream_xfer {
-    struct lp_upstream *u;
-    CURL *easy;
-    struct curl_slist *hdrs;
-    struct lp_upstream_cbs cbs;
-    void *arg;
-    int status;
-    bool head_done;
-    bool paused;
-    bool cancelled; /* user cancelled: no more callbacks */
-    bool aborted;   /* our callback asked to abort */
-    bool reaping;   /* queued for deferred removal */
-    bool local_fail; /* a socket could not be created here (no fds/memory): not the backend */
-    bool pending_add; /* started from inside a callback: joins the multi on the next pass */
-    char *owned_body; /* freed with the transfer (lp_upstream_req.body_owned) */
-    struct lp_buf hdrbuf; /* "name\0value\0" pairs of the final response */
-    struct hdr_ref hv[MAX_RESP_HEADERS];
-    size_t n_hv;
-    char errbuf[CURL_ERROR_SIZE];
-    struct lp_upstream_xfer *prev, *next;   /* live list */
-    struct lp_upstream_xfer *reap_next;     /* deferred removal list */
-};
+#define DECODE_CHUNK (16 * 1024) /* decoded bytes handed to on_data at a time */
 
 struct lp_upstream {
-    struct event_base *base;
-    CURLM *multi;
-    struct event timer_ev;
-    struct event reap_ev;
-    struct sockinfo **socks;
-    size_t n_socks;
-    CURL *pool[POOL_MAX];
-    size_t n_pool;
-    size_t active;
-    int depth; /* > 0 while inside curl_multi_socket_action */
-    long max_age_conn_s;
-    char *default_cainfo; /* libcurl's built-in CA bundle path, restored on pooled handles */
-    struct lp_upstream_xfer *live;
-    struct lp_upstream_xfer *reap;
-    struct lp_upstream_xfer *pending; /* started inside a callback, added on the next pass */
+    struct lp_curlclient *curl;
+    struct lp_h1client *h1;
+    struct lp_upstream_xfer *decoding; /* transfers holding a decoder */
 };
 
-static void check_multi_info(struct lp_upstream *u);
-
-/* ---- per-fd table ---------------------------------------------------------------------- */
-
-static struct sockinfo *sock_get(struct lp_upstream *u, int fd)
-{
-    if ((size_t)fd >= u->n_socks) {
-        size_t n = u->n_socks ? u->n_socks : 64;
-        while (n <= (size_t)fd)
-            n *= 2;
-        u->socks = lp_xrealloc(u->socks, n * sizeof *u->socks);
-        memset(u->socks + u->n_socks, 0, (n - u->n_socks) * sizeof *u->socks);
-        u->n_socks = n;
-    }
-    if (!u->socks[fd]) {
-        u->socks[fd] = lp_xcalloc(1, sizeof(struct sockinfo));
-        u->socks[fd]->u = u;
-        u->socks[fd]->fd = fd;
-    }
-    return u->socks[fd];
-}
-
-static void sock_unregister(struct sockinfo *si)
-{
-    if (si->registered)
-        event_del(&si->ev);
-    si->registered = false;
-    si->parked = false;
-    si->mask = 0;
-}
-
-static void run_socket_action(struct lp_upstream *u, curl_socket_t fd, int flags)
-{
-    int running = 0;
-    u->depth++;
-    curl_multi_socket_action(u->multi, fd, flags, &running);
-    u->depth--;
-    check_multi_info(u);
-}
-
-static void on_sock_event(evutil_socket_t fd, short what, void *arg)
-{
-    struct sockinfo *si = arg;
-    if (si->parked) {
-        /* An idle pooled connection became readable: the peer closed it or sent junk. Drop the
-         * registration; curl's reuse check discards the connection when it next looks. */
-        sock_unregister(si);
-        return;
-    }
-    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-    run_socket_action(si->u, fd, flags);
-}
-
-static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *uctx, void *sockp)
-{
-    struct lp_upstream *u = uctx;
-    struct sockinfo *si = sock_get(u, fd);
-    if (what == CURL_POLL_REMOVE) {
-        /* Park read-only registrations: the next transfer on this pooled connection re-arms for
-         * free. Never park write interest (an idle writable socket fires constantly). */
-        if (si->registered && si->mask == EV_READ)
-            si->parked = true;
-        else
-            sock_unregister(si);
-        return 0;
-    }
-    short want = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
-    si->parked = false;
-    if (si->registered && si->mask == want)
-        return 0;
-    if (si->registered)
-        event_del(&si->ev);
-    event_assign(&si->ev, u->base, fd, want | EV_PERSIST, on_sock_event, si);
-    event_add(&si->ev, NULL);
-    si->registered = true;
-    si->mask = want;
-    return 0;
-}
-
-static int on_curl_closesocket(void *clientp, curl_socket_t fd)
-{
-    struct lp_upstream *u = clientp;
-    if ((size_t)fd < u->n_socks && u->socks[fd])
-        sock_unregister(u->socks[fd]);
-    return close(fd);
-}
-
-/* ---- timer ----------------------------------------------------------------------------- */
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    run_socket_action(arg, CURL_SOCKET_TIMEOUT, 0);
-}
-
-static int on_curl_timer(CURLM *multi, long timeout_ms, void *arg)
-{
-    struct lp_upstream *u = arg;
-    evtimer_del(&u->timer_ev);
-    if (timeout_ms == 0) {
-        /* Run later in this loop pass: no extra epoll_wait, no re-entrancy into curl. */
-        event_active(&u->timer_ev, EV_TIMEOUT, 0);
-    } else if (timeout_ms > 0) {
-        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-        evtimer_add(&u->timer_ev, &tv);
-    }
-    return 0;
-}
-
-/* ---- transfer callbacks ---------------------------------------------------------------- */
-
-static void deliver_head(struct lp_upstream_xfer *x)
-{
-    x->head_done = true;
-    if (x->cbs.on_head)
-        x->cbs.on_head(x->arg, x, x->status);
-}
-
-static void store_header(struct lp_upstream_xfer *x, const char *line, size_t len)
-{
-    while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
-        len--;
-    const char *colon = memchr(line, ':', len);
-    if (!colon || x->n_hv >= MAX_RESP_HEADERS)
-        return;
-    size_t nlen = (size_t)(colon - line);
-    const char *v = colon + 1;
-    size_t vlen = len - nlen - 1;
-    while (vlen && (*v == ' ' || *v == '\t')) {
-        v++;
-        vlen--;
-    }
-    size_t at = x->hdrbuf.len;
-    if (lp_buf_append(&x->hdrbuf, line, nlen) != LP_OK || lp_buf_appendc(&x->hdrbuf, '\0') != LP_OK ||
-        lp_buf_append(&x->hdrbuf, v, vlen) != LP_OK || lp_buf_appendc(&x->hdrbuf, '\0') != LP_OK) {
-        x->hdrbuf.len = at; /* over the ceiling: drop this header */
-        return;
-    }
-    x->hv[x->n_hv].name = (uint32_t)at;
-    x->hv[x->n_hv].value = (uint32_t)(at + nlen + 1);
-    x->n_hv++;
-}
-
-static size_t on_curl_header(char *p, size_t size, size_t n, void *ud)
-{
-    struct lp_upstream_xfer *x = ud;
-    size_t len = size * n;
-    if (x->cancelled || x->aborted)
-        return 0;
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-        /* A new status line (after a 1xx, or the first): start the header set afresh. */
-        lp_buf_reset(&x->hdrbuf);
-        x->n_hv = 0;
-        long code = 0;
-        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
-        x->status = (int)code;
-        return len;
-    }
-    if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
-        long code = 0;
-        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
-        x->status = (int)code;
-        if (x->status >= 200 && !x->head_done)
-            deliver_head(x);
-        return (x->cancelled || x->aborted) ? 0 : len;
-    }
-    store_header(x, p, len);
-    return len;
-}
-
-static size_t on_curl_write(char *p, size_t size, size_t n, void *ud)
-{
-    struct lp_upstream_xfer *x = ud;
-    size_t len = size * n;
-    if (x->cancelled || x->aborted)
-        return 0;
-    if (!x->head_done) {
-        deliver_head(x);
-        if (x->cancelled || x->aborted)
-            return 0;
-    }
-    enum lp_status rc = x->cbs.on_data ? x->cbs.on_data(x->arg, x, p, len) : LP_OK;
-    if (x->cancelled)
-        return 0;
-    if (rc == LP_AGAIN) {
-        x->paused = true;
-        return CURL_WRITEFUNC_PAUSE;
-    }
-    if (rc != LP_OK) {
-        x->aborted = true;
-        return 0;
-    }
-    return len;
-}
-
-/* ---- lifecycle ------------------------------------------------------------------------- */
-
-static enum lp_xfer_result map_result(struct lp_upstream_xfer *x, CURLcode rc)
-{
-    switch (rc) {
-    case CURLE_OK:
-        return x->head_done ? LP_XFER_OK : LP_XFER_PROTOCOL;
-    case CURLE_COULDNT_CONNECT:
-        return x->local_fail ? LP_XFER_LOCAL : LP_XFER_CONNECT;
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return LP_XFER_DNS;
-    case CURLE_OPERATION_TIMEDOUT: {
-        /* A reused connection has no connect time; the request being sent (pretransfer) is the
-         * sign that the connect phase, fresh or pooled, was over. */
-        curl_off_t pre_us = 0;
-        curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pre_us);
-        return pre_us == 0 && !lp_upstream_reused(x) ? LP_XFER_TIMEOUT_CONNECT : LP_XFER_TIMEOUT_TOTAL;
-    }
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-        return LP_XFER_TLS;
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return LP_XFER_RESET;
-    case CURLE_WRITE_ERROR:
-        return x->aborted ? LP_XFER_ABORTED : LP_XFER_OTHER;
-    case CURLE_WEIRD_SERVER_REPLY:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_BAD_CONTENT_ENCODING:
-        return LP_XFER_PROTOCOL;
-    default:
-        return LP_XFER_OTHER;
-    }
-}
-
-/* Create curl's sockets ourselves to tell a local shortage (EMFILE, ENFILE, ENOBUFS, ENOMEM)
- * from a backend that refuses connections: the first must never cool a backend down. */
-static curl_socket_t on_curl_opensocket(void *clientp, curlsocktype purpose,
-                                        struct curl_sockaddr *a)
-{
-    struct lp_upstream_xfer *x = clientp;
-    (void)purpose;
-    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-    if (s == CURL_SOCKET_BAD && x &&
-        (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM))
-        x->local_fail = true;
-    return s;
-}
-
-static CURL *easy_get(struct lp_upstream *u)
-{
-    if (u->n_pool)
-        return u->pool[--u->n_pool];
-    CURL *e = curl_easy_init();
-    if (!e)
-        return NULL;
-    /* Options that never change for this handle. */
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_curl_closesocket);
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_curl_opensocket);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
-    /* Explicit empty proxy settings: skips environment lookups per transfer and stops
-     * http_proxy/all_proxy in the service environment from rerouting upstream traffic. */
-    curl_easy_setopt(e, CURLOPT_PROXY, "");
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "");
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 60L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 30L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, u->max_age_conn_s);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    /* The path comes from the dialect table: send it as built, never resolve dot-segments. */
-    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
-    return e;
-}
-
-static void easy_put(struct lp_upstream *u, CURL *e)
-{
-    if (u->n_pool < POOL_MAX) {
-        /* Drop pointers into the finished transfer so a stale one can never be used. */
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL);
-        curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
-        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, NULL);
-        curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
-        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
-        u->pool[u->n_pool++] = e;
-    } else {
-        curl_easy_cleanup(e);
-    }
-}
-
-static void xfer_unlink(struct lp_upstream_xfer *x)
-{
-    struct lp_upstream *u = x->u;
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        u->live = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    x->prev = x->next = NULL;
-}
-
-/* Remove from the multi handle and free. Must not run inside a curl callback. */
-static void unlink_pending(struct lp_upstream_xfer *x)
-{
-    struct lp_upstream_xfer **pp = &x->u->pending;
-    while (*pp && *pp != x)
-        pp = &(*pp)->reap_next;
-    if (*pp)
-        *pp = x->reap_next;
-    x->pending_add = false;
-}
-
-static void xfer_destroy(struct lp_upstream_xfer *x)
-{
-    struct lp_upstream *u = x->u;
-    if (x->pending_add)
-        unlink_pending(x);
-    else
-        curl_multi_remove_handle(u->multi, x->easy);
-    free(x->owned_body);
-    easy_put(u, x->easy);
-    curl_slist_free_all(x->hdrs);
-    lp_buf_free(&x->hdrbuf);
-    xfer_unlink(x);
-    u->active--;
-    free(x);
-}
-
-static void check_multi_info(struct lp_upstream *u)
-{
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(u->multi, &left)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        struct lp_upstream_xfer *x = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-        if (!x || x->reaping)
-            continue;
-        CURLcode rc = msg->data.result;
-        enum lp_xfer_result res = map_result(x, rc);
-        const char *err = res == LP_XFER_OK ? NULL : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
-        if (!x->cancelled && x->cbs.on_done) {
-            /* Keep a copy: errbuf lives in x, which on_done may not outlive. */
-            x->cbs.on_done(x->arg, x, res, err);
-        }
-        xfer_destroy(x);
-    }
-}
-
-static void on_reap(evutil_socket_t fd, short what, void *arg)
-{
-    struct lp_upstream *u = arg;
-    while (u->reap) {
-        struct lp_upstream_xfer *x = u->reap;
-        u->reap = x->reap_next;
-        xfer_destroy(x);
-    }
-    /* Transfers started from inside a callback join the multi now (outside curl's stack). */
-    while (u->pending) {
-        struct lp_upstream_xfer *x = u->pending;
-        u->pending = x->reap_next;
-        x->pending_add = false;
-        if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
-            x->cancelled = true;
-            if (x->cbs.on_done)
-                x->cbs.on_done(x->arg, x, LP_XFER_LOCAL, "could not add the upstream transfer");
-            xfer_destroy(x);
-        }
-    }
-}
 
 struct lp_upstream *lp_upstream_create(struct event_base *base, const struct lp_upstream_opts *o)
 {
-    static bool global_done;
-    if (!global_done) {
-        /* Called first from the main thread before workers start (see worker.c). */
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        global_done = true;
-    }
     struct lp_upstream *u = lp_xcalloc(1, sizeof *u);
-    u->base = base;
-    u->max_age_conn_s = o && o->max_age_conn_s > 0 ? o->max_age_conn_s : 60;
-    u->multi = curl_multi_init();
-    if (!u->multi) {
+    u->curl = lp_curlclient_create(base, o);
+    if (!u->curl) {
         free(u);
         return NULL;
     }
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, o && o->max_connects > 0 ? o->max_connects : 512L);
-    curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    CURL *probe = curl_easy_init();
-    if (probe) {
-        char *def = NULL;
-        if (curl_easy_getinfo(probe, CURLINFO_CAINFO, &def) == CURLE_OK && def)
-            u->default_cainfo = lp_xstrdup(def);
-        curl_easy_cleanup(probe);
-    }
-    evtimer_assign(&u->timer_ev, base, on_timer, u);
-    event_assign(&u->reap_ev, base, -1, 0, on_reap, u);
+    u->h1 = lp_h1client_create(base, o);
     return u;
 }
+
+static void hyg_release(struct lp_upstream_xfer *x);
 
 void lp_upstream_destroy(struct lp_upstream *u)
 {
     if (!u)
         return;
-    while (u->pending) {
-        u->pending->cancelled = true;
-        xfer_destroy(u->pending); /* unlinks it from the pending list */
-    }
-    on_reap(-1, 0, u);
-    while (u->live) {
-        u->live->cancelled = true;
-        xfer_destroy(u->live);
-    }
-    evtimer_del(&u->timer_ev);
-    event_del(&u->reap_ev);
-    for (size_t i = 0; i < u->n_pool; i++)
-        curl_easy_cleanup(u->pool[i]);
-    /* Closing the multi closes pooled connections through our closesocket callback. */
-    curl_multi_cleanup(u->multi);
-    for (size_t i = 0; i < u->n_socks; i++) {
-        if (u->socks[i]) {
-            sock_unregister(u->socks[i]);
-            free(u->socks[i]);
-        }
-    }
-    free(u->socks);
-    free(u->default_cainfo);
+    /* The engines drop their transfers without callbacks: free the decoders first. */
+    while (u->decoding)
+        hyg_release(u->decoding);
+    lp_h1client_destroy(u->h1);
+    lp_curlclient_destroy(u->curl);
     free(u);
 }
 
 size_t lp_upstream_active(const struct lp_upstream *u)
 {
-    return u->active;
+    return lp_h1client_active(u->h1) + lp_curlclient_active(u->curl);
 }
+
+/* ---- response hygiene ---------------------------------------------------------------------- */
+
+static size_t raw_count(const struct lp_upstream_xfer *x)
+{
+    return x->engine == LP_ENGINE_H1 ? lp_h1client_header_count(x) : lp_curlclient_header_count(x);
+}
+
+static void raw_at(const struct lp_upstream_xfer *x, size_t i, const char **name,
+                   const char **value)
+{
+    if (x->engine == LP_ENGINE_H1)
+        lp_h1client_header_at(x, i, name, value);
+    else
+        lp_curlclient_header_at(x, i, name, value);
+}
+
+/* After decoding, the body is no longer the one these two describe. */
+static bool hidden(const struct lp_upstream_xfer *x, const char *name)
+{
+    return x->hyg.dec &&
+           (strcasecmp(name, "Content-Encoding") == 0 || strcasecmp(name, "Content-Length") == 0);
+}
+
+/* Every value of every Content-Length header (a list counts as several) must be the same
+ * number. Returns false on a conflict or a malformed value; *present says whether any came. */
+static bool content_length_ok(const struct lp_upstream_xfer *x, bool *present,
+                              unsigned long long *value)
+{
+    bool seen = false;
+    *present = false;
+    *value = 0;
+    for (size_t i = 0, n = raw_count(x); i < n; i++) {
+        const char *name, *p;
+        raw_at(x, i, &name, &p);
+        if (strcasecmp(name, "Content-Length") != 0)
+            continue;
+        *present = true;
+        for (;;) {
+            while (*p == ' ' || *p == '\t')
+                p++;
+            if (*p < '0' || *p > '9')
+                return false;
+            unsigned long long v = 0;
+            while (*p >= '0' && *p <= '9') {
+                if (v > (~0ULL - 9) / 10)
+                    return false;
+                v = v * 10 + (unsigned)(*p++ - '0');
+            }
+            while (*p == ' ' || *p == '\t')
+                p++;
+            if (seen && v != *value)
+                return false;
+            seen = true;
+            *value = v;
+            if (*p == '\0')
+                break;
+            if (*p++ != ',')
+                return false;
+        }
+    }
+    return true;
+}
+
+/* The final head: refuse framing we cannot trust (RFC 9112 6.3: conflicting Content-Length,
+ * Content-Length with Transfer-Encoding; RFC 9110: no body on 204/304) and a content coding we
+ * cannot decode; set up decoding of gzip/deflate. Returns the static error, or NULL. */
+static const char *check_head(struct lp_upstream_xfer *x, int status)
+{
+    bool has_cl = false, has_te = false;
+    unsigned long long cl = 0;
+    if (!content_length_ok(x, &has_cl, &cl))
+        return "upstream sent conflicting or invalid Content-Length headers";
+    enum lp_coding_kind k = LP_CODING_IDENTITY;
+    for (size_t i = 0, n = raw_count(x); i < n; i++) {
+        const char *name, *value;
+        raw_at(x, i, &name, &value);
+        if (strcasecmp(name, "Transfer-Encoding") == 0) {
+            has_te = true;
+        } else if (strcasecmp(name, "Content-Encoding") == 0) {
+            enum lp_coding_kind hk = lp_coding_kind_of(value);
+            if (hk != LP_CODING_IDENTITY)
+                k = k == LP_CODING_IDENTITY ? hk : LP_CODING_UNSUPPORTED; /* stacked */
+        }
+    }
+    if (has_cl && has_te)
+        return "upstream sent both Content-Length and Transfer-Encoding";
+    if (status == 204 || status == 304) {
+        if (has_te || (status == 204 && cl > 0))
+            return "upstream sent a body with a 204 or 304 response";
+        x->hyg.no_body = true;
+        return NULL;
+    }
+    if (k == LP_CODING_UNSUPPORTED)
+        return "upstream sent a body in an unsupported content coding";
+    if (k != LP_CODING_IDENTITY)
+        x->hyg.dec = lp_coding_new(k, LP_CODING_DEFAULT_RATIO);
+    return NULL;
+}
+
+static void hyg_enter(struct lp_upstream_xfer *x)
+{
+    x->hyg.depth++;
+}
+
+/* Leave one of our callbacks; true when the caller cancelled the transfer meanwhile. */
+static bool hyg_leave(struct lp_upstream_xfer *x)
+{
+    if (--x->hyg.depth == 0 && x->hyg.cancelled)
+        hyg_release(x);
+    return x->hyg.cancelled;
+}
+
+static void on_hyg_head(void *arg, struct lp_upstream_xfer *x, int status)
+{
+    hyg_enter(x);
+    x->hyg.proto_err = check_head(x, status);
+    if (x->hyg.dec) {
+        struct lp_upstream *u = x->hyg.owner;
+        x->hyg.next = u->decoding;
+        if (u->decoding)
+            u->decoding->hyg.prev = x;
+        u->decoding = x;
+    }
+    if (x->hyg.proto_err)
+        x->hyg.head_refused = true; /* the first body byte or the end reports it */
+    else if (x->hyg.user.on_head)
+        x->hyg.user.on_head(arg, x, status);
+    hyg_leave(x);
+}
+
+/* Hand the decoded bytes held in dec_out to on_data. */
+static enum lp_status deliver_decoded(void *arg, struct lp_upstream_xfer *x)
+{
+    if (x->hyg.dec_len == 0)
+        return LP_OK;
+    enum lp_status rc = x->hyg.user.on_data
+                            ? x->hyg.user.on_data(arg, x, x->hyg.dec_out + x->hyg.dec_off,
+                                                  x->hyg.dec_len)
+                            : LP_OK;
+    if (rc == LP_OK)
+        x->hyg.dec_len = x->hyg.dec_off = 0;
+    return rc;
+}
+
+/* A coded body: decode buf[0..len) in DECODE_CHUNK pieces and deliver each. A pause (LP_AGAIN)
+ * keeps the undelivered piece in dec_out and passes LP_AGAIN on: the engine then delivers the
+ * same input again on resume, and dec_skip says how many of those bytes were already decoded
+ * (a re-delivery starts at the paused call's first byte, possibly split further). */
+static enum lp_status data_decoded(void *arg, struct lp_upstream_xfer *x, const char *buf,
+                                   size_t len)
+{
+    struct lp_upstream_hyg *h = &x->hyg;
+    size_t off = h->dec_skip < len ? h->dec_skip : len;
+    h->dec_skip -= off;
+    if (!h->dec_out)
+        h->dec_out = lp_xmalloc(DECODE_CHUNK);
+    for (;;) {
+        enum lp_status rc = deliver_decoded(arg, x);
+        if (h->cancelled)
+            return LP_ERR;
+        if (rc == LP_AGAIN) {
+            h->dec_skip += off;
+            return LP_AGAIN;
+        }
+        if (rc != LP_OK)
+            return rc;
+        if (off == len && !h->dec_last_full)
+            return LP_OK; /* all taken, and the decoder holds nothing back */
+        size_t used = 0, produced = 0;
+        if (lp_coding_feed(h->dec, buf + off, len - off, &used, h->dec_out, DECODE_CHUNK,
+                           &produced) != LP_OK) {
+            h->proto_err = lp_coding_error(h->dec);
+            return LP_ERR;
+        }
+        off += used;
+        h->dec_len = produced;
+        h->dec_last_full = produced == DECODE_CHUNK;
+        if (used == 0 && produced == 0 && off < len) {
+            h->proto_err = "upstream body could not be decoded";
+            return LP_ERR;
+        }
+    }
+}
+
+static enum lp_status on_hyg_data(void *arg, struct lp_upstream_xfer *x, const char *buf,
+                                  size_t len)
+{
+    if (x->hyg.proto_err)
+        return LP_ERR;
+    if (x->hyg.no_body && len > 0) {
+        x->hyg.proto_err = "upstream sent a body with a 204 or 304 response";
+        return LP_ERR;
+    }
+    hyg_enter(x);
+    enum lp_status rc;
+    if (x->hyg.dec)
+        rc = data_decoded(arg, x, buf, len);
+    else
+        rc = x->hyg.user.on_data ? x->hyg.user.on_data(arg, x, buf, len) : LP_OK;
+    if (hyg_leave(x))
+        return LP_ERR;
+    return rc;
+}
+
+static void on_hyg_done(void *arg, struct lp_upstream_xfer *x, enum lp_xfer_result res,
+                        const char *err)
+{
+    struct lp_upstream_hyg *h = &x->hyg;
+    /* A coded body must end where its compressed stream ends (curl cannot tell a truncated
+     * close-delimited body from a complete one). */
+    if (res == LP_XFER_OK && h->dec && !h->proto_err && lp_coding_finish(h->dec) != LP_OK)
+        h->proto_err = lp_coding_error(h->dec);
+    if (h->proto_err && (res == LP_XFER_OK || res == LP_XFER_ABORTED)) {
+        res = LP_XFER_PROTOCOL;
+        err = h->proto_err;
+    }
+    hyg_enter(x);
+    if (h->user.on_done)
+        h->user.on_done(arg, x, res, err);
+    h->depth--;
+    hyg_release(x); /* the engine frees x right after this */
+}
+
+static const struct lp_upstream_cbs hyg_cbs = {on_hyg_head, on_hyg_data, on_hyg_done};
+
+static void hyg_release(struct lp_upstream_xfer *x)
+{
+    struct lp_upstream_hyg *h = &x->hyg;
+    if (h->dec) {
+        struct lp_upstream *u = x->hyg.owner;
+        if (h->prev)
+            h->prev->hyg.next = h->next;
+        else if (u->decoding == x)
+            u->decoding = h->next;
+        if (h->next)
+            h->next->hyg.prev = h->prev;
+        h->prev = h->next = NULL;
+        lp_coding_free(h->dec);
+        h->dec = NULL;
+    }
+    LP_FREE(&h->dec_out);
+}
+
+/* ---- routing -------------------------------------------------------------------------------- */
 
 struct lp_upstream_xfer *lp_upstream_start(struct lp_upstream *u, const struct lp_upstream_req *r,
                                            const struct lp_upstream_cbs *cbs, void *arg)
 {
-    CURL *e = easy_get(u);
-    if (!e) {
-        if (r->body_owned)
-            free((char *)r->body);
-        return NULL;
-    }
-    struct lp_upstream_xfer *x = lp_xcalloc(1, sizeof *x);
-    x->u = u;
-    if (r->body_owned)
-        x->owned_body = (char *)r->body;
-    x->easy = e;
-    x->cbs = *cbs;
-    x->arg = arg;
-    lp_buf_init(&x->hdrbuf, MAX_RESP_HEADER_BYTES);
-    for (size_t i = 0; i < r->n_headers; i++)
-        x->hdrs = curl_slist_append(x->hdrs, r->headers[i]);
-    /* No 100-continue round trip (or 1 s stall) for large bodies. */
-    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
-    curl_easy_setopt(e, CURLOPT_URL, r->url);
-    /* PIPEWAIT lets an https transfer wait to multiplex on an HTTP/2 connection being set up;
-     * on plain HTTP/1.1 it would park transfers until others finish. */
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, strncmp(r->url, "https:", 6) == 0 ? 1L : 0L);
-    if (r->post) {
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-    } else {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(r->connect_timeout_ms > 0 ? r->connect_timeout_ms : 10000));
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(r->total_timeout_ms > 0 ? r->total_timeout_ms : 0));
-    /* Pooled handles keep their options: always set the CA bundle, to the backend's own or back
-     * to the default, so a private CA never carries over to another backend. */
-    curl_easy_setopt(e, CURLOPT_CAINFO, r->ca_file ? r->ca_file : u->default_cainfo);
-    x->next = u->live;
-    if (u->live)
-        u->live->prev = x;
-    u->live = x;
-    u->active++;
-    if (u->depth > 0) {
-        /* Inside curl's call stack (a failover started from a callback): adding a handle here
-         * is refused, so it joins on the next loop pass. */
-        x->pending_add = true;
-        x->reap_next = u->pending;
-        u->pending = x;
-        event_active(&u->reap_ev, EV_TIMEOUT, 0);
-        return x;
-    }
-    if (curl_multi_add_handle(u->multi, e) != CURLM_OK) {
-        x->cancelled = true;
-        xfer_destroy(x);
-        return NULL;
+    struct lp_upstream_xfer *x;
+    if (!r->http2 && lp_h1client_accepts(r->url))
+        x = lp_h1client_start(u->h1, r, &hyg_cbs, arg);
+    else
+        x = lp_curlclient_start(u->curl, r, &hyg_cbs, arg);
+    if (x) { /* engines never call back from inside start */
+        x->hyg.user = *cbs;
+        x->hyg.owner = u;
     }
     return x;
 }
 
-/* Queue x for removal on the next loop pass (removing an easy handle inside curl's call stack is
- * not allowed). Until then the write/header callbacks refuse data, which aborts the transfer. */
-static void reap_later(struct lp_upstream_xfer *x)
-{
-    if (x->reaping)
-        return;
-    x->cancelled = true;
-    x->reaping = true;
-    x->reap_next = x->u->reap;
-    x->u->reap = x;
-    event_active(&x->u->reap_ev, EV_TIMEOUT, 0);
-}
-
 void lp_upstream_cancel(struct lp_upstream_xfer *x)
 {
-    if (!x || x->cancelled)
+    if (!x)
         return;
-    x->cancelled = true;
-    if (x->u->depth == 0 || x->pending_add) {
-        /* Outside curl's call stack: remove now, so curl never touches the caller's request body
-         * again (it is freed right after a cancel). */
-        xfer_destroy(x);
-        return;
-    }
-    reap_later(x);
+    if (x->hyg.depth > 0)
+        x->hyg.cancelled = true; /* freed when our callback unwinds */
+    else
+        hyg_release(x);
+    if (x->engine == LP_ENGINE_H1)
+        lp_h1client_cancel(x);
+    else
+        lp_curlclient_cancel(x);
 }
 
 void lp_upstream_resume(struct lp_upstream_xfer *x)
 {
-    if (!x || !x->paused || x->cancelled)
+    if (!x)
         return;
-    x->paused = false;
-    /* Unpausing delivers held data through our write callback: count it as being inside curl,
-     * so a cancel from that callback is deferred. */
-    x->u->depth++;
-    CURLcode rc = curl_easy_pause(x->easy, CURLPAUSE_CONT);
-    x->u->depth--;
-    if (rc != CURLE_OK && !x->cancelled && x->cbs.on_done) {
-        /* The held data was refused (our callback aborted): curl will not finish this handle
-         * by itself, so end it here. */
-        x->cancelled = true;
-        struct lp_upstream_cbs cbs = x->cbs;
-        void *arg = x->arg;
-        cbs.on_done(arg, x, LP_XFER_ABORTED, "transfer aborted while resuming");
-        reap_later(x);
-        return;
-    }
-    /* Unpausing may complete work that only socket_action reports; run it on the next pass. */
-    event_active(&x->u->timer_ev, EV_TIMEOUT, 0);
+    if (x->engine == LP_ENGINE_H1)
+        lp_h1client_resume(x);
+    else
+        lp_curlclient_resume(x);
 }
 
 bool lp_upstream_paused(const struct lp_upstream_xfer *x)
 {
-    return x->paused;
+    return x->engine == LP_ENGINE_H1 ? lp_h1client_paused(x) : lp_curlclient_paused(x);
 }
 
 const char *lp_upstream_header(const struct lp_upstream_xfer *x, const char *name)
 {
-    for (size_t i = 0; i < x->n_hv; i++) {
-        if (strcasecmp(x->hdrbuf.data + x->hv[i].name, name) == 0)
-            return x->hdrbuf.data + x->hv[i].value;
-    }
-    return NULL;
+    if (hidden(x, name))
+        return NULL;
+    return x->engine == LP_ENGINE_H1 ? lp_h1client_header(x, name) : lp_curlclient_header(x, name);
 }
 
 size_t lp_upstream_header_count(const struct lp_upstream_xfer *x)
 {
-    return x->n_hv;
+    size_t n = raw_count(x);
+    if (!x->hyg.dec)
+        return n;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        raw_at(x, i, &name, &value);
+        k += !hidden(x, name);
+    }
+    return k;
 }
 
 void lp_upstream_header_at(const struct lp_upstream_xfer *x, size_t i, const char **name,
                            const char **value)
 {
-    *name = x->hdrbuf.data + x->hv[i].name;
-    *value = x->hdrbuf.data + x->hv[i].value;
+    if (!x->hyg.dec) {
+        raw_at(x, i, name, value);
+        return;
+    }
+    for (size_t j = 0, n = raw_count(x); j < n; j++) {
+        raw_at(x, j, name, value);
+        if (!hidden(x, *name) && i-- == 0)
+            return;
+    }
+    *name = *value = ""; /* out of range: the caller broke the contract */
 }
 
 bool lp_upstream_reused(const struct lp_upstream_xfer *x)
 {
-    long n = 0;
-    curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &n);
-    return n == 0;
+    return x->engine == LP_ENGINE_H1 ? lp_h1client_reused(x) : lp_curlclient_reused(x);
 }
 
 int lp_upstream_http_version(const struct lp_upstream_xfer *x)
 {
-    long v = 0;
-    curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &v);
-    switch (v) {
-    case CURL_HTTP_VERSION_1_0: return 10;
-    case CURL_HTTP_VERSION_2_0: return 20;
-    default: return 11;
-    }
+    return x->engine == LP_ENGINE_H1 ? lp_h1client_http_version(x)
+                                     : lp_curlclient_http_version(x);
 }

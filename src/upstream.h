@@ -1,9 +1,20 @@
-/* upstream.h - the upstream HTTP client: libcurl multi driven by the worker's libevent loop.
+/* upstream.h - the upstream HTTP client on the worker's libevent loop.
  *
- * One struct lp_upstream per worker thread (one curl multi handle, so one connection pool and
- * DNS cache per loop). One struct lp_upstream_xfer per attempt. The glue follows
- * ../shared/notes/libcurl-on-libevent.md: a per-fd table, parked read registrations, 0 ms curl
- * timeouts served by event_active, a CLOSESOCKETFUNCTION that forgets the fd before close().
+ * One struct lp_upstream per worker thread, one struct lp_upstream_xfer per attempt. Two engines
+ * sit behind this interface, chosen per transfer (upstream.c): the own HTTP/1.1 client
+ * (h1client.c, keep-alive pools per origin in pool.c) for plain http:// backends addressed by an
+ * IP literal or localhost, and libcurl multi (curlclient.c) for everything else and for backends
+ * that ask for it with `http2: true`.
+ *
+ * Response hygiene (upstream.c, above the engines, so every engine behaves the same): the caller
+ * asks for `Accept-Encoding: identity`; no engine adds an Accept-Encoding of its own or decodes
+ * (CURLOPT_ACCEPT_ENCODING is never set: curl 7.88 does not detect a truncated gzip body). A
+ * gzip/deflate body that comes anyway is decoded (src/coding.c) before on_data, and
+ * Content-Encoding and Content-Length are then absent from the headers reported. These end the
+ * transfer with LP_XFER_PROTOCOL (on_head is not called when the head itself is refused): conflicting Content-Length values, Content-Length together with
+ * Transfer-Encoding, a body on a 204/304, a content coding other than gzip/deflate/identity
+ * (br, zstd, unknown, stacked), a body that does not match its coding, a truncated compressed
+ * body, a body expanding beyond LP_CODING_DEFAULT_RATIO (compression bomb).
  *
  * Callbacks are invoked from the loop (never re-entrantly from inside a call the user made,
  * except lp_upstream_resume, which may deliver held data synchronously, see below).
@@ -30,7 +41,8 @@ enum lp_xfer_result {
     LP_XFER_RESET,           /* connection reset or closed mid-response (incl. truncated body) */
     LP_XFER_TIMEOUT_CONNECT, /* connect_timeout */
     LP_XFER_TIMEOUT_TOTAL,   /* the request's overall deadline */
-    LP_XFER_PROTOCOL,        /* malformed HTTP from the upstream */
+    LP_XFER_PROTOCOL,        /* malformed HTTP from the upstream: bad framing, a body on
+                                204/304, an unsupported, corrupt or truncated content coding */
     LP_XFER_ABORTED,         /* aborted by our own callback (LP_ERR from on_data) */
     LP_XFER_LOCAL,           /* a local resource ran out (no fds, no memory) before the
                                 backend was reached: not the backend's fault */
@@ -63,8 +75,10 @@ struct lp_upstream_req {
     const char *const *headers; /* "Name: value" strings, copied */
     size_t n_headers;
     int64_t connect_timeout_ms;
+    int64_t write_timeout_ms;  /* sending the request (own client only); 0 = none */
     int64_t total_timeout_ms;  /* 0 = none */
     const char *ca_file;       /* CA bundle to verify the peer with; NULL = libcurl's default */
+    bool http2;                /* the backend's `http2: true`: libcurl (HTTP/2 over TLS) */
 };
 
 struct lp_upstream_opts {
@@ -96,7 +110,7 @@ const char *lp_upstream_header(const struct lp_upstream_xfer *x, const char *nam
 size_t lp_upstream_header_count(const struct lp_upstream_xfer *x);
 void lp_upstream_header_at(const struct lp_upstream_xfer *x, size_t i, const char **name,
                            const char **value);
-/* Whether the transfer reused a pooled connection (CURLINFO_NUM_CONNECTS == 0). */
+/* Whether the transfer reused a pooled connection. */
 bool lp_upstream_reused(const struct lp_upstream_xfer *x);
 /* The HTTP version used: 10, 11, 20. */
 int lp_upstream_http_version(const struct lp_upstream_xfer *x);

@@ -102,6 +102,8 @@ static void test_reference_example(void **state)
     assert_true(az >= 0);
     assert_int_equal(cfg->backends[az].protocol, LP_PROTO_OPENAI);
     assert_string_equal(cfg->backends[az].protocol_name, "azure");
+    assert_int_equal(cfg->backends[az].dialect, LP_DIALECT_AZURE);
+    assert_null(cfg->backends[az].api_version);
     assert_int_equal(cfg->backends[az].timeout.total_ms, 60000);   /* backend scalar timeout */
     assert_int_equal(cfg->backends[az].timeout.connect_ms, 10000); /* from the global block */
     long an = lp_config_find_backend(cfg, "anthropic");
@@ -144,6 +146,8 @@ static void test_examples_clean(void **state)
         LP_FIXTURES_DIR "/../../examples/minimal.yaml",
         LP_FIXTURES_DIR "/../../examples/multi-backend.yaml",
         LP_FIXTURES_DIR "/../../examples/traffic.yaml",
+        LP_FIXTURES_DIR "/../../examples/providers.yaml",
+        LP_FIXTURES_DIR "/../../examples/routing.yaml",
     };
     setenv("TEAM_WEB_KEY", "team-web-key", 1);
     setenv("CLAUDE_CODE_KEY", "claude-code-key", 1);
@@ -152,6 +156,11 @@ static void test_examples_clean(void **state)
     setenv("LLM_PROXY_KEY", "proxy-key", 1);
     setenv("RELAY_API_KEY", "relay-key", 1);
     setenv("ANTHROPIC_API_KEY", "ant-key", 1);
+    setenv("AZURE_OPENAI_API_KEY", "az-key", 1);
+    setenv("GEMINI_API_KEY", "gem-key", 1);
+    setenv("VERTEX_ACCESS_TOKEN", "ya29.token", 1);
+    setenv("DEEPSEEK_API_KEY", "ds-key", 1);
+    setenv("GROQ_API_KEY", "gsk-key", 1);
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         struct lp_diags d;
         lp_diags_init(&d);
@@ -523,12 +532,84 @@ static void test_tls_ca_file(void **state)
 
 static void test_error_bad_protocol(void **state)
 {
-    expect_one_error(BASE_BACKEND "    protocol: gemini\n", 4, 15,
-                     "backends[0].protocol: unknown protocol \"gemini\" (expected openai, "
-                     "anthropic, azure, deepseek, groq, mistral or cohere)");
+    expect_one_error(BASE_BACKEND "    protocol: bogus\n", 4, 15,
+                     "backends[0].protocol: unknown protocol \"bogus\" (expected openai, "
+                     "anthropic, google, azure, or an OpenAI-compatible provider such as deepseek, groq, "
+                     "mistral, cohere, openrouter, ollama or vllm; any OpenAI-compatible server "
+                     "works as \"openai\")");
     expect_one_error(BASE_BACKEND "models: {m: [{backend: a, model: x, protocol: soap}]}\n", 4, 47,
                      "models[\"m\"][0].protocol: unknown protocol \"soap\" (expected openai, "
-                     "anthropic, azure, deepseek, groq, mistral or cohere)");
+                     "anthropic, google, azure, or an OpenAI-compatible provider such as deepseek, groq, "
+                     "mistral, cohere, openrouter, ollama or vllm; any OpenAI-compatible server "
+                     "works as \"openai\")");
+}
+
+/* Provider names: each maps to its dialect; api_version is checked and only meant for azure. */
+static void test_provider_names(void **state)
+{
+    (void)state;
+    struct lp_diags d;
+    struct lp_config *cfg = load("backends:\n"
+                                 "  - {name: az, url: 'https://r.openai.azure.com', protocol: azure,"
+                                 " api_version: 2025-04-01-preview}\n"
+                                 "  - {name: g, url: 'https://api.groq.com/openai/v1', protocol: GROQ}\n"
+                                 "  - {name: c, url: 'https://api.cohere.com', protocol: cohere}\n"
+                                 "  - {name: o, url: 'http://127.0.0.1:11434/v1', protocol: ollama,"
+                                 " api_version: 2024-10-21, max_tokens_param: max_tokens,"
+                                 " drop_params: [logprobs, store]}\n"
+                                 "models: {m: [{backend: az, model: x}]}\n",
+                                 &d);
+    if (!cfg)
+        dump(&d);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->backends[0].dialect, LP_DIALECT_AZURE);
+    assert_string_equal(cfg->backends[0].api_version, "2025-04-01-preview");
+    assert_int_equal(cfg->backends[1].dialect, LP_DIALECT_OPENAI);
+    assert_int_equal(cfg->backends[1].protocol, LP_PROTO_OPENAI);
+    assert_int_equal(cfg->backends[2].dialect, LP_DIALECT_COHERE);
+    assert_int_equal(cfg->backends[3].dialect, LP_DIALECT_OPENAI);
+    assert_string_equal(cfg->backends[3].max_tokens_param, "max_tokens");
+    assert_int_equal(cfg->backends[3].n_drop_params, 2);
+    assert_string_equal(cfg->backends[3].drop_params[1], "store");
+    bool warned = false;
+    for (size_t i = 0; i < d.n; i++)
+        warned |= strstr(d.items[i].msg, "api_version only applies to protocol azure") != NULL;
+    assert_true(warned);
+    lp_config_unref(cfg);
+    lp_diags_free(&d);
+    /* google: a ?key= in the URL moves to api_key with a warning that never shows the key */
+    cfg = load("backends:\n"
+               "  - {name: g, url: 'https://generativelanguage.googleapis.com/v1beta/models/"
+               "gemini-1.5-pro?key=AIzaSECRET&x=1', protocol: google}\n"
+               "  - {name: v, url: 'https://aiplatform.googleapis.com/v1/projects/p/locations/l"
+               "/publishers/google/models/gemini-2.5-pro?key=AIzaOTHER', protocol: Vertex,"
+               " api_key: tok}\n"
+               "models: {m: [{backend: g, model: x}]}\n",
+               &d);
+    if (!cfg)
+        dump(&d);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->backends[0].dialect, LP_DIALECT_GOOGLE);
+    assert_int_equal(cfg->backends[0].protocol, LP_PROTO_GOOGLE);
+    assert_string_equal(cfg->backends[0].api_key, "AIzaSECRET");
+    assert_string_equal(cfg->backends[0].url,
+                        "https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro?x=1");
+    assert_string_equal(cfg->backends[1].api_key, "tok");
+    assert_null(strchr(cfg->backends[1].url, '?'));
+    size_t moved = 0;
+    for (size_t i = 0; i < d.n; i++) {
+        assert_null(strstr(d.items[i].msg, "AIza"));
+        moved += strstr(d.items[i].msg, "?key=") != NULL;
+    }
+    assert_int_equal(moved, 2);
+    lp_config_unref(cfg);
+    lp_diags_free(&d);
+    expect_one_error(BASE_BACKEND "    max_tokens_param: max_output\n", 4, 23,
+                     "backends[0].max_tokens_param: max_tokens_param must be max_tokens or "
+                     "max_completion_tokens, got \"max_output\"");
+    expect_one_error(BASE_BACKEND "    protocol: azure\n    api_version: latest\n", 5, 18,
+                     "backends[0].api_version: api_version \"latest\" is not an Azure API "
+                     "version (e.g. \"2024-10-21\")");
 }
 
 static void test_error_duplicate_alias(void **state)
@@ -558,6 +639,65 @@ static void test_error_when_all_cooling(void **state)
                      5, 21,
                      "fallback.when_all_cooling: invalid value \"panic\" (expected fail or "
                      "try_soonest)");
+}
+
+/* routing: top level and per alias; the alias's own keys win, the rest comes from the top. */
+static void test_routing(void **state)
+{
+    struct lp_diags d;
+    struct lp_config *c = load("backends:\n"
+                               "  - {name: a, url: 'http://x'}\n"
+                               "  - {name: b, url: 'http://y'}\n"
+                               "models:\n"
+                               "  m:\n"
+                               "    routes:\n"
+                               "      - {backend: a, model: x, weight: 3}\n"
+                               "      - {backend: b, model: x}\n"
+                               "  n:\n"
+                               "    routing: {strategy: weighted, hedge: {delay: p95}}\n"
+                               "    routes: [{backend: a, model: y}]\n"
+                               "routing:\n"
+                               "  strategy: round_robin\n"
+                               "  decay: 30s\n"
+                               "  hedge: {delay: 250ms, max_extra: 2, budget_percent: 5}\n",
+                               &d);
+    dump(&d);
+    assert_non_null(c);
+    assert_int_equal(c->routing.strategy, LP_STRATEGY_ROUND_ROBIN);
+    assert_int_equal(c->routing.decay_ms, 30000);
+    assert_true(c->routing.hedge.enabled);
+    const struct lp_alias *m = lp_config_find_alias(c, "m", 1), *n = lp_config_find_alias(c, "n", 1);
+    assert_int_equal(m->routes[0].weight, 3);
+    assert_int_equal(m->routes[1].weight, 1);
+    assert_int_equal(m->routing.strategy, LP_STRATEGY_ROUND_ROBIN);
+    assert_int_equal(m->routing.hedge.delay_ms, 250);
+    assert_int_equal(m->routing.hedge.max_extra, 2);
+    assert_int_equal(m->routing.hedge.budget_percent, 5);
+    assert_int_equal(n->routing.strategy, LP_STRATEGY_WEIGHTED);
+    assert_int_equal(n->routing.decay_ms, 30000);
+    assert_int_equal(n->routing.hedge.delay_pct, 95);
+    assert_int_equal(n->routing.hedge.max_extra, 1);
+    assert_int_equal(n->routing.hedge.budget_percent, 10);
+    lp_config_unref(c);
+    lp_diags_free(&d);
+
+    c = load(BASE_BACKEND, &d);
+    assert_non_null(c);
+    assert_int_equal(c->routing.strategy, LP_STRATEGY_LATENCY); /* the default */
+    assert_int_equal(c->routing.decay_ms, 10000);
+    assert_false(c->routing.hedge.enabled);
+    lp_config_unref(c);
+    lp_diags_free(&d);
+
+    expect_one_error(BASE_BACKEND "routing:\n  strategy: fastest\n", 5, 13,
+                     "routing.strategy: unknown strategy \"fastest\" (expected latency, random, "
+                     "round_robin or weighted)");
+    expect_one_error(BASE_BACKEND "routing:\n  hedge: {delay: p101}\n", 5, 18,
+                     "routing.hedge.delay: invalid percentile \"p101\" (expected p50 .. p99)");
+    expect_one_error(BASE_BACKEND "routing:\n  hedge: {max_extra: 4}\n", 5, 22,
+                     "routing.hedge.max_extra: 4 is out of range [0, 3]");
+    expect_one_error(BASE_BACKEND "routing:\n  decay: 10ms\n", 5, 10,
+                     "routing.decay: decay must be between 100ms and 1h");
 }
 
 static void test_error_misc(void **state)
@@ -962,10 +1102,12 @@ int main(void)
         cmocka_unit_test(test_error_bad_duration),
         cmocka_unit_test(test_error_bad_url),
         cmocka_unit_test(test_error_bad_protocol),
+        cmocka_unit_test(test_provider_names),
         cmocka_unit_test(test_error_duplicate_alias),
         cmocka_unit_test(test_error_no_backends),
         cmocka_unit_test(test_error_when_all_cooling),
         cmocka_unit_test(test_error_misc),
+        cmocka_unit_test(test_routing),
         cmocka_unit_test(test_reports_all_errors),
         cmocka_unit_test(test_unknown_key_warning),
         cmocka_unit_test(test_alias_fallback_unknown_warning),

@@ -200,6 +200,153 @@ static void test_dialect_urls(void **state)
     assert_ptr_equal(lp_dialect_get((enum lp_dialect_id)77), o);
 }
 
+static void check_azure(const char *base, const char *version, enum lp_endpoint ep,
+                        const char *query, const char *want)
+{
+    struct lp_backend b = {.url = (char *)base, .name = "az", .api_version = (char *)version};
+    struct lp_dialect_req r = {.backend = &b, .ep = ep, .model = "gpt 4o", .query = query,
+                               .passthrough_path = "/extra"};
+    char *got = lp_dialect_get(LP_DIALECT_AZURE)->url(&r);
+    if (!want ? got != NULL : (!got || strcmp(got, want) != 0))
+        fail_msg("azure %s ep %d: got '%s', want '%s'", base, (int)ep, got ? got : "(null)",
+                 want ? want : "(none)");
+    free(got);
+}
+
+static void test_dialect_azure(void **state)
+{
+    (void)state;
+    const char *dep = "https://r.openai.azure.com/openai/deployments/d1";
+    assert_int_equal(lp_dialect_get(LP_DIALECT_AZURE)->wire, LP_PROTO_OPENAI);
+    /* deployment URL: OpenAI paths without /v1, the default api-version */
+    check_azure(dep, NULL, LP_EP_CHAT, NULL,
+                "https://r.openai.azure.com/openai/deployments/d1/chat/completions"
+                "?api-version=" LP_AZURE_API_VERSION);
+    check_azure(dep, "2025-04-01-preview", LP_EP_EMBEDDINGS, NULL,
+                "https://r.openai.azure.com/openai/deployments/d1/embeddings"
+                "?api-version=2025-04-01-preview");
+    /* the full method URL (reference style) is not doubled */
+    check_azure("https://r.openai.azure.com/openai/deployments/d1/chat/completions", NULL,
+                LP_EP_CHAT, NULL,
+                "https://r.openai.azure.com/openai/deployments/d1/chat/completions"
+                "?api-version=" LP_AZURE_API_VERSION);
+    /* an api-version written in the URL wins */
+    check_azure("https://r.openai.azure.com/openai/deployments/d1?api-version=2024-06-01", NULL,
+                LP_EP_CHAT, NULL,
+                "https://r.openai.azure.com/openai/deployments/d1/chat/completions"
+                "?api-version=2024-06-01");
+    /* a bare resource URL: the route's model is the deployment (escaped) */
+    check_azure("https://r.openai.azure.com", NULL, LP_EP_CHAT, NULL,
+                "https://r.openai.azure.com/openai/deployments/gpt%204o/chat/completions"
+                "?api-version=" LP_AZURE_API_VERSION);
+    check_azure("https://r.openai.azure.com/openai", NULL, LP_EP_COMPLETIONS, NULL,
+                "https://r.openai.azure.com/openai/deployments/gpt%204o/completions"
+                "?api-version=" LP_AZURE_API_VERSION);
+    /* the v1 API: OpenAI paths, no api-version, responses available */
+    check_azure("https://r.openai.azure.com/openai/v1", NULL, LP_EP_CHAT, NULL,
+                "https://r.openai.azure.com/openai/v1/chat/completions");
+    check_azure("https://r.openai.azure.com/openai/v1", NULL, LP_EP_RESPONSES, NULL,
+                "https://r.openai.azure.com/openai/v1/responses");
+    /* responses do not exist on deployment URLs; messages never */
+    check_azure(dep, NULL, LP_EP_RESPONSES, NULL, NULL);
+    check_azure(dep, NULL, LP_EP_MESSAGES, NULL, NULL);
+    /* a passthrough path keeps the client's filtered query after api-version */
+    check_azure(dep, NULL, LP_EP_PASSTHROUGH, "x=1",
+                "https://r.openai.azure.com/openai/deployments/d1/extra"
+                "?api-version=" LP_AZURE_API_VERSION "&x=1");
+
+    /* the key goes in api-key, never as a Bearer token */
+    struct lp_backend b = {.name = "az", .url = (char *)dep, .api_key = "azkey"};
+    struct lp_dialect_req r = {.backend = &b, .ep = LP_EP_CHAT};
+    struct hdrs h = {0};
+    lp_dialect_get(LP_DIALECT_AZURE)->auth_headers(&r, collect, &h);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.v[0], "api-key: azkey");
+    hdrs_free(&h);
+
+    /* Cohere: a bare host gets /compatibility/v1, a written path is kept */
+    const struct lp_dialect *c = lp_dialect_get(LP_DIALECT_COHERE);
+    check_url(c, "https://api.cohere.com", LP_EP_CHAT, NULL,
+              "https://api.cohere.com/compatibility/v1/chat/completions");
+    check_url(c, "https://api.cohere.ai/compatibility/v1", LP_EP_EMBEDDINGS, NULL,
+              "https://api.cohere.ai/compatibility/v1/embeddings");
+    check_url(c, "https://api.cohere.com", LP_EP_MESSAGES, NULL, NULL);
+}
+
+static void check_google(const char *base, bool stream, const char *want)
+{
+    struct lp_backend b = {.url = (char *)base, .name = "g"};
+    struct lp_dialect_req r = {.backend = &b, .ep = LP_EP_CHAT, .model = "gemini-2.5-flash",
+                               .stream = stream};
+    char *got = lp_dialect_get(LP_DIALECT_GOOGLE)->url(&r);
+    if (!got || strcmp(got, want) != 0)
+        fail_msg("google %s: got '%s', want '%s'", base, got ? got : "(null)", want);
+    free(got);
+}
+
+static void test_dialect_google(void **state)
+{
+    (void)state;
+    const char *gl = "https://generativelanguage.googleapis.com";
+    const char *vx = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/"
+                     "us-central1";
+    assert_int_equal(lp_dialect_get(LP_DIALECT_GOOGLE)->wire, LP_PROTO_GOOGLE);
+    check_google("https://generativelanguage.googleapis.com/v1beta", false,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
+                 ":generateContent");
+    check_google("https://generativelanguage.googleapis.com/v1beta", true,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
+                 ":streamGenerateContent?alt=sse");
+    check_google(gl, false,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
+                 ":generateContent");
+    /* the reference's form: the URL names the model */
+    check_google("https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro", true,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro"
+                 ":streamGenerateContent?alt=sse");
+    check_google("https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro"
+                 ":generateContent",
+                 true,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro"
+                 ":streamGenerateContent?alt=sse");
+    check_google("https://generativelanguage.googleapis.com/v1beta/models", false,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
+                 ":generateContent");
+    /* Vertex AI: cut at the location or at publishers/google, or the full model URL */
+    check_google(vx, false,
+                 "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/"
+                 "us-central1/publishers/google/models/gemini-2.5-flash:generateContent");
+    check_google("https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/"
+                 "google",
+                 true,
+                 "https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/"
+                 "google/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+    check_google("https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/"
+                 "google/models/gemini-2.0-flash",
+                 false,
+                 "https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/"
+                 "google/models/gemini-2.0-flash:generateContent");
+    /* only generation endpoints */
+    struct lp_backend b = {.url = (char *)gl, .name = "g", .api_key = "AIzaX"};
+    struct lp_dialect_req r = {.backend = &b, .ep = LP_EP_EMBEDDINGS, .model = "m"};
+    assert_null(lp_dialect_get(LP_DIALECT_GOOGLE)->url(&r));
+    r.ep = LP_EP_MESSAGES;
+    char *u = lp_dialect_get(LP_DIALECT_GOOGLE)->url(&r);
+    assert_non_null(u);
+    free(u);
+    /* keys: x-goog-api-key for Gemini, Bearer for Vertex */
+    struct hdrs h = {0};
+    lp_dialect_get(LP_DIALECT_GOOGLE)->auth_headers(&r, collect, &h);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.v[0], "x-goog-api-key: AIzaX");
+    hdrs_free(&h);
+    b.url = (char *)vx;
+    lp_dialect_get(LP_DIALECT_GOOGLE)->auth_headers(&r, collect, &h);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.v[0], "Authorization: Bearer AIzaX");
+    hdrs_free(&h);
+}
+
 static void test_dialect_auth(void **state)
 {
     (void)state;
@@ -258,7 +405,8 @@ int main(void)
         cmocka_unit_test(test_path_safety),    cmocka_unit_test(test_lookup),
         cmocka_unit_test(test_client_proto),   cmocka_unit_test(test_query_filter),
         cmocka_unit_test(test_dialect_urls),   cmocka_unit_test(test_dialect_auth),
-        cmocka_unit_test(test_dialect_routing),
+        cmocka_unit_test(test_dialect_routing), cmocka_unit_test(test_dialect_azure),
+        cmocka_unit_test(test_dialect_google),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -347,8 +347,9 @@ static void test_promtool(void **state)
     }
     struct lp_metrics *m = lp_metrics_create(2);
     struct lp_metrics_shard *s = lp_metrics_shard(m, 0);
-    const char *three[] = {"we\"ird\\al\nias", "openai", "200"};
-    const char *one[] = {"b1"}, *two[] = {"b1", "gpt-4o"};
+    /* Padded to LP_METRICS_MAX_LABELS: a metric reads as many values as it has labels. */
+    const char *three[] = {"we\"ird\\al\nias", "openai", "200", "x"};
+    const char *one[] = {"b1", "x", "y", "z"}, *two[] = {"b1", "gpt-4o", "first_event", "z"};
     for (int id = 0; id < LP_M__COUNT; id++) {
         lp_metrics_inc(s, (enum lp_metric_id)id, three, 2);
         lp_metrics_observe(s, (enum lp_metric_id)id, one, 0.7);

@@ -104,6 +104,85 @@ static enum lp_route_state fake_state(void *ctx, const struct lp_backend *b, con
     return LP_ROUTE_USABLE;
 }
 
+/* Fake balancer numbers: latency per backend name, quota rest per backend name. */
+struct fake_load {
+    const char *backend;
+    double latency_ms;
+    int64_t cool_until;
+};
+
+static void *fake_load_fn(void *ctx, const struct lp_backend *b, const char *model, bool stream,
+                          int64_t now_ms, int64_t decay_ms, struct lp_balance_item *out)
+{
+    *out = (struct lp_balance_item){.latency_ms = -1, .share = 1};
+    for (const struct fake_load *l = ctx; l->backend; l++) {
+        if (strcmp(l->backend, b->name) == 0) {
+            out->latency_ms = l->latency_ms;
+            out->cool_until_ms = l->cool_until;
+            return (void *)l;
+        }
+    }
+    return NULL;
+}
+
+static uint64_t rr_counter;
+static uint64_t fake_rr(void *ctx, const struct lp_alias *a)
+{
+    return rr_counter++;
+}
+
+/* Balancing happens among the usable routes of one priority only; a route whose quota is used
+ * up counts as cooling until its reset; each candidate keeps load_fn's handle. */
+static void test_balancing_within_priority(void **state)
+{
+    fx_reset();
+    size_t a = add_backend("a", LP_PROTO_OPENAI), b = add_backend("b", LP_PROTO_OPENAI),
+           c = add_backend("c", LP_PROTO_OPENAI), d = add_backend("d", LP_PROTO_OPENAI);
+    struct lp_alias *al = add_alias("m");
+    add_route(al, a, "x", 1);
+    add_route(al, b, "x", 1);
+    add_route(al, c, "x", 1);
+    add_route(al, d, "x", 2); /* fastest of all, but a worse priority */
+    struct fake_load load[] = {{"a", 300, 0}, {"b", 20, 0}, {"c", 5, 5000}, {"d", 1, 0}, {NULL}};
+    uint64_t rng = 77;
+    struct lp_plan_opts o = default_opts(&rng);
+    o.load_fn = fake_load_fn;
+    o.load_ctx = load;
+    struct lp_candidate out[8];
+    struct lp_plan_info info;
+    for (int i = 0; i < 50; i++) {
+        size_t n = lp_router_plan(&fx.cfg, al, &o, out, 8, &info);
+        const char *want[] = {"b/x", "a/x", "d/x"}; /* c rests until 5000 (now 1000) */
+        assert_order(out, n, want, 3);
+        assert_ptr_equal(out[0].stat, &load[1]);
+        assert_int_equal(info.skipped_cooling, 1);
+        assert_int_equal(info.soonest_until_ms, 5000);
+    }
+    /* include_unusable keeps the resting route after the usable ones. */
+    o.include_unusable = true;
+    size_t n = lp_router_plan(&fx.cfg, al, &o, out, 8, &info);
+    assert_int_equal(n, 4);
+    assert_string_equal(out[3].backend->name, "c");
+    assert_int_equal(out[3].until_ms, 5000);
+    /* After the reset it is usable again and the fastest of its priority. */
+    o.include_unusable = false;
+    o.now_ms = 6000;
+    n = lp_router_plan(&fx.cfg, al, &o, out, 8, &info);
+    assert_string_equal(out[0].backend->name, "c");
+
+    /* round_robin rotates the run by the alias's counter. */
+    al->routing.strategy = LP_STRATEGY_ROUND_ROBIN;
+    o.rr_fn = fake_rr;
+    rr_counter = 0;
+    static const char *const firsts[] = {"a", "b", "c"};
+    for (int i = 0; i < 6; i++) {
+        n = lp_router_plan(&fx.cfg, al, &o, out, 8, NULL);
+        assert_int_equal(n, 4);
+        assert_string_equal(out[0].backend->name, firsts[i % 3]);
+        assert_string_equal(out[3].backend->name, "d");
+    }
+}
+
 static void test_priority_order(void **state)
 {
     fx_reset();
@@ -249,7 +328,9 @@ static void test_cycle_and_duplicates(void **state)
     assert_int_equal(info.skipped_duplicate, 2);
     assert_ptr_equal(out[0].alias, x); /* first occurrence wins */
 
-    /* Planning from y: y's routes first, then x's (only duplicates). */
+    /* Planning from y: y's routes first, then x's (only duplicates). Without a random source
+     * a run keeps its config order. */
+    o.rng = NULL;
     n = lp_router_plan(&fx.cfg, y, &o, out, 8, &info);
     const char *want_y[] = {"a/shared", "b/only-y"};
     assert_order(out, n, want_y, 2);
@@ -463,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_max_truncates),
         cmocka_unit_test(test_max_attempts),
         cmocka_unit_test(test_yaml_config_plan),
+        cmocka_unit_test(test_balancing_within_priority),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -352,6 +352,19 @@ static const struct fixture fixtures[] = {
     {"a2o_two_tools", LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI, true, false},
     {"a2o_thinking", LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI, false, false},
     {"a2o_error", LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI, false, true},
+    /* Gemini alt=sse upstream (CRLF framing, no terminal event: finished at EOF) */
+    {"g2o_text", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, true, false},
+    {"g2o_tools", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, false, false},
+    {"g2o_thinking", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, true, false},
+    {"g2o_safety", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, false, false},
+    {"g2o_blocked", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, true, false},
+    {"g2o_error", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, false, true},
+    {"g2a_text", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, false},
+    {"g2a_tools", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, false},
+    {"g2a_thinking", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, false},
+    {"g2a_safety", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, false},
+    {"g2a_blocked", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, false},
+    {"g2a_error", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, true},
 };
 
 /* Translate `in` fed in chunks of the sizes produced by next_size, the way the proxy core does:
@@ -389,6 +402,8 @@ static void translate(const struct fixture *f, const char *in, size_t len, uint6
         }
     }
     assert_int_equal(declined, f->in_band_error);
+    if (!declined) /* the body ends: a Gemini stream is complete only now */
+        assert_int_equal(lp_stream_xlat_eof(x, out), LP_OK);
     assert_int_equal(lp_stream_xlat_done(x), !f->in_band_error);
     lp_sse_free(&p);
     lp_stream_xlat_free(x);
@@ -701,7 +716,7 @@ static void test_o2a_error_termination(void **state)
                         "event: content_block_stop\n"
                         "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
                         "event: error\n"
-                        "data: {\"type\":\"error\",\"error\":{\"type\":\"timeout\","
+                        "data: {\"type\":\"error\",\"error\":{\"type\":\"timeout_error\","
                         "\"message\":\"upstream \\\"stalled\\\"\"}}\n\n");
     /* Terminal: later events and a second error add nothing; done() stays false. */
     size_t before = out.len;
@@ -719,6 +734,31 @@ static void test_o2a_error_termination(void **state)
     assert_string_equal(out.data, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
                                   "\"api_error\",\"message\":\"boom\"}}\n\n");
     check_anthropic_stream(out.data, out.len, true);
+    lp_stream_xlat_free(x);
+    lp_buf_free(&out);
+}
+
+/* Mid-stream errors use the client's error vocabulary whatever the upstream called them. */
+static void test_error_event_vocabulary(void **state)
+{
+    (void)state;
+    struct lp_buf out;
+    lp_buf_init(&out, 0);
+    struct lp_stream_xlat *x =
+        lp_stream_xlat_new(LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC, ALIAS, false, RID);
+    lp_stream_xlat_error(x, "rate_limit_exceeded", "slow", &out);
+    assert_non_null(strstr(out.data, "\"type\":\"rate_limit_error\""));
+    lp_stream_xlat_free(x);
+    lp_buf_reset(&out);
+    x = lp_stream_xlat_new(LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC, ALIAS, false, RID);
+    lp_stream_xlat_error(x, "insufficient_quota", "pay", &out);
+    assert_non_null(strstr(out.data, "\"type\":\"billing_error\""));
+    lp_stream_xlat_free(x);
+    lp_buf_reset(&out);
+    x = lp_stream_xlat_new(LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI, ALIAS, false, RID);
+    lp_stream_xlat_error(x, "rate_limit_error", "slow", &out);
+    assert_non_null(strstr(out.data, "\"type\":\"rate_limit_error\",\"param\":null,"
+                                     "\"code\":\"rate_limit_exceeded\""));
     lp_stream_xlat_free(x);
     lp_buf_free(&out);
 }
@@ -911,8 +951,9 @@ static void test_a2o_error_termination(void **state)
     assert_int_equal(out.len, before);
     lp_buf_reset(&out);
     lp_stream_xlat_error(x, "overloaded_error", "Overloaded", &out);
+    /* In the client's vocabulary: OpenAI type and code, never Anthropic's type name. */
     assert_string_equal(out.data, "data: {\"error\":{\"message\":\"Overloaded\",\"type\":"
-                                  "\"overloaded_error\",\"param\":null,\"code\":null}}\n\n");
+                                  "\"server_error\",\"param\":null,\"code\":\"overloaded\"}}\n\n");
     lp_stream_xlat_error(x, "again", "x", &out);
     assert_int_equal(count(&out, "data:"), 1);
     assert_false(contains(&out, "[DONE]"));
@@ -1132,6 +1173,7 @@ int main(void)
         cmocka_unit_test(test_o2a_thinking_then_text),
         cmocka_unit_test(test_o2a_error_termination),
         cmocka_unit_test(test_o2a_eof),
+        cmocka_unit_test(test_error_event_vocabulary),
         cmocka_unit_test(test_o2a_bad_input),
         cmocka_unit_test(test_o2a_caps),
         cmocka_unit_test(test_ids),

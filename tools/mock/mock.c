@@ -29,6 +29,8 @@ static void usage(FILE *f)
           "  --chunk-interval-ms N     delay between content deltas (0)\n"
           "  --response-bytes N        approximate size of the answer text (64)\n"
           "  --quiet                   no per-request lines on stderr\n"
+          "  --mode any|azure|gemini   refuse what that provider refuses (any)\n"
+          "  --key KEY                 the only credential accepted (any, when unset)\n"
           "  --help                    this text\n"
           "Admin API under /_mock/ (script, requests, reset, stats): see docs/mock.md.\n",
           f);
@@ -52,6 +54,7 @@ static void parse_args(int argc, char **argv, struct mock_opts *o)
         {"latency-ms", required_argument, NULL, 'L'}, {"ttft-ms", required_argument, NULL, 'T'},
         {"chunks", required_argument, NULL, 'c'},   {"chunk-interval-ms", required_argument, NULL, 'i'},
         {"response-bytes", required_argument, NULL, 'b'}, {"quiet", no_argument, NULL, 'q'},
+        {"mode", required_argument, NULL, 'm'},     {"key", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     *o = (struct mock_opts){.listen = "127.0.0.1:0", .name = "mock", .chunks = 8,
@@ -67,6 +70,19 @@ static void parse_args(int argc, char **argv, struct mock_opts *o)
         case 'i': o->chunk_interval_ms = parse_int(optarg, "--chunk-interval-ms"); break;
         case 'b': o->response_bytes = parse_int(optarg, "--response-bytes"); break;
         case 'q': o->quiet = true; break;
+        case 'm':
+            if (strcmp(optarg, "any") == 0)
+                o->mode = MOCK_MODE_ANY;
+            else if (strcmp(optarg, "azure") == 0)
+                o->mode = MOCK_MODE_AZURE;
+            else if (strcmp(optarg, "gemini") == 0)
+                o->mode = MOCK_MODE_GEMINI;
+            else {
+                fprintf(stderr, "llm-mock: --mode wants any, azure or gemini, got '%s'\n", optarg);
+                exit(2);
+            }
+            break;
+        case 'k': o->key = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }

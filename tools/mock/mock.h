@@ -32,6 +32,13 @@
 #define MOCK_LOG_TOTAL_MAX (256u * 1024 * 1024) /* body bytes kept in the whole log */
 #define MOCK_WRITE_WATERMARK (256u * 1024)   /* stop producing SSE above this output backlog */
 
+/* --mode: which provider's rules the mock enforces before answering. */
+enum mock_mode {
+    MOCK_MODE_ANY = 0, /* OpenAI and Anthropic, any path suffix, any credential */
+    MOCK_MODE_AZURE,   /* Azure OpenAI: deployment paths with api-version or /openai/v1, api-key */
+    MOCK_MODE_GEMINI,  /* Gemini / Vertex: models/{m}:generateContent, x-goog-api-key or Bearer */
+};
+
 struct mock_opts {
     const char *listen;
     const char *name;
@@ -41,6 +48,8 @@ struct mock_opts {
     int chunk_interval_ms;
     int response_bytes;
     bool quiet;
+    enum mock_mode mode;
+    const char *key; /* NULL: any credential (but one must be present in azure/gemini mode) */
 };
 
 struct mock_hdr {
@@ -57,7 +66,7 @@ struct mock_sse_event {
     int delay_ms;   /* before this event */
 };
 
-enum mock_proto { MOCK_PROTO_OPENAI, MOCK_PROTO_ANTHROPIC };
+enum mock_proto { MOCK_PROTO_OPENAI, MOCK_PROTO_ANTHROPIC, MOCK_PROTO_GEMINI };
 
 struct mock_gen_spec {
     enum mock_proto proto;
@@ -89,6 +98,11 @@ struct mock_step {
     long cut_after;     /* -1: none */
     long stall_after;   /* -1: none */
     char *match_path;   /* NULL: matches every request */
+    char *raw;          /* raw_b64 decoded: the whole response, sent verbatim, then close */
+    size_t raw_len;
+    bool has_raw;
+    char *encoding;     /* "gzip", "deflate", "deflate-raw" compress the body/stream; any other
+                           name is only announced in content-encoding (NULL: none) */
 };
 
 TAILQ_HEAD(mock_step_q, mock_step);
@@ -165,6 +179,8 @@ struct mock_plan {
     bool gen;
     struct mock_gen_spec spec;
     int first_delay_ms;        /* ttft: before the first event */
+    bool raw;                  /* body holds the whole response: send it verbatim, then close */
+    int zbits;                 /* 0: no compression; else zlib window bits (31, 15, -15) */
     long cut_after;
     long stall_after;
     /* what the generated bodies and events echo */
@@ -221,6 +237,7 @@ void mock_body_openai_completion(const struct mock_plan *p, const char *name, st
 void mock_body_openai_responses(const struct mock_plan *p, const char *name, struct lp_buf *b);
 void mock_body_embeddings(const struct mock_plan *p, size_t inputs, struct lp_buf *b);
 void mock_body_anthropic(const struct mock_plan *p, const char *name, struct lp_buf *b);
+void mock_body_gemini(const struct mock_plan *p, const char *name, struct lp_buf *b);
 
 /* ---- mock.c ------------------------------------------------------------------------------ */
 

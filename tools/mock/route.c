@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <zlib.h>
 
 #include "mock.h"
 #include "util/alloc.h"
@@ -252,12 +253,68 @@ static void route_step_default(struct mock *m, struct mock_req *r, size_t pathle
     p->status = s->status;
 }
 
+/* zlib window bits for a step's encoding: gzip 31, deflate (zlib format) 15, deflate-raw -15;
+ * 0 for a name the mock only announces (br, zstd, ...). */
+static int encoding_bits(const char *enc)
+{
+    if (strcmp(enc, "gzip") == 0)
+        return 31;
+    if (strcmp(enc, "deflate") == 0)
+        return 15;
+    if (strcmp(enc, "deflate-raw") == 0)
+        return -15;
+    return 0;
+}
+
+/* Compress p->body in place with the given window bits. */
+static void compress_body(struct mock_plan *p, int bits)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 6, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return;
+    size_t cap = deflateBound(&z, (uLong)p->body.len) + 64;
+    unsigned char *out = lp_xmalloc(cap);
+    z.next_in = (Bytef *)(p->body.data ? p->body.data : "");
+    z.avail_in = (uInt)p->body.len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    deflate(&z, Z_FINISH);
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    lp_buf_reset(&p->body);
+    lp_buf_append(&p->body, out, n);
+    free(out);
+}
+
+/* A step's encoding: announce it; compress a fixed body now, a stream as it is written. */
+static void apply_encoding(const struct mock_step *s, struct mock_plan *p)
+{
+    if (!s->encoding)
+        return;
+    int bits = encoding_bits(s->encoding);
+    add_header(p, "content-encoding", bits == -15 ? "deflate" : s->encoding);
+    if (bits == 0)
+        return;
+    if (p->sse)
+        p->zbits = bits;
+    else
+        compress_body(p, bits);
+}
+
 static void route_step(struct mock *m, struct mock_req *r, size_t pathlen, struct mock_step *s,
                        struct mock_plan *p)
 {
     p->step = s;
     if (s->close) {
         p->close = true;
+        return;
+    }
+    if (s->has_raw) {
+        p->raw = true;
+        p->status = s->status;
+        p->delay_ms = s->delay_ms >= 0 ? s->delay_ms : m->opts.latency_ms;
+        lp_buf_append(&p->body, s->raw, s->raw_len);
         return;
     }
     bool has_ct = false;
@@ -294,6 +351,151 @@ static void route_step(struct mock *m, struct mock_req *r, size_t pathlen, struc
         else
             add_header(p, "content-type", "application/json");
     }
+    apply_encoding(s, p);
+}
+
+/* ---- provider rules (--mode) ------------------------------------------------------------- */
+
+static void azure_error(struct mock_plan *p, int status, const char *code, const char *msg)
+{
+    p->status = status;
+    add_header(p, "content-type", "application/json");
+    lp_buf_printf(&p->body, "{\"error\":{\"code\":\"%s\",\"message\":\"", code);
+    lp_buf_append_json_escaped(&p->body, msg, strlen(msg));
+    lp_buf_appends(&p->body, "\"}}");
+}
+
+/* Azure OpenAI refuses, as the real service does: a path outside /openai/deployments/<d>/... and
+ * /openai/v1/... (404), a deployment path without api-version (404), and a request without the
+ * right `api-key` header (401; a Bearer token is not a key). Returns true when it refused. */
+static bool azure_refuses(struct mock *m, struct mock_req *r, size_t pathlen, struct mock_plan *p)
+{
+    const char *t = r->target;
+    const char *q = t[pathlen] == '?' ? t + pathlen + 1 : "";
+    bool v1 = strncmp(t, "/openai/v1/", 11) == 0;
+    bool dep = strncmp(t, "/openai/deployments/", 20) == 0 &&
+               memchr(t + 20, '/', pathlen - 20) != NULL;
+    bool has_version = strncmp(q, "api-version=", 12) == 0 || strstr(q, "&api-version=");
+    if (!(v1 || (dep && has_version))) {
+        azure_error(p, 404, "404", "Resource not found");
+        return true;
+    }
+    const char *key = mock_req_header(r, "api-key");
+    if (!key || !key[0] || (m->opts.key && strcmp(key, m->opts.key) != 0)) {
+        azure_error(p, 401, "401",
+                    "Access denied due to invalid subscription key or wrong API endpoint. Make "
+                    "sure to provide a valid key for an active subscription and use a correct "
+                    "regional API endpoint for your resource.");
+        return true;
+    }
+    return false;
+}
+
+static void google_error(struct mock_plan *p, int status, const char *gstatus, const char *msg,
+                         const char *reason)
+{
+    p->status = status;
+    add_header(p, "content-type", "application/json; charset=UTF-8");
+    lp_buf_printf(&p->body, "{\"error\":{\"code\":%d,\"message\":\"", status);
+    lp_buf_append_json_escaped(&p->body, msg, strlen(msg));
+    lp_buf_printf(&p->body, "\",\"status\":\"%s\"", gstatus);
+    if (reason)
+        lp_buf_printf(&p->body, ",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc."
+                                "ErrorInfo\",\"reason\":\"%s\",\"domain\":\"googleapis.com\"}]",
+                      reason);
+    lp_buf_appends(&p->body, "}}");
+}
+
+/* Gemini / Vertex refuse, as Google does: a path that is not .../models/<m>:generateContent or
+ * :streamGenerateContent (404), a stream without alt=sse (400 here: the proxy must ask for SSE),
+ * a key in the URL (400: never acceptable from the proxy, it leaks into logs), no credential
+ * (403), a wrong one (400 API_KEY_INVALID / 401), and a body that is not a Gemini request (an
+ * OpenAI `messages` or `model` field: 400 "Unknown name"). *stream is set for the SSE method. */
+static bool gemini_refuses(struct mock *m, struct mock_req *r, size_t pathlen, bool *stream,
+                           struct mock_plan *p)
+{
+    const char *t = r->target;
+    const char *q = t[pathlen] == '?' ? t + pathlen + 1 : "";
+    const char *colon = memchr(t, ':', pathlen);
+    const char *models = strstr(t, "/models/");
+    *stream = colon && ends_with(t, pathlen, ":streamGenerateContent");
+    if (!models || models > colon || !colon || colon == models + 8 ||
+        !(*stream || ends_with(t, pathlen, ":generateContent")) ||
+        strcmp(r->method, "POST") != 0) {
+        google_error(p, 404, "NOT_FOUND", "llm-mock (gemini): no such method", NULL);
+        return true;
+    }
+    if (!strncmp(q, "key=", 4) || strstr(q, "&key=")) {
+        google_error(p, 400, "INVALID_ARGUMENT", "llm-mock (gemini): API key in the URL",
+                     NULL);
+        return true;
+    }
+    if (*stream && !(strstr(q, "alt=sse"))) {
+        google_error(p, 400, "INVALID_ARGUMENT",
+                     "llm-mock (gemini): streamGenerateContent without alt=sse", NULL);
+        return true;
+    }
+    bool vertex = strstr(t, "/projects/") != NULL && strstr(t, "/projects/") < colon;
+    const char *authz = mock_req_header(r, "authorization");
+    const char *key = vertex ? (authz && !strncmp(authz, "Bearer ", 7) ? authz + 7 : NULL)
+                             : mock_req_header(r, "x-goog-api-key");
+    if (!key || !key[0]) {
+        google_error(p, vertex ? 401 : 403, vertex ? "UNAUTHENTICATED" : "PERMISSION_DENIED",
+                     vertex ? "Request had invalid authentication credentials."
+                            : "Method doesn't allow unregistered callers (callers without "
+                              "established identity). Please use API Key or other form of API "
+                              "consumer identity to call this API.",
+                     NULL);
+        return true;
+    }
+    if (m->opts.key && strcmp(key, m->opts.key) != 0) {
+        if (vertex)
+            google_error(p, 401, "UNAUTHENTICATED",
+                         "Request had invalid authentication credentials.", NULL);
+        else
+            google_error(p, 400, "INVALID_ARGUMENT",
+                         "API key not valid. Please pass a valid API key.", "API_KEY_INVALID");
+        return true;
+    }
+    struct json_object *req = lp_json_parse(r->body.data ? r->body.data : "", r->body.len, NULL);
+    const char *bad = !lp_json_is_obj(req)                       ? "the body is not a JSON object"
+                      : lp_json_get(req, "messages")             ? "Unknown name \"messages\""
+                      : lp_json_get(req, "model")                ? "Unknown name \"model\""
+                      : lp_json_arr_len(lp_json_get_arr(req, "contents")) == 0
+                          ? "* GenerateContentRequest.contents: contents is not specified"
+                          : NULL;
+    json_object_put(req);
+    if (bad) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Invalid JSON payload received. %s", bad);
+        google_error(p, 400, "INVALID_ARGUMENT", msg, NULL);
+        return true;
+    }
+    return false;
+}
+
+/* The default Gemini answer: the model is the path's. */
+static void gemini_default(struct mock *m, struct mock_req *r, size_t pathlen, bool stream,
+                           struct mock_plan *p)
+{
+    const char *models = strstr(r->target, "/models/") + 8;
+    const char *colon = memchr(models, ':', pathlen - (size_t)(models - r->target));
+    p->model = lp_xstrndup(models, (size_t)(colon - models));
+    p->delay_ms = m->opts.latency_ms;
+    p->spec.chunks = m->opts.chunks > 0 ? m->opts.chunks : 1;
+    p->spec.interval_ms = m->opts.chunk_interval_ms;
+    p->first_delay_ms = m->opts.ttft_ms;
+    p->response_bytes = m->opts.response_bytes;
+    p->prompt_tokens = mock_tokens(r->body.len);
+    if (stream) {
+        p->sse = true;
+        p->gen = true;
+        p->spec.proto = MOCK_PROTO_GEMINI;
+        sse_headers(p);
+        return;
+    }
+    add_header(p, "content-type", "application/json; charset=UTF-8");
+    mock_body_gemini(p, m->opts.name, &p->body);
 }
 
 void mock_route(struct mock *m, struct mock_req *r, struct mock_plan *p, bool *admin)
@@ -309,7 +511,16 @@ void mock_route(struct mock *m, struct mock_req *r, struct mock_plan *p, bool *a
         free(path);
         return;
     }
+    if (m->opts.mode == MOCK_MODE_AZURE && azure_refuses(m, r, pathlen, p))
+        return;
+    bool gstream = false;
+    if (m->opts.mode == MOCK_MODE_GEMINI && gemini_refuses(m, r, pathlen, &gstream, p))
+        return;
     struct mock_step *s = mock_script_pop(&m->script, r->target);
+    if (!s && m->opts.mode == MOCK_MODE_GEMINI) {
+        gemini_default(m, r, pathlen, gstream, p);
+        return;
+    }
     if (s)
         route_step(m, r, pathlen, s, p);
     else
