@@ -265,13 +265,14 @@ static void build_headers(struct lp_attempt *a, const struct lp_dialect_req *dr)
     add_hdr(a, lp_xasprintf("X-Request-Id: %s", req->id));
     if (req->trace.sampled || (req->trace.strip && req->trace.has_parent)) {
         /* Sampled: our attempt span is the parent. Unsampled: the client's context as it came. */
-        char tp[56];
+        char *tp = lp_xmalloc(sizeof "traceparent: " - 1 + 56);
         const struct lp_trace *t = &req->trace;
+        memcpy(tp, "traceparent: ", sizeof "traceparent: " - 1);
         if (t->sampled)
-            lp_traceparent_format(tp, t->trace_id, a->trace.span_id, 0x01);
+            lp_traceparent_format(tp + 13, t->trace_id, a->trace.span_id, 0x01);
         else
-            lp_traceparent_format(tp, t->trace_id, t->parent_id, t->flags);
-        add_hdr(a, lp_xasprintf("traceparent: %s", tp));
+            lp_traceparent_format(tp + 13, t->trace_id, t->parent_id, t->flags);
+        add_hdr(a, tp);
         if (t->tracestate)
             add_hdr(a, lp_xasprintf("tracestate: %s", t->tracestate));
     }
