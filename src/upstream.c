@@ -43,7 +43,7 @@ size_t lp_upstream_active(const struct lp_upstream *u)
 struct lp_upstream_xfer *lp_upstream_start(struct lp_upstream *u, const struct lp_upstream_req *r,
                                            const struct lp_upstream_cbs *cbs, void *arg)
 {
-    if (!r->http2 && lp_h1client_accepts(r->url))
+    if (!r->http2 && lp_h1client_accepts(u->h1, r->url))
         return lp_h1client_start(u->h1, r, cbs, arg);
     return lp_curlclient_start(u->curl, r, cbs, arg);
 }
