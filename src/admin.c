@@ -7,16 +7,20 @@
 
 #include "apierr.h"
 #include "cluster.h"
+#include "dialect.h"
 #include "budget.h"
 #include "conncap.h"
 #include "edge.h"
+#include "failfeed.h"
 #include "health.h"
 #include "log.h"
 #include "mask.h"
 #include "metrics.h"
 #include "reload.h"
 #include "request.h"
+#include "router.h"
 #include "routestats.h"
+#include "statuspage.h"
 #include "runtime.h"
 #include "traffic.h"
 #include "util/alloc.h"
@@ -27,6 +31,7 @@
 bool lp_admin_owns(const char *path)
 {
     return strcmp(path, "/metrics") == 0 || strcmp(path, "/readyz") == 0 ||
+           lp_statuspage_owns(path) ||
            strncmp(path, "/admin/", 7) == 0 || strcmp(path, "/admin") == 0;
 }
 
@@ -375,6 +380,94 @@ static void serve_backends(struct lp_request *req)
     free(body);
 }
 
+static const char *route_state_name(enum lp_route_state s)
+{
+    switch (s) {
+    case LP_ROUTE_USABLE: return "usable";
+    case LP_ROUTE_COOLING: return "cooling";
+    case LP_ROUTE_OPEN: return "open";
+    case LP_ROUTE_DRAINED: return "drained";
+    }
+    return "?";
+}
+
+/* Each alias with its routes (priority, state now) and the route a request would try first. */
+static struct json_object *aliases_json(struct lp_request *req, int64_t now)
+{
+    const struct lp_config *cfg = req->cfg;
+    struct json_object *arr = json_object_new_array();
+    for (size_t a = 0; a < cfg->n_aliases; a++) {
+        const struct lp_alias *al = &cfg->aliases[a];
+        struct json_object *o = json_object_new_object();
+        lp_json_set_str(o, "name", al->name);
+        lp_json_set_bool(o, "enabled", al->enabled);
+        struct json_object *routes = json_object_new_array();
+        for (size_t r = 0; r < al->n_routes; r++) {
+            const struct lp_route *rt = &al->routes[r];
+            struct json_object *ro = json_object_new_object();
+            lp_json_set_str(ro, "backend", rt->backend);
+            lp_json_set_str(ro, "model", rt->model);
+            lp_json_set_int(ro, "priority", rt->priority);
+            lp_json_set_bool(ro, "enabled", rt->enabled);
+            if (rt->backend_idx < cfg->n_backends && rt->model) {
+                int64_t until = 0;
+                enum lp_route_state st = lp_health_state_fn(
+                    req->rt->health, &cfg->backends[rt->backend_idx], rt->model, now, &until);
+                lp_json_set_str(ro, "state", route_state_name(st));
+                if (until > now)
+                    lp_json_set_int(ro, "remaining_ms", until - now);
+            }
+            json_object_array_add(routes, ro);
+        }
+        lp_json_set(o, "routes", routes);
+        struct lp_plan_opts po = {.client_proto = LP_PROTO_OPENAI, .allow_cross_protocol = true,
+                                  .state_fn = lp_health_state_fn, .state_ctx = req->rt->health,
+                                  .now_ms = now};
+        struct lp_candidate first;
+        if (al->enabled && lp_router_plan(cfg, al, &po, &first, 1, NULL) == 1) {
+            struct json_object *p = json_object_new_object();
+            lp_json_set_str(p, "backend", first.backend->name);
+            lp_json_set_str(p, "model", first.route->model);
+            lp_json_set_bool(p, "fallback_alias", first.level2);
+            lp_json_set(o, "preferred", p);
+        } else {
+            lp_json_set(o, "preferred", NULL);
+        }
+        json_object_array_add(arr, o);
+    }
+    return arr;
+}
+
+/* GET /admin/status: what the status page shows, in one answer: the backends as
+ * /admin/backends has them, the aliases with their routes and preferred route, the latest
+ * failovers and the live counts. Rates come from the page's own /metrics deltas. */
+static void serve_status(struct lp_request *req)
+{
+    int64_t now = lp_now_ms();
+    char *b = lp_health_json(req->rt->health, req->cfg, now, lp_wall_ms());
+    b = lp_traffic_backends_json(req->rt, req->cfg, b);
+    if (req->rt->routestats)
+        b = lp_routestats_backends_json(req->rt->routestats, req->cfg, b, now);
+    struct json_object *root = lp_json_parse(b, strlen(b), NULL);
+    free(b);
+    if (!root)
+        root = json_object_new_object();
+    lp_json_set_str(root, "version", LP_VERSION);
+    lp_json_set_int(root, "now_ms", lp_wall_ms());
+    lp_json_set_int(root, "uptime_s", (lp_wall_ms() - req->rt->started_wall_ms) / 1000);
+    lp_json_set_int(root, "active_requests", atomic_load(&req->rt->active_llm));
+    lp_json_set_int(root, "active_streams", atomic_load(&req->rt->active_streams));
+    lp_json_set_bool(root, "draining", atomic_load(&req->rt->draining));
+    lp_json_set(root, "aliases", aliases_json(req, now));
+    lp_json_set_int(root, "failovers_total", (int64_t)lp_failfeed_count());
+    lp_json_set(root, "failovers", lp_failfeed_json());
+    size_t len = 0;
+    const char *s = lp_json_dump(root, &len);
+    struct lp_edge_header h = {"Cache-Control", "no-store"};
+    lp_request_reply(req, 200, "application/json", s, len, &h, 1);
+    json_object_put(root);
+}
+
 /* Client keys by name with their limits and usage (never the secrets). */
 static void serve_keys(struct lp_request *req)
 {
@@ -426,7 +519,8 @@ static struct json_object *backends_json(const struct lp_config *cfg)
         lp_json_set(o, "url", masked_url(b->url));
         lp_json_set(o, "api_key", masked_str(b->api_key));
         lp_json_set_bool(o, "enabled", b->enabled);
-        lp_json_set_str(o, "protocol", b->protocol == LP_PROTO_ANTHROPIC ? "anthropic" : "openai");
+        lp_json_set_str(o, "protocol", lp_proto_name(b->protocol));
+        lp_json_set_str(o, "dialect", lp_dialect_get(b->dialect)->name);
         lp_json_set(o, "timeout", timeouts_json(&b->timeout));
         struct json_object *h = json_object_new_object();
         for (size_t k = 0; k < b->n_headers; k++)
@@ -629,6 +723,10 @@ void lp_admin_handle(struct lp_request *req)
         serve_readyz(req);
         return;
     }
+    if (get && lp_statuspage_owns(p)) { /* no data in it: the page asks for the key itself */
+        lp_statuspage_serve(req);
+        return;
+    }
     const char *key = lp_admin_key(req->cfg);
     if ((!key || !key[0]) && req->cfg->n_keys > 0) {
         /* Client keys make the proxy authenticated: its admin API must not stay open. */
@@ -647,6 +745,8 @@ void lp_admin_handle(struct lp_request *req)
         serve_keys(req);
     else if (get && strcmp(p, "/admin/config") == 0)
         serve_config(req);
+    else if (get && strcmp(p, "/admin/status") == 0)
+        serve_status(req);
     else if (get && strcmp(p, "/admin/cluster") == 0)
         serve_cluster(req);
     else if (post && strcmp(p, "/admin/reload") == 0)

@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "dialect.h"
+#include "paramfix.h"
 #include "edge.h"
 #include "hdrpolicy.h"
 #include "log.h"
@@ -264,13 +265,14 @@ static void build_headers(struct lp_attempt *a, const struct lp_dialect_req *dr)
     add_hdr(a, lp_xasprintf("X-Request-Id: %s", req->id));
     if (req->trace.sampled || (req->trace.strip && req->trace.has_parent)) {
         /* Sampled: our attempt span is the parent. Unsampled: the client's context as it came. */
-        char tp[56];
+        char *tp = lp_xmalloc(sizeof "traceparent: " - 1 + 56);
         const struct lp_trace *t = &req->trace;
+        memcpy(tp, "traceparent: ", sizeof "traceparent: " - 1);
         if (t->sampled)
-            lp_traceparent_format(tp, t->trace_id, a->trace.span_id, 0x01);
+            lp_traceparent_format(tp + 13, t->trace_id, a->trace.span_id, 0x01);
         else
-            lp_traceparent_format(tp, t->trace_id, t->parent_id, t->flags);
-        add_hdr(a, lp_xasprintf("traceparent: %s", tp));
+            lp_traceparent_format(tp + 13, t->trace_id, t->parent_id, t->flags);
+        add_hdr(a, tp);
         if (t->tracestate)
             add_hdr(a, lp_xasprintf("tracestate: %s", t->tracestate));
     }
@@ -365,6 +367,24 @@ static bool build_body(struct lp_attempt *a, struct lp_xlat_err *err)
     return true;
 }
 
+/* The backend's parameter fixes (paramfix.h); a body they do not touch is sent as built. */
+static void fix_params(struct lp_attempt *a)
+{
+    if (!lp_paramfix_wanted(a->cand->backend))
+        return;
+    size_t n = 0;
+    char *nb = lp_paramfix_apply(a->cand->backend, a->body, a->body_len, &n);
+    if (!nb)
+        return;
+    lp_log_debug(a->req->id, "backend '%s': request parameters adjusted (max_tokens_param, "
+                             "drop_params)",
+                 a->cand->backend->name);
+    if (a->body != a->req->body)
+        free(a->body);
+    a->body = nb;
+    a->body_len = n;
+}
+
 /* The transfer's own time limit: the request's remaining deadline, or the backend's
  * total_timeout when that is shorter (a per-backend `timeout:` override bounds each attempt). */
 static int64_t attempt_limit_ms(struct lp_attempt *a, const struct lp_timeouts *t)
@@ -436,6 +456,7 @@ struct lp_attempt *lp_attempt_start(struct lp_request *req, const struct lp_cand
                  xerr.message[0] ? xerr.message : "the request cannot be sent to this backend");
         return a;
     }
+    fix_params(a);
     if (req->trace.sampled)
         lp_trace_attempt_begin(a);
     build_headers(a, &dr);

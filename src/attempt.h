@@ -90,6 +90,8 @@ struct lp_attempt {
     enum lp_endpoint up_ep;         /* the endpoint called upstream */
     struct lp_trace_attempt trace;  /* span id, cooldown (sampled requests only) */
     bool lb_counted;                /* counted in its route's in-flight number (routestats.h) */
+    bool hedge;                     /* started alongside a silent attempt (forward.c) */
+    bool hedge_counted;             /* its result is in llm_proxy_hedges_total */
 
     /* ---- the upstream request (released once) ---- */
     char *url;                      /* arena */

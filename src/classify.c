@@ -82,6 +82,10 @@ static const struct needle specific_tokens[] = {
     {"content_policy", LP_CLASS_CONTENT_POLICY},
     {"responsibleaipolicyviolation", LP_CLASS_CONTENT_POLICY},
     {"model_not_found", LP_CLASS_MODEL_NOT_FOUND},
+    {"deploymentnotfound", LP_CLASS_MODEL_NOT_FOUND},    /* Azure */
+    {"operationnotsupported", LP_CLASS_MODEL_NOT_FOUND}, /* Azure: wrong kind of deployment */
+    {"model_decommissioned", LP_CLASS_MODEL_NOT_FOUND},  /* Groq */
+    {"capacity_exceeded", LP_CLASS_OVERLOADED},          /* Groq 498 flex tier */
     {"insufficient_quota", LP_CLASS_QUOTA},
     {"insufficient_user_quota", LP_CLASS_QUOTA},
     {"insufficient_balance", LP_CLASS_QUOTA},
@@ -124,6 +128,7 @@ static const struct needle keywords[] = {
     {"context length", LP_CLASS_CONTEXT_LENGTH},
     {"context window", LP_CLASS_CONTEXT_LENGTH},
     {"context_length_exceeded", LP_CLASS_CONTEXT_LENGTH},
+    {"exceeds the maximum number of tokens", LP_CLASS_CONTEXT_LENGTH}, /* Gemini */
     {"content_policy", LP_CLASS_CONTENT_POLICY},
     {"content policy", LP_CLASS_CONTENT_POLICY},
     {"content management policy", LP_CLASS_CONTENT_POLICY},
@@ -131,6 +136,9 @@ static const struct needle keywords[] = {
     {"safety", LP_CLASS_CONTENT_POLICY},
     {"model_not_found", LP_CLASS_MODEL_NOT_FOUND},
     {"has been disabled", LP_CLASS_AUTH},
+    {"location is not supported", LP_CLASS_AUTH},         /* Gemini region block */
+    {"invalid subscription key", LP_CLASS_AUTH},          /* Azure */
+    {"invalid api token", LP_CLASS_AUTH},                 /* Cohere */
     {"invalid_api_key", LP_CLASS_AUTH},
     {"invalid api key", LP_CLASS_AUTH},
     {"incorrect api key", LP_CLASS_AUTH},

@@ -40,6 +40,9 @@ struct lp_backend {
     enum lp_dialect_id dialect; /* addressing and auth (dialect.h); from the protocol name */
     char *protocol_name;    /* as written ("openai" when absent) */
     char *api_version;      /* Azure `api-version` query value; NULL = LP_AZURE_API_VERSION */
+    char *max_tokens_param; /* "max_tokens" | "max_completion_tokens"; NULL = as sent (paramfix.h) */
+    char **drop_params;     /* top-level body members removed before sending (paramfix.h) */
+    size_t n_drop_params;
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
     char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
                                path after loading); NULL = the system CA store */

@@ -743,6 +743,8 @@ static const struct {
     enum lp_dialect_id dialect;
 } protocol_names[] = {
     {"openai", LP_DIALECT_OPENAI},       {"anthropic", LP_DIALECT_ANTHROPIC},
+    {"google", LP_DIALECT_GOOGLE},       {"gemini", LP_DIALECT_GOOGLE},
+    {"vertex", LP_DIALECT_GOOGLE},       {"vertex_ai", LP_DIALECT_GOOGLE},
     {"azure", LP_DIALECT_AZURE},         {"azure-openai", LP_DIALECT_AZURE},
     {"azure_openai", LP_DIALECT_AZURE},  {"cohere", LP_DIALECT_COHERE},
     {"deepseek", LP_DIALECT_OPENAI},     {"groq", LP_DIALECT_OPENAI},
@@ -787,7 +789,8 @@ static bool parse_protocol(struct lp_config_walk *w, yaml_node_t *val, enum lp_p
         }
     }
     ERR(w, val,
-        "unknown protocol \"%.64s\" (expected openai, anthropic, azure, or an OpenAI-compatible "
+        "unknown protocol \"%.64s\" (expected openai, anthropic, google, azure, or an "
+        "OpenAI-compatible "
         "provider such as deepseek, groq, mistral, cohere, openrouter, ollama or vllm; any "
         "OpenAI-compatible server works as \"openai\")",
         s);
@@ -919,7 +922,36 @@ static void on_backend_api_version(struct lp_config_walk *w, yaml_node_t *val, v
         ERR(w, val, "api_version \"%.64s\" is not an Azure API version (e.g. \"2024-10-21\")",
             v);
         LP_FREE(&b->api_version);
+    LP_FREE(&b->max_tokens_param);
+    for (size_t i = 0; i < b->n_drop_params; i++)
+        LP_FREE(&b->drop_params[i]);
+    LP_FREE(&b->drop_params);
+    b->n_drop_params = 0;
     }
+}
+
+static void on_backend_max_tokens_param(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_backend *b = target;
+    if (!set_str(w, val, &b->max_tokens_param))
+        return;
+    if (strcmp(b->max_tokens_param, "max_tokens") != 0 &&
+        strcmp(b->max_tokens_param, "max_completion_tokens") != 0) {
+        ERR(w, val, "max_tokens_param must be max_tokens or max_completion_tokens, got \"%.64s\"",
+            b->max_tokens_param);
+        LP_FREE(&b->max_tokens_param);
+    }
+}
+
+static void on_backend_drop_params(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_backend *b = target;
+    str_list(w, val, &b->drop_params, &b->n_drop_params);
+    for (size_t i = 0; i < b->n_drop_params; i++)
+        if (!strcmp(b->drop_params[i], "model") || !strcmp(b->drop_params[i], "messages") ||
+            !strcmp(b->drop_params[i], "contents"))
+            ERR(w, val, "drop_params must not name \"%s\": the request would be empty",
+                b->drop_params[i]);
 }
 
 /* `timeout: 60s` (the reference example's form) overrides total_timeout; a mapping overrides
@@ -947,6 +979,8 @@ static const struct field backend_fields[] = {
     FN("url", on_backend_url),
     VAL("api_key", K_STR, struct lp_backend, api_key),
     FN("api_version", on_backend_api_version),
+    FN("max_tokens_param", on_backend_max_tokens_param),
+    FN("drop_params", on_backend_drop_params),
     VAL("enabled", K_BOOL, struct lp_backend, enabled),
     FN("protocol", on_backend_protocol),
     VAL("locale", K_STR, struct lp_backend, locale),
@@ -968,6 +1002,11 @@ static void free_backend(struct lp_backend *b)
     LP_FREE(&b->api_key);
     LP_FREE(&b->protocol_name);
     LP_FREE(&b->api_version);
+    LP_FREE(&b->max_tokens_param);
+    for (size_t i = 0; i < b->n_drop_params; i++)
+        LP_FREE(&b->drop_params[i]);
+    LP_FREE(&b->drop_params);
+    b->n_drop_params = 0;
     LP_FREE(&b->locale);
     LP_FREE(&b->tls_ca_file);
     LP_FREE(&b->tls_ca_pem);
@@ -977,6 +1016,59 @@ static void free_backend(struct lp_backend *b)
     }
     LP_FREE(&b->headers);
     b->n_headers = 0;
+}
+
+/* A Gemini URL written with `?key=...` (as Google's curl examples do) would put the key in every
+ * log line that shows the URL: move it to api_key (sent as x-goog-api-key) with a warning that
+ * never shows the key. When api_key is set too, api_key wins and the URL's key is dropped. */
+static void google_key_from_url(struct lp_config_walk *w, yaml_node_t *item, struct lp_backend *b)
+{
+    char *q = strchr(b->url, '?');
+    if (!q)
+        return;
+    struct lp_buf rest;
+    lp_buf_init(&rest, 0);
+    char *key = NULL;
+    for (char *p = q + 1; *p;) {
+        size_t n = strcspn(p, "&#");
+        if (n > 4 && strncmp(p, "key=", 4) == 0) {
+            free(key);
+            key = lp_xstrndup(p + 4, n - 4);
+        } else if (n > 0) {
+            if (rest.len)
+                lp_buf_appendc(&rest, '&');
+            lp_buf_append(&rest, p, n);
+        }
+        p += n;
+        if (*p == '#')
+            break;
+        if (*p)
+            p++;
+    }
+    if (!key) {
+        lp_buf_free(&rest);
+        return;
+    }
+    yaml_node_t *at = own_value(w, item, "url") ? own_value(w, item, "url") : item;
+    if (b->api_key && b->api_key[0]) {
+        WARN(w, at, "backend \"%.64s\": the key in the url's ?key= is ignored (api_key is set); "
+                    "remove it from the url, URLs are logged",
+             b->name);
+        free(key);
+    } else {
+        WARN(w, at, "backend \"%.64s\": the url's ?key= was moved to api_key (sent as "
+                    "x-goog-api-key, never in the URL); write it as api_key, URLs are logged",
+             b->name);
+        free(b->api_key);
+        b->api_key = key;
+    }
+    *q = '\0';
+    if (rest.len) {
+        char *u = lp_xasprintf("%s?%s", b->url, rest.data);
+        free(b->url);
+        b->url = u;
+    }
+    lp_buf_free(&rest);
 }
 
 static void on_backend_item(struct lp_config_walk *w, yaml_node_t *item, size_t i, void *arg)
@@ -1002,6 +1094,8 @@ static void on_backend_item(struct lp_config_walk *w, yaml_node_t *item, size_t 
         free_backend(&b);
         return;
     }
+    if (b.dialect == LP_DIALECT_GOOGLE)
+        google_key_from_url(w, item, &b);
     if (b.api_version && b.dialect != LP_DIALECT_AZURE)
         WARN(w, own_value(w, item, "api_version") ? own_value(w, item, "api_version") : item,
              "api_version only applies to protocol azure (backend \"%.64s\")", b.name);
@@ -1063,6 +1157,29 @@ static const struct field route_fields[] = {
 };
 /* clang-format on */
 
+/* A Google backend whose URL already names a model (.../models/<name>, the reference's form)
+ * calls that model; a route naming another one is warned about, since its model is not used. */
+static void warn_google_model(struct lp_config_walk *w, yaml_node_t *item,
+                              const struct lp_backend *b, const char *model)
+{
+    if (b->dialect != LP_DIALECT_GOOGLE)
+        return;
+    size_t plen = strcspn(b->url, "?#");
+    const char *m = NULL;
+    for (const char *p = b->url; (p = memmem(p, plen - (size_t)(p - b->url), "/models/", 8));
+         p++)
+        m = p + 8;
+    if (!m)
+        return;
+    size_t n = strcspn(m, ":?#/");
+    if (n == 0 || (strlen(model) == n && !strncmp(m, model, n)))
+        return;
+    WARN(w, item,
+         "backend \"%.64s\" calls model \"%.*s\" (named in its url); this route's model "
+         "\"%.64s\" is not used",
+         b->name, (int)(n > 64 ? 64 : n), m, model);
+}
+
 static void on_route_item(struct lp_config_walk *w, yaml_node_t *item, size_t i, void *arg)
 {
     struct lp_alias *a = arg;
@@ -1088,6 +1205,7 @@ static void on_route_item(struct lp_config_walk *w, yaml_node_t *item, size_t i,
         LP_FREE(&r.model);
         return;
     }
+    warn_google_model(w, item, &w->cfg->backends[r.backend_idx], r.model);
     a->routes = lp_xrealloc(a->routes, (a->n_routes + 1) * sizeof *a->routes);
     a->routes[a->n_routes++] = r;
 }

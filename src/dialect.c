@@ -209,6 +209,87 @@ static char *cohere_url(const struct lp_dialect_req *r)
     return url;
 }
 
+/* ---- Google Gemini API and Vertex AI -------------------------------------------------------
+ * POST {base}/models/{model}:generateContent, or :streamGenerateContent?alt=sse for a stream.
+ * The base may be written several ways (docs/configuration.md "Google"):
+ *   https://generativelanguage.googleapis.com[/v1beta]      the route's model is appended;
+ *   .../models/<name> (the reference's form), with or without :generateContent: that model;
+ *   .../projects/<p>/locations/<l>[/publishers/google]      Vertex: publishers/google/models/.
+ * Gemini keys travel in x-goog-api-key (never in the URL); Vertex takes an OAuth access token
+ * as a Bearer token. */
+
+/* Vertex AI: the aiplatform host or a projects/.../locations/... path. */
+static bool google_is_vertex(const char *url)
+{
+    size_t plen;
+    const char *path = url_path(url, &plen);
+    const char *sep = strstr(url, "://");
+    const char *host = sep ? sep + 3 : url;
+    size_t hlen = (size_t)(path - host);
+    static const char vx[] = "aiplatform.googleapis.com";
+    bool vertex_host = hlen >= sizeof vx - 1 && memmem(host, hlen, vx, sizeof vx - 1) != NULL;
+    return vertex_host || path_has(path, plen, "/projects") || memmem(path, plen, "/projects/", 10);
+}
+
+static char *google_url(const struct lp_dialect_req *r)
+{
+    if (r->ep != LP_EP_CHAT && r->ep != LP_EP_MESSAGES)
+        return NULL;
+    const char *base = r->backend->url;
+    size_t plen;
+    const char *path = url_path(base, &plen);
+    while (plen > 0 && path[plen - 1] == '/')
+        plen--;
+    struct lp_buf b;
+    lp_buf_init(&b, 0);
+    lp_buf_append(&b, base, (size_t)(path - base));
+    /* the last "/models/" segment names the model when the URL already has one */
+    const char *m = NULL;
+    for (const char *p = path; (p = memmem(p, (size_t)(path + plen - p), "/models/", 8)); p++)
+        m = p;
+    if (m && m + 8 < path + plen) {
+        const char *colon = memchr(m + 8, ':', (size_t)(path + plen - (m + 8)));
+        lp_buf_append(&b, path, (size_t)((colon ? colon : path + plen) - path));
+    } else {
+        if (!r->model || !r->model[0]) {
+            lp_buf_free(&b);
+            return NULL;
+        }
+        size_t keep = m ? (size_t)(m - path) : plen;
+        if (!m && keep >= 7 && !memcmp(path + keep - 7, "/models", 7))
+            keep -= 7; /* ".../v1beta/models": the model goes after it */
+        lp_buf_append(&b, path, keep);
+        if (keep == 0)
+            lp_buf_appends(&b, google_is_vertex(base) ? "/v1" : "/v1beta");
+        else if (memmem(path, keep, "/locations/", 11) &&
+                 !(keep >= 18 && !memcmp(path + keep - 18, "/publishers/google", 18)))
+            lp_buf_appends(&b, "/publishers/google");
+        lp_buf_appends(&b, "/models/");
+        append_segment(&b, r->model);
+    }
+    lp_buf_appends(&b, r->stream ? ":streamGenerateContent" : ":generateContent");
+    const char *bq = path[strcspn(path, "?#")] == '?' ? path + strcspn(path, "?#") + 1 : "";
+    size_t bqlen = strcspn(bq, "#");
+    if (r->stream || bqlen) {
+        lp_buf_appendc(&b, '?');
+        lp_buf_append(&b, bq, bqlen);
+        if (r->stream)
+            lp_buf_appends(&b, bqlen ? "&alt=sse" : "alt=sse");
+    }
+    return lp_buf_steal(&b, NULL);
+}
+
+static void google_auth(const struct lp_dialect_req *r, lp_dialect_hdr_fn add, void *ctx)
+{
+    const char *key = r->backend->api_key;
+    if (!key || !key[0])
+        return;
+    if (google_is_vertex(r->backend->url))
+        add(ctx, lp_xasprintf("Authorization: Bearer %s", key));
+    else
+        add(ctx, lp_xasprintf("x-goog-api-key: %s", key));
+}
+
 /* ---- the table ----------------------------------------------------------------------------- */
 
 static const struct lp_dialect rows[LP_DIALECT__COUNT] = {
@@ -217,6 +298,7 @@ static const struct lp_dialect rows[LP_DIALECT__COUNT] = {
                               anthropic_auth},
     [LP_DIALECT_AZURE] = {LP_DIALECT_AZURE, "azure", LP_PROTO_OPENAI, azure_url, azure_auth},
     [LP_DIALECT_COHERE] = {LP_DIALECT_COHERE, "cohere", LP_PROTO_OPENAI, cohere_url, openai_auth},
+    [LP_DIALECT_GOOGLE] = {LP_DIALECT_GOOGLE, "google", LP_PROTO_GOOGLE, google_url, google_auth},
 };
 
 const struct lp_dialect *lp_dialect_get(enum lp_dialect_id id)
@@ -228,7 +310,9 @@ const struct lp_dialect *lp_dialect_get(enum lp_dialect_id id)
 
 enum lp_dialect_id lp_dialect_of_proto(enum lp_proto p)
 {
-    return p == LP_PROTO_ANTHROPIC ? LP_DIALECT_ANTHROPIC : LP_DIALECT_OPENAI;
+    return p == LP_PROTO_ANTHROPIC ? LP_DIALECT_ANTHROPIC
+           : p == LP_PROTO_GOOGLE  ? LP_DIALECT_GOOGLE
+                                   : LP_DIALECT_OPENAI;
 }
 
 enum lp_dialect_id lp_dialect_of_route(const struct lp_backend *b, const struct lp_route *r)

@@ -1275,6 +1275,11 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 
 /* ---- listening socket ---- */
 
+/* Accept queue per listener. The kernel caps it at net.core.somaxconn (4096 by default since
+ * Linux 5.4); 1024 overflowed under fast connection ramps (thousands of new streams within a
+ * second), which clients see as multi-second SYN retransmits. */
+#define LISTEN_BACKLOG 65535
+
 static int open_listener(const struct sockaddr *sa, socklen_t len, bool reuseport, bool dual)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1285,7 +1290,7 @@ static int open_listener(const struct sockaddr *sa, socklen_t len, bool reusepor
         (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
         (dual && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) ||
-        bind(fd, sa, len) != 0 || listen(fd, 1024) != 0) {
+        bind(fd, sa, len) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
         int err = errno;
         close(fd);
         errno = err;

@@ -99,9 +99,10 @@ typedef void (*lp_edge_close_cb)(struct lp_edge_req *req, void *arg);
 typedef void (*lp_edge_drain_cb)(struct lp_edge_req *req, void *arg);
 
 /* Create a listening socket (nonblocking, close-on-exec, SO_REUSEADDR, SO_REUSEPORT when
- * reuseport, TCP_NODELAY on the listener so accepted sockets inherit it, backlog 1024). host
- * NULL/""/"*" = any (dual-stack "::" if available else 0.0.0.0); port 0 = ephemeral. Returns the
- * fd (owned by the caller) or -1 with errno set. Blocking getaddrinfo: boot time only. */
+ * reuseport, TCP_NODELAY on the listener so accepted sockets inherit it, backlog up to
+ * net.core.somaxconn). host NULL/""/"*" = any (dual-stack "::" if available else 0.0.0.0);
+ * port 0 = ephemeral. Returns the fd (owned by the caller) or -1 with errno set. Blocking
+ * getaddrinfo: boot time only. */
 int lp_edge_listen_socket(const char *host, int port, bool reuseport);
 /* Local port of a bound socket (for port 0), or -1. */
 int lp_edge_socket_port(int fd);

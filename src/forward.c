@@ -4,7 +4,7 @@
  * request timer), COMMITTED (the winner relays), DONE (answered; finishing).
  *
  * Entry points: lp_forward_begin (intake), conclude() (every attempt outcome, from inside that
- * attempt's callbacks), on_backoff_timer, lp_forward_client_gone (edge close callback) and
+ * attempt's callbacks), on_request_timer (backoff, hedge delay), lp_forward_client_gone (edge close callback) and
  * on_shutdown (worker drain deadline). All run on the worker's loop; the attempt callbacks and
  * the timer hold the request (lp_request_enter), so a finish requested from inside them is
  * deferred until they unwind.
@@ -21,9 +21,11 @@
 #include "backoff.h"
 #include "decide.h"
 #include "edge.h"
+#include "failfeed.h"
 #include "health.h"
 #include "log.h"
 #include "mask.h"
+#include "metrics.h"
 #include "proto/synth.h"
 #include "proto/xlat.h"
 #include "quota.h"
@@ -40,6 +42,8 @@
 
 static void conclude(struct lp_attempt *a, const struct lp_outcome *o);
 static void next_attempt(struct lp_request *req);
+static void start_next(struct lp_request *req, bool hedge);
+static void arm_hedge(struct lp_request *req);
 static void on_shutdown(struct lp_request *req);
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -116,10 +120,12 @@ static void routing_answered(struct lp_attempt *a)
     struct lp_routestats *s = a->req->rt->routestats;
     if (!s || !a->cand->stat)
         return;
-    if (a->first_us)
-        lp_routestats_latency(s, a->cand->stat, a->req->stream,
-                              (double)(a->first_us - a->start_us) / 1000.0, lp_now_ms(),
-                              decay_of(a));
+    if (a->first_us) {
+        double ms = (double)(a->first_us - a->start_us) / 1000.0;
+        lp_routestats_latency(s, a->cand->stat, a->req->stream, ms, lp_now_ms(), decay_of(a));
+        if (a->req->hedge_on && a->req->alias->routing.hedge.delay_pct > 0)
+            lp_routestats_ttft(s, a->req->route_alias, ms);
+    }
     struct lp_quota_reading q;
     lp_quota_read(attempt_header, a, lp_wall_ms(), &q);
     lp_routestats_quota(s, a->cand->stat, &q, lp_now_ms());
@@ -138,6 +144,16 @@ static void routing_over(struct lp_attempt *a)
         return;
     lp_routestats_silent(a->req->rt->routestats, a->cand->stat, a->req->stream,
                          (double)(a->end_us - a->start_us) / 1000.0, lp_now_ms(), decay_of(a));
+}
+
+/* A hedged attempt's result, counted once: won, lost, failed or cancelled. */
+static void hedge_result(struct lp_attempt *a, const char *result)
+{
+    if (!a->hedge || a->hedge_counted)
+        return;
+    a->hedge_counted = true;
+    const char *l[] = {result};
+    lp_metrics_inc(a->req->w->metrics, LP_M_HEDGES_TOTAL, l, 1);
 }
 
 /* ---- the record ----------------------------------------------------------------------------- */
@@ -214,6 +230,7 @@ static void settle(struct lp_attempt *a, const struct lp_outcome *o)
     case LP_OUT_FAILED:
         record_failure(a, &o->d);
         health_failure(a, &o->d);
+        hedge_result(a, "failed");
         break;
     case LP_OUT_STREAM_END:
         if (o->end == LP_END_CLEAN) {
@@ -264,6 +281,7 @@ static void cancel_tries(struct lp_request *req, const struct lp_attempt *keep, 
         req->tries[i] = NULL;
         record(a, req->client_gone ? "client_gone" : "cancelled", why);
         health_release(a);
+        hedge_result(a, keep ? "lost" : "cancelled");
         lp_attempt_release(a);
     }
 }
@@ -440,6 +458,8 @@ static void commit(struct lp_request *req, struct lp_attempt *a)
 {
     LP_DEBUG_ASSERT(req->winner == NULL);
     req->winner = a;
+    timer_stop(req); /* no backoff or hedge is due any more */
+    hedge_result(a, "won");
     cancel_tries(req, a, "another attempt answered first");
     if (a->state == LP_ATT_READY) {
         struct lp_edge_header extra[40];
@@ -477,14 +497,62 @@ static void end_stream(struct lp_request *req, struct lp_attempt *a, const struc
 
 /* ---- backoff -------------------------------------------------------------------------------- */
 
-static void on_backoff_timer(evutil_socket_t fd, short what, void *arg)
+/* The hedge delay passed while attempting: if the only attempt in flight is still silent (no
+ * response head for a non-stream request, no first event for a stream), start the next
+ * candidate alongside it. */
+static void on_hedge_due(struct lp_request *req)
+{
+    struct lp_attempt *only = NULL;
+    if (tries_in_flight(req, NULL) != 1 || req->hedges >= req->alias->routing.hedge.max_extra)
+        return;
+    for (int i = 0; i < LP_MAX_INFLIGHT; i++)
+        if (req->tries[i])
+            only = req->tries[i];
+    if (!only || only->first_us || only->state >= LP_ATT_READY)
+        return; /* it has spoken: no hedge */
+    start_next(req, true);
+}
+
+/* The request timer: the end of a backoff, or (while attempting) the hedge delay. */
+static void on_request_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct lp_request *req = arg;
     lp_request_enter(req);
-    req->upstream_wait_us += lp_now_us() - req->backoff_start_us;
-    lp_request_set_phase(req, LP_PHASE_ATTEMPTING);
-    next_attempt(req);
+    if (req->phase == LP_PHASE_BACKOFF) {
+        req->upstream_wait_us += lp_now_us() - req->backoff_start_us;
+        lp_request_set_phase(req, LP_PHASE_ATTEMPTING);
+        next_attempt(req);
+    } else if (req->phase == LP_PHASE_ATTEMPTING && req->hedge_on) {
+        on_hedge_due(req);
+    }
     lp_request_leave(req);
+}
+
+/* While attempting with exactly one attempt in flight that has not spoken, hedging on, a hedge
+ * left under max_extra and a candidate left: arm the request timer for the hedge delay (counted
+ * from that attempt's start). Otherwise leave the timer alone. */
+static void arm_hedge(struct lp_request *req)
+{
+    if (!req->hedge_on || req->phase != LP_PHASE_ATTEMPTING || req->winner ||
+        req->hedges >= req->alias->routing.hedge.max_extra || req->next_cand >= req->n_cands ||
+        tries_in_flight(req, NULL) != 1)
+        return;
+    struct lp_attempt *only = NULL;
+    for (int i = 0; i < LP_MAX_INFLIGHT; i++)
+        if (req->tries[i])
+            only = req->tries[i];
+    if (!only || only->first_us || only->state >= LP_ATT_READY)
+        return;
+    int64_t delay = lp_routestats_hedge_delay(req->rt->routestats, req->route_alias,
+                                              &req->alias->routing.hedge);
+    int64_t wait_ms = (only->start_us + delay * 1000 - lp_now_us()) / 1000;
+    if (wait_ms < 1)
+        wait_ms = 1;
+    if (wait_ms + LP_MIN_ATTEMPT_MS >= remaining_ms(req))
+        return; /* the deadline comes first */
+    lp_metrics_observe(req->w->metrics, LP_M_HEDGE_DELAY_SECONDS, NULL, (double)delay / 1000.0);
+    struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
+    evtimer_add(&req->timer, &tv);
 }
 
 static void start_backoff(struct lp_request *req, int64_t delay_ms)
@@ -549,17 +617,25 @@ static void conclude(struct lp_attempt *a, const struct lp_outcome *o)
                     d.next == LP_NEXT_TRY_NEXT || d.next == LP_NEXT_BACKOFF ? "failing over"
                     : d.next == LP_NEXT_ALL_FAILED                          ? "no attempt left"
                                                                             : lp_next_name(d.next));
-    if (o->kind == LP_OUT_FAILED && o->d.failover)
+    if (o->kind == LP_OUT_FAILED && o->d.failover) {
         lp_reqlog_failover(req, lp_class_name(o->d.cls));
+        lp_failfeed_note(req->alias ? req->alias->name : NULL, a->cand->backend->name,
+                         a->cand->route->model, lp_class_name(o->d.cls), o->d.reason,
+                         lp_wall_ms()); /* the status page's latest failovers */
+    }
     switch (d.next) {
     case LP_NEXT_COMMIT: commit(req, a); return;
     case LP_NEXT_CANCEL:
         untrack(req, a);
         record(a, "cancelled", "another attempt answered first");
         health_release(a);
+        hedge_result(a, "lost");
         lp_attempt_release(a);
         return;
-    case LP_NEXT_WAIT: lp_attempt_release(a); return;
+    case LP_NEXT_WAIT:
+        lp_attempt_release(a);
+        arm_hedge(req); /* the attempt left may still be silent */
+        return;
     case LP_NEXT_TRY_NEXT:
         lp_attempt_release(a);
         next_attempt(req);
@@ -601,11 +677,33 @@ static void on_backend_slot(struct lp_request *req, bool granted);
 
 static void next_attempt(struct lp_request *req)
 {
+    start_next(req, false);
+}
+
+/* A hedge found its candidate but may not run it now (backend saturated, budget empty): give the
+ * candidate back for a later failover and undo what was taken. */
+static void hedge_put_back(struct lp_request *req, struct lp_health_ticket *t)
+{
+    const struct lp_candidate *c = &req->cands[req->next_cand - 1];
+    if (t)
+        lp_health_release(req->rt->health, c->backend->name, c->route->model, t);
+    lp_traffic_backend_unacquire(req);
+    req->next_cand--;
+}
+
+/* Walk the plan from next_cand to the first candidate that can start, and start it. hedge: the
+ * new attempt runs alongside the one in flight; nothing is answered when no candidate can start
+ * (that attempt still decides), and one refused by its backend's concurrency limit or by the
+ * hedge budget is put back for a later failover. */
+static void start_next(struct lp_request *req, bool hedge)
+{
     size_t first_saturated = SIZE_MAX; /* traffic control: the first candidate at its limit */
     while (req->next_cand < req->n_cands) {
         if (attempts_left(req) <= 0)
             break;
         if (remaining_ms(req) < LP_MIN_ATTEMPT_MS) {
+            if (hedge)
+                return;
             req->deadline_hit = true; /* too little time left for a meaningful attempt */
             break;
         }
@@ -616,6 +714,12 @@ static void next_attempt(struct lp_request *req)
             continue;
         }
         if (!lp_traffic_backend_acquire(req, c)) { /* at its in-flight limit: skip like cooling */
+            if (hedge) {
+                req->next_cand--; /* nothing acquired: just leave it for a failover */
+                lp_log_debug(req->id, "no hedge on %s/%s: backend at its concurrency limit",
+                             c->backend->name, c->route->model);
+                return;
+            }
             if (first_saturated == SIZE_MAX)
                 first_saturated = req->next_cand - 1;
             lp_log_debug(req->id, "route %s/%s skipped: backend at its concurrency limit",
@@ -631,7 +735,14 @@ static void next_attempt(struct lp_request *req)
                          c->backend->name, c->route->model);
             continue;
         }
-        if (req->n_log > 0)
+        if (hedge && !lp_routestats_hedge_take(req->rt->routestats, req->route_alias)) {
+            hedge_put_back(req, &t);
+            const char *l[] = {req->alias->name};
+            lp_metrics_inc(req->w->metrics, LP_M_HEDGE_BUDGET_DENIED_TOTAL, l, 1);
+            lp_log_debug(req->id, "no hedge: the hedge budget of '%s' is empty", req->alias->name);
+            return;
+        }
+        if (req->n_log > 0 && !hedge)
             lp_reqlog_retry(req);
         struct lp_outcome early;
         bool started;
@@ -640,6 +751,12 @@ static void next_attempt(struct lp_request *req)
         lp_traffic_backend_bind(req, a);
         lp_routestats_begin(c->stat);
         a->lb_counted = true;
+        if (hedge) {
+            a->hedge = true;
+            req->hedges++;
+            lp_log_info(req->id, "hedge: attempt %d on %s/%s started alongside a silent one",
+                        a->seq, c->backend->name, c->route->model);
+        }
         if (req->n_log < LP_MAX_ATTEMPTS)
             req->log[req->n_log++] = a;
         lp_request_set_phase(req, LP_PHASE_ATTEMPTING);
@@ -649,8 +766,12 @@ static void next_attempt(struct lp_request *req)
         }
         if (!started)
             conclude(a, &early);
+        else
+            arm_hedge(req);
         return;
     }
+    if (hedge)
+        return; /* nothing to hedge with: the attempt in flight decides */
     if (first_saturated != SIZE_MAX && tries_in_flight(req, NULL) == 0) {
         /* Every remaining candidate is saturated: wait for a slot rather than fail. */
         if (!req->deadline_hit && attempts_left(req) > 0 &&
@@ -685,7 +806,7 @@ void lp_forward_begin(struct lp_request *req)
     req->on_teardown = teardown;
     req->on_shutdown = on_shutdown;
     req->on_client_gone = lp_forward_client_gone;
-    event_assign(&req->timer, req->w->base, -1, 0, on_backoff_timer, req);
+    event_assign(&req->timer, req->w->base, -1, 0, on_request_timer, req);
     req->timer_ready = true;
     const struct lp_timeouts *t = &req->cfg->timeout;
     req->deadline_us = req->t0_us + t->total_ms * 1000; /* > 0: the config always sets it */
@@ -710,6 +831,14 @@ void lp_forward_begin(struct lp_request *req)
         lp_log_info(req->id, "%zu route(s) of '%s' skipped: backend protocol cannot serve %s",
                     req->plan.skipped_protocol, req->alias_name, req->path);
     req->max_attempts = lp_plan_max_attempts(&req->cfg->fallback, req->n_cands);
+    /* Hedging: chat completions and messages only, with a second candidate to hedge with. */
+    if (req->alias->routing.hedge.enabled && req->chat && req->n_cands > 1 &&
+        req->rt->routestats) {
+        req->route_alias = lp_routestats_alias(req->rt->routestats, req->alias->name);
+        req->hedge_on = req->route_alias != NULL;
+        lp_routestats_hedge_credit(req->rt->routestats, req->route_alias,
+                                   req->alias->routing.hedge.budget_percent);
+    }
     lp_request_enter(req);
     next_attempt(req);
     lp_request_leave(req);

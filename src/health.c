@@ -616,7 +616,7 @@ static struct json_object *backend_json(struct lp_health *h, const struct lp_con
     lp_json_set_str(o, "name", be->name);
     lp_json_set_bool(o, "enabled", be->enabled);
     lp_json_set_bool(o, "drained", b && b->drained);
-    lp_json_set_str(o, "protocol", be->protocol == LP_PROTO_ANTHROPIC ? "anthropic" : "openai");
+    lp_json_set_str(o, "protocol", lp_proto_name(be->protocol));
     if (breakers) {
         struct lp_breaker fresh;
         lp_breaker_init(&fresh, &h->breaker_cfg);

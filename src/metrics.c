@@ -195,6 +195,16 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
     [LP_M_ROUTE_RATELIMIT_EXHAUSTED] = GAUGE("llm_proxy_route_ratelimit_exhausted",
         "1 while a route rests because its upstream reported a remaining count of 0.",
         "backend", "model"),
+    [LP_M_HEDGES_TOTAL] = COUNTER("llm_proxy_hedges_total",
+        "Hedged attempts (started alongside a silent first attempt) by result: won (its answer "
+        "was used), lost (cancelled: another attempt answered first), failed, cancelled "
+        "(the request ended otherwise).", "result"),
+    [LP_M_HEDGE_BUDGET_DENIED_TOTAL] = COUNTER("llm_proxy_hedge_budget_denied_total",
+        "Hedges that were due but not started because the alias's hedge budget was empty.",
+        "alias"),
+    [LP_M_HEDGE_DELAY_SECONDS] = HISTOGRAM("llm_proxy_hedge_delay_seconds",
+        "The delay hedge timers were armed with (fixed, or the alias's measured percentile).",
+        B_FIRST, NULL),
 };
 
 /* clang-format on */

@@ -83,6 +83,9 @@ enum lp_metric_id {
     LP_M_ROUTE_FAILURE_SCORE,   /* gauge {backend,model}: decayed failure score (callback) */
     LP_M_ROUTE_RATELIMIT_HEADROOM,  /* gauge {backend,model}: upstream remaining/limit (callback) */
     LP_M_ROUTE_RATELIMIT_EXHAUSTED, /* gauge {backend,model}: 1 while resting until reset (callback) */
+    LP_M_HEDGES_TOTAL,              /* counter {result}: won|lost|failed|cancelled */
+    LP_M_HEDGE_BUDGET_DENIED_TOTAL, /* counter {alias}: a hedge was due but the budget was empty */
+    LP_M_HEDGE_DELAY_SECONDS,       /* histogram {}: the delay a hedge timer was armed with */
     LP_M__COUNT
 };
 

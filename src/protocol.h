@@ -10,9 +10,10 @@
 enum lp_proto {
     LP_PROTO_OPENAI = 0,
     LP_PROTO_ANTHROPIC = 1,
+    LP_PROTO_GOOGLE = 2, /* Gemini / Vertex AI generateContent: a backend wire protocol only */
 };
 
-#define LP_PROTO__COUNT 2
+#define LP_PROTO__COUNT 3
 
 /* A backend's dialect: its wire protocol plus the provider's way of addressing and
  * authenticating requests (dialect.h has the table). Kept here, beside lp_proto, so that
@@ -22,16 +23,18 @@ enum lp_dialect_id {
     LP_DIALECT_ANTHROPIC = 1, /* api.anthropic.com and compatible relays */
     LP_DIALECT_AZURE = 2,     /* Azure OpenAI: deployment URLs, api-version, `api-key` header */
     LP_DIALECT_COHERE = 3,    /* Cohere's OpenAI-compatible API (/compatibility/v1) */
+    LP_DIALECT_GOOGLE = 4,    /* Gemini API (x-goog-api-key) and Vertex AI (Bearer token) */
 };
 
-#define LP_DIALECT__COUNT 4
+#define LP_DIALECT__COUNT 5
 
-/* "openai" / "anthropic"; "?" for a value out of range. */
+/* "openai" / "anthropic" / "google"; "?" for a value out of range. */
 static inline const char *lp_proto_name(enum lp_proto p)
 {
     switch (p) {
     case LP_PROTO_OPENAI: return "openai";
     case LP_PROTO_ANTHROPIC: return "anthropic";
+    case LP_PROTO_GOOGLE: return "google";
     }
     return "?";
 }

@@ -215,6 +215,8 @@ void lp_reqlog_write(struct lp_request *req)
             json_ms(&b, "ttft_ms", att_ttft_us(r));
         if (r->cause[0])
             json_str_masked(&b, "cause", r->cause, &m);
+        if (r->hedge)
+            lp_buf_appends(&b, ",\"hedge\":true");
         lp_buf_appends(&b, "}");
     }
     lp_buf_appends(&b, "]");

@@ -122,11 +122,15 @@ struct lp_request {
     size_t n_log;
     int n_skipped_health;
     int64_t deadline_us;          /* total_timeout for the whole request */
-    struct event timer;           /* backoff wait (event_assign'ed when forwarding starts) */
+    struct event timer;           /* backoff wait, or while attempting the hedge delay
+                                     (event_assign'ed when forwarding starts) */
     bool timer_ready;
     int64_t backoff_start_us, backoff_total_ms;
     struct lp_attempt *last_failed; /* the latest attempt that failed with an answer or cause */
     bool deadline_hit;
+    bool hedge_on;                /* routing.hedge applies to this request (forward.c) */
+    int hedges;                   /* hedged attempts started */
+    struct lp_route_alias *route_alias; /* the alias's routing state (routestats.h), hedge_on */
 
     /* ---- client output (relay.c) ---- */
     struct event flush_ev;        /* uncorks the connection after an upstream read batch */

@@ -26,16 +26,18 @@ struct lp_routestat {
     int64_t cool_until_ms; /* quota used up until then; only ever extended */
 };
 
-struct alias_rr {
+struct lp_route_alias {
     char *name;
-    atomic_ullong next;
+    atomic_ullong next;           /* round robin */
+    struct lp_hedge_budget budget; /* under the store's mutex */
+    struct lp_hedge_window ttft;   /* under the store's mutex */
 };
 
 struct lp_routestats {
     pthread_mutex_t lock;
     struct lp_routestat **items;
     size_t n, cap;
-    struct alias_rr **aliases;
+    struct lp_route_alias **aliases;
     size_t n_aliases, cap_aliases;
 };
 
@@ -192,11 +194,11 @@ void lp_routestats_failure(struct lp_routestats *s, struct lp_routestat *e, int6
     pthread_mutex_unlock(&s->lock);
 }
 
-uint64_t lp_routestats_rr_next(struct lp_routestats *s, const char *alias)
+struct lp_route_alias *lp_routestats_alias(struct lp_routestats *s, const char *alias)
 {
     if (!s || !alias)
-        return 0;
-    struct alias_rr *r = NULL;
+        return NULL;
+    struct lp_route_alias *r = NULL;
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < s->n_aliases && !r; i++)
         if (strcmp(s->aliases[i]->name, alias) == 0)
@@ -212,7 +214,66 @@ uint64_t lp_routestats_rr_next(struct lp_routestats *s, const char *alias)
         s->aliases[s->n_aliases++] = r;
     }
     pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+uint64_t lp_routestats_rr_next(struct lp_routestats *s, const char *alias)
+{
+    struct lp_route_alias *r = lp_routestats_alias(s, alias);
     return r ? atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed) : 0;
+}
+
+void lp_routestats_hedge_credit(struct lp_routestats *s, struct lp_route_alias *a,
+                                int budget_percent)
+{
+    if (!s || !a)
+        return;
+    pthread_mutex_lock(&s->lock);
+    lp_hedge_budget_credit(&a->budget, budget_percent);
+    pthread_mutex_unlock(&s->lock);
+}
+
+bool lp_routestats_hedge_take(struct lp_routestats *s, struct lp_route_alias *a)
+{
+    if (!s || !a)
+        return false;
+    pthread_mutex_lock(&s->lock);
+    bool ok = lp_hedge_budget_take(&a->budget);
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+void lp_routestats_ttft(struct lp_routestats *s, struct lp_route_alias *a, double ms)
+{
+    if (!s || !a)
+        return;
+    pthread_mutex_lock(&s->lock);
+    lp_hedge_window_add(&a->ttft, ms);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int64_t lp_routestats_hedge_delay(struct lp_routestats *s, struct lp_route_alias *a,
+                                  const struct lp_hedge_cfg *h)
+{
+    if (!s || !a || h->delay_pct <= 0)
+        return lp_hedge_delay_ms(h, NULL);
+    pthread_mutex_lock(&s->lock);
+    int64_t d = lp_hedge_delay_ms(h, &a->ttft);
+    pthread_mutex_unlock(&s->lock);
+    return d;
+}
+
+double lp_routestats_hedge_tokens(struct lp_routestats *s, const char *alias)
+{
+    double t = LP_HEDGE_BUDGET_START;
+    if (!s || !alias)
+        return t;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_aliases; i++)
+        if (strcmp(s->aliases[i]->name, alias) == 0 && s->aliases[i]->budget.started)
+            t = s->aliases[i]->budget.tokens;
+    pthread_mutex_unlock(&s->lock);
+    return t;
 }
 
 bool lp_routestats_view(struct lp_routestats *s, const char *backend, const char *model,
@@ -308,8 +369,16 @@ char *lp_routestats_backends_json(struct lp_routestats *s, const struct lp_confi
         }
     }
     struct json_object *r = lp_routing_cfg_json(&cfg->routing), *al = json_object_new_object();
-    for (size_t i = 0; i < cfg->n_aliases; i++)
-        lp_json_set(al, cfg->aliases[i].name, lp_routing_cfg_json(&cfg->aliases[i].routing));
+    for (size_t i = 0; i < cfg->n_aliases; i++) {
+        struct json_object *a = lp_routing_cfg_json(&cfg->aliases[i].routing);
+        if (cfg->aliases[i].routing.hedge.enabled)
+            lp_json_set(a, "hedge_budget_tokens",
+                        json_object_new_double(
+                            (double)(int64_t)(lp_routestats_hedge_tokens(s, cfg->aliases[i].name) *
+                                              100) /
+                            100));
+        lp_json_set(al, cfg->aliases[i].name, a);
+    }
     lp_json_set(r, "aliases", al);
     lp_json_set(root, "routing", r);
     char *out = lp_xstrdup(lp_json_dump(root, NULL));

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "balance.h"
+#include "hedge.h"
 #include "config.h"
 
 /* Entries kept at most; past it, new routes get no entry (the balancer treats them as
@@ -32,6 +33,7 @@ struct lp_quota_reading;
 
 struct lp_routestats;
 struct lp_routestat;
+struct lp_route_alias; /* per alias: round robin, hedge budget and time-to-first-event window */
 
 /* A new empty store. Never NULL (aborts on OOM). */
 struct lp_routestats *lp_routestats_create(void);
@@ -75,6 +77,22 @@ void lp_routestats_quota(struct lp_routestats *s, struct lp_routestat *e,
 /* The next value of alias's round-robin counter (shared by every worker); 0 for an alias the
  * store cannot hold. */
 uint64_t lp_routestats_rr_next(struct lp_routestats *s, const char *alias);
+
+/* The per-alias entry (created on first sight; NULL when full or on NULL arguments). Valid until
+ * the store is destroyed. */
+struct lp_route_alias *lp_routestats_alias(struct lp_routestats *s, const char *alias);
+/* Hedging (hedge.h) on alias entry a (NULL: credit/ttft do nothing, take refuses):
+ * credit: a request that may be hedged arrived; take: one hedge wants a token;
+ * ttft: a successful time to first event / response head (the pNN window);
+ * delay: the delay before a hedge under h now. */
+void lp_routestats_hedge_credit(struct lp_routestats *s, struct lp_route_alias *a,
+                                int budget_percent);
+bool lp_routestats_hedge_take(struct lp_routestats *s, struct lp_route_alias *a);
+void lp_routestats_ttft(struct lp_routestats *s, struct lp_route_alias *a, double ms);
+int64_t lp_routestats_hedge_delay(struct lp_routestats *s, struct lp_route_alias *a,
+                                  const struct lp_hedge_cfg *h);
+/* The alias's hedge tokens now (LP_HEDGE_BUDGET_START before its first request). */
+double lp_routestats_hedge_tokens(struct lp_routestats *s, const char *alias);
 
 /* One route's numbers for the admin view and metrics. */
 struct lp_routestat_view {

@@ -16,6 +16,7 @@
 #include "otlp.h"
 #include "request.h"
 #include "router.h"
+#include "util/alloc.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/rand.h"
@@ -139,15 +140,15 @@ void lp_traceparent_format(char out[56], const uint8_t trace_id[16], const uint8
  * passed the validating scanner, so an unescaped quoted name followed by ':' is a key. */
 int64_t lp_trace_max_tokens(const char *body, size_t len)
 {
-    static const char *const names[] = {"\"max_tokens\"", "\"max_completion_tokens\"",
-                                        "\"max_output_tokens\""};
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
-        size_t nl = strlen(names[k]);
-        const char *p = body, *end = body + len;
-        while (p && (size_t)(end - p) > nl &&
-               (p = memmem(p, (size_t)(end - p), names[k], nl)) != NULL) {
+    static const char *const names[] = {"tokens\"", "completion_tokens\"", "output_tokens\""};
+    const char *p = body, *end = body + len;
+    while ((size_t)(end - p) > 5 && (p = memmem(p, (size_t)(end - p), "\"max_", 5)) != NULL) {
+        p += 5;
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+            size_t nl = strlen(names[k]);
+            if ((size_t)(end - p) < nl || memcmp(p, names[k], nl) != 0)
+                continue;
             const char *q = p + nl;
-            p = q;
             while (q < end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
                 q++;
             if (q >= end || *q != ':')
@@ -210,10 +211,10 @@ void lp_trace_begin(struct lp_request *req)
     const struct lp_tracing_cfg *c = &req->cfg->tracing;
     if (t->has_parent) {
         t->sampled = (t->flags & 1) != 0;
-    } else {
+    } else if (c->sample_ratio > 0) {
         random_bytes(&req->w->rng, t->trace_id, 16);
         t->sampled = lp_trace_ratio_sampled(t->trace_id, c->sample_ratio);
-    }
+    } /* else: an unsampled root has no use for an id (nothing is propagated) */
     /* The client's headers are never copied as they are: build_headers sends ours (sampled),
      * the client's parsed context (valid, unsampled: the same bytes for version 00, with a valid
      * tracestate), or nothing (invalid: a tracestate without a valid traceparent goes too). */
@@ -244,18 +245,77 @@ void lp_trace_backoff(struct lp_request *req, int64_t delay_ms)
     t->n_backoff++;
 }
 
-/* ---- span JSON (the OTLP/JSON mapping: hex ids, enum integers, 64-bit integers as strings) ---- */
+/* ---- span JSON (the OTLP/JSON mapping: hex ids, enum integers, 64-bit integers as strings) ----
+ *
+ * Built for every sampled request, so written for speed: one buffer sized up front, attribute
+ * keys and JSON punctuation copied as compile-time constants (a few moves each), strings escaped
+ * in one pass, no formatting through printf. Lists open with a leading comma before every element;
+ * the first one is turned into a blank when the list closes (JSON allows whitespace there). */
 
-struct sb {
-    struct lp_buf *b;
+struct jw {
+    char *buf, *p, *end;
     const struct lp_trace *t;
     const char *const *secrets;
     size_t n_secrets;
     bool mask;
-    bool first_attr;
 };
 
-static void put_u64(struct lp_buf *b, uint64_t v)
+static void jw_grow(struct jw *w, size_t n)
+{
+    size_t len = (size_t)(w->p - w->buf), cap = (size_t)(w->end - w->buf) * 2;
+    while (cap < len + n + 1)
+        cap *= 2;
+    w->buf = lp_xrealloc(w->buf, cap);
+    w->p = w->buf + len;
+    w->end = w->buf + cap;
+}
+
+static inline void need(struct jw *w, size_t n)
+{
+    if ((size_t)(w->end - w->p) <= n)
+        jw_grow(w, n);
+}
+
+static inline void lit(struct jw *w, const char *s, size_t n)
+{
+    need(w, n);
+    memcpy(w->p, s, n);
+    w->p += n;
+}
+#define LIT(w, s) lit((w), (s), sizeof(s) - 1)
+
+/* Bytes that need escaping in a JSON string: controls, '"' and '\\'. */
+static const unsigned char special[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1};
+
+static void esc(struct jw *w, const char *s, size_t n)
+{
+    need(w, 6 * n);
+    char *p = w->p;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!special[c]) {
+            *p++ = (char)c;
+        } else if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = (char)c;
+        } else {
+            memcpy(p, "\\u00", 4);
+            p[4] = hexch[c >> 4];
+            p[5] = hexch[c & 15];
+            p += 6;
+        }
+    }
+    w->p = p;
+}
+
+static inline void esc_str(struct jw *w, const char *s)
+{
+    esc(w, s, strlen(s));
+}
+
+static void put_u64(struct jw *w, uint64_t v)
 {
     char t[24];
     size_t n = sizeof t;
@@ -263,91 +323,89 @@ static void put_u64(struct lp_buf *b, uint64_t v)
         t[--n] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    lp_buf_append(b, t + n, sizeof t - n);
+    lit(w, t + n, sizeof t - n);
 }
 
-static void put_str(struct lp_buf *b, const char *s)
+static void put_i64(struct jw *w, int64_t v)
 {
-    lp_buf_appendc(b, '"');
-    lp_buf_append_json_escaped(b, s, strlen(s));
-    lp_buf_appendc(b, '"');
-}
-
-static void put_hex(struct lp_buf *b, const char *key, const uint8_t *id, size_t n)
-{
-    char h[32];
-    hex_put(h, id, n);
-    lp_buf_appends(b, key);
-    lp_buf_appendc(b, '"');
-    lp_buf_append(b, h, 2 * n);
-    lp_buf_appendc(b, '"');
-}
-
-static void put_time(struct sb *s, const char *key, int64_t mono_us)
-{
-    int64_t ns = s->t->wall0_ns + (mono_us - s->t->mono0_us) * 1000;
-    lp_buf_appends(s->b, key);
-    lp_buf_appendc(s->b, '"');
-    put_u64(s->b, (uint64_t)(ns > 0 ? ns : 0));
-    lp_buf_appendc(s->b, '"');
-}
-
-static void attrs_open(struct sb *s)
-{
-    lp_buf_appends(s->b, ",\"attributes\":[");
-    s->first_attr = true;
-}
-
-static void attr_key(struct sb *s, const char *key)
-{
-    lp_buf_appends(s->b, s->first_attr ? "{\"key\":\"" : ",{\"key\":\"");
-    s->first_attr = false;
-    lp_buf_appends(s->b, key);
-    lp_buf_appends(s->b, "\",\"value\":");
-}
-
-static void attr_str(struct sb *s, const char *key, const char *v)
-{
-    if (!v)
-        return;
-    attr_key(s, key);
-    lp_buf_appends(s->b, "{\"stringValue\":");
-    put_str(s->b, v);
-    lp_buf_appends(s->b, "}}");
-}
-
-/* A string that came from a client or an upstream: masked like the access log. */
-static void attr_str_masked(struct sb *s, const char *key, const char *v)
-{
-    if (!v || !s->mask) {
-        attr_str(s, key, v);
-        return;
-    }
-    struct lp_buf m;
-    lp_buf_init(&m, 4096);
-    lp_mask(v, strlen(v), &m, s->secrets, s->n_secrets);
-    attr_key(s, key);
-    lp_buf_appends(s->b, "{\"stringValue\":\"");
-    lp_buf_append_json_escaped(s->b, m.data ? m.data : "", m.len);
-    lp_buf_appends(s->b, "\"}}");
-    lp_buf_free(&m);
-}
-
-static void attr_int(struct sb *s, const char *key, int64_t v)
-{
-    attr_key(s, key);
-    lp_buf_appends(s->b, "{\"intValue\":\"");
     if (v < 0) {
-        lp_buf_appendc(s->b, '-');
+        LIT(w, "-");
         v = -v;
     }
-    put_u64(s->b, (uint64_t)v);
-    lp_buf_appends(s->b, "\"}}");
+    put_u64(w, (uint64_t)v);
 }
 
-static void attrs_close(struct sb *s)
+static void put_hex(struct jw *w, const uint8_t *id, size_t n)
 {
-    lp_buf_appendc(s->b, ']');
+    need(w, 2 * n);
+    hex_put(w->p, id, n);
+    w->p += 2 * n;
+}
+
+/* The Unix time in nanoseconds of a monotonic microsecond reading, as a JSON string. */
+static void put_time(struct jw *w, int64_t mono_us)
+{
+    int64_t ns = w->t->wall0_ns + (mono_us - w->t->mono0_us) * 1000;
+    LIT(w, "\"");
+    put_u64(w, (uint64_t)(ns > 0 ? ns : 0));
+    LIT(w, "\"");
+}
+
+/* A list's position, to blank its leading comma when it closes. */
+static inline char *list_open(struct jw *w)
+{
+    return w->p;
+}
+
+static inline void list_close(struct jw *w, char *mark, char close)
+{
+    if (mark < w->p && *mark == ',')
+        *mark = ' ';
+    need(w, 1);
+    *w->p++ = close;
+}
+
+#define ATTR_S(w, key, v)                                                                          \
+    do {                                                                                           \
+        LIT(w, ",{\"key\":\"" key "\",\"value\":{\"stringValue\":\"");                             \
+        esc_str(w, v);                                                                             \
+        LIT(w, "\"}}");                                                                            \
+    } while (0)
+#define ATTR_I(w, key, v)                                                                          \
+    do {                                                                                           \
+        LIT(w, ",{\"key\":\"" key "\",\"value\":{\"intValue\":\"");                                \
+        put_i64(w, v);                                                                             \
+        LIT(w, "\"}}");                                                                            \
+    } while (0)
+
+/* A client- or upstream-supplied string, masked like the access log. */
+static void attr_masked(struct jw *w, const char *key_lit, size_t key_len, const char *v)
+{
+    lit(w, key_lit, key_len);
+    if (!w->mask) {
+        esc_str(w, v);
+    } else {
+        struct lp_buf m;
+        lp_buf_init(&m, 4096);
+        lp_mask(v, strlen(v), &m, w->secrets, w->n_secrets);
+        esc(w, m.data ? m.data : "", m.len);
+        lp_buf_free(&m);
+    }
+    LIT(w, "\"}}");
+}
+#define ATTR_MASKED(w, key, v)                                                                     \
+    attr_masked(w, ",{\"key\":\"" key "\",\"value\":{\"stringValue\":\"",                           \
+                sizeof(",{\"key\":\"" key "\",\"value\":{\"stringValue\":\"") - 1, v)
+
+/* Our own request ids ("req_" + 24 hex digits) need no masking; a client's may hold anything. */
+static bool own_reqid(const char *id)
+{
+    if (strncmp(id, "req_", 4) != 0 || strlen(id) != 28)
+        return false;
+    for (int i = 4; i < 28; i++)
+        if (hexdig((unsigned char)id[i]) < 0)
+            return false;
+    return true;
 }
 
 /* gen_ai.operation.name: the GenAI well-known values where one fits, else the endpoint's name. */
@@ -413,7 +471,7 @@ static const char *provider_name(const struct lp_candidate *c)
                                          {"groq", "groq"}, {"mistral", "mistral_ai"},
                                          {"cohere", "cohere"}};
     const char *pn = c->backend->protocol_name;
-    if (pn && c->protocol == LP_PROTO_OPENAI)
+    if (pn && c->protocol == LP_PROTO_OPENAI && strcmp(pn, "openai") != 0)
         for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
             if (strcmp(pn, map[i][0]) == 0)
                 return map[i][1];
@@ -432,142 +490,161 @@ static bool att_failed(const struct lp_attempt *a)
            !cls_is(a->cls, "client_gone");
 }
 
-static void span_open(struct sb *s, const uint8_t *span_id, const uint8_t *parent, int kind,
+static void span_open(struct jw *w, const uint8_t *span_id, const uint8_t *parent, bool server,
                       const char *op, const char *model, int64_t start_us, int64_t end_us)
 {
-    struct lp_buf *b = s->b;
-    put_hex(b, "{\"traceId\":", s->t->trace_id, 16);
-    put_hex(b, ",\"spanId\":", span_id, 8);
-    if (parent)
-        put_hex(b, ",\"parentSpanId\":", parent, 8);
-    if (s->t->tracestate) {
-        lp_buf_appends(b, ",\"traceState\":");
-        put_str(b, s->t->tracestate);
+    LIT(w, ",{\"traceId\":\"");
+    put_hex(w, w->t->trace_id, 16);
+    LIT(w, "\",\"spanId\":\"");
+    put_hex(w, span_id, 8);
+    if (parent) {
+        LIT(w, "\",\"parentSpanId\":\"");
+        put_hex(w, parent, 8);
     }
-    lp_buf_appends(b, ",\"name\":\"");
-    lp_buf_appends(b, op);
+    if (w->t->tracestate) {
+        LIT(w, "\",\"traceState\":\"");
+        esc_str(w, w->t->tracestate);
+    }
+    LIT(w, "\",\"name\":\"");
+    esc_str(w, op);
     if (model) {
-        lp_buf_appendc(b, ' ');
-        lp_buf_append_json_escaped(b, model, strlen(model));
+        LIT(w, " ");
+        esc_str(w, model);
     }
-    lp_buf_appends(b, kind == 2 ? "\",\"kind\":2" : "\",\"kind\":3");
-    put_time(s, ",\"startTimeUnixNano\":", start_us);
-    put_time(s, ",\"endTimeUnixNano\":", end_us >= start_us ? end_us : start_us);
+    if (server)
+        LIT(w, "\",\"kind\":2,\"startTimeUnixNano\":");
+    else
+        LIT(w, "\",\"kind\":3,\"startTimeUnixNano\":");
+    put_time(w, start_us);
+    LIT(w, ",\"endTimeUnixNano\":");
+    put_time(w, end_us >= start_us ? end_us : start_us);
 }
 
-static void span_status(struct sb *s, bool error, const char *msg)
+static void span_status(struct jw *w, bool error, const char *msg)
 {
     if (!error) {
-        lp_buf_appends(s->b, ",\"status\":{}}");
+        LIT(w, ",\"status\":{}}");
         return;
     }
-    lp_buf_appends(s->b, ",\"status\":{\"code\":2");
+    LIT(w, ",\"status\":{\"code\":2");
     if (msg && msg[0]) {
-        lp_buf_appends(s->b, ",\"message\":");
-        put_str(s->b, msg);
+        LIT(w, ",\"message\":\"");
+        esc_str(w, msg);
+        LIT(w, "\"");
     }
-    lp_buf_appends(s->b, "}}");
+    LIT(w, "}}");
 }
 
-static void event_open(struct sb *s, bool *first, const char *name, int64_t at_us)
+static void event_open(struct jw *w, const char *name_lit, size_t name_len, int64_t at_us)
 {
-    lp_buf_appends(s->b, *first ? "{" : ",{");
-    *first = false;
-    put_time(s, "\"timeUnixNano\":", at_us);
-    lp_buf_appends(s->b, ",\"name\":\"");
-    lp_buf_appends(s->b, name);
-    lp_buf_appendc(s->b, '"');
+    LIT(w, ",{\"timeUnixNano\":");
+    put_time(w, at_us);
+    lit(w, name_lit, name_len);
 }
+#define EVENT(w, name, at) event_open(w, ",\"name\":\"" name "\"", sizeof(",\"name\":\"" name "\"") - 1, at)
 
-static void attempt_span(struct sb *s, const struct lp_request *req, const struct lp_attempt *a,
+static void attempt_span(struct jw *w, const struct lp_request *req, const struct lp_attempt *a,
                          const char *op, int64_t now_us)
 {
     const struct lp_candidate *c = a->cand;
     int64_t end = a->end_us ? a->end_us : now_us;
-    span_open(s, a->trace.span_id, s->t->span_id, 3, op, c->route->model, a->start_us, end);
-    attrs_open(s);
-    attr_str(s, "gen_ai.operation.name", op);
-    attr_str(s, "gen_ai.provider.name", provider_name(c));
-    attr_str(s, "gen_ai.request.model", c->route->model);
-    if (s->t->max_tokens >= 0)
-        attr_int(s, "gen_ai.request.max_tokens", s->t->max_tokens);
+    span_open(w, a->trace.span_id, w->t->span_id, false, op, c->route->model, a->start_us, end);
+    LIT(w, ",\"attributes\":[");
+    char *m = list_open(w);
+    ATTR_S(w, "gen_ai.operation.name", op);
+    ATTR_S(w, "gen_ai.provider.name", provider_name(c));
+    ATTR_S(w, "gen_ai.request.model", c->route->model);
+    if (w->t->max_tokens >= 0)
+        ATTR_I(w, "gen_ai.request.max_tokens", w->t->max_tokens);
     char host[256];
     int port;
     url_host_port(a->url, host, sizeof host, &port);
     if (host[0]) {
-        attr_str(s, "server.address", host);
-        attr_int(s, "server.port", port);
+        ATTR_S(w, "server.address", host);
+        ATTR_I(w, "server.port", port);
     }
-    attr_str(s, "llm_proxy.backend", c->backend->name);
-    attr_int(s, "llm_proxy.attempt", a->seq);
+    ATTR_S(w, "llm_proxy.backend", c->backend->name);
+    ATTR_I(w, "llm_proxy.attempt", a->seq);
     if (a->rec_status)
-        attr_int(s, "http.response.status_code", a->rec_status);
+        ATTR_I(w, "http.response.status_code", a->rec_status);
     if (a == req->winner && cls_is(a->cls, "ok")) {
         if (req->tok_in >= 0)
-            attr_int(s, "gen_ai.usage.input_tokens", req->tok_in);
+            ATTR_I(w, "gen_ai.usage.input_tokens", req->tok_in);
         if (req->tok_out >= 0)
-            attr_int(s, "gen_ai.usage.output_tokens", req->tok_out);
+            ATTR_I(w, "gen_ai.usage.output_tokens", req->tok_out);
     }
     const char *cls = a->cls ? a->cls : "cancelled";
     if (!cls_is(cls, "ok"))
-        attr_str(s, "error.type", cls);
-    attrs_close(s);
-    lp_buf_appends(s->b, ",\"events\":[");
-    bool first = true;
+        ATTR_S(w, "error.type", cls);
+    list_close(w, m, ']');
+    LIT(w, ",\"events\":[");
+    m = list_open(w);
     if (a->first_us) {
-        event_open(s, &first, "gen_ai.first_token", a->first_us);
-        attrs_open(s);
-        attr_int(s, "llm_proxy.ttft_ms", (a->first_us - a->start_us) / 1000);
-        attrs_close(s);
-        lp_buf_appendc(s->b, '}');
+        EVENT(w, "gen_ai.first_token", a->first_us);
+        LIT(w, ",\"attributes\":[{\"key\":\"llm_proxy.ttft_ms\",\"value\":{\"intValue\":\"");
+        put_i64(w, (a->first_us - a->start_us) / 1000);
+        LIT(w, "\"}}]}");
     }
     if (a->trace.cooldown_ms > 0) {
-        event_open(s, &first, "llm_proxy.cooldown", end);
-        attrs_open(s);
-        attr_str(s, "llm_proxy.backend", c->backend->name);
-        attr_str(s, "gen_ai.request.model", c->route->model);
-        attr_int(s, "llm_proxy.cooldown_ms", a->trace.cooldown_ms);
-        attrs_close(s);
-        lp_buf_appendc(s->b, '}');
+        EVENT(w, "llm_proxy.cooldown", end);
+        LIT(w, ",\"attributes\":[");
+        char *am = list_open(w);
+        ATTR_S(w, "llm_proxy.backend", c->backend->name);
+        ATTR_S(w, "gen_ai.request.model", c->route->model);
+        ATTR_I(w, "llm_proxy.cooldown_ms", a->trace.cooldown_ms);
+        list_close(w, am, ']');
+        LIT(w, "}");
     }
-    lp_buf_appendc(s->b, ']');
-    span_status(s, att_failed(a), a->cause[0] ? a->cause : cls);
+    list_close(w, m, ']');
+    span_status(w, att_failed(a), a->cause[0] ? a->cause : cls);
 }
 
-int lp_trace_build(const struct lp_request *req, int64_t now_us, struct lp_buf *b)
+char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, int *n_spans)
 {
     const struct lp_trace *t = &req->trace;
-    struct sb s = {.b = b, .t = t, .mask = req->cfg->logging.mask_sensitive};
-    if (s.mask)
-        s.secrets = lp_config_secrets(req->cfg, &s.n_secrets);
+    size_t cap = 2048 + req->n_log * 1536 + (t->tracestate ? 8 * strlen(t->tracestate) : 0);
+    struct jw w = {.t = t, .mask = req->cfg->logging.mask_sensitive};
+    w.buf = w.p = lp_xmalloc(cap);
+    w.end = w.buf + cap;
+    if (w.mask)
+        w.secrets = lp_config_secrets(req->cfg, &w.n_secrets);
     const char *op = operation_name(req->ep);
     const char *alias = req->alias ? req->alias->name : NULL;
-    span_open(&s, t->span_id, t->has_parent ? t->parent_id : NULL, 2, op, alias, req->t0_us,
+    char *spans = list_open(&w);
+    span_open(&w, t->span_id, t->has_parent ? t->parent_id : NULL, true, op, alias, req->t0_us,
               now_us);
-    attrs_open(&s);
-    attr_str(&s, "gen_ai.operation.name", op);
+    LIT(&w, ",\"attributes\":[");
+    char *m = list_open(&w);
+    ATTR_S(&w, "gen_ai.operation.name", op);
     if (alias)
-        attr_str(&s, "gen_ai.request.model", alias);
+        ATTR_S(&w, "gen_ai.request.model", alias);
     if (t->max_tokens >= 0)
-        attr_int(&s, "gen_ai.request.max_tokens", t->max_tokens);
-    const struct lp_attempt *w = req->winner;
-    if (w && cls_is(w->cls, "ok")) {
-        attr_str(&s, "gen_ai.provider.name", provider_name(w->cand));
-        attr_str(&s, "gen_ai.response.model", w->cand->route->model);
+        ATTR_I(&w, "gen_ai.request.max_tokens", t->max_tokens);
+    const struct lp_attempt *win = req->winner;
+    if (win && cls_is(win->cls, "ok")) {
+        ATTR_S(&w, "gen_ai.provider.name", provider_name(win->cand));
+        ATTR_S(&w, "gen_ai.response.model", win->cand->route->model);
         if (req->tok_in >= 0)
-            attr_int(&s, "gen_ai.usage.input_tokens", req->tok_in);
+            ATTR_I(&w, "gen_ai.usage.input_tokens", req->tok_in);
         if (req->tok_out >= 0)
-            attr_int(&s, "gen_ai.usage.output_tokens", req->tok_out);
+            ATTR_I(&w, "gen_ai.usage.output_tokens", req->tok_out);
     }
-    attr_str(&s, "http.request.method", req->method);
-    attr_str_masked(&s, "url.path", req->path);
+    ATTR_S(&w, "http.request.method", req->method);
+    const struct lp_endpoint_desc *ed = lp_endpoint_desc(req->ep);
+    if (ed && ed->path && strcmp(ed->path, req->path) == 0)
+        ATTR_S(&w, "url.path", ed->path); /* our own canonical path: nothing to mask */
+    else
+        ATTR_MASKED(&w, "url.path", req->path);
     if (req->final_status)
-        attr_int(&s, "http.response.status_code", req->final_status);
-    attr_str_masked(&s, "llm_proxy.request_id", req->id);
-    attr_str(&s, "llm_proxy.client_protocol", lp_proto_name(req->client));
-    attr_int(&s, "llm_proxy.attempts", (int64_t)req->n_log);
+        ATTR_I(&w, "http.response.status_code", req->final_status);
+    if (own_reqid(req->id))
+        ATTR_S(&w, "llm_proxy.request_id", req->id);
+    else
+        ATTR_MASKED(&w, "llm_proxy.request_id", req->id);
+    ATTR_S(&w, "llm_proxy.client_protocol", lp_proto_name(req->client));
+    ATTR_I(&w, "llm_proxy.attempts", (int64_t)req->n_log);
     if (req->stream_end != LP_END_NONE)
-        attr_str(&s, "llm_proxy.stream_end", lp_stream_end_name(req->stream_end));
+        ATTR_S(&w, "llm_proxy.stream_end", lp_stream_end_name(req->stream_end));
     bool error = req->final_status >= 500 ||
                  (req->stream_end != LP_END_NONE && req->stream_end != LP_END_CLEAN &&
                   req->stream_end != LP_END_CLIENT_GONE);
@@ -575,50 +652,51 @@ int lp_trace_build(const struct lp_request *req, int64_t now_us, struct lp_buf *
     if (error) {
         const struct lp_attempt *lf = req->last_failed;
         etype = req->abort_reason ? req->abort_reason : lf && lf->cls ? lf->cls : "_OTHER";
-        attr_str(&s, "error.type", etype);
+        ATTR_S(&w, "error.type", etype);
     }
-    attrs_close(&s);
+    list_close(&w, m, ']');
     /* Events: a failover when an attempt failed and another one started after it; backoffs. */
-    lp_buf_appends(b, ",\"events\":[");
-    bool first = true;
+    LIT(&w, ",\"events\":[");
+    m = list_open(&w);
     for (size_t i = 0; i + 1 < req->n_log; i++) {
         const struct lp_attempt *a = req->log[i], *next = req->log[i + 1];
         if (!att_failed(a))
             continue;
-        event_open(&s, &first, "llm_proxy.failover", next->start_us);
-        attrs_open(&s);
-        attr_str(&s, "llm_proxy.from.backend", a->cand->backend->name);
-        attr_str(&s, "llm_proxy.from.model", a->cand->route->model);
-        attr_str(&s, "llm_proxy.to.backend", next->cand->backend->name);
-        attr_str(&s, "llm_proxy.to.model", next->cand->route->model);
-        attr_str(&s, "error.type", a->cls);
-        attrs_close(&s);
-        lp_buf_appendc(b, '}');
+        EVENT(&w, "llm_proxy.failover", next->start_us);
+        LIT(&w, ",\"attributes\":[");
+        char *am = list_open(&w);
+        ATTR_S(&w, "llm_proxy.from.backend", a->cand->backend->name);
+        ATTR_S(&w, "llm_proxy.from.model", a->cand->route->model);
+        ATTR_S(&w, "llm_proxy.to.backend", next->cand->backend->name);
+        ATTR_S(&w, "llm_proxy.to.model", next->cand->route->model);
+        ATTR_S(&w, "error.type", a->cls);
+        list_close(&w, am, ']');
+        LIT(&w, "}");
     }
     for (int i = 0; i < t->n_backoff; i++) {
-        event_open(&s, &first, "llm_proxy.backoff", t->backoff[i].at_us);
-        attrs_open(&s);
-        attr_int(&s, "llm_proxy.backoff_ms", t->backoff[i].ms);
-        attrs_close(&s);
-        lp_buf_appendc(b, '}');
+        EVENT(&w, "llm_proxy.backoff", t->backoff[i].at_us);
+        LIT(&w, ",\"attributes\":[{\"key\":\"llm_proxy.backoff_ms\",\"value\":{\"intValue\":\"");
+        put_i64(&w, t->backoff[i].ms);
+        LIT(&w, "\"}}]}");
     }
-    lp_buf_appendc(b, ']');
-    span_status(&s, error, req->abort_reason ? req->abort_reason : etype);
-    int n = 1;
-    for (size_t i = 0; i < req->n_log; i++) {
-        lp_buf_appendc(b, ',');
-        attempt_span(&s, req, req->log[i], op, now_us);
-        n++;
-    }
-    return n;
+    list_close(&w, m, ']');
+    span_status(&w, error, req->abort_reason ? req->abort_reason : etype);
+    for (size_t i = 0; i < req->n_log; i++)
+        attempt_span(&w, req, req->log[i], op, now_us);
+    /* The fragment is "{span},{span}": drop the leading comma (a blank) of the span list. */
+    if (*spans == ',')
+        *spans = ' ';
+    need(&w, 1);
+    *w.p = '\0';
+    *len = (size_t)(w.p - w.buf);
+    *n_spans = 1 + (int)req->n_log;
+    return w.buf;
 }
 
 void lp_trace_end(struct lp_request *req)
 {
-    struct lp_buf b;
-    lp_buf_init(&b, 0); /* bounded by its inputs: 17 spans of config names, ids and causes */
-    int n = lp_trace_build(req, lp_now_us(), &b);
-    size_t len = 0;
-    char *json = lp_buf_steal(&b, &len);
+    size_t len;
+    int n;
+    char *json = lp_trace_build(req, lp_now_us(), &len, &n);
     lp_otlp_submit(json, len, n);
 }

@@ -83,8 +83,9 @@ void lp_trace_backoff(struct lp_request *req, int64_t delay_ms);
  * (sampled requests; dropped and counted when the exporter's queue is full). */
 void lp_trace_end(struct lp_request *req);
 
-/* Build the OTLP/JSON span objects of a finished request into b ("{...},{...}"); returns the
- * number of spans. now_us is the request's end on the monotonic clock. (For tests.) */
-int lp_trace_build(const struct lp_request *req, int64_t now_us, struct lp_buf *b);
+/* The OTLP/JSON span objects of a finished request (" {...},{...}"): a heap string the caller
+ * frees, its length in *len and the span count in *n_spans. now_us is the request's end on the
+ * monotonic clock. */
+char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, int *n_spans);
 
 #endif

@@ -45,7 +45,11 @@ struct lp_stream_xlat *lp_stream_xlat_new(enum lp_proto up, enum lp_proto client
     x->alias = lp_xstrdup(alias ? alias : "");
     x->created = (int64_t)time(NULL);
     x->usage = (struct lp_stream_usage){-1, -1, -1};
-    if (client == LP_PROTO_ANTHROPIC) {
+    if (up == LP_PROTO_GOOGLE) {
+        x->rid = sanitise_rid(request_id, "chatcmpl-");
+        x->id = lp_xasprintf("chatcmpl-%s", x->rid[0] ? x->rid : "proxy");
+        lp_stream_g2o_init(x, request_id);
+    } else if (client == LP_PROTO_ANTHROPIC) {
         x->rid = sanitise_rid(request_id, "msg_");
         x->id = lp_xasprintf("msg_%s", x->rid[0] ? x->rid : "proxy");
         lp_stream_o2a_init(x);
@@ -61,7 +65,9 @@ void lp_stream_xlat_free(struct lp_stream_xlat *x)
 {
     if (!x)
         return;
-    if (x->client == LP_PROTO_ANTHROPIC)
+    if (x->up == LP_PROTO_GOOGLE)
+        lp_stream_g2o_free(x);
+    else if (x->client == LP_PROTO_ANTHROPIC)
         lp_stream_o2a_free(x);
     else
         lp_stream_a2o_free(x);
@@ -89,6 +95,8 @@ enum lp_status lp_stream_xlat_event(struct lp_stream_xlat *x, const char *event,
      * servers name theirs too), whatever its data. */
     if (event_len == 5 && memcmp(event, "error", 5) == 0)
         return LP_DECLINED;
+    if (x->up == LP_PROTO_GOOGLE)
+        return lp_stream_g2o_event(x, data ? data : "", data_len, out);
     if (x->client == LP_PROTO_ANTHROPIC)
         return lp_stream_o2a_event(x, data ? data : "", data_len, out);
     return lp_stream_a2o_event(x, event ? event : "", event_len, data ? data : "", data_len, out);
@@ -105,6 +113,8 @@ enum lp_status lp_stream_xlat_eof(struct lp_stream_xlat *x, struct lp_buf *out)
         return LP_OK;
     if (x->closed)
         return LP_DECLINED;
+    if (x->up == LP_PROTO_GOOGLE)
+        return lp_stream_g2o_eof(x, out);
     if (x->client == LP_PROTO_ANTHROPIC)
         return lp_stream_o2a_eof(x, out);
     return lp_stream_a2o_eof(x, out);
@@ -119,7 +129,9 @@ void lp_stream_xlat_error(struct lp_stream_xlat *x, const char *type, const char
         type = "api_error";
     if (!message)
         message = "";
-    if (x->client == LP_PROTO_ANTHROPIC)
+    if (x->up == LP_PROTO_GOOGLE)
+        lp_stream_g2o_error(x, type, message, out);
+    else if (x->client == LP_PROTO_ANTHROPIC)
         lp_stream_o2a_error(x, type, message, out);
     else
         lp_stream_a2o_error(x, type, message, out);

@@ -61,6 +61,16 @@ struct lp_sx_a2o {
     int n_tools;
 };
 
+/* Gemini -> OpenAI chunks (stream_google.c); `inner` carries them on to an Anthropic client. */
+struct lp_sx_g2o {
+    bool started;  /* role chunk written */
+    bool finished; /* finish chunk written */
+    bool said;     /* some answer text was written */
+    int n_calls;
+    struct lp_stream_xlat *inner; /* OpenAI -> Anthropic, for an Anthropic client; else NULL */
+    struct json_object *usage;    /* the last usage, in OpenAI form */
+};
+
 struct lp_stream_xlat {
     enum lp_proto up, client;
     bool include_usage;
@@ -74,6 +84,7 @@ struct lp_stream_xlat {
     union {
         struct lp_sx_o2a o2a;
         struct lp_sx_a2o a2o;
+        struct lp_sx_g2o g2o;
     } u;
 };
 
@@ -93,6 +104,15 @@ enum lp_status lp_stream_a2o_event(struct lp_stream_xlat *x, const char *event, 
                                    const char *data, size_t data_len, struct lp_buf *out);
 enum lp_status lp_stream_a2o_eof(struct lp_stream_xlat *x, struct lp_buf *out);
 void lp_stream_a2o_error(struct lp_stream_xlat *x, const char *type, const char *message,
+                         struct lp_buf *out);
+
+/* stream_google.c (upstream LP_PROTO_GOOGLE, either client) */
+void lp_stream_g2o_init(struct lp_stream_xlat *x, const char *request_id);
+void lp_stream_g2o_free(struct lp_stream_xlat *x);
+enum lp_status lp_stream_g2o_event(struct lp_stream_xlat *x, const char *data, size_t data_len,
+                                   struct lp_buf *out);
+enum lp_status lp_stream_g2o_eof(struct lp_stream_xlat *x, struct lp_buf *out);
+void lp_stream_g2o_error(struct lp_stream_xlat *x, const char *type, const char *message,
                          struct lp_buf *out);
 
 /* stream_xlat.c: shared helpers */

@@ -1,6 +1,8 @@
 /* proto/xlat.c - request dispatch and the helpers shared by the translators. */
 #include "proto/xlat.h"
 
+#include "proto/google.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -128,7 +130,17 @@ char *lp_xlat_request(enum lp_proto from, enum lp_proto to, const char *body, si
         lp_xlat_fail(err, "internal: no translation needed between identical protocols");
         goto out;
     }
-    out = from == LP_PROTO_OPENAI ? lp_xlat_req_o2a(in, o, err) : lp_xlat_req_a2o(in, o, err);
+    if (to == LP_PROTO_GOOGLE) {
+        /* Google talks OpenAI on its client side: an Anthropic request goes through a2o first. */
+        struct json_object *oa = from == LP_PROTO_ANTHROPIC ? lp_xlat_req_a2o(in, o, err)
+                                                            : lp_xlat_ref(in);
+        out = oa ? lp_google_req_from_openai(oa, o, err) : NULL;
+        json_object_put(oa);
+    } else if (from == LP_PROTO_GOOGLE) {
+        lp_xlat_fail(err, "internal: Google is not a client protocol");
+    } else {
+        out = from == LP_PROTO_OPENAI ? lp_xlat_req_o2a(in, o, err) : lp_xlat_req_a2o(in, o, err);
+    }
     if (out)
         res = lp_xlat_dump(out, out_len);
 out:

@@ -63,7 +63,8 @@ static bool is_context_overflow(const char *msg, const char *code, const char *t
     static const char *pats[] = {"prompt is too long",     "context_length_exceeded",
                                  "maximum context length", "context window",
                                  "context length",         "input is too long",
-                                 "too many tokens",        "exceeds the model's context"};
+                                 "too many tokens",        "exceeds the model's context",
+                                 "exceeds the maximum number of tokens"};
     if ((code && !strcmp(code, "context_length_exceeded")) ||
         (type && !strcmp(type, "context_length_exceeded")))
         return true;
@@ -92,6 +93,17 @@ static const char *refine(const char *base, const char *type, const char *code)
         return "rate_limit_error";
     if (icontains(code, "invalid_api_key"))
         return "authentication_error";
+    /* Google's gRPC status names (error.status) */
+    if (icontains(type, "unauthenticated") || icontains(type, "api_key_invalid"))
+        return "authentication_error";
+    if (icontains(type, "permission_denied"))
+        return "permission_error";
+    if (icontains(type, "resource_exhausted"))
+        return "rate_limit_error";
+    if (icontains(type, "unavailable"))
+        return "overloaded_error";
+    if (icontains(type, "deadline_exceeded"))
+        return "timeout_error";
     return base;
 }
 
@@ -133,6 +145,9 @@ static void parse_upstream(int status, const char *body, size_t len, struct uper
     char cbuf[32];
     const char *type = lp_json_get_str(eo, "type");
     const char *code = code_str(lp_json_get(eo, "code"), cbuf, sizeof cbuf);
+    if (!type) /* Google: {"error":{"code":400,"message":..,"status":"INVALID_ARGUMENT"}} */
+        type = body && memmem(body, len, "API_KEY_INVALID", 15) ? "API_KEY_INVALID"
+                                                                : lp_json_get_str(eo, "status");
     if (msg)
         u->message = clean_text(msg, strlen(msg));
     else if (!root && body && len > 0) {
@@ -157,7 +172,7 @@ static long long num_after(const char *s, const char *after)
         if (strncasecmp(s, after, strlen(after)) != 0)
             continue;
         const char *p = s + strlen(after);
-        while (*p == ' ' || *p == ':')
+        while (*p == ' ' || *p == ':' || *p == '(')
             p++;
         if (isdigit((unsigned char)*p))
             return strtoll(p, NULL, 10);
@@ -175,6 +190,11 @@ static void ctx_numbers(const char *m, long long *used, long long *max)
         *used = num_after(m, "resulted in");
     if (*used < 0)
         *used = num_after(m, "requested");
+    if (*used < 0) /* Gemini: "The input token count (N) exceeds the maximum number of tokens
+                    * allowed (M)." */
+        *used = num_after(m, "input token count");
+    if (*max < 0)
+        *max = num_after(m, "tokens allowed");
 }
 
 static char *ctx_message(enum lp_proto to, const char *orig)

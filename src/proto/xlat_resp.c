@@ -1,8 +1,10 @@
 /* proto/xlat_resp.c - non-streaming response bodies, both directions, and usage extraction. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "proto/google.h"
 #include "proto/xlat.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -241,6 +243,18 @@ char *lp_xlat_response(enum lp_proto from, enum lp_proto to, const char *body, s
 {
     if (from == to || !body)
         return NULL;
+    if (from == LP_PROTO_GOOGLE) { /* Gemini -> OpenAI, then on to Anthropic when needed */
+        size_t n = 0;
+        char *oa = lp_google_resp_to_openai(body, len, alias, &n);
+        if (!oa || to == LP_PROTO_OPENAI) {
+            if (oa && out_len)
+                *out_len = n;
+            return oa;
+        }
+        char *r = lp_xlat_response(LP_PROTO_OPENAI, to, oa, n, alias, out_len);
+        free(oa);
+        return r;
+    }
     struct json_object *in = lp_json_parse(body, len, NULL);
     struct json_object *out = NULL;
     if (lp_json_is_obj(in))

@@ -6,7 +6,7 @@ import re
 import time
 import unittest
 
-from harness import admin_backends, backend, request
+from harness import admin_backends, backend, request, stream, wait_until
 from proxycase import ProxyCase, an_auth, chat, config, msg, oa_auth
 
 OA = "/v1/chat/completions"
@@ -190,6 +190,125 @@ class TestRateLimitAware(ProxyCase):
         self.assertAlmostEqual(balancer(self.proxy, "q1", "m-low")["ratelimit_headroom"], 0.05)
         self.assertEqual(metric(self.url, "llm_proxy_route_ratelimit_headroom", backend="q1",
                                 model="m-low"), [0.05])
+
+
+def access_lines(px) -> list[dict]:
+    out = []
+    for line in px.log_text().splitlines():
+        i = line.find('{"ts"')
+        if i >= 0 and '"type":"access"' in line:
+            try:
+                out.append(json.loads(line[i:]))
+            except ValueError:
+                pass
+    return out
+
+
+class TestHedging(ProxyCase):
+    """A silent first attempt is hedged after the delay; the first usable answer commits and the
+    other attempt is cancelled at once (the upstream sees the connection close)."""
+
+    mock_names = {"h1": (), "h2": ()}
+
+    @classmethod
+    def make_config(cls, m):
+        def pair(model, hedge):
+            return {"routes": [{"backend": "h1", "model": model, "priority": 1},
+                               {"backend": "h2", "model": model, "priority": 2}],
+                    "routing": {"hedge": hedge}}
+        return config([m["h1"], m["h2"]],
+                      {"hedged": pair("m-h", {"delay": "200ms", "budget_percent": 100}),
+                       "tight": pair("m-t", {"delay": "200ms", "budget_percent": 1}),
+                       "plain": {"routes": [{"backend": "h1", "model": "m-p", "priority": 1},
+                                            {"backend": "h2", "model": "m-p", "priority": 2}]}},
+                      timeout={"ttft_timeout": "20s"},
+                      keys=[{"name": "hk", "key": "sk-client-hedge-0123456789", "rpm": 1000}])
+
+    def aborted(self, mock, model):
+        reqs = [r for r in mock.requests() if json.loads(r["body"]).get("model") == model]
+        return reqs and all(r["client_aborted"] for r in reqs)
+
+    def test_stalled_non_stream_is_hedged(self):
+        h1, h2 = self.mocks["h1"], self.mocks["h2"]
+        h1.script({"delay_ms": 8000})
+        won = sum(metric(self.url, "llm_proxy_hedges_total", result="won"))
+        t0 = time.monotonic()
+        r = post(self.url, chat("hedged"))
+        took = time.monotonic() - t0
+        self.assertEqual(r.status, 200, r.text)
+        self.assertIn("h2", r.json()["choices"][0]["message"]["content"])
+        self.assertGreater(took, 0.19)
+        self.assertLess(took, 3.0, "answered by the hedge, not after the stall")
+        self.assertEqual(count_models(h2, "m-h"), 1)
+        wait_until(lambda: self.aborted(h1, "m-h"), msg="the stalled attempt was cancelled")
+        self.assertEqual(sum(metric(self.url, "llm_proxy_hedges_total", result="won")), won + 1)
+        rid = r.headers.get("X-Request-Id")
+        line = wait_until(lambda: [a for a in access_lines(self.proxy)
+                                   if a.get("req_id") == rid], msg="access line")[-1]
+        self.assertEqual([a["backend"] for a in line["attempts"]], ["h1", "h2"])
+        self.assertTrue(line["attempts"][1].get("hedge"))
+        self.assertNotIn("hedge", line["attempts"][0])
+        self.assertEqual(line["attempts"][0]["class"], "cancelled")
+        self.assertEqual(line["attempts"][1]["class"], "ok")
+
+    def test_client_limits_count_a_hedged_request_once(self):
+        self.mocks["h1"].script({"delay_ms": 5000})
+        r = request(self.url, "POST", OA, chat("hedged"),
+                    headers={"Authorization": "Bearer sk-client-hedge-0123456789"})
+        self.assertEqual(r.status, 200, r.text)
+        self.assertEqual(count_models(self.mocks["h2"], "m-h"), 1)
+        keys = request(self.url, "GET", "/admin/keys", headers=oa_auth()).json()["keys"]
+        usage = [k for k in keys if k["name"] == "hk"][0]["usage"]
+        self.assertEqual(usage["requests"], 1)
+        self.assertEqual(usage["in_flight"], 0)
+
+    def test_stalled_stream_is_hedged(self):
+        h1, h2 = self.mocks["h1"], self.mocks["h2"]
+        h1.script({"sse": {"stall_after": 0}})  # the head, then nothing
+        t0 = time.monotonic()
+        with stream(self.url, OA, chat("hedged", stream=True), headers=oa_auth()) as s:
+            self.assertEqual(s.status, 200)
+            events = s.all()
+        self.assertLess(time.monotonic() - t0, 3.0)
+        text = "".join(json.loads(e.data)["choices"][0]["delta"].get("content", "")
+                       for e in events if e.data != "[DONE]" and json.loads(e.data)["choices"])
+        self.assertIn("h2", text)
+        self.assertEqual(events[-1].data, "[DONE]")
+        wait_until(lambda: self.aborted(h1, "m-h"), msg="the stalled stream was cancelled")
+        self.assertEqual(count_models(h2, "m-h"), 1)
+
+    def test_fast_first_attempt_is_not_hedged(self):
+        for _ in range(5):
+            self.assertEqual(post(self.url, chat("hedged")).status, 200)
+        self.assertEqual(count_models(self.mocks["h2"], "m-h"), 0)
+        # Without a hedge block nothing is hedged, even when the first attempt is slow.
+        self.mocks["h1"].script({"delay_ms": 600})
+        self.assertEqual(post(self.url, chat("plain")).status, 200)
+        self.assertEqual(count_models(self.mocks["h2"], "m-p"), 0)
+
+    def test_first_answer_wins_and_hedge_loses(self):
+        # The first attempt answers after the hedge started, but before the hedge does.
+        h1, h2 = self.mocks["h1"], self.mocks["h2"]
+        h1.script({"delay_ms": 400})
+        h2.script({"delay_ms": 3000})
+        lost = sum(metric(self.url, "llm_proxy_hedges_total", result="lost"))
+        r = post(self.url, chat("hedged"))
+        self.assertEqual(r.status, 200)
+        self.assertIn("h1", r.json()["choices"][0]["message"]["content"])
+        wait_until(lambda: self.aborted(h2, "m-h"), msg="the losing hedge was cancelled")
+        self.assertEqual(sum(metric(self.url, "llm_proxy_hedges_total", result="lost")), lost + 1)
+
+    def test_budget_holds(self):
+        # budget_percent 1: the starting token pays for one hedge; the next stalled request waits.
+        h1, h2 = self.mocks["h1"], self.mocks["h2"]
+        h1.script({"delay_ms": 800, "times": 3})
+        denied = sum(metric(self.url, "llm_proxy_hedge_budget_denied_total", alias="tight"))
+        for _ in range(3):
+            self.assertEqual(post(self.url, chat("tight")).status, 200)
+        self.assertEqual(count_models(h2, "m-t"), 1, "one hedge only")
+        self.assertEqual(count_models(h1, "m-t"), 3)
+        self.assertEqual(sum(metric(self.url, "llm_proxy_hedge_budget_denied_total",
+                                    alias="tight")), denied + 2)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,48 @@ static const char OK_ANTH[] =
 
 enum { Y = 1, N = 0 };
 
+
+/* Provider shapes (issue 16): Gemini, Azure, Groq, Cohere. */
+static const char GEMINI_KEY_INVALID[] =
+    "{\"error\":{\"code\":400,\"message\":\"API key not valid. Please pass a valid API key.\","
+    "\"status\":\"INVALID_ARGUMENT\",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc."
+    "ErrorInfo\",\"reason\":\"API_KEY_INVALID\",\"domain\":\"googleapis.com\"}]}}";
+static const char GEMINI_CONTEXT[] =
+    "{\"error\":{\"code\":400,\"message\":\"The input token count (1200000) exceeds the maximum "
+    "number of tokens allowed (1048576).\",\"status\":\"INVALID_ARGUMENT\"}}";
+static const char GEMINI_REGION[] =
+    "{\"error\":{\"code\":400,\"message\":\"User location is not supported for the API use.\","
+    "\"status\":\"FAILED_PRECONDITION\"}}";
+static const char GEMINI_BAD_FIELD[] =
+    "{\"error\":{\"code\":400,\"message\":\"Invalid JSON payload received. Unknown name "
+    "\\\"foo\\\": Cannot find field.\",\"status\":\"INVALID_ARGUMENT\"}}";
+static const char GEMINI_NO_CALLERS[] =
+    "{\"error\":{\"code\":403,\"message\":\"Method doesn't allow unregistered callers\","
+    "\"status\":\"PERMISSION_DENIED\"}}";
+static const char GEMINI_MODEL_404[] =
+    "{\"error\":{\"code\":404,\"message\":\"models/gemini-9 is not found for API version "
+    "v1beta, or is not supported for generateContent.\",\"status\":\"NOT_FOUND\"}}";
+static const char AZURE_DEPLOYMENT[] =
+    "{\"error\":{\"code\":\"DeploymentNotFound\",\"message\":\"The API deployment for this "
+    "resource does not exist. If you created the deployment within the last 5 minutes, please "
+    "wait a moment and try again.\"}}";
+static const char AZURE_KEY[] =
+    "{\"error\":{\"code\":\"401\",\"message\":\"Access denied due to invalid subscription key or "
+    "wrong API endpoint. Make sure to provide a valid key for an active subscription and use a "
+    "correct regional API endpoint for your resource.\"}}";
+static const char AZURE_OP[] =
+    "{\"error\":{\"code\":\"OperationNotSupported\",\"message\":\"The chatCompletion operation "
+    "does not work with the specified model, text-embedding-ada-002. Please choose different "
+    "model and try again.\"}}";
+static const char AZURE_404[] = "{\"error\":{\"code\":\"404\",\"message\":\"Resource not found\"}}";
+static const char GROQ_DECOMMISSIONED[] =
+    "{\"error\":{\"message\":\"The model `mixtral-8x7b-32768` has been decommissioned and is no "
+    "longer supported.\",\"type\":\"invalid_request_error\",\"code\":\"model_decommissioned\"}}";
+static const char GROQ_498[] =
+    "{\"error\":{\"message\":\"Flex tier capacity exceeded. This model is currently at capacity; "
+    "please try again later.\",\"type\":\"capacity_exceeded\",\"code\":\"capacity_exceeded\"}}";
+static const char COHERE_TOKEN[] = "{\"id\":\"x\",\"message\":\"invalid api token\"}";
+
 struct row {
     const char *name;
     enum lp_transport tr;
@@ -167,6 +209,20 @@ static const struct row rows[] = {
     {"gemini array 429", 0, 429, GEMINI_429, 0, LP_CLASS_RATE_LIMIT, Y, Y, Y},
     {"gemini array in 200", 0, 200, GEMINI_429, 0, LP_CLASS_RATE_LIMIT, Y, Y, Y},
     {"gemini 503", 0, 503, GEMINI_503, 0, LP_CLASS_OVERLOADED, Y, Y, Y},
+    {"gemini key invalid 400", 0, 400, GEMINI_KEY_INVALID, 0, LP_CLASS_AUTH, Y, Y, Y},
+    {"gemini context 400", 0, 400, GEMINI_CONTEXT, 0, LP_CLASS_CONTEXT_LENGTH, N, N, N},
+    {"gemini region 400", 0, 400, GEMINI_REGION, 0, LP_CLASS_AUTH, Y, Y, Y},
+    {"gemini bad field 400", 0, 400, GEMINI_BAD_FIELD, 0, LP_CLASS_CLIENT, N, N, N},
+    {"gemini no callers 403", 0, 403, GEMINI_NO_CALLERS, 0, LP_CLASS_AUTH, Y, Y, Y},
+    {"gemini model 404", 0, 404, GEMINI_MODEL_404, 0, LP_CLASS_MODEL_NOT_FOUND, Y, Y, Y},
+    {"azure deployment 404", 0, 404, AZURE_DEPLOYMENT, 0, LP_CLASS_MODEL_NOT_FOUND, Y, Y, Y},
+    {"azure key 401", 0, 401, AZURE_KEY, 0, LP_CLASS_AUTH, Y, Y, Y},
+    {"azure op 400", 0, 400, AZURE_OP, 0, LP_CLASS_MODEL_NOT_FOUND, Y, Y, Y},
+    {"azure 404", 0, 404, AZURE_404, 0, LP_CLASS_MODEL_NOT_FOUND, Y, Y, Y},
+    {"groq decommissioned 404", 0, 404, GROQ_DECOMMISSIONED, 0, LP_CLASS_MODEL_NOT_FOUND, Y, Y, Y},
+    {"groq decommissioned 400", 0, 400, GROQ_DECOMMISSIONED, 0, LP_CLASS_MODEL_NOT_FOUND, Y, Y, Y},
+    {"groq 498", 0, 498, GROQ_498, 0, LP_CLASS_OVERLOADED, Y, Y, Y},
+    {"cohere token 401", 0, 401, COHERE_TOKEN, 0, LP_CLASS_AUTH, Y, Y, Y},
     {"relay all busy 503", 0, 503, RELAY_BUSY, 0, LP_CLASS_OVERLOADED, Y, Y, Y},
     {"relay no accounts 503", 0, 503, RELAY_NO_ACCOUNTS, 0, LP_CLASS_OVERLOADED, Y, Y, Y},
     {"relay sysbusy 500", 0, 500, RELAY_SYSBUSY, 0, LP_CLASS_OVERLOADED, Y, Y, Y},

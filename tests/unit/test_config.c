@@ -146,6 +146,7 @@ static void test_examples_clean(void **state)
         LP_FIXTURES_DIR "/../../examples/minimal.yaml",
         LP_FIXTURES_DIR "/../../examples/multi-backend.yaml",
         LP_FIXTURES_DIR "/../../examples/traffic.yaml",
+        LP_FIXTURES_DIR "/../../examples/providers.yaml",
     };
     setenv("TEAM_WEB_KEY", "team-web-key", 1);
     setenv("CLAUDE_CODE_KEY", "claude-code-key", 1);
@@ -154,6 +155,11 @@ static void test_examples_clean(void **state)
     setenv("LLM_PROXY_KEY", "proxy-key", 1);
     setenv("RELAY_API_KEY", "relay-key", 1);
     setenv("ANTHROPIC_API_KEY", "ant-key", 1);
+    setenv("AZURE_OPENAI_API_KEY", "az-key", 1);
+    setenv("GEMINI_API_KEY", "gem-key", 1);
+    setenv("VERTEX_ACCESS_TOKEN", "ya29.token", 1);
+    setenv("DEEPSEEK_API_KEY", "ds-key", 1);
+    setenv("GROQ_API_KEY", "gsk-key", 1);
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         struct lp_diags d;
         lp_diags_init(&d);
@@ -527,12 +533,12 @@ static void test_error_bad_protocol(void **state)
 {
     expect_one_error(BASE_BACKEND "    protocol: bogus\n", 4, 15,
                      "backends[0].protocol: unknown protocol \"bogus\" (expected openai, "
-                     "anthropic, azure, or an OpenAI-compatible provider such as deepseek, groq, "
+                     "anthropic, google, azure, or an OpenAI-compatible provider such as deepseek, groq, "
                      "mistral, cohere, openrouter, ollama or vllm; any OpenAI-compatible server "
                      "works as \"openai\")");
     expect_one_error(BASE_BACKEND "models: {m: [{backend: a, model: x, protocol: soap}]}\n", 4, 47,
                      "models[\"m\"][0].protocol: unknown protocol \"soap\" (expected openai, "
-                     "anthropic, azure, or an OpenAI-compatible provider such as deepseek, groq, "
+                     "anthropic, google, azure, or an OpenAI-compatible provider such as deepseek, groq, "
                      "mistral, cohere, openrouter, ollama or vllm; any OpenAI-compatible server "
                      "works as \"openai\")");
 }
@@ -548,7 +554,8 @@ static void test_provider_names(void **state)
                                  "  - {name: g, url: 'https://api.groq.com/openai/v1', protocol: GROQ}\n"
                                  "  - {name: c, url: 'https://api.cohere.com', protocol: cohere}\n"
                                  "  - {name: o, url: 'http://127.0.0.1:11434/v1', protocol: ollama,"
-                                 " api_version: 2024-10-21}\n"
+                                 " api_version: 2024-10-21, max_tokens_param: max_tokens,"
+                                 " drop_params: [logprobs, store]}\n"
                                  "models: {m: [{backend: az, model: x}]}\n",
                                  &d);
     if (!cfg)
@@ -560,12 +567,45 @@ static void test_provider_names(void **state)
     assert_int_equal(cfg->backends[1].protocol, LP_PROTO_OPENAI);
     assert_int_equal(cfg->backends[2].dialect, LP_DIALECT_COHERE);
     assert_int_equal(cfg->backends[3].dialect, LP_DIALECT_OPENAI);
+    assert_string_equal(cfg->backends[3].max_tokens_param, "max_tokens");
+    assert_int_equal(cfg->backends[3].n_drop_params, 2);
+    assert_string_equal(cfg->backends[3].drop_params[1], "store");
     bool warned = false;
     for (size_t i = 0; i < d.n; i++)
         warned |= strstr(d.items[i].msg, "api_version only applies to protocol azure") != NULL;
     assert_true(warned);
     lp_config_unref(cfg);
     lp_diags_free(&d);
+    /* google: a ?key= in the URL moves to api_key with a warning that never shows the key */
+    cfg = load("backends:\n"
+               "  - {name: g, url: 'https://generativelanguage.googleapis.com/v1beta/models/"
+               "gemini-1.5-pro?key=AIzaSECRET&x=1', protocol: google}\n"
+               "  - {name: v, url: 'https://aiplatform.googleapis.com/v1/projects/p/locations/l"
+               "/publishers/google/models/gemini-2.5-pro?key=AIzaOTHER', protocol: Vertex,"
+               " api_key: tok}\n"
+               "models: {m: [{backend: g, model: x}]}\n",
+               &d);
+    if (!cfg)
+        dump(&d);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->backends[0].dialect, LP_DIALECT_GOOGLE);
+    assert_int_equal(cfg->backends[0].protocol, LP_PROTO_GOOGLE);
+    assert_string_equal(cfg->backends[0].api_key, "AIzaSECRET");
+    assert_string_equal(cfg->backends[0].url,
+                        "https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro?x=1");
+    assert_string_equal(cfg->backends[1].api_key, "tok");
+    assert_null(strchr(cfg->backends[1].url, '?'));
+    size_t moved = 0;
+    for (size_t i = 0; i < d.n; i++) {
+        assert_null(strstr(d.items[i].msg, "AIza"));
+        moved += strstr(d.items[i].msg, "?key=") != NULL;
+    }
+    assert_int_equal(moved, 2);
+    lp_config_unref(cfg);
+    lp_diags_free(&d);
+    expect_one_error(BASE_BACKEND "    max_tokens_param: max_output\n", 4, 23,
+                     "backends[0].max_tokens_param: max_tokens_param must be max_tokens or "
+                     "max_completion_tokens, got \"max_output\"");
     expect_one_error(BASE_BACKEND "    protocol: azure\n    api_version: latest\n", 5, 18,
                      "backends[0].api_version: api_version \"latest\" is not an Azure API "
                      "version (e.g. \"2024-10-21\")");

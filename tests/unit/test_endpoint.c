@@ -273,6 +273,80 @@ static void test_dialect_azure(void **state)
     check_url(c, "https://api.cohere.com", LP_EP_MESSAGES, NULL, NULL);
 }
 
+static void check_google(const char *base, bool stream, const char *want)
+{
+    struct lp_backend b = {.url = (char *)base, .name = "g"};
+    struct lp_dialect_req r = {.backend = &b, .ep = LP_EP_CHAT, .model = "gemini-2.5-flash",
+                               .stream = stream};
+    char *got = lp_dialect_get(LP_DIALECT_GOOGLE)->url(&r);
+    if (!got || strcmp(got, want) != 0)
+        fail_msg("google %s: got '%s', want '%s'", base, got ? got : "(null)", want);
+    free(got);
+}
+
+static void test_dialect_google(void **state)
+{
+    (void)state;
+    const char *gl = "https://generativelanguage.googleapis.com";
+    const char *vx = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/"
+                     "us-central1";
+    assert_int_equal(lp_dialect_get(LP_DIALECT_GOOGLE)->wire, LP_PROTO_GOOGLE);
+    check_google("https://generativelanguage.googleapis.com/v1beta", false,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
+                 ":generateContent");
+    check_google("https://generativelanguage.googleapis.com/v1beta", true,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
+                 ":streamGenerateContent?alt=sse");
+    check_google(gl, false,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
+                 ":generateContent");
+    /* the reference's form: the URL names the model */
+    check_google("https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro", true,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro"
+                 ":streamGenerateContent?alt=sse");
+    check_google("https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro"
+                 ":generateContent",
+                 true,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro"
+                 ":streamGenerateContent?alt=sse");
+    check_google("https://generativelanguage.googleapis.com/v1beta/models", false,
+                 "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash"
+                 ":generateContent");
+    /* Vertex AI: cut at the location or at publishers/google, or the full model URL */
+    check_google(vx, false,
+                 "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/"
+                 "us-central1/publishers/google/models/gemini-2.5-flash:generateContent");
+    check_google("https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/"
+                 "google",
+                 true,
+                 "https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/"
+                 "google/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+    check_google("https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/"
+                 "google/models/gemini-2.0-flash",
+                 false,
+                 "https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/"
+                 "google/models/gemini-2.0-flash:generateContent");
+    /* only generation endpoints */
+    struct lp_backend b = {.url = (char *)gl, .name = "g", .api_key = "AIzaX"};
+    struct lp_dialect_req r = {.backend = &b, .ep = LP_EP_EMBEDDINGS, .model = "m"};
+    assert_null(lp_dialect_get(LP_DIALECT_GOOGLE)->url(&r));
+    r.ep = LP_EP_MESSAGES;
+    char *u = lp_dialect_get(LP_DIALECT_GOOGLE)->url(&r);
+    assert_non_null(u);
+    free(u);
+    /* keys: x-goog-api-key for Gemini, Bearer for Vertex */
+    struct hdrs h = {0};
+    lp_dialect_get(LP_DIALECT_GOOGLE)->auth_headers(&r, collect, &h);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.v[0], "x-goog-api-key: AIzaX");
+    hdrs_free(&h);
+    b.url = (char *)vx;
+    lp_dialect_get(LP_DIALECT_GOOGLE)->auth_headers(&r, collect, &h);
+    assert_int_equal(h.n, 1);
+    assert_string_equal(h.v[0], "Authorization: Bearer AIzaX");
+    hdrs_free(&h);
+}
+
 static void test_dialect_auth(void **state)
 {
     (void)state;
@@ -332,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_client_proto),   cmocka_unit_test(test_query_filter),
         cmocka_unit_test(test_dialect_urls),   cmocka_unit_test(test_dialect_auth),
         cmocka_unit_test(test_dialect_routing), cmocka_unit_test(test_dialect_azure),
+        cmocka_unit_test(test_dialect_google),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

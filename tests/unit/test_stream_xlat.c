@@ -352,6 +352,19 @@ static const struct fixture fixtures[] = {
     {"a2o_two_tools", LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI, true, false},
     {"a2o_thinking", LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI, false, false},
     {"a2o_error", LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI, false, true},
+    /* Gemini alt=sse upstream (CRLF framing, no terminal event: finished at EOF) */
+    {"g2o_text", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, true, false},
+    {"g2o_tools", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, false, false},
+    {"g2o_thinking", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, true, false},
+    {"g2o_safety", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, false, false},
+    {"g2o_blocked", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, true, false},
+    {"g2o_error", LP_PROTO_GOOGLE, LP_PROTO_OPENAI, false, true},
+    {"g2a_text", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, false},
+    {"g2a_tools", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, false},
+    {"g2a_thinking", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, false},
+    {"g2a_safety", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, false},
+    {"g2a_blocked", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, false},
+    {"g2a_error", LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, false, true},
 };
 
 /* Translate `in` fed in chunks of the sizes produced by next_size, the way the proxy core does:
@@ -389,6 +402,8 @@ static void translate(const struct fixture *f, const char *in, size_t len, uint6
         }
     }
     assert_int_equal(declined, f->in_band_error);
+    if (!declined) /* the body ends: a Gemini stream is complete only now */
+        assert_int_equal(lp_stream_xlat_eof(x, out), LP_OK);
     assert_int_equal(lp_stream_xlat_done(x), !f->in_band_error);
     lp_sse_free(&p);
     lp_stream_xlat_free(x);

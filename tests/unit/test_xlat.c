@@ -1,7 +1,7 @@
 /* test_xlat.c - golden tests for proto/xlat: every tests/fixtures/xlat/<case>.in.json is
  * translated and compared, as parsed JSON (ignoring `created`), with <case>.out.json.
  *
- * The case name says what runs: req_o2a_* / req_a2o_* (requests; optional <case>.opts.json
+ * The case name says what runs (o = OpenAI, a = Anthropic, g = Google): req_o2a_* / req_a2o_* (requests; optional <case>.opts.json
  * with upstream_model, default_max_tokens, max_tokens_limit, stream), resp_a2o_* / resp_o2a_*
  * (responses, alias "my-alias"), err_XY_* (error bodies from X to Y; the input is
  * {"status":N,"body":"<raw upstream body>"}). An out.json of {"_xlat_error":...} expects a
@@ -106,7 +106,7 @@ static struct lp_xlat_opts opts_for(const char *name)
 
 static enum lp_proto proto_of(char c)
 {
-    return c == 'a' ? LP_PROTO_ANTHROPIC : LP_PROTO_OPENAI;
+    return c == 'a' ? LP_PROTO_ANTHROPIC : c == 'g' ? LP_PROTO_GOOGLE : LP_PROTO_OPENAI;
 }
 
 /* Run one case; returns the output body (heap) or NULL, with err filled for requests. */
@@ -227,6 +227,13 @@ static void test_golden_requests_a2o(void **s)
 {
     (void)s;
     run_prefix("req_a2o_", 5);
+}
+/* Google backends: OpenAI and Anthropic clients (the latter through a2o first). */
+static void test_golden_requests_google(void **s)
+{
+    (void)s;
+    run_prefix("req_o2g_", 5);
+    run_prefix("req_a2g_", 2);
 }
 static void test_golden_responses(void **s)
 {
@@ -480,6 +487,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_requests_o2a),
         cmocka_unit_test(test_golden_requests_a2o),
+        cmocka_unit_test(test_golden_requests_google),
         cmocka_unit_test(test_golden_responses),
         cmocka_unit_test(test_golden_errors),
         cmocka_unit_test(test_round_trip_o2a2o),

@@ -145,9 +145,48 @@ static void anthropic_event(const struct mock_plan *p, const char *name, long i,
     }
 }
 
+static void answer_json(const struct mock_plan *p, const char *name, struct lp_buf *b);
+
+/* Gemini alt=sse: one GenerateContentResponse per chunk, CRLF-framed as Google does; the last
+ * carries finishReason STOP and the final usageMetadata. */
+static void gemini_usage(const struct mock_plan *p, long out, struct lp_buf *b)
+{
+    lp_buf_printf(b, "\"usageMetadata\":{\"promptTokenCount\":%ld,\"candidatesTokenCount\":%ld,"
+                     "\"totalTokenCount\":%ld}",
+                  p->prompt_tokens, out, p->prompt_tokens + out);
+}
+
+static void gemini_event(const struct mock_plan *p, const char *name, long i, struct lp_buf *b)
+{
+    long n = p->spec.chunks;
+    lp_buf_appends(b, "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"");
+    append_slice(p, name, i, b);
+    lp_buf_appends(b, "\"}],\"role\":\"model\"}");
+    if (i == n - 1)
+        lp_buf_appends(b, ",\"finishReason\":\"STOP\"");
+    lp_buf_appends(b, ",\"index\":0}],");
+    gemini_usage(p, i == n - 1 ? mock_tokens(text_len(p)) : 0, b);
+    lp_buf_appends(b, ",\"modelVersion\":");
+    model_json(p, b);
+    lp_buf_printf(b, ",\"responseId\":\"mock-%llu\"}\r\n\r\n", (unsigned long long)p->resp_id);
+}
+
+void mock_body_gemini(const struct mock_plan *p, const char *name, struct lp_buf *b)
+{
+    lp_buf_appends(b, "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":");
+    answer_json(p, name, b);
+    lp_buf_appends(b, "}],\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}],");
+    gemini_usage(p, mock_tokens(text_len(p)), b);
+    lp_buf_appends(b, ",\"modelVersion\":");
+    model_json(p, b);
+    lp_buf_printf(b, ",\"responseId\":\"mock-%llu\"}", (unsigned long long)p->resp_id);
+}
+
 long mock_gen_count(const struct mock_plan *p)
 {
     long n = p->spec.chunks;
+    if (p->spec.proto == MOCK_PROTO_GEMINI)
+        return n;
     if (p->spec.proto == MOCK_PROTO_ANTHROPIC)
         return n + 6;
     return n + 3 + (p->include_usage ? 1 : 0);
@@ -156,7 +195,9 @@ long mock_gen_count(const struct mock_plan *p)
 int mock_gen_delay(const struct mock_plan *p, long i)
 {
     /* The first content delta follows the stream's opening events directly. */
-    long first_delta = p->spec.proto == MOCK_PROTO_ANTHROPIC ? 3 : 1;
+    long first_delta = p->spec.proto == MOCK_PROTO_ANTHROPIC ? 3
+                       : p->spec.proto == MOCK_PROTO_GEMINI  ? 0
+                                                             : 1;
     if (i == 0)
         return p->first_delay_ms;
     if (i > first_delta && i < first_delta + p->spec.chunks)
@@ -168,6 +209,8 @@ void mock_gen_event(const struct mock_plan *p, const char *name, long i, struct 
 {
     if (p->spec.proto == MOCK_PROTO_ANTHROPIC)
         anthropic_event(p, name, i, out);
+    else if (p->spec.proto == MOCK_PROTO_GEMINI)
+        gemini_event(p, name, i, out);
     else
         openai_event(p, name, i, out);
 }

@@ -66,7 +66,7 @@ struct mock_sse_event {
     int delay_ms;   /* before this event */
 };
 
-enum mock_proto { MOCK_PROTO_OPENAI, MOCK_PROTO_ANTHROPIC };
+enum mock_proto { MOCK_PROTO_OPENAI, MOCK_PROTO_ANTHROPIC, MOCK_PROTO_GEMINI };
 
 struct mock_gen_spec {
     enum mock_proto proto;
@@ -230,6 +230,7 @@ void mock_body_openai_completion(const struct mock_plan *p, const char *name, st
 void mock_body_openai_responses(const struct mock_plan *p, const char *name, struct lp_buf *b);
 void mock_body_embeddings(const struct mock_plan *p, size_t inputs, struct lp_buf *b);
 void mock_body_anthropic(const struct mock_plan *p, const char *name, struct lp_buf *b);
+void mock_body_gemini(const struct mock_plan *p, const char *name, struct lp_buf *b);
 
 /* ---- mock.c ------------------------------------------------------------------------------ */
 

@@ -333,6 +333,113 @@ static bool azure_refuses(struct mock *m, struct mock_req *r, size_t pathlen, st
     return false;
 }
 
+static void google_error(struct mock_plan *p, int status, const char *gstatus, const char *msg,
+                         const char *reason)
+{
+    p->status = status;
+    add_header(p, "content-type", "application/json; charset=UTF-8");
+    lp_buf_printf(&p->body, "{\"error\":{\"code\":%d,\"message\":\"", status);
+    lp_buf_append_json_escaped(&p->body, msg, strlen(msg));
+    lp_buf_printf(&p->body, "\",\"status\":\"%s\"", gstatus);
+    if (reason)
+        lp_buf_printf(&p->body, ",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc."
+                                "ErrorInfo\",\"reason\":\"%s\",\"domain\":\"googleapis.com\"}]",
+                      reason);
+    lp_buf_appends(&p->body, "}}");
+}
+
+/* Gemini / Vertex refuse, as Google does: a path that is not .../models/<m>:generateContent or
+ * :streamGenerateContent (404), a stream without alt=sse (400 here: the proxy must ask for SSE),
+ * a key in the URL (400: never acceptable from the proxy, it leaks into logs), no credential
+ * (403), a wrong one (400 API_KEY_INVALID / 401), and a body that is not a Gemini request (an
+ * OpenAI `messages` or `model` field: 400 "Unknown name"). *stream is set for the SSE method. */
+static bool gemini_refuses(struct mock *m, struct mock_req *r, size_t pathlen, bool *stream,
+                           struct mock_plan *p)
+{
+    const char *t = r->target;
+    const char *q = t[pathlen] == '?' ? t + pathlen + 1 : "";
+    const char *colon = memchr(t, ':', pathlen);
+    const char *models = strstr(t, "/models/");
+    *stream = colon && ends_with(t, pathlen, ":streamGenerateContent");
+    if (!models || models > colon || !colon || colon == models + 8 ||
+        !(*stream || ends_with(t, pathlen, ":generateContent")) ||
+        strcmp(r->method, "POST") != 0) {
+        google_error(p, 404, "NOT_FOUND", "llm-mock (gemini): no such method", NULL);
+        return true;
+    }
+    if (!strncmp(q, "key=", 4) || strstr(q, "&key=")) {
+        google_error(p, 400, "INVALID_ARGUMENT", "llm-mock (gemini): API key in the URL",
+                     NULL);
+        return true;
+    }
+    if (*stream && !(strstr(q, "alt=sse"))) {
+        google_error(p, 400, "INVALID_ARGUMENT",
+                     "llm-mock (gemini): streamGenerateContent without alt=sse", NULL);
+        return true;
+    }
+    bool vertex = strstr(t, "/projects/") != NULL && strstr(t, "/projects/") < colon;
+    const char *authz = mock_req_header(r, "authorization");
+    const char *key = vertex ? (authz && !strncmp(authz, "Bearer ", 7) ? authz + 7 : NULL)
+                             : mock_req_header(r, "x-goog-api-key");
+    if (!key || !key[0]) {
+        google_error(p, vertex ? 401 : 403, vertex ? "UNAUTHENTICATED" : "PERMISSION_DENIED",
+                     vertex ? "Request had invalid authentication credentials."
+                            : "Method doesn't allow unregistered callers (callers without "
+                              "established identity). Please use API Key or other form of API "
+                              "consumer identity to call this API.",
+                     NULL);
+        return true;
+    }
+    if (m->opts.key && strcmp(key, m->opts.key) != 0) {
+        if (vertex)
+            google_error(p, 401, "UNAUTHENTICATED",
+                         "Request had invalid authentication credentials.", NULL);
+        else
+            google_error(p, 400, "INVALID_ARGUMENT",
+                         "API key not valid. Please pass a valid API key.", "API_KEY_INVALID");
+        return true;
+    }
+    struct json_object *req = lp_json_parse(r->body.data ? r->body.data : "", r->body.len, NULL);
+    const char *bad = !lp_json_is_obj(req)                       ? "the body is not a JSON object"
+                      : lp_json_get(req, "messages")             ? "Unknown name \"messages\""
+                      : lp_json_get(req, "model")                ? "Unknown name \"model\""
+                      : lp_json_arr_len(lp_json_get_arr(req, "contents")) == 0
+                          ? "* GenerateContentRequest.contents: contents is not specified"
+                          : NULL;
+    json_object_put(req);
+    if (bad) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Invalid JSON payload received. %s", bad);
+        google_error(p, 400, "INVALID_ARGUMENT", msg, NULL);
+        return true;
+    }
+    return false;
+}
+
+/* The default Gemini answer: the model is the path's. */
+static void gemini_default(struct mock *m, struct mock_req *r, size_t pathlen, bool stream,
+                           struct mock_plan *p)
+{
+    const char *models = strstr(r->target, "/models/") + 8;
+    const char *colon = memchr(models, ':', pathlen - (size_t)(models - r->target));
+    p->model = lp_xstrndup(models, (size_t)(colon - models));
+    p->delay_ms = m->opts.latency_ms;
+    p->spec.chunks = m->opts.chunks > 0 ? m->opts.chunks : 1;
+    p->spec.interval_ms = m->opts.chunk_interval_ms;
+    p->first_delay_ms = m->opts.ttft_ms;
+    p->response_bytes = m->opts.response_bytes;
+    p->prompt_tokens = mock_tokens(r->body.len);
+    if (stream) {
+        p->sse = true;
+        p->gen = true;
+        p->spec.proto = MOCK_PROTO_GEMINI;
+        sse_headers(p);
+        return;
+    }
+    add_header(p, "content-type", "application/json; charset=UTF-8");
+    mock_body_gemini(p, m->opts.name, &p->body);
+}
+
 void mock_route(struct mock *m, struct mock_req *r, struct mock_plan *p, bool *admin)
 {
     const char *q = strchr(r->target, '?');
@@ -348,7 +455,14 @@ void mock_route(struct mock *m, struct mock_req *r, struct mock_plan *p, bool *a
     }
     if (m->opts.mode == MOCK_MODE_AZURE && azure_refuses(m, r, pathlen, p))
         return;
+    bool gstream = false;
+    if (m->opts.mode == MOCK_MODE_GEMINI && gemini_refuses(m, r, pathlen, &gstream, p))
+        return;
     struct mock_step *s = mock_script_pop(&m->script, r->target);
+    if (!s && m->opts.mode == MOCK_MODE_GEMINI) {
+        gemini_default(m, r, pathlen, gstream, p);
+        return;
+    }
     if (s)
         route_step(m, r, pathlen, s, p);
     else

@@ -1,0 +1,10 @@
+/* fuzz_stream_g2o.c - Gemini upstream SSE (alt=sse) -> OpenAI client
+ * translation over arbitrary bytes. Input format and checked properties: fuzz_stream_common.h
+ * (byte 0: flags, then the upstream SSE byte stream; every call appends whole events only). */
+#include "fuzz_stream_common.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_stream_run(LP_PROTO_GOOGLE, LP_PROTO_OPENAI, data, size);
+    return 0;
+}
