@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "apierr.h"
 #include "attempt.h"
@@ -113,6 +114,23 @@ static const char *attempt_header(void *ctx, const char *name)
     return lp_attempt_header(ctx, name);
 }
 
+/* One cheap pass: does the answer carry any rate-limit header at all (most do not)? */
+static bool has_ratelimit_headers(const struct lp_attempt *a)
+{
+    size_t n = lp_attempt_header_count(a);
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        lp_attempt_header_at(a, i, &name, &value);
+        if (!name)
+            continue;
+        char c = (char)(name[0] | 0x20);
+        if ((c == 'x' && strncasecmp(name, "x-ratelimit-", 12) == 0) ||
+            (c == 'a' && strncasecmp(name, "anthropic-ratelimit-", 20) == 0))
+            return true;
+    }
+    return false;
+}
+
 /* A usable answer (first event, or a complete body) arrived: its latency is a sample, and its
  * rate-limit headers say how much quota the route has left. */
 static void routing_answered(struct lp_attempt *a)
@@ -126,6 +144,8 @@ static void routing_answered(struct lp_attempt *a)
         if (a->req->hedge_on && a->req->alias->routing.hedge.delay_pct > 0)
             lp_routestats_ttft(s, a->req->route_alias, ms);
     }
+    if (!has_ratelimit_headers(a))
+        return;
     struct lp_quota_reading q;
     lp_quota_read(attempt_header, a, lp_wall_ms(), &q);
     lp_routestats_quota(s, a->cand->stat, &q, lp_now_ms());

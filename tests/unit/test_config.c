@@ -147,6 +147,7 @@ static void test_examples_clean(void **state)
         LP_FIXTURES_DIR "/../../examples/multi-backend.yaml",
         LP_FIXTURES_DIR "/../../examples/traffic.yaml",
         LP_FIXTURES_DIR "/../../examples/providers.yaml",
+        LP_FIXTURES_DIR "/../../examples/routing.yaml",
     };
     setenv("TEAM_WEB_KEY", "team-web-key", 1);
     setenv("CLAUDE_CODE_KEY", "claude-code-key", 1);
