@@ -4,20 +4,22 @@ A receiver in the test (otlp_receiver.py) validates every export against the OTL
 The exporter's batch delay is shortened through OTEL_BSP_SCHEDULE_DELAY.
 """
 
+import json
 import os
 import subprocess
 import tempfile
 import time
 import unittest
 
-from harness import (PROXY_BIN, Mock, Proxy, auth, backend, config, request, require_proxy,
-                     stream, wait_until)
+from harness import (PROXY_BIN, PROXY_KEY, SOURCE_DIR, Mock, Proxy, auth, backend, config,
+                     request, require_proxy, stream, wait_until)
 from otlp_receiver import Receiver, attrs
 
 CHAT = {"model": "m", "max_tokens": 77, "messages": [{"role": "user", "content": "secret prompt text"}]}
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
 FAST = {"OTEL_BSP_SCHEDULE_DELAY": "50"}
+SDK_DIR = os.path.join(SOURCE_DIR, "tests", "sdk")
 
 
 def hdr(entry: dict, name: str):
@@ -151,6 +153,27 @@ class TracingCase(unittest.TestCase):
         server = rc.wait_spans(lambda s: s["traceId"] == trace and s["kind"] == 2)[0]
         self.assertNotIn("parentSpanId", server)  # a root: the client sent no traceparent
         self.assertEqual(attrs(server)["llm_proxy.stream_end"], "clean")
+        self.assertEqual(rc.errors, [])
+
+    def test_parent_span_from_the_opentelemetry_js_sdk(self):
+        if not os.path.isdir(os.path.join(SDK_DIR, "node_modules", "@opentelemetry", "sdk-trace-base")):
+            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=SDK_DIR, check=True, timeout=600)
+        rc = self.receiver()
+        px = self.proxy({"enabled": True, "otlp_endpoint": rc.url, "sample_ratio": 0.0})
+        p = subprocess.run(["node", "otel_client.mjs", json.dumps(
+            {"url": px.url, "apiKey": PROXY_KEY, "model": "m"})], cwd=SDK_DIR,
+            capture_output=True, text=True, timeout=60)
+        lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+        self.assertTrue(lines, p.stderr[-2000:])
+        out = json.loads(lines[-1])
+        self.assertTrue(out["ok"], out)
+        self.assertEqual(out["headers"]["traceparent"], f"00-{out['traceId']}-{out['spanId']}-01")
+        server = rc.wait_spans(lambda s: s["traceId"] == out["traceId"] and s["kind"] == 2)[0]
+        self.assertEqual(server["parentSpanId"], out["spanId"], "the SDK's span is our parent")
+        kid = rc.wait_spans(lambda s: s["traceId"] == out["traceId"] and s["kind"] == 3)[0]
+        self.assertEqual(hdr(self.a.requests()[-1], "traceparent"),
+                         f"00-{out['traceId']}-{kid['spanId']}-01")
         self.assertEqual(rc.errors, [])
 
     # ---- propagation without sampling ---------------------------------------------------------
