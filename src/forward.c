@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "apierr.h"
 #include "attempt.h"
@@ -113,6 +114,23 @@ static const char *attempt_header(void *ctx, const char *name)
     return lp_attempt_header(ctx, name);
 }
 
+/* One cheap pass: does the answer carry any rate-limit header at all (most do not)? */
+static bool has_ratelimit_headers(const struct lp_attempt *a)
+{
+    size_t n = lp_attempt_header_count(a);
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        lp_attempt_header_at(a, i, &name, &value);
+        if (!name)
+            continue;
+        char c = (char)(name[0] | 0x20);
+        if ((c == 'x' && strncasecmp(name, "x-ratelimit-", 12) == 0) ||
+            (c == 'a' && strncasecmp(name, "anthropic-ratelimit-", 20) == 0))
+            return true;
+    }
+    return false;
+}
+
 /* A usable answer (first event, or a complete body) arrived: its latency is a sample, and its
  * rate-limit headers say how much quota the route has left. */
 static void routing_answered(struct lp_attempt *a)
@@ -126,6 +144,8 @@ static void routing_answered(struct lp_attempt *a)
         if (a->req->hedge_on && a->req->alias->routing.hedge.delay_pct > 0)
             lp_routestats_ttft(s, a->req->route_alias, ms);
     }
+    if (!has_ratelimit_headers(a))
+        return;
     struct lp_quota_reading q;
     lp_quota_read(attempt_header, a, lp_wall_ms(), &q);
     lp_routestats_quota(s, a->cand->stat, &q, lp_now_ms());
@@ -341,10 +361,33 @@ static void reply_all_cooling(struct lp_request *req)
 
 /* No attempt is left: the last failure's class decides the status and error type, in the
  * client's protocol (never a 2xx: an error inside a 200 gets its class's status). */
+/* count_tokens on an alias none of whose routes speaks Anthropic (no translator exists for
+ * it): a local estimate, marked as such, rather than a 502 that SDKs would retry. */
+static bool reply_token_estimate(struct lp_request *req)
+{
+    if (req->ep != LP_EP_COUNT_TOKENS || req->plan.skipped_protocol == 0)
+        return false;
+    int64_t n = lp_xlat_estimate_tokens(req->body, req->body_len);
+    if (n < 0) {
+        lp_request_reply_error(req, 400, "invalid_request_error", NULL,
+                               "request body must be a JSON object");
+        return true;
+    }
+    char body[64];
+    int len = snprintf(body, sizeof body, "{\"input_tokens\":%lld}", (long long)n);
+    struct lp_edge_header h = {"X-LLM-Proxy-Token-Count", "estimate"};
+    lp_log_info(req->id, "count_tokens for '%s' estimated locally (no Anthropic route)",
+                req->alias_name);
+    lp_request_reply(req, 200, "application/json", body, (size_t)len, &h, 1);
+    return true;
+}
+
 static void reply_all_failed(struct lp_request *req, bool deadline_hit)
 {
     const struct lp_attempt *last = req->last_failed;
     if (req->n_log == 0 || !last) {
+        if (reply_token_estimate(req))
+            return;
         if (req->n_skipped_health > 0 || req->plan.skipped_cooling || req->plan.skipped_open ||
             req->plan.skipped_drained) {
             reply_all_cooling(req);

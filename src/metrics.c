@@ -205,6 +205,13 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
     [LP_M_HEDGE_DELAY_SECONDS] = HISTOGRAM("llm_proxy_hedge_delay_seconds",
         "The delay hedge timers were armed with (fixed, or the alias's measured percentile).",
         B_FIRST, NULL),
+    [LP_M_PROBES_TOTAL] = COUNTER("llm_proxy_probes_total",
+        "Active health probes of backends with health_check, by result (pass, fail). Not client traffic.",
+        "backend", "result"),
+    [LP_M_BACKEND_DOWN] = GAUGE("llm_proxy_backend_down",
+        "1 while active health probes keep the backend out of rotation.", "backend"),
+    [LP_M_PROBE_DURATION_SECONDS] = GAUGE("llm_proxy_probe_duration_seconds",
+        "Duration of the backend's last active health probe.", "backend"),
 };
 
 /* clang-format on */

@@ -2,9 +2,19 @@
  *
  * One struct lp_upstream per worker thread, one struct lp_upstream_xfer per attempt. Two engines
  * sit behind this interface, chosen per transfer (upstream.c): the own HTTP/1.1 client
- * (h1client.c, keep-alive pools per origin in pool.c) for plain http:// backends addressed by an
- * IP literal or localhost, and libcurl multi (curlclient.c) for everything else and for backends
- * that ask for it with `http2: true`.
+ * (h1client.c: keep-alive pools per origin in pool.c, names resolved by dns.c, TLS by tls.c) for
+ * http:// and https:// backends, and libcurl multi (curlclient.c) for backends that ask for it
+ * with `http2: true` (HTTP/2 over TLS).
+ *
+ * Response hygiene (upstream.c, above the engines, so every engine behaves the same): the caller
+ * asks for `Accept-Encoding: identity`; no engine adds an Accept-Encoding of its own or decodes
+ * (CURLOPT_ACCEPT_ENCODING is never set: curl 7.88 does not detect a truncated gzip body). A
+ * gzip/deflate body that comes anyway is decoded (src/coding.c) before on_data, and
+ * Content-Encoding and Content-Length are then absent from the headers reported. These end the
+ * transfer with LP_XFER_PROTOCOL (on_head is not called when the head itself is refused): conflicting Content-Length values, Content-Length together with
+ * Transfer-Encoding, a body on a 204/304, a content coding other than gzip/deflate/identity
+ * (br, zstd, unknown, stacked), a body that does not match its coding, a truncated compressed
+ * body, a body expanding beyond LP_CODING_DEFAULT_RATIO (compression bomb).
  *
  * Callbacks are invoked from the loop (never re-entrantly from inside a call the user made,
  * except lp_upstream_resume, which may deliver held data synchronously, see below).
@@ -31,7 +41,8 @@ enum lp_xfer_result {
     LP_XFER_RESET,           /* connection reset or closed mid-response (incl. truncated body) */
     LP_XFER_TIMEOUT_CONNECT, /* connect_timeout */
     LP_XFER_TIMEOUT_TOTAL,   /* the request's overall deadline */
-    LP_XFER_PROTOCOL,        /* malformed HTTP from the upstream */
+    LP_XFER_PROTOCOL,        /* malformed HTTP from the upstream: bad framing, a body on
+                                204/304, an unsupported, corrupt or truncated content coding */
     LP_XFER_ABORTED,         /* aborted by our own callback (LP_ERR from on_data) */
     LP_XFER_LOCAL,           /* a local resource ran out (no fds, no memory) before the
                                 backend was reached: not the backend's fault */
@@ -67,6 +78,7 @@ struct lp_upstream_req {
     int64_t write_timeout_ms;  /* sending the request (own client only); 0 = none */
     int64_t total_timeout_ms;  /* 0 = none */
     const char *ca_file;       /* CA bundle to verify the peer with; NULL = libcurl's default */
+    const char *ca_pem;        /* the same bundle's text, read at config load (own client) */
     bool http2;                /* the backend's `http2: true`: libcurl (HTTP/2 over TLS) */
 };
 

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "mock.h"
 #include "util/alloc.h"
@@ -57,6 +58,7 @@ struct mock_conn {
     long next_event;
     bool delay_done;
     struct lp_buf scratch;
+    z_stream *enc; /* a compressed stream (plan.zbits): each event is sync-flushed */
 };
 
 static void parse_input(struct mock_conn *c);
@@ -206,7 +208,44 @@ static const char *reason(int status)
     }
 }
 
+static void put_chunk(struct mock_conn *c, const char *p, size_t n);
+
+/* Compress p[0..n) into the stream: a sync flush makes every event decodable on arrival;
+ * `last` ends the compressed stream. */
+static void write_compressed(struct mock_conn *c, const char *p, size_t n, bool last)
+{
+    unsigned char buf[16384];
+    c->enc->next_in = (Bytef *)p;
+    c->enc->avail_in = (uInt)n;
+    int zr;
+    do {
+        c->enc->next_out = buf;
+        c->enc->avail_out = sizeof buf;
+        zr = deflate(c->enc, last ? Z_FINISH : Z_SYNC_FLUSH);
+        put_chunk(c, (const char *)buf, sizeof buf - c->enc->avail_out);
+    } while (c->enc->avail_out == 0 && zr != Z_STREAM_END);
+}
+
+static void enc_end(struct mock_conn *c)
+{
+    if (c->enc) {
+        deflateEnd(c->enc);
+        free(c->enc);
+        c->enc = NULL;
+    }
+}
+
 static void write_chunk(struct mock_conn *c, const char *p, size_t n)
+{
+    if (c->enc) {
+        if (n)
+            write_compressed(c, p, n, false);
+        return;
+    }
+    put_chunk(c, p, n);
+}
+
+static void put_chunk(struct mock_conn *c, const char *p, size_t n)
 {
     if (n == 0)
         return;
@@ -241,6 +280,7 @@ static void conn_free(struct mock_conn *c)
     if (c->timer)
         event_free(c->timer);
     bufferevent_free(c->bev);
+    enc_end(c);
     mock_plan_free(&c->plan);
     req_clear(&c->req);
     lp_buf_free(&c->scratch);
@@ -267,6 +307,7 @@ static void exchange_end(struct mock_conn *c, bool completed, bool aborted)
     }
     if (c->timer)
         evtimer_del(c->timer);
+    enc_end(c);
     mock_plan_free(&c->plan);
     req_clear(&c->req);
     c->ph = PH_NONE;
@@ -371,6 +412,8 @@ static void pump(struct mock_conn *c)
             return;
         }
         if (i >= event_count(c)) {
+            if (c->enc)
+                write_compressed(c, "", 0, true);
             if (c->chunked_out)
                 evbuffer_add(out(c), "0\r\n\r\n", 5);
             flush_then(c, PH_FLUSH_DONE);
@@ -389,6 +432,20 @@ static void pump(struct mock_conn *c)
 
 static void respond_now(struct mock_conn *c)
 {
+    if (c->plan.raw) {
+        /* The whole response as scripted, framing included; the connection closes after it
+         * (that is what ends a close-delimited body). */
+        evbuffer_add(out(c), c->plan.body.data ? c->plan.body.data : "", c->plan.body.len);
+        flush_then(c, PH_FLUSH_CLOSE);
+        return;
+    }
+    if (c->plan.sse && c->plan.zbits) {
+        c->enc = lp_xcalloc(1, sizeof *c->enc);
+        if (deflateInit2(c->enc, 6, Z_DEFLATED, c->plan.zbits, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+            free(c->enc);
+            c->enc = NULL;
+        }
+    }
     send_head(c);
     if (!c->plan.sse) {
         evbuffer_add(out(c), c->plan.body.data ? c->plan.body.data : "", c->plan.body.len);

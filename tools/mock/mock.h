@@ -98,6 +98,11 @@ struct mock_step {
     long cut_after;     /* -1: none */
     long stall_after;   /* -1: none */
     char *match_path;   /* NULL: matches every request */
+    char *raw;          /* raw_b64 decoded: the whole response, sent verbatim, then close */
+    size_t raw_len;
+    bool has_raw;
+    char *encoding;     /* "gzip", "deflate", "deflate-raw" compress the body/stream; any other
+                           name is only announced in content-encoding (NULL: none) */
 };
 
 TAILQ_HEAD(mock_step_q, mock_step);
@@ -174,6 +179,8 @@ struct mock_plan {
     bool gen;
     struct mock_gen_spec spec;
     int first_delay_ms;        /* ttft: before the first event */
+    bool raw;                  /* body holds the whole response: send it verbatim, then close */
+    int zbits;                 /* 0: no compression; else zlib window bits (31, 15, -15) */
     long cut_after;
     long stall_after;
     /* what the generated bodies and events echo */

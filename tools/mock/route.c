@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <zlib.h>
 
 #include "mock.h"
 #include "util/alloc.h"
@@ -252,12 +253,68 @@ static void route_step_default(struct mock *m, struct mock_req *r, size_t pathle
     p->status = s->status;
 }
 
+/* zlib window bits for a step's encoding: gzip 31, deflate (zlib format) 15, deflate-raw -15;
+ * 0 for a name the mock only announces (br, zstd, ...). */
+static int encoding_bits(const char *enc)
+{
+    if (strcmp(enc, "gzip") == 0)
+        return 31;
+    if (strcmp(enc, "deflate") == 0)
+        return 15;
+    if (strcmp(enc, "deflate-raw") == 0)
+        return -15;
+    return 0;
+}
+
+/* Compress p->body in place with the given window bits. */
+static void compress_body(struct mock_plan *p, int bits)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 6, Z_DEFLATED, bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return;
+    size_t cap = deflateBound(&z, (uLong)p->body.len) + 64;
+    unsigned char *out = lp_xmalloc(cap);
+    z.next_in = (Bytef *)(p->body.data ? p->body.data : "");
+    z.avail_in = (uInt)p->body.len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    deflate(&z, Z_FINISH);
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    lp_buf_reset(&p->body);
+    lp_buf_append(&p->body, out, n);
+    free(out);
+}
+
+/* A step's encoding: announce it; compress a fixed body now, a stream as it is written. */
+static void apply_encoding(const struct mock_step *s, struct mock_plan *p)
+{
+    if (!s->encoding)
+        return;
+    int bits = encoding_bits(s->encoding);
+    add_header(p, "content-encoding", bits == -15 ? "deflate" : s->encoding);
+    if (bits == 0)
+        return;
+    if (p->sse)
+        p->zbits = bits;
+    else
+        compress_body(p, bits);
+}
+
 static void route_step(struct mock *m, struct mock_req *r, size_t pathlen, struct mock_step *s,
                        struct mock_plan *p)
 {
     p->step = s;
     if (s->close) {
         p->close = true;
+        return;
+    }
+    if (s->has_raw) {
+        p->raw = true;
+        p->status = s->status;
+        p->delay_ms = s->delay_ms >= 0 ? s->delay_ms : m->opts.latency_ms;
+        lp_buf_append(&p->body, s->raw, s->raw_len);
         return;
     }
     bool has_ct = false;
@@ -294,6 +351,7 @@ static void route_step(struct mock *m, struct mock_req *r, size_t pathlen, struc
         else
             add_header(p, "content-type", "application/json");
     }
+    apply_encoding(s, p);
 }
 
 /* ---- provider rules (--mode) ------------------------------------------------------------- */

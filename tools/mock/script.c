@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "mock.h"
 #include "util/alloc.h"
 #include "util/json.h"
@@ -24,6 +26,8 @@ static void step_free(struct mock_step *s)
     }
     free(s->events);
     free(s->match_path);
+    free(s->raw);
+    free(s->encoding);
     free(s);
 }
 
@@ -180,6 +184,26 @@ static const char *parse_step_fields(struct mock_step *s, struct json_object *o)
     if (body) {
         s->has_body = true;
         s->body = string_or_json(body, &s->body_len);
+    }
+    struct json_object *raw = lp_json_get(o, "raw_b64");
+    if (raw) {
+        const char *b64 = lp_json_get_str(o, "raw_b64");
+        size_t n = b64 ? strlen(b64) : 0;
+        if (!b64 || n % 4 != 0)
+            return "raw_b64 must be a base64 string";
+        s->raw = lp_xmalloc(n / 4 * 3 + 1);
+        int got = EVP_DecodeBlock((unsigned char *)s->raw, (const unsigned char *)b64, (int)n);
+        if (got < 0)
+            return "raw_b64 must be a base64 string";
+        size_t pad = (n && b64[n - 1] == '=') + (n > 1 && b64[n - 2] == '=');
+        s->raw_len = (size_t)got - pad;
+        s->has_raw = true;
+    }
+    if (lp_json_get(o, "encoding")) {
+        const char *enc = lp_json_get_str(o, "encoding");
+        if (!enc || !*enc)
+            return "encoding must be a non-empty string";
+        s->encoding = lp_xstrdup(enc);
     }
     struct json_object *match = lp_json_get(o, "match");
     if (match) {
