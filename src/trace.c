@@ -845,7 +845,9 @@ char *lp_trace_build(const struct lp_request *req, int64_t now_us, bool protobuf
                      int *n_spans)
 {
     const struct lp_trace *t = &req->trace;
-    size_t cap = 2048 + req->n_log * 1536 + (t->tracestate ? 8 * strlen(t->tracestate) : 0);
+    /* A first guess; the writer grows as needed (the client's tracestate is in every span). */
+    size_t cap = 2048 + req->n_log * 1536 +
+                 (t->tracestate ? (1 + req->n_log) * 6 * strlen(t->tracestate) : 0);
     struct jw w = {.t = t, .pb = protobuf, .mask = req->cfg->logging.mask_sensitive};
     w.buf = w.p = lp_xmalloc(cap);
     w.end = w.buf + cap;
