@@ -169,6 +169,8 @@ static struct lp_config *config_new(const char *path, const char *dir)
     c->tracing.sample_ratio = 1.0;
     c->logging.base_dir = lp_xstrdup("./logs");
     c->logging.max_body_log_bytes = 4096;
+    c->logging.rotation.max_size_mb = -1;
+    c->logging.rotation.time_strategy = -1;
     c->redis.key_prefix = lp_xstrdup("llm-proxy:");
     c->redis.timeout_ms = 50;
     c->redis.on_error = LP_REDIS_FAIL_OPEN;
@@ -545,7 +547,7 @@ struct lp_config *lp_config_load_string(const char *yaml, size_t len, const char
 }
 
 /* Read a whole file, refusing anything over the input ceiling before allocating for it. */
-static char *read_file(const char *path, size_t *len, int *err)
+char *lp_config_read_file(const char *path, size_t *len, int *err)
 {
     FILE *f = fopen(path, "rb");
     struct stat st;
@@ -579,7 +581,7 @@ struct lp_config *lp_config_load_file(const char *path, struct lp_diags *diags)
 {
     size_t len = 0;
     int err;
-    char *yaml = read_file(path, &len, &err);
+    char *yaml = lp_config_read_file(path, &len, &err);
     if (!yaml) {
         struct lp_config_walk w = {.file = path, .diags = diags, .diags_start = diags->n};
         lp_config_diag_raw(&w, LP_DIAG_ERROR, 0, 0, "cannot read configuration: %s", strerror(err));

@@ -59,6 +59,8 @@ struct lp_backend {
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
     char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
                                path after loading); NULL = the system CA store */
+    char *tls_ca_pem;       /* that file's contents, read at load (the own client builds its
+                               trust store from them on the loop without disk I/O) */
     bool http2;             /* use the libcurl engine (HTTP/2 over TLS when offered) instead of
                                the own HTTP/1.1 client */
     struct lp_timeouts timeout; /* effective: global timeout block overlaid with backend's own.
@@ -74,6 +76,19 @@ struct lp_backend {
     int line, col;          /* where the entry starts, for later diagnostics */
 };
 
+/* translation: how cross-protocol requests treat what the other protocol cannot express
+ * (docs/translation.md). Set at the top level, per alias and per route; the most specific set
+ * value wins. 0 (LP_XLAT_UNSET) everywhere means the default, reject. */
+enum lp_xlat_unsupported {
+    LP_XLAT_UNSET = 0,
+    LP_XLAT_REJECT, /* answer 400 naming the parameter */
+    LP_XLAT_DROP,   /* drop it, list it in X-LLM-Proxy-Dropped-Params and the access line */
+};
+
+struct lp_xlat_cfg {
+    enum lp_xlat_unsupported unsupported;
+};
+
 struct lp_route {
     char *backend;          /* backend name as written */
     size_t backend_idx;     /* index into lp_config.backends (validated to exist) */
@@ -84,6 +99,7 @@ struct lp_route {
     enum lp_proto protocol; /* valid when has_protocol */
     int64_t max_tokens;     /* 0 = inherit the backend's */
     int weight;             /* share under routing.strategy weighted; default 1, 0 = last */
+    struct lp_xlat_cfg translation; /* route-level translation block */
     int line, col;          /* where the route entry starts */
 };
 
@@ -122,6 +138,7 @@ struct lp_alias {
     char **fallbacks; /* fallback.alias_fallback[name], in order; may name unknown aliases (warned) */
     size_t n_fallbacks;
     struct lp_routing_cfg routing; /* effective: its own routing block over the top-level one */
+    struct lp_xlat_cfg translation; /* alias-level translation block (unset fields inherit) */
     int line, col;    /* where the alias key is written */
 };
 
@@ -244,6 +261,20 @@ struct lp_proxy_cfg {
     int64_t default_max_tokens; /* used when translating to Anthropic; default 4096 */
 };
 
+/* The reference's rotation keys (era B flat keys and the v2.1 `rotation:` block write the same
+ * fields). Resolved into struct lp_logrotate_opts by lp_logcfg_rotation (logcfg.c). */
+struct lp_log_rotation_cfg {
+    double max_size_mb;      /* max_file_size_mb / rotation.max_size_mb; < 0 = not given */
+    int time_strategy;       /* time_rotation / rotation.time_strategy: enum lp_logrotate_time,
+                                -1 = not given */
+    int64_t max_age_days;
+    int64_t max_backups;
+    bool compress;
+    bool rotate_by_size;
+    bool rotate_by_time;
+    bool max_age_set, max_backups_set, compress_set, rotate_by_size_set, rotate_by_time_set;
+};
+
 struct lp_logging_cfg {
     char *level;         /* "debug" | "info" | "warn" | "error"; default "info" */
     bool mask_sensitive; /* default true */
@@ -252,6 +283,7 @@ struct lp_logging_cfg {
     char *error_log;     /* operational log file; NULL = stderr only */
     bool log_bodies;     /* default false */
     int64_t max_body_log_bytes; /* default 4096 */
+    struct lp_log_rotation_cfg rotation;
 };
 
 enum lp_redis_on_error {
@@ -273,6 +305,8 @@ struct lp_redis_cfg {
     int db;
 };
 
+enum lp_otlp_protocol { LP_OTLP_HTTP_JSON = 0, LP_OTLP_HTTP_PROTOBUF };
+
 /* tracing: OpenTelemetry spans exported over OTLP/HTTP (trace.h, otlp.h). */
 struct lp_tracing_cfg {
     bool enabled;          /* default false */
@@ -281,6 +315,9 @@ struct lp_tracing_cfg {
     struct lp_kv *otlp_headers; /* sent to the collector (secrets: masked); default
                                    OTEL_EXPORTER_OTLP_HEADERS ("k=v,k2=v2") */
     size_t n_otlp_headers;
+    enum lp_otlp_protocol protocol; /* otlp_protocol; default OTEL_EXPORTER_OTLP_PROTOCOL, else
+                                       http/json */
+    bool protocol_set;
     double sample_ratio;   /* root requests sampled, [0, 1]; default 1 (parent-based) */
     char *service_name;    /* default OTEL_SERVICE_NAME, else "llm-proxy" */
 };
@@ -315,6 +352,7 @@ struct lp_config {
     struct lp_rate_limit_cfg rate_limit;
     struct lp_concurrency_cfg concurrency;
     struct lp_routing_cfg routing; /* top level; each alias holds its effective copy */
+    struct lp_xlat_cfg translation; /* top-level translation block */
     struct lp_client_key *keys;
     size_t n_keys;
     unsigned char proxy_key_digest[32]; /* SHA-256 of proxy_api_key (when set) */

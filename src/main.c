@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -26,6 +27,7 @@
 #include "reload.h"
 #include "routestats.h"
 #include "runtime.h"
+#include "tls.h"
 #include "traffic.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -278,6 +280,17 @@ static int run(struct app *a, const char *path)
     evsignal_add(a->sig_int, NULL);
     evsignal_add(a->sig_hup, NULL);
     evsignal_add(a->sig_usr1, NULL);
+    /* An https backend verified against the system CA store: load the store now, not on a
+     * worker's loop at its first request. */
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        const struct lp_backend *b = &cfg->backends[i];
+        if (strncmp(b->url, "https://", 8) == 0 && !b->http2 && !b->tls_ca_file) {
+            lp_tls_preload();
+            break;
+        }
+    }
+    /* Once a worker runs, an admin reload may replace and free cfg: log from copies. */
+    size_t n_backends = cfg->n_backends, n_aliases = cfg->n_aliases;
     for (int i = 0; i < a->n_workers; i++) {
         a->workers[i] = lp_worker_create(i, &a->rt, a->listen_fds[i]);
         a->listen_fds[i] = -1; /* the worker owns it now */
@@ -288,7 +301,7 @@ static int run(struct app *a, const char *path)
     }
     lp_reloader_set_workers(a->reloader, a->workers, a->n_workers);
     lp_log_info(NULL, "llm-proxy %s started: %zu backend(s), %zu alias(es), config %s", LP_VERSION,
-                cfg->n_backends, cfg->n_aliases, path);
+                n_backends, n_aliases, path);
     event_base_dispatch(a->base);
     return 0;
 }
@@ -311,10 +324,19 @@ static void teardown(struct app *a)
         if (a->listen_fds[i] >= 0)
             close(a->listen_fds[i]);
     }
+    /* Already exiting: a late SIGTERM/SIGINT (a supervisor repeating itself) must not kill the
+     * process with the signal's default action once libevent restores it below. */
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigaddset(&term, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &term, NULL);
     struct event *evs[] = {a->sig_term, a->sig_int, a->sig_hup, a->sig_usr1, a->drain_tick};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     lp_cluster_destroy(a->rt.cluster); /* its clients live on the main loop */
     if (a->base)
         event_base_free(a->base);
