@@ -86,6 +86,7 @@ enum lp_metric_id {
     LP_M_HEDGES_TOTAL,              /* counter {result}: won|lost|failed|cancelled */
     LP_M_HEDGE_BUDGET_DENIED_TOTAL, /* counter {alias}: a hedge was due but the budget was empty */
     LP_M_HEDGE_DELAY_SECONDS,       /* histogram {}: the delay a hedge timer was armed with */
+    LP_M_HEDGE_LOSER_TOKENS_TOTAL,  /* counter {alias}: estimated tokens of cancelled race losers */
     LP_M__COUNT
 };
 
