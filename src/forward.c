@@ -378,10 +378,33 @@ static void reply_all_cooling(struct lp_request *req)
 
 /* No attempt is left: the last failure's class decides the status and error type, in the
  * client's protocol (never a 2xx: an error inside a 200 gets its class's status). */
+/* count_tokens on an alias none of whose routes speaks Anthropic (no translator exists for
+ * it): a local estimate, marked as such, rather than a 502 that SDKs would retry. */
+static bool reply_token_estimate(struct lp_request *req)
+{
+    if (req->ep != LP_EP_COUNT_TOKENS || req->plan.skipped_protocol == 0)
+        return false;
+    int64_t n = lp_xlat_estimate_tokens(req->body, req->body_len);
+    if (n < 0) {
+        lp_request_reply_error(req, 400, "invalid_request_error", NULL,
+                               "request body must be a JSON object");
+        return true;
+    }
+    char body[64];
+    int len = snprintf(body, sizeof body, "{\"input_tokens\":%lld}", (long long)n);
+    struct lp_edge_header h = {"X-LLM-Proxy-Token-Count", "estimate"};
+    lp_log_info(req->id, "count_tokens for '%s' estimated locally (no Anthropic route)",
+                req->alias_name);
+    lp_request_reply(req, 200, "application/json", body, (size_t)len, &h, 1);
+    return true;
+}
+
 static void reply_all_failed(struct lp_request *req, bool deadline_hit)
 {
     const struct lp_attempt *last = req->last_failed;
     if (req->n_log == 0 || !last) {
+        if (reply_token_estimate(req))
+            return;
         if (req->n_skipped_health > 0 || req->plan.skipped_cooling || req->plan.skipped_open ||
             req->plan.skipped_drained) {
             reply_all_cooling(req);

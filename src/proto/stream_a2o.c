@@ -311,15 +311,21 @@ enum lp_status lp_stream_a2o_eof(struct lp_stream_xlat *x, struct lp_buf *out)
     return w.rc;
 }
 
-void lp_stream_a2o_error(struct lp_stream_xlat *x, const char *type, const char *message,
-                         struct lp_buf *out)
+void lp_stream_a2o_error(struct lp_stream_xlat *x, const char *type, const char *code,
+                         const char *message, struct lp_buf *out)
 {
+    (void)x;
     struct lp_sx_w w = {out, LP_OK};
     lp_sx_put(&w, "data: {\"error\":{\"message\":");
     lp_sx_put_jstr(&w, message, strlen(message));
     lp_sx_put(&w, ",\"type\":");
     lp_sx_put_jstr(&w, type, strlen(type));
-    lp_sx_put(&w, ",\"param\":null,\"code\":null}}\n\n");
+    lp_sx_put(&w, ",\"param\":null,\"code\":");
+    if (code)
+        lp_sx_put_jstr(&w, code, strlen(code));
+    else
+        lp_sx_put(&w, "null");
+    lp_sx_put(&w, "}}\n\n");
 }
 
 void lp_stream_a2o_init(struct lp_stream_xlat *x)

@@ -229,7 +229,7 @@ void lp_stream_g2o_error(struct lp_stream_xlat *x, const char *type, const char 
     if (x->u.g2o.inner)
         lp_stream_xlat_error(x->u.g2o.inner, type, message, out);
     else
-        lp_stream_a2o_error(x, type, message, out);
+        lp_stream_a2o_error(x, type, NULL, message, out);
 }
 
 void lp_stream_g2o_init(struct lp_stream_xlat *x, const char *request_id)

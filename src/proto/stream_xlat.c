@@ -1,6 +1,7 @@
 /* proto/stream_xlat.c - public entry points of the stream translator, dispatching to the
  * per-direction state machines, plus helpers shared by them and by the pass-through tap. */
 #include "proto/stream_xlat.h"
+#include "proto/xlat.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -129,12 +130,16 @@ void lp_stream_xlat_error(struct lp_stream_xlat *x, const char *type, const char
         type = "api_error";
     if (!message)
         message = "";
+    /* The type may be the upstream's (another protocol's vocabulary) or the proxy's own: the
+     * client gets its protocol's names. */
+    const char *ctype, *code;
+    lp_xlat_error_names(x->client, type, &ctype, &code);
     if (x->up == LP_PROTO_GOOGLE)
-        lp_stream_g2o_error(x, type, message, out);
+        lp_stream_g2o_error(x, ctype, message, out);
     else if (x->client == LP_PROTO_ANTHROPIC)
-        lp_stream_o2a_error(x, type, message, out);
+        lp_stream_o2a_error(x, ctype, message, out);
     else
-        lp_stream_a2o_error(x, type, message, out);
+        lp_stream_a2o_error(x, ctype, code, message, out);
     x->closed = true;
 }
 
@@ -312,8 +317,12 @@ bool lp_sse_event_error_info(enum lp_proto p, const char *data, size_t data_len,
     struct json_object *e = root ? error_object(p, root) : NULL;
     if (e) {
         const char *t = lp_json_get_str(e, "type");
-        if (!t && p == LP_PROTO_OPENAI)
-            t = lp_json_get_str(e, "code");
+        const char *code = p == LP_PROTO_OPENAI ? lp_json_get_str(e, "code") : NULL;
+        /* OpenAI's type can be vague ("requests", "server_error") where the code is precise
+         * ("rate_limit_exceeded"): the code wins when it names a class the type does not. */
+        if (!t || (code && !strcmp(lp_xlat_error_class(t), "api_error") &&
+                   strcmp(lp_xlat_error_class(code), "api_error") != 0))
+            t = code ? code : t;
         if (t && *t)
             copy_str(type, type_size, t);
         const char *m = lp_json_is_str(e) ? lp_json_str(e) : lp_json_get_str(e, "message");

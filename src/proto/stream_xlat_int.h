@@ -103,8 +103,8 @@ void lp_stream_a2o_free(struct lp_stream_xlat *x);
 enum lp_status lp_stream_a2o_event(struct lp_stream_xlat *x, const char *event, size_t event_len,
                                    const char *data, size_t data_len, struct lp_buf *out);
 enum lp_status lp_stream_a2o_eof(struct lp_stream_xlat *x, struct lp_buf *out);
-void lp_stream_a2o_error(struct lp_stream_xlat *x, const char *type, const char *message,
-                         struct lp_buf *out);
+void lp_stream_a2o_error(struct lp_stream_xlat *x, const char *type, const char *code,
+                         const char *message, struct lp_buf *out);
 
 /* stream_google.c (upstream LP_PROTO_GOOGLE, either client) */
 void lp_stream_g2o_init(struct lp_stream_xlat *x, const char *request_id);

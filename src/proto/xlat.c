@@ -148,3 +148,54 @@ out:
     json_object_put(in);
     return res;
 }
+
+#define EST_MEDIA_TOKENS 1600 /* an image or a document page, roughly */
+#define EST_PER_MESSAGE 4
+
+/* Characters (UTF-8 code points) of the string values under v; media blocks count flat. */
+static int64_t est_chars(struct json_object *v, int64_t *media, int depth)
+{
+    if (depth > 64)
+        return 0;
+    int64_t n = 0;
+    if (lp_json_is_str(v)) {
+        for (const unsigned char *p = (const unsigned char *)lp_json_str(v); *p; p++)
+            n += (*p & 0xC0) != 0x80;
+        return n;
+    }
+    if (lp_json_is_arr(v)) {
+        for (size_t i = 0; i < lp_json_arr_len(v); i++)
+            n += est_chars(lp_json_arr_at(v, i), media, depth + 1);
+        return n;
+    }
+    if (!lp_json_is_obj(v))
+        return 0;
+    const char *t = lp_json_get_str(v, "type");
+    if (t && (!strcmp(t, "image") || !strcmp(t, "document"))) {
+        (*media)++;
+        return 0;
+    }
+    json_object_object_foreach(v, k, val)
+    {
+        (void)k;
+        n += est_chars(val, media, depth + 1);
+    }
+    return n;
+}
+
+int64_t lp_xlat_estimate_tokens(const char *body, size_t len)
+{
+    struct json_object *in = lp_json_parse(body ? body : "", body ? len : 0, NULL);
+    if (!lp_json_is_obj(in)) {
+        json_object_put(in);
+        return -1;
+    }
+    int64_t media = 0, chars = 0;
+    static const char *const keys[] = {"system", "messages", "tools"};
+    for (size_t i = 0; i < 3; i++)
+        chars += est_chars(lp_json_get(in, keys[i]), &media, 0);
+    int64_t n = (chars + 3) / 4 + media * EST_MEDIA_TOKENS +
+                (int64_t)lp_json_arr_len(lp_json_get_arr(in, "messages")) * EST_PER_MESSAGE;
+    json_object_put(in);
+    return n > 0 ? n : 1;
+}

@@ -74,6 +74,22 @@ char *lp_xlat_error(enum lp_proto from, enum lp_proto to, int status, const char
 char *lp_xlat_error_body(enum lp_proto p, int status, const char *type, const char *message,
                          size_t *out_len);
 
+/* An error type or code of any protocol (Anthropic types, OpenAI types and codes such as
+ * "rate_limit_exceeded" or "insufficient_quota", Google statuses, the proxy's own names) ->
+ * the Anthropic error class it belongs to ("api_error" when unknown). Static string. */
+const char *lp_xlat_error_class(const char *type);
+/* The same error in client protocol `to`'s vocabulary: Anthropic -> (class, NULL code);
+ * OpenAI -> (type, code), e.g. overloaded_error -> ("server_error", "overloaded"). Static
+ * strings; *out_code may be NULL. */
+void lp_xlat_error_names(enum lp_proto to, const char *type, const char **out_type,
+                         const char **out_code);
+
+/* A local estimate of the input tokens of an Anthropic messages request (for
+ * /v1/messages/count_tokens when no route of the alias speaks Anthropic): about one token per
+ * four characters of the text in system, messages and tools, plus a few per message, and a
+ * flat 1600 per image or document. Returns -1 when the body is not a JSON object. */
+int64_t lp_xlat_estimate_tokens(const char *body, size_t len);
+
 /* Usage of a non-streaming response body of protocol p, for metrics. Each value is -1 when
  * absent (or the body is not JSON). Same semantics as struct lp_stream_usage:
  *   in     = all prompt tokens (OpenAI prompt_tokens; Anthropic input_tokens +

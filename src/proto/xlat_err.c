@@ -23,6 +23,8 @@ struct uperr {
     char *message;    /* heap */
 };
 
+static char *clean_text(const char *s, size_t n);
+
 static const char *type_from_status(int status)
 {
     switch (status) {
@@ -102,9 +104,37 @@ static const char *refine(const char *base, const char *type, const char *code)
         return "rate_limit_error";
     if (icontains(type, "unavailable"))
         return "overloaded_error";
-    if (icontains(type, "deadline_exceeded"))
+    if (icontains(type, "deadline_exceeded") || icontains(type, "timeout"))
         return "timeout_error";
     return base;
+}
+
+/* The <title> of an HTML page (else its first <h1>), whitespace collapsed, or NULL. */
+static char *html_title(const char *body, size_t len)
+{
+    static const char *const tags[][2] = {{"<title", "</title"}, {"<h1", "</h1"}};
+    char *s = lp_xstrndup(body, len > 65536 ? 65536 : len);
+    char *r = NULL;
+    for (size_t i = 0; i < 2 && !r; i++) {
+        char *o = strcasestr(s, tags[i][0]);
+        char *gt = o ? strchr(o, '>') : NULL;
+        char *c = gt ? strcasestr(gt, tags[i][1]) : NULL;
+        if (!c)
+            continue;
+        char *t = clean_text(gt + 1, (size_t)(c - gt - 1));
+        /* collapse runs of spaces left by newlines */
+        char *w = t;
+        for (char *q = t; *q; q++)
+            if (!(*q == ' ' && w > t && w[-1] == ' '))
+                *w++ = *q;
+        *w = '\0';
+        if (*t)
+            r = t;
+        else
+            free(t);
+    }
+    free(s);
+    return r;
 }
 
 static char *clean_text(const char *s, size_t n)
@@ -151,7 +181,9 @@ static void parse_upstream(int status, const char *body, size_t len, struct uper
     if (msg)
         u->message = clean_text(msg, strlen(msg));
     else if (!root && body && len > 0) {
-        char *t = clean_text(body, len);
+        char *t = html_title(body, len);
+        if (!t)
+            t = clean_text(body, len);
         u->message = lp_xasprintf("upstream returned HTTP %d: %s", status, t);
         free(t);
     }
@@ -299,4 +331,23 @@ char *lp_xlat_error_body(enum lp_proto p, int status, const char *type, const ch
 {
     return render(p, type && *type ? type : type_from_status(status), message ? message : "error",
                   out_len);
+}
+
+const char *lp_xlat_error_class(const char *type)
+{
+    if (type && !strcmp(type, "invalid_request_error"))
+        return "invalid_request_error";
+    return refine("api_error", type, type);
+}
+
+void lp_xlat_error_names(enum lp_proto to, const char *type, const char **out_type,
+                         const char **out_code)
+{
+    const char *cls = lp_xlat_error_class(type);
+    if (to == LP_PROTO_ANTHROPIC) {
+        *out_type = cls;
+        *out_code = NULL;
+        return;
+    }
+    openai_names(cls, out_type, out_code);
 }

@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -93,6 +94,25 @@ static struct json_object *simplify(struct json_object *parts)
     return s;
 }
 
+/* A tool_result block of a type without an OpenAI form is kept as text, never emptied:
+ * search_result as its title, source and text, anything else as its JSON. */
+static void append_other_block(struct lp_buf *t, struct json_object *cb)
+{
+    if (!is_type(cb, "search_result")) {
+        lp_buf_appends(t, lp_json_dump(cb, NULL));
+        return;
+    }
+    const char *title = lp_json_get_str(cb, "title"), *src = lp_json_get_str(cb, "source");
+    if (title)
+        lp_buf_printf(t, "%s\n", title);
+    if (src)
+        lp_buf_printf(t, "Source: %s\n", src);
+    char *body = lp_xlat_text_of(lp_json_get(cb, "content"), "\n");
+    if (body)
+        lp_buf_appends(t, body);
+    free(body);
+}
+
 /* tool_result content (string or blocks) -> tool message text; images go to `images`. */
 static char *tool_result_text(struct json_object *b, struct json_object *images, const char *where,
                               struct lp_xlat_err *err, bool *ok)
@@ -115,7 +135,17 @@ static char *tool_result_text(struct json_object *b, struct json_object *images,
                 *ok = false;
                 break;
             }
+            /* A tool message holds text only: the image follows in the next user message,
+             * labelled with the call it belongs to. */
+            char *label = lp_xasprintf("[Image returned by tool call %s]",
+                                       lp_json_get_str(b, "tool_use_id"));
+            json_object_array_add(images, lp_xlat_text_block(label));
+            free(label);
             json_object_array_add(images, p);
+        } else if (lp_json_is_obj(cb)) {
+            if (t.len)
+                lp_buf_appendc(&t, '\n');
+            append_other_block(&t, cb);
         }
     }
     if (lp_json_get_bool(b, "is_error", false)) {

@@ -150,7 +150,14 @@ static struct json_object *resp_a2o(struct json_object *in, const char *alias, c
     lp_json_set_int(ch, "index", 0);
     lp_json_set(ch, "message", a2o_message(content));
     lp_json_set(ch, "logprobs", NULL);
-    lp_json_set_str(ch, "finish_reason", finish_from_stop(lp_json_get_str(in, "stop_reason")));
+    const char *stop = lp_json_get_str(in, "stop_reason");
+    lp_json_set_str(ch, "finish_reason", finish_from_stop(stop));
+    /* The matched stop sequence and pause_turn have no OpenAI field: reported as the choice's
+     * `stop_reason` (vLLM's name for the matched stop string). */
+    if (stop && !strcmp(stop, "stop_sequence") && lp_json_get_str(in, "stop_sequence"))
+        lp_json_set(ch, "stop_reason", lp_xlat_ref(lp_json_get(in, "stop_sequence")));
+    else if (stop && !strcmp(stop, "pause_turn"))
+        lp_json_set_str(ch, "stop_reason", "pause_turn");
     struct json_object *choices = json_object_new_array();
     json_object_array_add(choices, ch);
     lp_json_set(out, "choices", choices);
@@ -187,7 +194,9 @@ static void add_o2a_text(struct json_object *blocks, const char *type, const cha
     json_object_array_add(blocks, b);
 }
 
-static struct json_object *o2a_content(struct json_object *msg)
+/* Tool calls without an id (some OpenAI-compatible servers omit it) get toolu_<msg>_<k>, the
+ * same form the stream translator uses, so parallel calls never share an id. */
+static struct json_object *o2a_content(struct json_object *msg, const char *msg_id)
 {
     struct json_object *blocks = json_object_new_array();
     const char *reasoning = lp_json_get_str(msg, "reasoning_content");
@@ -205,7 +214,14 @@ static struct json_object *o2a_content(struct json_object *msg)
             continue;
         struct json_object *b = json_object_new_object();
         lp_json_set_str(b, "type", "tool_use");
-        lp_json_set_str(b, "id", lp_json_get_str(tc, "id"));
+        const char *tid = lp_json_get_str(tc, "id");
+        if (tid && *tid) {
+            lp_json_set_str(b, "id", tid);
+        } else {
+            char *gen = lp_xasprintf("toolu_%s_%zu", msg_id, j);
+            lp_json_set_str(b, "id", gen);
+            free(gen);
+        }
         lp_json_set_str(b, "name", lp_json_get_str(fn, "name"));
         lp_json_set(b, "input", args_to_input(fn));
         json_object_array_add(blocks, b);
@@ -223,17 +239,32 @@ static struct json_object *resp_o2a(struct json_object *in, const char *alias, c
     struct json_object *out = json_object_new_object();
     char *id = lp_xlat_make_id("msg_", lp_json_get_str(in, "id"), body, len);
     lp_json_set_str(out, "id", id);
-    free(id);
     lp_json_set_str(out, "type", "message");
     lp_json_set_str(out, "role", "assistant");
     lp_json_set(out, "model",
                 alias ? json_object_new_string(alias) : lp_xlat_ref(lp_json_get(in, "model")));
-    lp_json_set(out, "content", o2a_content(msg));
-    const char *fr = lp_json_get_str(ch, "finish_reason");
-    if (!fr && lp_json_arr_len(lp_json_get_arr(msg, "tool_calls")) > 0)
-        fr = "tool_calls";
-    lp_json_set_str(out, "stop_reason", stop_from_finish(fr));
-    lp_json_set(out, "stop_sequence", NULL);
+    struct json_object *content = o2a_content(msg, id + 4 /* past "msg_" */);
+    free(id);
+    bool any_tool = false;
+    for (size_t k = 0; k < lp_json_arr_len(content) && !any_tool; k++) {
+        const char *bt = lp_json_get_str(lp_json_arr_at(content, k), "type");
+        any_tool = bt && !strcmp(bt, "tool_use");
+    }
+    lp_json_set(out, "content", content);
+    /* Whenever the reply asks for tools, the stop reason says so (some servers report "stop"
+     * after tool calls; the stream translator decides alike), unless it was cut or filtered. */
+    const char *sr = stop_from_finish(lp_json_get_str(ch, "finish_reason"));
+    if (any_tool && !strcmp(sr, "end_turn"))
+        sr = "tool_use";
+    /* vLLM reports the matched stop string as the choice's `stop_reason`. */
+    const char *vsr = lp_json_get_str(ch, "stop_reason");
+    if (vsr && !strcmp(sr, "end_turn") && !any_tool) {
+        lp_json_set_str(out, "stop_reason", "stop_sequence");
+        lp_json_set_str(out, "stop_sequence", vsr);
+    } else {
+        lp_json_set_str(out, "stop_reason", sr);
+        lp_json_set(out, "stop_sequence", NULL);
+    }
     lp_json_set(out, "usage", usage_o2a(lp_json_get_obj(in, "usage")));
     return out;
 }

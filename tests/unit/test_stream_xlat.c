@@ -716,7 +716,7 @@ static void test_o2a_error_termination(void **state)
                         "event: content_block_stop\n"
                         "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
                         "event: error\n"
-                        "data: {\"type\":\"error\",\"error\":{\"type\":\"timeout\","
+                        "data: {\"type\":\"error\",\"error\":{\"type\":\"timeout_error\","
                         "\"message\":\"upstream \\\"stalled\\\"\"}}\n\n");
     /* Terminal: later events and a second error add nothing; done() stays false. */
     size_t before = out.len;
@@ -734,6 +734,31 @@ static void test_o2a_error_termination(void **state)
     assert_string_equal(out.data, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
                                   "\"api_error\",\"message\":\"boom\"}}\n\n");
     check_anthropic_stream(out.data, out.len, true);
+    lp_stream_xlat_free(x);
+    lp_buf_free(&out);
+}
+
+/* Mid-stream errors use the client's error vocabulary whatever the upstream called them. */
+static void test_error_event_vocabulary(void **state)
+{
+    (void)state;
+    struct lp_buf out;
+    lp_buf_init(&out, 0);
+    struct lp_stream_xlat *x =
+        lp_stream_xlat_new(LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC, ALIAS, false, RID);
+    lp_stream_xlat_error(x, "rate_limit_exceeded", "slow", &out);
+    assert_non_null(strstr(out.data, "\"type\":\"rate_limit_error\""));
+    lp_stream_xlat_free(x);
+    lp_buf_reset(&out);
+    x = lp_stream_xlat_new(LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC, ALIAS, false, RID);
+    lp_stream_xlat_error(x, "insufficient_quota", "pay", &out);
+    assert_non_null(strstr(out.data, "\"type\":\"billing_error\""));
+    lp_stream_xlat_free(x);
+    lp_buf_reset(&out);
+    x = lp_stream_xlat_new(LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI, ALIAS, false, RID);
+    lp_stream_xlat_error(x, "rate_limit_error", "slow", &out);
+    assert_non_null(strstr(out.data, "\"type\":\"rate_limit_error\",\"param\":null,"
+                                     "\"code\":\"rate_limit_exceeded\""));
     lp_stream_xlat_free(x);
     lp_buf_free(&out);
 }
@@ -926,8 +951,9 @@ static void test_a2o_error_termination(void **state)
     assert_int_equal(out.len, before);
     lp_buf_reset(&out);
     lp_stream_xlat_error(x, "overloaded_error", "Overloaded", &out);
+    /* In the client's vocabulary: OpenAI type and code, never Anthropic's type name. */
     assert_string_equal(out.data, "data: {\"error\":{\"message\":\"Overloaded\",\"type\":"
-                                  "\"overloaded_error\",\"param\":null,\"code\":null}}\n\n");
+                                  "\"server_error\",\"param\":null,\"code\":\"overloaded\"}}\n\n");
     lp_stream_xlat_error(x, "again", "x", &out);
     assert_int_equal(count(&out, "data:"), 1);
     assert_false(contains(&out, "[DONE]"));
@@ -1147,6 +1173,7 @@ int main(void)
         cmocka_unit_test(test_o2a_thinking_then_text),
         cmocka_unit_test(test_o2a_error_termination),
         cmocka_unit_test(test_o2a_eof),
+        cmocka_unit_test(test_error_event_vocabulary),
         cmocka_unit_test(test_o2a_bad_input),
         cmocka_unit_test(test_o2a_caps),
         cmocka_unit_test(test_ids),

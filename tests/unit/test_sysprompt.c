@@ -261,6 +261,27 @@ static void test_apply_anthropic(void **st)
     lp_sysprompt_free_set(sp);
 }
 
+/* The injection re-serialises the body: integers beyond 64 bits stay byte-exact. */
+static void test_apply_keeps_big_ints(void **st)
+{
+    (void)st;
+    struct lp_sysprompts *sp = load();
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                       "\"metadata\":{\"n\":123456789012345678901234567890,"
+                       "\"m\":-123456789012345678901234567890}}";
+    size_t n = 0;
+    char *got = lp_sysprompt_apply(sp, LP_PROTO_OPENAI, "m", body, strlen(body), &n);
+    assert_non_null(got);
+    if (!strstr(got, "{\"n\":123456789012345678901234567890,\"m\":-123456789012345678901234567890}"))
+        fail_msg("digits lost: %s", got);
+    free(got);
+    got = lp_sysprompt_apply(sp, LP_PROTO_ANTHROPIC, "m", body, strlen(body), &n);
+    assert_non_null(got);
+    assert_non_null(strstr(got, "123456789012345678901234567890"));
+    free(got);
+    lp_sysprompt_free_set(sp);
+}
+
 static void test_model_filter(void **st)
 {
     (void)st;
@@ -283,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_front_matter), cmocka_unit_test(test_bad_yaml_is_content),
         cmocka_unit_test(test_variables),    cmocka_unit_test(test_load_order),
         cmocka_unit_test(test_apply_openai), cmocka_unit_test(test_apply_anthropic),
+        cmocka_unit_test(test_apply_keeps_big_ints),
         cmocka_unit_test(test_model_filter),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -446,6 +446,58 @@ static void test_usage(void **s)
     assert_int_equal(cached, -1);
 }
 
+/* Integers beyond 64 bits survive byte-exact in both directions (json-c alone clamps them). */
+static void test_big_ints_byte_exact(void **s)
+{
+    (void)s;
+    struct lp_xlat_err err = {0};
+    struct lp_xlat_opts o = {.upstream_model = "m"};
+    size_t n;
+    const char *oa = "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+                     "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+                     "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":"
+                     "\"{\\\"n\\\":123456789012345678901234567890,\\\"m\\\":-99999999999999999999,"
+                     "\\\"k\\\":18446744073709551615,\\\"d\\\":1.50}\"}}]},"
+                     "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"ok\"}]}";
+    char *r = lp_xlat_request(LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC, oa, strlen(oa), &o, &n, &err);
+    assert_non_null(r);
+    if (!strstr(r, "\"n\":123456789012345678901234567890,\"m\":-99999999999999999999,"
+                   "\"k\":18446744073709551615,\"d\":1.50"))
+        fail_msg("o2a lost digits: %s", r);
+    free(r);
+    const char *an = "{\"model\":\"x\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\","
+                     "\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":[{\"type\":"
+                     "\"tool_use\",\"id\":\"t1\",\"name\":\"f\",\"input\":{\"n\":"
+                     "-123456789012345678901234567890}}]},{\"role\":\"user\",\"content\":"
+                     "[{\"type\":\"tool_result\",\"tool_use_id\":\"t1\",\"content\":\"ok\"}]}]}";
+    r = lp_xlat_request(LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI, an, strlen(an), &o, &n, &err);
+    assert_non_null(r);
+    if (!strstr(r, "{\\\"n\\\":-123456789012345678901234567890}"))
+        fail_msg("a2o lost digits: %s", r);
+    free(r);
+    /* A response with a big integer in a tool call's arguments, OpenAI -> Anthropic. */
+    const char *resp = "{\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"finish_reason\":"
+                       "\"tool_calls\",\"message\":{\"role\":\"assistant\",\"tool_calls\":[{\"id\":"
+                       "\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":"
+                       "\"{\\\"n\\\":98765432109876543210987654321}\"}}]}}]}";
+    r = lp_xlat_response(LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC, resp, strlen(resp), "a", &n);
+    assert_non_null(r);
+    if (!strstr(r, "\"input\":{\"n\":98765432109876543210987654321}"))
+        fail_msg("resp o2a lost digits: %s", r);
+    free(r);
+    /* A marker-like text in the input does not confuse the restoration. */
+    const char *tricky = "{\"a\":123456789012345678901234567890,\"b\":\".0e0\",\"c\":1.0e0}";
+    struct json_object *j = lp_json_parse(tricky, strlen(tricky), NULL);
+    assert_non_null(j);
+    assert_string_equal(lp_json_dump(j, NULL),
+                        "{\"a\":123456789012345678901234567890,\"b\":\".0e0\",\"c\":1.0e0}");
+    json_object_put(j);
+    const char *instr = "{\"s\":\"12345678901234567890123 \\\" 99999999999999999999999\"}";
+    j = lp_json_parse(instr, strlen(instr), NULL);
+    assert_string_equal(lp_json_get_str(j, "s"), "12345678901234567890123 \" 99999999999999999999999");
+    json_object_put(j);
+}
+
 static void test_error_body(void **s)
 {
     (void)s;
@@ -495,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_same_protocol_refused),
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_big_ints_byte_exact),
         cmocka_unit_test(test_context_errors_both_ways),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
