@@ -166,6 +166,44 @@ static void gauge_breakers(struct lp_metrics_sink *sink, void *ctx)
     lp_config_unref(cfg);
 }
 
+/* Active health probes: one sample set per backend with a health_check that was probed. */
+static void probe_samples(struct lp_metrics_sink *sink, void *ctx, enum lp_metric_id id)
+{
+    struct lp_runtime *rt = ctx;
+    struct lp_config *cfg = lp_runtime_config(rt);
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        const struct lp_backend *b = &cfg->backends[i];
+        struct lp_probe_stats st;
+        if (!b->health_check.enabled)
+            continue;
+        bool any = lp_health_probe_stats(rt->health, b->name, &st);
+        if (id == LP_M_PROBES_TOTAL) {
+            const char *pass[] = {b->name, "pass"}, *fail[] = {b->name, "fail"};
+            lp_metrics_sink_put(sink, pass, (double)st.passes);
+            lp_metrics_sink_put(sink, fail, (double)st.fails);
+        } else if (id == LP_M_BACKEND_DOWN) {
+            const char *l[] = {b->name};
+            lp_metrics_sink_put(sink, l, st.down ? 1.0 : 0.0);
+        } else if (any) {
+            const char *l[] = {b->name};
+            lp_metrics_sink_put(sink, l, (double)st.last_duration_ms / 1000.0);
+        }
+    }
+    lp_config_unref(cfg);
+}
+static void counter_probes(struct lp_metrics_sink *s, void *ctx)
+{
+    probe_samples(s, ctx, LP_M_PROBES_TOTAL);
+}
+static void gauge_backend_down(struct lp_metrics_sink *s, void *ctx)
+{
+    probe_samples(s, ctx, LP_M_BACKEND_DOWN);
+}
+static void gauge_probe_duration(struct lp_metrics_sink *s, void *ctx)
+{
+    probe_samples(s, ctx, LP_M_PROBE_DURATION_SECONDS);
+}
+
 static void gauge_cluster(struct lp_metrics_sink *s, void *ctx, enum lp_metric_id id)
 {
     struct lp_runtime *rt = ctx;
@@ -291,6 +329,9 @@ void lp_admin_register_metrics(struct lp_runtime *rt)
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_COOLDOWN_ACTIVE, gauge_cooldowns, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_ALIAS_USABLE_ROUTES, gauge_usable_routes, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_BREAKER_STATE, gauge_breakers, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_PROBES_TOTAL, counter_probes, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_BACKEND_DOWN, gauge_backend_down, rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_PROBE_DURATION_SECONDS, gauge_probe_duration, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_CLIENT_CONNECTIONS, gauge_client_connections, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_CLIENT_CONNECTIONS_LIMIT,
                             gauge_client_connections_limit, rt);

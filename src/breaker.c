@@ -139,6 +139,18 @@ bool lp_breaker_adopt_open(struct lp_breaker *b, int64_t now_ms, int64_t until_m
     return true;
 }
 
+bool lp_breaker_force_close(struct lp_breaker *b, int64_t before_ms)
+{
+    if (b->state == LP_BREAKER_CLOSED || b->opened_at_ms > before_ms)
+        return false;
+    b->state = LP_BREAKER_CLOSED;
+    b->failures = 0;
+    b->successes = 0;
+    b->in_flight = 0;
+    b->gen++; /* tickets of the abandoned half-open period are stale from now on */
+    return true;
+}
+
 void lp_breaker_release(struct lp_breaker *b, uint32_t ticket)
 {
     if (is_current_probe(b, ticket) && b->in_flight > 0)

@@ -45,6 +45,11 @@ struct lp_breaker {
     uint64_t times_opened;
 };
 
+/* An active health probe that started at before_ms passed: close a breaker that opened at or
+ * before that instant (a later opening is newer evidence and stays). Outstanding half-open
+ * tickets become stale. Returns whether the breaker closed. */
+bool lp_breaker_force_close(struct lp_breaker *b, int64_t before_ms);
+
 /* Thresholds from the `fallback` config block (circuit_* keys). */
 struct lp_breaker_cfg lp_breaker_cfg_from(const struct lp_fallback_cfg *f);
 

@@ -31,6 +31,18 @@ struct lp_kv {
     char *value;
 };
 
+/* A backend's active health probe (`health_check:`, prober.h). */
+struct lp_health_check {
+    bool enabled;             /* the key is present */
+    char *path;               /* joined with the backend URL like an endpoint path, or a full
+                                 http(s) URL; NULL = the dialect's model list */
+    int64_t interval_ms;      /* between probes of a backend that is out; default 10 s */
+    int64_t timeout_ms;       /* per probe; default 2 s */
+    int healthy_after;        /* consecutive passes that bring it back; default 1 */
+    int unhealthy_after;      /* consecutive failures that mark a healthy backend down; default 3 */
+    int64_t idle_interval_ms; /* also probe a healthy backend this often; 0 = never (default) */
+};
+
 struct lp_backend {
     char *name;
     char *url;      /* as configured (after ${ENV} interpolation), without a trailing '/' */
@@ -43,6 +55,7 @@ struct lp_backend {
     char *max_tokens_param; /* "max_tokens" | "max_completion_tokens"; NULL = as sent (paramfix.h) */
     char **drop_params;     /* top-level body members removed before sending (paramfix.h) */
     size_t n_drop_params;
+    struct lp_health_check health_check;
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
     char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
                                path after loading); NULL = the system CA store */

@@ -914,6 +914,7 @@ static void on_backend_api_version(struct lp_config_walk *w, yaml_node_t *val, v
             v);
         LP_FREE(&b->api_version);
     LP_FREE(&b->max_tokens_param);
+    LP_FREE(&b->health_check.path);
     for (size_t i = 0; i < b->n_drop_params; i++)
         LP_FREE(&b->drop_params[i]);
     LP_FREE(&b->drop_params);
@@ -931,6 +932,7 @@ static void on_backend_max_tokens_param(struct lp_config_walk *w, yaml_node_t *v
         ERR(w, val, "max_tokens_param must be max_tokens or max_completion_tokens, got \"%.64s\"",
             b->max_tokens_param);
         LP_FREE(&b->max_tokens_param);
+    LP_FREE(&b->health_check.path);
     }
 }
 
@@ -943,6 +945,58 @@ static void on_backend_drop_params(struct lp_config_walk *w, yaml_node_t *val, v
             !strcmp(b->drop_params[i], "contents"))
             ERR(w, val, "drop_params must not name \"%s\": the request would be empty",
                 b->drop_params[i]);
+}
+
+static void on_health_check_path(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_health_check *hc = target;
+    if (!set_str(w, val, &hc->path))
+        return;
+    const char *why = NULL;
+    bool url = !strncmp(hc->path, "http://", 7) || !strncmp(hc->path, "https://", 8);
+    if (url ? (why = lp_config_url_problem(hc->path)) != NULL
+            : (hc->path[0] != '/' || !lp_endpoint_path_safe(hc->path, &why))) {
+        ERR(w, val, "health_check.path \"%.100s\": %s", hc->path,
+            why ? why : "must start with '/' or be an http(s) URL");
+        LP_FREE(&hc->path);
+    }
+}
+
+/* clang-format off */
+static const struct field health_check_fields[] = {
+    FN("path", on_health_check_path),
+    VAL("interval", K_DUR, struct lp_health_check, interval_ms),
+    VAL("timeout", K_DUR, struct lp_health_check, timeout_ms),
+    NUM("healthy_after", K_INT, struct lp_health_check, healthy_after, 1, 100),
+    NUM("unhealthy_after", K_INT, struct lp_health_check, unhealthy_after, 1, 100),
+    VAL("idle_interval", K_DUR, struct lp_health_check, idle_interval_ms),
+    END,
+};
+/* clang-format on */
+
+/* health_check: {path, interval, timeout, healthy_after, unhealthy_after, idle_interval}; `true`
+ * takes every default; `false`/null turns it off. */
+static void on_backend_health_check(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    struct lp_backend *b = target;
+    struct lp_health_check *hc = &b->health_check;
+    LP_FREE(&hc->path);
+    *hc = (struct lp_health_check){.interval_ms = 10000, .timeout_ms = 2000, .healthy_after = 1,
+                                   .unhealthy_after = 3};
+    if (val->type == YAML_MAPPING_NODE) {
+        hc->enabled = true;
+        walk_map(w, val, health_check_fields, hc);
+    } else if (!is_null_node(val)) {
+        bool on = false;
+        if (get_bool(w, val, &on))
+            hc->enabled = on;
+    }
+    if (hc->interval_ms < 100 || hc->timeout_ms < 10) {
+        ERR(w, val, "health_check: interval must be at least 100ms and timeout at least 10ms");
+        hc->enabled = false;
+    }
+    if (hc->idle_interval_ms != 0 && hc->idle_interval_ms < 1000)
+        ERR(w, val, "health_check.idle_interval must be 0 (off) or at least 1s");
 }
 
 /* `timeout: 60s` (the reference example's form) overrides total_timeout; a mapping overrides
@@ -972,6 +1026,7 @@ static const struct field backend_fields[] = {
     FN("api_version", on_backend_api_version),
     FN("max_tokens_param", on_backend_max_tokens_param),
     FN("drop_params", on_backend_drop_params),
+    FN("health_check", on_backend_health_check),
     VAL("enabled", K_BOOL, struct lp_backend, enabled),
     FN("protocol", on_backend_protocol),
     VAL("locale", K_STR, struct lp_backend, locale),
@@ -994,6 +1049,7 @@ static void free_backend(struct lp_backend *b)
     LP_FREE(&b->protocol_name);
     LP_FREE(&b->api_version);
     LP_FREE(&b->max_tokens_param);
+    LP_FREE(&b->health_check.path);
     for (size_t i = 0; i < b->n_drop_params; i++)
         LP_FREE(&b->drop_params[i]);
     LP_FREE(&b->drop_params);

@@ -36,6 +36,18 @@ struct backend_rec {
     int64_t last_wall;
     char last_reason[128];
     uint64_t n_errors;
+    struct {                /* active health probes */
+        bool claimed;       /* a worker runs one now */
+        int64_t claimed_at;
+        bool down;          /* marked down by probes: not routed to until one passes */
+        int ok_streak, fail_streak;
+        int64_t next_mono;  /* the next probe is due at (0 = now) */
+        bool any;           /* probed at least once */
+        bool last_ok;
+        int64_t last_wall, last_ms;
+        char last_reason[96];
+        uint64_t passes, fails;
+    } probe;
 };
 
 struct lp_health {
@@ -213,6 +225,9 @@ enum lp_route_state lp_health_route_state(struct lp_health *h, const struct lp_c
     struct pair_rec *p = model ? find_pair(h, b->name, model) : NULL;
     if (br && br->drained) {
         st = LP_ROUTE_DRAINED;
+    } else if (br && br->probe.down && b->health_check.enabled) {
+        st = LP_ROUTE_OPEN; /* marked down by active probes, until one passes */
+        until = br->probe.next_mono;
     } else if (br && breakers && !lp_breaker_would_allow(&br->breaker, now_mono)) {
         st = LP_ROUTE_OPEN;
         until = lp_breaker_open_until(&br->breaker);
@@ -430,6 +445,166 @@ void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg,
     pthread_rwlock_unlock(&h->lock);
 }
 
+/* ---- active health probes -------------------------------------------------------------------- */
+
+#define PROBE_CLAIM_TTL_MS 60000
+
+/* Cooldown classes a passing probe may end: those a working endpoint disproves. Rate limits,
+ * quotas and unknown models are about the account or the model, not reachability. */
+static bool probe_can_end(enum lp_err_class c)
+{
+    return c == LP_CLASS_NETWORK || c == LP_CLASS_TIMEOUT || c == LP_CLASS_SERVER ||
+           c == LP_CLASS_OVERLOADED || c == LP_CLASS_AUTH;
+}
+
+/* Whether the backend is out of rotation for a reason a probe can test; lock held. */
+static bool backend_out(struct lp_health *h, struct backend_rec *b, bool breakers,
+                        int64_t now_mono)
+{
+    if (b->probe.down)
+        return true;
+    if (breakers && lp_breaker_state(&b->breaker, now_mono) != LP_BREAKER_CLOSED)
+        return true;
+    for (size_t i = 0; i < h->n_pairs; i++) {
+        const struct pair_rec *p = &h->pairs[i];
+        if (strcmp(p->backend, b->name) == 0 && probe_can_end(p->cool_cls) &&
+            (now_mono < p->cool_until || p->trial))
+            return true;
+    }
+    return false;
+}
+
+bool lp_health_probe_claim(struct lp_health *h, const struct lp_config *cfg,
+                           const struct lp_backend *be, int64_t now_mono)
+{
+    const struct lp_health_check *hc = &be->health_check;
+    if (!hc->enabled)
+        return false;
+    bool breakers = breakers_on(h, cfg);
+    bool claimed = false;
+    pthread_rwlock_wrlock(&h->lock);
+    struct backend_rec *b = get_backend(h, be->name);
+    if (b->probe.claimed && now_mono - b->probe.claimed_at < PROBE_CLAIM_TTL_MS)
+        goto out;
+    if (now_mono < b->probe.next_mono)
+        goto out;
+    bool out = backend_out(h, b, breakers, now_mono);
+    if (!out && hc->idle_interval_ms <= 0)
+        goto out;
+    b->probe.claimed = true;
+    b->probe.claimed_at = now_mono;
+    claimed = true;
+out:
+    pthread_rwlock_unlock(&h->lock);
+    return claimed;
+}
+
+void lp_health_probe_release(struct lp_health *h, const char *backend, int64_t now_mono,
+                             int64_t retry_in_ms)
+{
+    pthread_rwlock_wrlock(&h->lock);
+    struct backend_rec *b = find_backend(h, backend);
+    if (b) {
+        b->probe.claimed = false;
+        b->probe.next_mono = now_mono + (retry_in_ms > 0 ? retry_in_ms : 0);
+    }
+    pthread_rwlock_unlock(&h->lock);
+}
+
+/* A passing probe's effect (lock held): cooldowns and breaker openings older than it end. */
+static void probe_restore(struct lp_health *h, struct backend_rec *b, int64_t started_mono)
+{
+    for (size_t i = 0; i < h->n_pairs; i++) {
+        struct pair_rec *p = &h->pairs[i];
+        if (strcmp(p->backend, b->name) != 0 || !probe_can_end(p->cool_cls) ||
+            p->cool_set > started_mono)
+            continue;
+        p->cool_until = 0;
+        p->trial = false;
+    }
+    lp_breaker_force_close(&b->breaker, started_mono);
+    b->probe.down = false;
+}
+
+int lp_health_probe_done(struct lp_health *h, const struct lp_backend *be, bool ok,
+                         const char *reason, int64_t started_mono, int64_t now_mono,
+                         int64_t now_wall)
+{
+    const struct lp_health_check *hc = &be->health_check;
+    bool breakers = atomic_load(&h->breakers_enabled);
+    int change = 0;
+    pthread_rwlock_wrlock(&h->lock);
+    struct backend_rec *b = get_backend(h, be->name);
+    bool was_down = b->probe.down;
+    bool out = backend_out(h, b, breakers, now_mono);
+    b->probe.claimed = false;
+    b->probe.any = true;
+    b->probe.last_ok = ok;
+    b->probe.last_wall = now_wall;
+    b->probe.last_ms = now_mono - started_mono;
+    snprintf(b->probe.last_reason, sizeof b->probe.last_reason, "%s", reason ? reason : "");
+    if (ok) {
+        b->probe.passes++;
+        b->probe.fail_streak = 0;
+        if (++b->probe.ok_streak >= (hc->healthy_after > 0 ? hc->healthy_after : 1) && out) {
+            probe_restore(h, b, started_mono);
+            change = 1;
+        }
+    } else {
+        b->probe.fails++;
+        b->probe.ok_streak = 0;
+        b->probe.fail_streak++;
+        if (out || b->probe.fail_streak >= (hc->unhealthy_after > 0 ? hc->unhealthy_after : 3))
+            b->probe.down = true;
+        if (b->probe.down && !was_down)
+            change = -1;
+    }
+    bool still_out = backend_out(h, b, breakers, now_mono);
+    int64_t gap = still_out || hc->idle_interval_ms <= 0 ? hc->interval_ms : hc->idle_interval_ms;
+    b->probe.next_mono = now_mono + (gap > 0 ? gap : 10000);
+    pthread_rwlock_unlock(&h->lock);
+    return change;
+}
+
+bool lp_health_probe_stats(struct lp_health *h, const char *backend, struct lp_probe_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_rwlock_rdlock(&h->lock);
+    struct backend_rec *b = find_backend(h, backend);
+    bool any = b && b->probe.any;
+    if (any) {
+        out->passes = b->probe.passes;
+        out->fails = b->probe.fails;
+        out->down = b->probe.down;
+        out->last_duration_ms = b->probe.last_ms;
+    }
+    pthread_rwlock_unlock(&h->lock);
+    return any;
+}
+
+static void set_iso(struct json_object *o, const char *key, int64_t unix_ms);
+
+static struct json_object *probe_json(const struct backend_rec *b)
+{
+    struct json_object *o = json_object_new_object();
+    lp_json_set_bool(o, "down", b && b->probe.down);
+    if (b && b->probe.any) {
+        lp_json_set_bool(o, "last_ok", b->probe.last_ok);
+        lp_json_set_int(o, "last_at_ms", b->probe.last_wall);
+        set_iso(o, "last_at", b->probe.last_wall);
+        lp_json_set_int(o, "last_duration_ms", b->probe.last_ms);
+        lp_json_set_str(o, "last_reason", b->probe.last_reason);
+    } else {
+        lp_json_set(o, "last_ok", NULL);
+    }
+    lp_json_set_int(o, "passes", b ? (int64_t)b->probe.passes : 0);
+    lp_json_set_int(o, "fails", b ? (int64_t)b->probe.fails : 0);
+    lp_json_set_int(o, "consecutive_passes", b ? b->probe.ok_streak : 0);
+    lp_json_set_int(o, "consecutive_failures", b ? b->probe.fail_streak : 0);
+    lp_json_set_bool(o, "in_flight", b && b->probe.claimed);
+    return o;
+}
+
 /* ---- admin ----------------------------------------------------------------------------------- */
 
 void lp_health_set_drained(struct lp_health *h, const char *backend, bool drained)
@@ -625,6 +800,8 @@ static struct json_object *backend_json(struct lp_health *h, const struct lp_con
         lp_json_set(o, "breaker", NULL);
     }
     lp_json_set(o, "last_error", last_error_json(b));
+    if (be->health_check.enabled)
+        lp_json_set(o, "probe", probe_json(b));
     lp_json_set(o, "models", models_json(h, cfg, bi, now_mono, now_wall));
     return o;
 }

@@ -128,6 +128,9 @@ int lp_health_clear(struct lp_health *h, const char *backend, const char *model)
  *   "breaker":{"state","consecutive_failures","half_open_successes","probes_in_flight",
  *              "times_opened","open_until_ms","open_until"},   (breaker: null when disabled)
  *   "last_error":{"class","at_ms","at","reason","count"} | null,
+ *   "probe":{"down","last_ok","last_at_ms","last_at","last_duration_ms","last_reason",
+ *            "passes","fails","consecutive_passes","consecutive_failures","in_flight"}
+ *            (only for a backend with health_check),
  *   "models":[{"model","cooling","cooling_until_ms","cooling_until","remaining_ms","class",
  *              "reason","last_error_class","last_error_at_ms"}]}]}
  * Backends come from cfg (config order); models are the backend's configured routes plus any
@@ -138,6 +141,41 @@ char *lp_health_json(struct lp_health *h, const struct lp_config *cfg, int64_t n
 /* For /readyz: true when at least one route (enabled alias, enabled route, enabled backend) is
  * USABLE now. */
 bool lp_health_any_usable(struct lp_health *h, const struct lp_config *cfg, int64_t now_mono);
+
+/* ---- active health probes (prober.h) ---- */
+
+/* Claim the backend's next active probe at now_mono. True when one is due and no other worker
+ * holds it; the caller then runs it and reports with lp_health_probe_done (or gives it back
+ * with lp_health_probe_release). Due when the backend is OUT (a pair cooling down for a
+ * network, timeout, server, overloaded or auth error, or waiting for its post-cooldown trial;
+ * the breaker not closed; or marked down by probes) and the backend's next probe time has come;
+ * or, with an idle_interval, when the last probe is that old. A claim not reported within 60 s
+ * (a worker that went away) can be taken again. */
+bool lp_health_probe_claim(struct lp_health *h, const struct lp_config *cfg,
+                           const struct lp_backend *b, int64_t now_mono);
+
+/* The claimed probe ended. ok: the probe passed. A pass counts towards healthy_after; once
+ * reached it ends the probe-able cooldowns of the backend's pairs that were set at or before
+ * started_mono (and their post-cooldown trials), closes a breaker that opened at or before it,
+ * and clears `down`. A failure marks a backend that was out down at once, and a healthy one
+ * after unhealthy_after consecutive failures; a down backend is not routed to (route state
+ * OPEN) until a probe passes. reason: short text for /admin/backends (copied). Returns +1 when
+ * the backend came back, -1 when it was marked down, 0 otherwise (for operational logs). */
+int lp_health_probe_done(struct lp_health *h, const struct lp_backend *b, bool ok,
+                         const char *reason, int64_t started_mono, int64_t now_mono,
+                         int64_t now_wall);
+
+/* Give a claimed probe back without a verdict (cancelled, could not start). */
+void lp_health_probe_release(struct lp_health *h, const char *backend, int64_t now_mono,
+                             int64_t retry_in_ms);
+
+/* Probe counters and state of a backend, for metrics. False when it was never probed. */
+struct lp_probe_stats {
+    uint64_t passes, fails;
+    bool down;
+    int64_t last_duration_ms;
+};
+bool lp_health_probe_stats(struct lp_health *h, const char *backend, struct lp_probe_stats *out);
 
 /* ---- sharing state between instances (cluster.c) ---- */
 

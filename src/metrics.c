@@ -209,6 +209,13 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
         "Hedging cost: estimated tokens of attempts cancelled because another attempt of a "
         "hedged request answered first (prompt bytes / 4, plus output tokens a buffered answer "
         "reported).", "alias"),
+    [LP_M_PROBES_TOTAL] = COUNTER("llm_proxy_probes_total",
+        "Active health probes of backends with health_check, by result (pass, fail). Not client traffic.",
+        "backend", "result"),
+    [LP_M_BACKEND_DOWN] = GAUGE("llm_proxy_backend_down",
+        "1 while active health probes keep the backend out of rotation.", "backend"),
+    [LP_M_PROBE_DURATION_SECONDS] = GAUGE("llm_proxy_probe_duration_seconds",
+        "Duration of the backend's last active health probe.", "backend"),
 };
 
 /* clang-format on */

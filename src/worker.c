@@ -1,6 +1,8 @@
 /* worker.c - worker threads: loop, edge and upstream client per thread. */
 #include "worker.h"
 
+#include "prober.h"
+
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <signal.h>
@@ -129,6 +131,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     }
     if ((cmd & LP_WORKER_CMD_DRAIN) && !w->draining) {
         w->draining = true;
+        lp_prober_stop(w->prober);
         lp_edge_drain(w->edge);
         /* Close the listening socket so that new connections are refused at once instead of
          * waiting in the backlog until the drain deadline. */
@@ -169,6 +172,7 @@ struct lp_worker *lp_worker_create(int idx, struct lp_runtime *rt, int listen_fd
     if (!w->edge || !w->up)
         goto fail;
     w->metrics = rt->metrics ? lp_metrics_shard(rt->metrics, idx) : NULL;
+    w->prober = lp_prober_create(w->base, w->up, rt, idx);
     w->wake_ev = event_new(w->base, -1, 0, on_wake, w);
     w->drain_timer = evtimer_new(w->base, on_drain_check, w);
     return w;
@@ -231,6 +235,8 @@ void lp_worker_destroy(struct lp_worker *w)
      * then run the deferred curl reaping. */
     for (int i = 0; w->base && i < 4; i++)
         event_base_loop(w->base, EVLOOP_NONBLOCK);
+    lp_prober_destroy(w->prober); /* its transfers live in the upstream client */
+    w->prober = NULL;
     if (w->up)
         lp_upstream_destroy(w->up);
     lp_cluster_worker_release(w->rt->cluster, w->redis);

@@ -33,6 +33,7 @@ struct lp_worker {
     size_t requests;          /* in-flight requests owned by this worker */
     struct lp_request *live;  /* those requests (request.c keeps the list) */
     struct lp_redis *redis;   /* this loop's Redis client (cluster.h), or NULL */
+    struct lp_prober *prober; /* active health probes on this loop (prober.h) */
 };
 
 enum {

@@ -577,6 +577,38 @@ static void test_provider_names(void **state)
     assert_true(warned);
     lp_config_unref(cfg);
     lp_diags_free(&d);
+    /* health_check: a mapping, `true` (defaults), errors */
+    cfg = load("backends:\n"
+               "  - {name: p, url: 'http://h/v1', health_check: {path: /healthz, interval: 5s,"
+               " timeout: 500ms, healthy_after: 2, unhealthy_after: 4, idle_interval: 1m}}\n"
+               "  - {name: q, url: 'http://h/v1', health_check: true}\n"
+               "  - {name: r, url: 'http://h/v1'}\n"
+               "models: {m: [{backend: p, model: x}]}\n",
+               &d);
+    if (!cfg)
+        dump(&d);
+    assert_non_null(cfg);
+    const struct lp_health_check *hc = &cfg->backends[0].health_check;
+    assert_true(hc->enabled);
+    assert_string_equal(hc->path, "/healthz");
+    assert_int_equal(hc->interval_ms, 5000);
+    assert_int_equal(hc->timeout_ms, 500);
+    assert_int_equal(hc->healthy_after, 2);
+    assert_int_equal(hc->unhealthy_after, 4);
+    assert_int_equal(hc->idle_interval_ms, 60000);
+    hc = &cfg->backends[1].health_check;
+    assert_true(hc->enabled);
+    assert_null(hc->path);
+    assert_int_equal(hc->interval_ms, 10000);
+    assert_int_equal(hc->timeout_ms, 2000);
+    assert_int_equal(hc->healthy_after, 1);
+    assert_int_equal(hc->unhealthy_after, 3);
+    assert_false(cfg->backends[2].health_check.enabled);
+    lp_config_unref(cfg);
+    lp_diags_free(&d);
+    expect_one_error(BASE_BACKEND "    health_check: {path: '/../admin'}\n", 4, 26,
+                     "backends[0].health_check.path: health_check.path \"/../admin\": "
+                     "dot-segment ('.' or '..') in the request path");
     /* google: a ?key= in the URL moves to api_key with a warning that never shows the key */
     cfg = load("backends:\n"
                "  - {name: g, url: 'https://generativelanguage.googleapis.com/v1beta/models/"

@@ -460,6 +460,80 @@ static void test_concurrent_use(void **state)
     lp_health_destroy(h);
 }
 
+/* Active probes: one claim at a time, due only while out, pass ends older cooldowns and
+ * breaker openings (never newer ones, never rate limits), failures mark the backend down. */
+static void test_probes(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fx_init(&f, true);
+    f.backends[0].health_check = (struct lp_health_check){
+        .enabled = true, .interval_ms = 1000, .timeout_ms = 500, .healthy_after = 1,
+        .unhealthy_after = 2};
+    struct lp_health *h = lp_health_create();
+    lp_health_configure(h, &f.cfg);
+    const struct lp_backend *a = &f.backends[0];
+    /* healthy, no idle interval: nothing due */
+    assert_false(lp_health_probe_claim(h, &f.cfg, a, 1000));
+    /* a server failure cools a/x: a probe is due, and only one worker gets it */
+    struct lp_decision d = dec(LP_CLASS_SERVER, 60000);
+    report_fail(h, &f.cfg, "a", "x", &d, 1000, WALL);
+    assert_true(lp_health_probe_claim(h, &f.cfg, a, 1100));
+    assert_false(lp_health_probe_claim(h, &f.cfg, a, 1100));
+    /* a failure newer than the probe's start is not ended by its pass */
+    report_fail(h, &f.cfg, "a", "x", &d, 1200, WALL);
+    assert_int_equal(lp_health_probe_done(h, a, true, "HTTP 200", 1100, 1300, WALL), 1);
+    assert_true(lp_health_pair_cooling(h, "a", "x", 1300));
+    /* the next pass (after the interval) ends it; a breaker opened before closes too */
+    assert_false(lp_health_probe_claim(h, &f.cfg, a, 1400));
+    assert_true(lp_health_probe_claim(h, &f.cfg, a, 2400));
+    assert_int_equal(lp_health_probe_done(h, a, true, "HTTP 200", 2400, 2450, WALL), 1);
+    assert_false(lp_health_pair_cooling(h, "a", "x", 2450));
+    assert_int_equal(lp_health_breaker_gauge(h, "a", 2450), 0);
+    assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 2450, NULL), LP_ROUTE_USABLE);
+    /* rate limits are not disproved by a probe */
+    struct lp_decision rl = dec(LP_CLASS_RATE_LIMIT, 60000);
+    report_fail(h, &f.cfg, "a", "x", &rl, 3000, WALL);
+    assert_false(lp_health_probe_claim(h, &f.cfg, a, 3500));
+    /* a failing probe while out marks the backend down: not routed to until a pass */
+    struct lp_decision to = dec(LP_CLASS_TIMEOUT, 1000);
+    report_fail(h, &f.cfg, "b", "y", &to, 3000, WALL); /* b has no health_check */
+    assert_false(lp_health_probe_claim(h, &f.cfg, &f.backends[1], 3500));
+    lp_health_clear(h, "a", NULL);
+    report_fail(h, &f.cfg, "a", "x", &to, 4000, WALL);
+    assert_true(lp_health_probe_claim(h, &f.cfg, a, 4000));
+    assert_int_equal(lp_health_probe_done(h, a, false, "HTTP 503", 4000, 4010, WALL), -1);
+    int64_t until = 0;
+    assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 9000, &until), LP_ROUTE_OPEN);
+    assert_int_equal(until, 5010);
+    struct lp_probe_stats st;
+    assert_true(lp_health_probe_stats(h, "a", &st));
+    assert_true(st.down);
+    assert_int_equal(st.passes, 2);
+    assert_int_equal(st.fails, 1);
+    char *js = lp_health_json(h, &f.cfg, 9000, WALL);
+    assert_non_null(strstr(js, "\"probe\":{\"down\":true"));
+    free(js);
+    /* without a health_check (config reloaded), down no longer keeps it out */
+    f.backends[0].health_check.enabled = false;
+    assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 9000, NULL), LP_ROUTE_USABLE);
+    f.backends[0].health_check.enabled = true;
+    /* a pass brings it back; a healthy backend goes down after unhealthy_after failures */
+    assert_true(lp_health_probe_claim(h, &f.cfg, a, 9000));
+    assert_int_equal(lp_health_probe_done(h, a, true, "HTTP 200", 9000, 9010, WALL), 1);
+    f.backends[0].health_check.idle_interval_ms = 5000;
+    assert_false(lp_health_probe_claim(h, &f.cfg, a, 9500));
+    assert_true(lp_health_probe_claim(h, &f.cfg, a, 14100));
+    assert_int_equal(lp_health_probe_done(h, a, false, "x", 14100, 14110, WALL), 0);
+    assert_true(lp_health_probe_claim(h, &f.cfg, a, 19200));
+    assert_int_equal(lp_health_probe_done(h, a, false, "x", 19200, 19210, WALL), -1);
+    /* a claim given back can be taken again */
+    assert_true(lp_health_probe_claim(h, &f.cfg, a, 30000));
+    lp_health_probe_release(h, "a", 30000, 0);
+    assert_true(lp_health_probe_claim(h, &f.cfg, a, 30000));
+    lp_health_destroy(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -474,6 +548,7 @@ int main(void)
         cmocka_unit_test(test_json_view),
         cmocka_unit_test(test_pair_table_is_bounded),
         cmocka_unit_test(test_concurrent_use),
+        cmocka_unit_test(test_probes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
