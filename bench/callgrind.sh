@@ -2,8 +2,9 @@
 # callgrind.sh - deterministic cost of llm-proxy: instructions per request under callgrind.
 #
 #   bench/callgrind.sh [-n REQUESTS] [--stream] [--build DIR] [--bin PATH] [--top K]
-#                      [--extra FILE.yaml] [--access-log PATH|off] [--keep]
+#                      [--extra FILE.yaml] [--access-log PATH|off] [--keep] [--http2]
 #
+# --http2 sets `http2: true` on the backend: the libcurl engine instead of the own client.
 # LP_BENCH_CLIENT_KEY=K presents K instead of the proxy key (a client key from --extra's keys).
 # Starts llm-mock (pinned to CPU 1) and runs llm-proxy (1 worker thread, CPU 0) twice under
 # `valgrind --tool=callgrind`: start, 100 warm-up requests, then REQUESTS (default 2000) more
@@ -24,6 +25,7 @@ top=15
 extra=""
 access_log=/dev/null
 keep=0
+http2=""
 while [ $# -gt 0 ]; do
     case "$1" in
     -n) n=$2; shift 2 ;;
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --extra) extra=$2; shift 2 ;;
     --access-log) access_log=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --http2) http2=", http2: true"; shift ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -87,7 +90,7 @@ listen: "127.0.0.1:0"
 proxy_api_key: "$key"
 server: {threads: 1}
 backends:
-  - {name: mock, url: "http://127.0.0.1:$mock_port/v1", api_key: "sk-bench-backend-key-0123456789abcdef"}
+  - {name: mock, url: "http://127.0.0.1:$mock_port/v1", api_key: "sk-bench-backend-key-0123456789abcdef"$http2}
 models:
   bench-model:
     routes:

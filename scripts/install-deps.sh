@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libevent-dev libcurl4-openssl-dev libssl-dev libjson-c-dev libyaml-dev libcmocka-dev zlib1g-dev
+      libevent-dev libcurl4-openssl-dev libssl-dev libc-ares-dev libjson-c-dev libyaml-dev libcmocka-dev
+      zlib1g-dev
       libhiredis-dev redis-server
       python3 nodejs npm curl ca-certificates openssl nginx-light wrk prometheus systemd logrotate
       chromium fonts-dejavu-core)

@@ -475,6 +475,7 @@ struct lp_attempt *lp_attempt_start(struct lp_request *req, const struct lp_cand
         .write_timeout_ms = t->write_ms,
         .total_timeout_ms = attempt_limit_ms(a, t),
         .ca_file = c->backend->tls_ca_file,
+        .ca_pem = c->backend->tls_ca_pem,
         .http2 = c->backend->http2,
     };
     a->body = NULL;

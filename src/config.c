@@ -545,7 +545,7 @@ struct lp_config *lp_config_load_string(const char *yaml, size_t len, const char
 }
 
 /* Read a whole file, refusing anything over the input ceiling before allocating for it. */
-static char *read_file(const char *path, size_t *len, int *err)
+char *lp_config_read_file(const char *path, size_t *len, int *err)
 {
     FILE *f = fopen(path, "rb");
     struct stat st;
@@ -579,7 +579,7 @@ struct lp_config *lp_config_load_file(const char *path, struct lp_diags *diags)
 {
     size_t len = 0;
     int err;
-    char *yaml = read_file(path, &len, &err);
+    char *yaml = lp_config_read_file(path, &len, &err);
     if (!yaml) {
         struct lp_config_walk w = {.file = path, .diags = diags, .diags_start = diags->n};
         lp_config_diag_raw(&w, LP_DIAG_ERROR, 0, 0, "cannot read configuration: %s", strerror(err));

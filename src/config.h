@@ -59,6 +59,8 @@ struct lp_backend {
     char *locale;           /* NULL when absent; sent as Accept-Language when set */
     char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
                                path after loading); NULL = the system CA store */
+    char *tls_ca_pem;       /* that file's contents, read at load (the own client builds its
+                               trust store from them on the loop without disk I/O) */
     bool http2;             /* use the libcurl engine (HTTP/2 over TLS when offered) instead of
                                the own HTTP/1.1 client */
     struct lp_timeouts timeout; /* effective: global timeout block overlaid with backend's own.

@@ -59,6 +59,9 @@ void lp_config_free_key(struct lp_client_key *k);
 
 /* Free the members of a backend (not the struct itself). */
 void lp_config_free_backend(struct lp_backend *b);
+/* Read a whole regular file of at most LP_CONFIG_MAX_INPUT bytes; NULL with *err (an errno) on
+ * failure. The buffer has one spare byte after *len for a terminator. */
+char *lp_config_read_file(const char *path, size_t *len, int *err);
 
 /* Scalar parsers: the whole string must match; false leaves *out untouched. */
 bool lp_config_parse_bool(const char *s, bool *out);

@@ -883,8 +883,17 @@ static void on_backend_tls_ca_file(struct lp_config_walk *w, yaml_node_t *val, v
         free(b->tls_ca_file);
         b->tls_ca_file = abs;
     }
-    if (access(b->tls_ca_file, R_OK) != 0)
-        ERR(w, val, "cannot read tls_ca_file \"%.200s\": %s", b->tls_ca_file, strerror(errno));
+    /* Read now, at load: the own upstream client builds its trust store from the text on the
+     * loop, where no disk I/O may happen. */
+    size_t len = 0;
+    int err = 0;
+    free(b->tls_ca_pem);
+    b->tls_ca_pem = lp_config_read_file(b->tls_ca_file, &len, &err);
+    if (!b->tls_ca_pem) {
+        ERR(w, val, "cannot read tls_ca_file \"%.200s\": %s", b->tls_ca_file, strerror(err));
+        return;
+    }
+    b->tls_ca_pem[len] = '\0';
 }
 
 static void on_backend_protocol(struct lp_config_walk *w, yaml_node_t *val, void *target)
@@ -1056,6 +1065,7 @@ static void free_backend(struct lp_backend *b)
     b->n_drop_params = 0;
     LP_FREE(&b->locale);
     LP_FREE(&b->tls_ca_file);
+    LP_FREE(&b->tls_ca_pem);
     for (size_t i = 0; i < b->n_headers; i++) {
         LP_FREE(&b->headers[i].key);
         LP_FREE(&b->headers[i].value);

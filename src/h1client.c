@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <openssl/err.h>
 #include <event2/event_struct.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,6 +21,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "dns.h"
+#include "tls.h"
 #include "h1reader.h"
 #include "pool.h"
 #include "upstream_engine.h"
@@ -30,7 +33,7 @@
 #define READS_PER_EVENT 4     /* full-buffer reads before yielding to other connections */
 #define MAX_AUTHORITY 300
 
-enum phase { PH_BEGIN, PH_CONNECT, PH_WRITE, PH_READ };
+enum phase { PH_BEGIN, PH_CONNECT, PH_TLS, PH_WRITE, PH_READ };
 enum step { ST_CONT, ST_PAUSED, ST_GONE };
 
 struct h1x {
@@ -41,8 +44,15 @@ struct h1x {
     struct lp_pconn *conn;
     short watch; /* events registered on conn->ev for this transfer */
     int phase;
-    struct sockaddr_storage sa;
-    socklen_t salen;
+    struct lp_dns_addrs addrs; /* where to connect, ports set; n == 0 until resolved */
+    size_t ai;                 /* the address being tried */
+    uint16_t port;
+    char *host;                /* a name to resolve, NULL for an IP literal */
+    char *peer_name;           /* what the certificate must name (https only) */
+    bool tls, peer_is_ip;
+    SSL_CTX *ctx;              /* https: the context for the backend's CA bundle */
+    const char *fail_err;      /* set at start: report this failure on the first loop pass */
+    struct lp_dns_query *dnsq;
     char *key;   /* pool origin key */
     char *head;  /* request line and headers */
     size_t head_len;
@@ -67,6 +77,8 @@ struct h1x {
 struct lp_h1client {
     struct event_base *base;
     struct lp_pool *pool;
+    struct lp_dns *dns; /* NULL: only IP literals are accepted */
+    struct lp_tls *tls; /* NULL: https is left to libcurl */
     char *rbuf;
     size_t active;
     struct h1x *live;
@@ -74,26 +86,30 @@ struct lp_h1client {
 
 static void on_conn_event(evutil_socket_t fd, short what, void *arg);
 static void connect_fresh(struct h1x *x);
+static void open_connection(struct h1x *x);
+static bool local_errno(int e);
 
 /* ---- URL ----------------------------------------------------------------------------------- */
 
-/* Split an http:// URL whose host is an IP literal or localhost. Fills the address, the
- * authority (for Host and the pool key) and the request target. */
-static bool parse_url(const char *url, struct sockaddr_storage *sa, socklen_t *salen,
-                      char *authority, const char **target)
+/* Split an http:// URL: the authority (for Host and the pool key), the request target, the host
+ * (brackets removed) and the port. When the host is an IP literal (or localhost) its address is
+ * put in *lit (port set) and *literal is true. */
+static bool parse_url(const char *url, char *authority, const char **target, char *host,
+                      uint16_t *port_out, struct lp_dns_addrs *lit, bool *literal, bool *tls)
 {
-    if (strncmp(url, "http://", 7) != 0)
+    *tls = strncmp(url, "https://", 8) == 0;
+    if (!*tls && strncmp(url, "http://", 7) != 0)
         return false;
-    const char *a = url + 7;
+    const char *a = url + (*tls ? 8 : 7);
     size_t alen = strcspn(a, "/?#");
     if (alen == 0 || alen >= MAX_AUTHORITY || memchr(a, '@', alen))
         return false;
     memcpy(authority, a, alen);
     authority[alen] = '\0';
     *target = a + alen;
-    char host[MAX_AUTHORITY];
     const char *port = NULL;
-    if (authority[0] == '[') {
+    bool bracketed = authority[0] == '[';
+    if (bracketed) {
         const char *close = strchr(authority, ']');
         if (!close)
             return false;
@@ -111,7 +127,9 @@ static bool parse_url(const char *url, struct sockaddr_storage *sa, socklen_t *s
         host[hl] = '\0';
         port = colon ? colon + 1 : NULL;
     }
-    long pn = 80;
+    if (!host[0])
+        return false;
+    long pn = *tls ? 443 : 80;
     if (port) {
         if (!*port || strlen(port) > 5)
             return false;
@@ -124,32 +142,44 @@ static bool parse_url(const char *url, struct sockaddr_storage *sa, socklen_t *s
         if (pn < 1 || pn > 65535)
             return false;
     }
-    memset(sa, 0, sizeof *sa);
-    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
-    if (strcasecmp(host, "localhost") == 0)
-        strcpy(host, "127.0.0.1");
-    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+    *port_out = (uint16_t)pn;
+    memset(lit, 0, sizeof *lit);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&lit->addr[0];
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&lit->addr[0];
+    const char *h = strcasecmp(host, "localhost") == 0 ? "127.0.0.1" : host;
+    *literal = true;
+    if (!bracketed && inet_pton(AF_INET, h, &s4->sin_addr) == 1) {
         s4->sin_family = AF_INET;
         s4->sin_port = htons((uint16_t)pn);
-        *salen = sizeof *s4;
-    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        lit->len[0] = sizeof *s4;
+        lit->n = 1;
+    } else if (bracketed && inet_pton(AF_INET6, h, &s6->sin6_addr) == 1) {
         s6->sin6_family = AF_INET6;
         s6->sin6_port = htons((uint16_t)pn);
-        *salen = sizeof *s6;
-    } else {
+        lit->len[0] = sizeof *s6;
+        lit->n = 1;
+    } else if (bracketed) {
         return false;
+    } else {
+        *literal = false;
+        for (const char *p = host; *p; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_'))
+                return false;
+        }
     }
     return true;
 }
 
-bool lp_h1client_accepts(const char *url)
+bool lp_h1client_accepts(const struct lp_h1client *c, const char *url)
 {
-    struct sockaddr_storage sa;
-    socklen_t salen;
-    char authority[MAX_AUTHORITY];
+    char authority[MAX_AUTHORITY], host[MAX_AUTHORITY];
     const char *target;
-    return parse_url(url, &sa, &salen, authority, &target);
+    uint16_t port;
+    struct lp_dns_addrs lit;
+    bool literal, tls;
+    return parse_url(url, authority, &target, host, &port, &lit, &literal, &tls) &&
+           (literal || c->dns) && (!tls || c->tls);
 }
 
 /* ---- request head ---------------------------------------------------------------------------- */
@@ -240,6 +270,9 @@ static void destroy(struct h1x *x)
 {
     struct lp_h1client *c = x->c;
     drop_conn(x);
+    lp_dns_cancel(x->dnsq);
+    free(x->host);
+    free(x->peer_name);
     evtimer_del(&x->timer);
     event_del(&x->defer);
     lp_h1reader_free(&x->rd);
@@ -297,8 +330,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct h1x *x = arg;
     int64_t now = lp_now_us();
     bool total = x->total_deadline_us && now >= x->total_deadline_us;
-    if (x->phase == PH_CONNECT)
-        finish(x, LP_XFER_TIMEOUT_CONNECT, "connect timeout");
+    if (x->phase == PH_CONNECT || x->phase == PH_TLS)
+        finish(x, LP_XFER_TIMEOUT_CONNECT,
+               x->dnsq ? "name resolution timed out" : "connect timeout");
     else if (x->phase == PH_WRITE && !total)
         finish(x, LP_XFER_RESET, "upstream did not take the request within write_timeout");
     else
@@ -317,7 +351,8 @@ static bool retry_fresh(struct h1x *x)
     x->sent = 0;
     lp_h1reader_free(&x->rd);
     lp_h1reader_init(&x->rd);
-    connect_fresh(x);
+    x->phase = PH_BEGIN;
+    open_connection(x);
     return true;
 }
 
@@ -334,8 +369,29 @@ static void send_more(struct h1x *x)
         size_t boff = x->sent > x->head_len ? x->sent - x->head_len : 0;
         if (x->body_len > boff)
             iov[n++] = (struct iovec){(char *)x->body + boff, x->body_len - boff};
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(x->conn->fd, &mh, MSG_NOSIGNAL);
+        ssize_t w;
+        if (x->conn->tls) {
+            /* One record per call; partial writes are enabled on the context. */
+            SSL *ssl = x->conn->tls;
+            ERR_clear_error();
+            int r = SSL_write(ssl, iov[0].iov_base, (int)(iov[0].iov_len > INT32_MAX ? INT32_MAX
+                                                                                   : iov[0].iov_len));
+            if (r <= 0) {
+                int e = SSL_get_error(ssl, r);
+                ERR_clear_error();
+                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+                    watch(x, e == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ);
+                    return;
+                }
+                if (!retry_fresh(x))
+                    finish(x, LP_XFER_RESET, "sending the request upstream: TLS write failed");
+                return;
+            }
+            w = r;
+        } else {
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+            w = sendmsg(x->conn->fd, &mh, MSG_NOSIGNAL);
+        }
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -364,14 +420,60 @@ static void send_request(struct h1x *x)
     send_more(x);
 }
 
+static void handshake(struct h1x *x)
+{
+    SSL *ssl = x->conn->tls;
+    ERR_clear_error();
+    int r = SSL_connect(ssl);
+    if (r == 1) {
+        send_request(x);
+        return;
+    }
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        watch(x, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+        return;
+    }
+    finish(x, LP_XFER_TLS, lp_tls_handshake_error(ssl, r, x->peer_name, x->errbuf, sizeof x->errbuf));
+}
+
+/* The TCP connection is up: start TLS (https) or send. */
+static void established(struct h1x *x)
+{
+    if (!x->tls) {
+        send_request(x);
+        return;
+    }
+    x->conn->tls = lp_tls_conn(x->c->tls, x->ctx, x->conn->fd, x->peer_name, x->peer_is_ip, x->key);
+    if (!x->conn->tls) {
+        finish(x, LP_XFER_TLS, "cannot set up the TLS connection");
+        return;
+    }
+    x->phase = PH_TLS;
+    handshake(x);
+}
+
 static bool local_errno(int e)
 {
     return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM || e == EADDRNOTAVAIL;
 }
 
+/* Connecting to the current address failed: try the next one, or report. */
+static void connect_failed(struct h1x *x, int err)
+{
+    drop_conn(x);
+    if (!local_errno(err) && x->ai + 1 < x->addrs.n) {
+        x->ai++;
+        connect_fresh(x);
+        return;
+    }
+    finish(x, local_errno(err) ? LP_XFER_LOCAL : LP_XFER_CONNECT, errtext(x, "connect", err));
+}
+
 static void connect_fresh(struct h1x *x)
 {
-    int fd = socket(x->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const struct sockaddr_storage *sa = &x->addrs.addr[x->ai];
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         int e = errno;
         finish(x, local_errno(e) ? LP_XFER_LOCAL : LP_XFER_CONNECT,
@@ -387,19 +489,15 @@ static void connect_fresh(struct h1x *x)
     x->conn = lp_xcalloc(1, sizeof *x->conn);
     x->conn->fd = fd;
     x->watch = 0;
-    if (connect(fd, (struct sockaddr *)&x->sa, x->salen) == 0) {
-        send_request(x);
+    if (connect(fd, (const struct sockaddr *)sa, x->addrs.len[x->ai]) == 0) {
+        established(x);
         return;
     }
     if (errno != EINPROGRESS) {
-        int e = errno;
-        finish(x, local_errno(e) ? LP_XFER_LOCAL : LP_XFER_CONNECT,
-               errtext(x, "connect", e));
+        connect_failed(x, errno);
         return;
     }
-    x->phase = PH_CONNECT;
     watch(x, EV_WRITE);
-    arm_timer(x, x->connect_ms > 0 ? lp_now_us() + x->connect_ms * 1000 : 0);
 }
 
 static void connected(struct h1x *x)
@@ -409,10 +507,54 @@ static void connected(struct h1x *x)
     if (getsockopt(x->conn->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err) {
-        finish(x, local_errno(err) ? LP_XFER_LOCAL : LP_XFER_CONNECT, errtext(x, "connect", err));
+        connect_failed(x, err);
         return;
     }
-    send_request(x);
+    established(x);
+}
+
+static void set_addrs(struct h1x *x, const struct lp_dns_addrs *a)
+{
+    x->addrs = *a;
+    x->ai = 0;
+    for (size_t i = 0; i < x->addrs.n; i++) {
+        struct sockaddr_storage *sa = &x->addrs.addr[i];
+        if (sa->ss_family == AF_INET)
+            ((struct sockaddr_in *)sa)->sin_port = htons(x->port);
+        else
+            ((struct sockaddr_in6 *)sa)->sin6_port = htons(x->port);
+    }
+}
+
+static void on_resolved(void *arg, const struct lp_dns_addrs *a, const char *err)
+{
+    struct h1x *x = arg;
+    x->dnsq = NULL;
+    if (!a) {
+        snprintf(x->errbuf, sizeof x->errbuf, "%.60s: %.60s", x->host, err);
+        finish(x, LP_XFER_DNS, x->errbuf);
+        return;
+    }
+    set_addrs(x, a);
+    connect_fresh(x);
+}
+
+/* Open a new connection: resolve the name first when needed (from the cache when possible). */
+static void open_connection(struct h1x *x)
+{
+    /* The connect window covers resolving the name and every address tried. */
+    x->phase = PH_CONNECT;
+    arm_timer(x, x->connect_ms > 0 ? lp_now_us() + x->connect_ms * 1000 : 0);
+    if (x->host && x->addrs.n == 0) {
+        struct lp_dns_addrs a;
+        if (!lp_dns_cached(x->c->dns, x->host, &a)) {
+            x->dnsq = lp_dns_resolve(x->c->dns, x->host, on_resolved, x);
+            return;
+        }
+        set_addrs(x, &a);
+    }
+    x->ai = 0;
+    connect_fresh(x);
 }
 
 /* ---- reading ------------------------------------------------------------------------------------ */
@@ -516,8 +658,43 @@ static void read_failed(struct h1x *x, int err)
            err ? errtext(x, "reading the upstream response", err) : lp_h1reader_error(&x->rd));
 }
 
+/* TLS: records are decrypted one at a time; read until OpenSSL needs the socket again. */
+static void read_ready_tls(struct h1x *x)
+{
+    char *buf = x->c->rbuf;
+    SSL *ssl = x->conn->tls;
+    for (int i = 0; i < READS_PER_EVENT * 4; i++) {
+        ERR_clear_error();
+        int n = SSL_read(ssl, buf, RBUF_SIZE);
+        if (n > 0) {
+            if (process(x, buf, (size_t)n) != ST_CONT)
+                return;
+            continue;
+        }
+        int e = SSL_get_error(ssl, n);
+        int sys = errno;
+        ERR_clear_error();
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            watch(x, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+            return;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN)
+            read_failed(x, 0);
+        else
+            read_failed(x, e == SSL_ERROR_SYSCALL ? (sys ? sys : ECONNRESET) : EPROTO);
+        return;
+    }
+    /* Fair share used: come back for what OpenSSL still holds. */
+    if (SSL_has_pending(ssl))
+        event_active(&x->conn->ev, EV_READ, 1);
+}
+
 static void read_ready(struct h1x *x)
 {
+    if (x->conn->tls) {
+        read_ready_tls(x);
+        return;
+    }
     char *buf = x->c->rbuf;
     for (int i = 0; i < READS_PER_EVENT; i++) {
         ssize_t n = recv(x->conn->fd, buf, RBUF_SIZE, 0);
@@ -545,6 +722,9 @@ static void on_conn_event(evutil_socket_t fd, short what, void *arg)
     case PH_CONNECT:
         connected(x);
         break;
+    case PH_TLS:
+        handshake(x);
+        break;
     case PH_WRITE:
         send_more(x);
         break;
@@ -567,21 +747,28 @@ static void resume_held(struct h1x *x)
     if (s == ST_CONT && hl > span)
         s = process(x, h + span, hl - span);
     free(h);
-    if (s == ST_CONT)
+    if (s == ST_CONT) {
         watch(x, EV_READ);
+        if (x->conn->tls) /* OpenSSL may hold decrypted bytes the socket will not signal */
+            event_active(&x->conn->ev, EV_READ, 1);
+    }
 }
 
 static void on_defer(evutil_socket_t fd, short what, void *arg)
 {
     struct h1x *x = arg;
     if (x->phase == PH_BEGIN) {
+        if (x->fail_err) {
+            finish(x, LP_XFER_TLS, x->fail_err);
+            return;
+        }
         x->conn = lp_pool_take(x->c->pool, x->key);
         if (x->conn) {
             x->reused = true;
             x->watch = 0;
             send_request(x);
         } else {
-            connect_fresh(x);
+            open_connection(x);
         }
         return;
     }
@@ -598,6 +785,8 @@ struct lp_h1client *lp_h1client_create(struct event_base *base, const struct lp_
     size_t idle = o && o->max_connects > 0 ? (size_t)o->max_connects : 512;
     int64_t idle_ms = (o && o->max_age_conn_s > 0 ? o->max_age_conn_s : 50) * 1000;
     c->pool = lp_pool_create(base, idle, idle_ms);
+    c->dns = lp_dns_create(base);
+    c->tls = lp_tls_create();
     c->rbuf = lp_xmalloc(RBUF_SIZE);
     return c;
 }
@@ -611,6 +800,8 @@ void lp_h1client_destroy(struct lp_h1client *c)
         destroy(c->live);
     }
     lp_pool_destroy(c->pool);
+    lp_dns_destroy(c->dns);
+    lp_tls_destroy(c->tls);
     free(c->rbuf);
     free(c);
 }
@@ -629,9 +820,11 @@ struct lp_upstream_xfer *lp_h1client_start(struct lp_h1client *c, const struct l
                                            const struct lp_upstream_cbs *cbs, void *arg)
 {
     struct h1x *x = lp_xcalloc(1, sizeof *x);
-    char authority[MAX_AUTHORITY];
+    char authority[MAX_AUTHORITY], host[MAX_AUTHORITY];
     const char *target = NULL;
-    if (!parse_url(r->url, &x->sa, &x->salen, authority, &target)) {
+    bool literal = false, tls = false;
+    if (!parse_url(r->url, authority, &target, host, &x->port, &x->addrs, &literal, &tls) ||
+        (!literal && !c->dns) || (tls && !c->tls)) {
         if (r->body_owned)
             free((char *)r->body);
         free(x);
@@ -641,7 +834,18 @@ struct lp_upstream_xfer *lp_h1client_start(struct lp_h1client *c, const struct l
     x->c = c;
     x->cbs = *cbs;
     x->arg = arg;
-    x->key = lp_xasprintf("http://%s", authority);
+    if (!literal)
+        x->host = lp_xstrdup(host);
+    x->tls = tls;
+    if (tls) {
+        x->peer_name = lp_xstrdup(host);
+        x->peer_is_ip = literal && strcasecmp(host, "localhost") != 0;
+        x->ctx = lp_tls_ctx(c->tls, r->ca_pem, &x->fail_err);
+        /* Connections verified against different CA bundles are never interchangeable. */
+        x->key = lp_xasprintf("https://%s#%p", authority, (void *)x->ctx);
+    } else {
+        x->key = lp_xasprintf("http://%s", authority);
+    }
     x->head = build_head(r, authority, target, &x->head_len);
     x->body = r->post && r->body ? r->body : "";
     x->body_len = r->post ? r->body_len : 0;

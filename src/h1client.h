@@ -1,7 +1,9 @@
 /* h1client.h - the own HTTP/1.1 upstream client on the worker's libevent loop.
  *
- * The engine behind upstream.h for plain http:// backends addressed by an IP literal or
- * "localhost" (lp_h1client_accepts). Same contract as upstream.h: callbacks only from the loop,
+ * The engine behind upstream.h for http:// and https:// backends (lp_h1client_accepts). Host
+ * names are resolved on the loop (dns.h) only when a new connection is needed; every address of
+ * the name is tried in turn when connecting fails; https adds a TLS handshake (tls.h) inside the
+ * connect window. Same contract as upstream.h: callbacks only from the loop,
  * never from inside lp_h1client_start; a cancel closes the connection at once (a cancel from
  * inside one of the transfer's own callbacks is completed when the callback returns); pause
  * (LP_AGAIN from on_data) stops reading the socket; resume redelivers the held bytes on the next
@@ -32,8 +34,9 @@ size_t lp_h1client_active(const struct lp_h1client *c);
 /* Idle pooled connections (for tests). */
 size_t lp_h1client_idle(const struct lp_h1client *c);
 
-/* Whether this client can carry a request to `url`: http:// with an IP literal or localhost. */
-bool lp_h1client_accepts(const char *url);
+/* Whether this client can carry a request to `url`: http:// or https:// (when TLS could be set
+ * up) with an IP literal, localhost, or a host name (when the resolver could be created). */
+bool lp_h1client_accepts(const struct lp_h1client *c, const char *url);
 
 /* As lp_upstream_start (see upstream.h). */
 struct lp_upstream_xfer *lp_h1client_start(struct lp_h1client *c, const struct lp_upstream_req *r,

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -311,10 +312,19 @@ static void teardown(struct app *a)
         if (a->listen_fds[i] >= 0)
             close(a->listen_fds[i]);
     }
+    /* Already exiting: a late SIGTERM/SIGINT (a supervisor repeating itself) must not kill the
+     * process with the signal's default action once libevent restores it below. */
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigaddset(&term, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &term, NULL);
     struct event *evs[] = {a->sig_term, a->sig_int, a->sig_hup, a->sig_usr1, a->drain_tick};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     lp_cluster_destroy(a->rt.cluster); /* its clients live on the main loop */
     if (a->base)
         event_base_free(a->base);

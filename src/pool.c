@@ -1,6 +1,8 @@
 /* pool.c - per-worker keep-alive pools per origin (see pool.h). */
 #include "pool.h"
 
+#include <openssl/err.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,6 +43,12 @@ void lp_pconn_close(struct lp_pconn *c)
     if (c->fd >= 0) {
         if (event_initialized(&c->ev))
             event_del(&c->ev);
+        if (c->tls) {
+            /* No close_notify (the close says it all), but marked as shut down: OpenSSL would
+             * otherwise make the connection's session non-resumable. */
+            SSL_set_shutdown(c->tls, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+            SSL_free(c->tls);
+        }
         close(c->fd);
     }
     free(c);
@@ -63,10 +71,23 @@ static void unlink_idle(struct lp_pconn *c)
     o->pool->idle--;
 }
 
-/* An idle connection became readable (closed by the peer, or unasked-for bytes) or expired. */
+/* An idle connection became readable (closed by the peer, or unasked-for bytes) or expired. A
+ * TLS connection may just have received a session ticket: OpenSSL consumes it, and the connection
+ * stays when no application data came with it. */
 static void on_idle_event(evutil_socket_t fd, short what, void *arg)
 {
     struct lp_pconn *c = arg;
+    if ((what & EV_READ) && c->tls) {
+        char b;
+        ERR_clear_error();
+        int r = SSL_peek(c->tls, &b, 1);
+        int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(c->tls, r);
+        ERR_clear_error();
+        if (e == SSL_ERROR_WANT_READ) {
+            event_add(&c->ev, &c->origin->pool->idle_tv);
+            return;
+        }
+    }
     unlink_idle(c);
     lp_pconn_close(c);
 }

@@ -16,6 +16,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,7 @@ struct lp_pool_origin;
 
 struct lp_pconn {
     int fd;
+    SSL *tls;                      /* https: the TLS connection, freed with it */
     struct event ev;               /* owned by whoever holds the connection; not pending when
                                       handed over in either direction */
     struct lp_pool_origin *origin; /* set while idle in the pool */

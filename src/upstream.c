@@ -302,7 +302,7 @@ struct lp_upstream_xfer *lp_upstream_start(struct lp_upstream *u, const struct l
                                            const struct lp_upstream_cbs *cbs, void *arg)
 {
     struct lp_upstream_xfer *x;
-    if (!r->http2 && lp_h1client_accepts(r->url))
+    if (!r->http2 && lp_h1client_accepts(u->h1, r->url))
         x = lp_h1client_start(u->h1, r, &hyg_cbs, arg);
     else
         x = lp_curlclient_start(u->curl, r, &hyg_cbs, arg);

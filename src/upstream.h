@@ -2,9 +2,9 @@
  *
  * One struct lp_upstream per worker thread, one struct lp_upstream_xfer per attempt. Two engines
  * sit behind this interface, chosen per transfer (upstream.c): the own HTTP/1.1 client
- * (h1client.c, keep-alive pools per origin in pool.c) for plain http:// backends addressed by an
- * IP literal or localhost, and libcurl multi (curlclient.c) for everything else and for backends
- * that ask for it with `http2: true`.
+ * (h1client.c: keep-alive pools per origin in pool.c, names resolved by dns.c, TLS by tls.c) for
+ * http:// and https:// backends, and libcurl multi (curlclient.c) for backends that ask for it
+ * with `http2: true` (HTTP/2 over TLS).
  *
  * Response hygiene (upstream.c, above the engines, so every engine behaves the same): the caller
  * asks for `Accept-Encoding: identity`; no engine adds an Accept-Encoding of its own or decodes
@@ -78,6 +78,7 @@ struct lp_upstream_req {
     int64_t write_timeout_ms;  /* sending the request (own client only); 0 = none */
     int64_t total_timeout_ms;  /* 0 = none */
     const char *ca_file;       /* CA bundle to verify the peer with; NULL = libcurl's default */
+    const char *ca_pem;        /* the same bundle's text, read at config load (own client) */
     bool http2;                /* the backend's `http2: true`: libcurl (HTTP/2 over TLS) */
 };
 

@@ -1,4 +1,5 @@
-"""HTTPS and HTTP/2 upstreams, entirely on loopback.
+"""HTTPS upstreams on both engines, entirely on loopback: the own client (HTTP/1.1 over TLS, the
+default) and libcurl (`http2: true`, HTTP/2 over TLS). Every case runs on both.
 
 Debian's nginx (nginx-light: http_ssl + http_v2) terminates TLS with ``ssl http2`` in front of
 llm-mock. A private CA and a server certificate for 127.0.0.1 (subjectAltName IP:127.0.0.1 and
@@ -10,9 +11,11 @@ What is asserted:
     a request;
   * host name verification is on: a trusted certificate presented for another address fails;
   * with the private CA trusted (backend key ``tls_ca_file``) non-stream and stream requests work;
-  * the upstream requests arrive as HTTP/2.0 and sequential requests share one TLS connection
-    (nginx logs ``$server_protocol`` and ``$connection``);
-  * a paced stream crosses TLS+h2 event by event, not buffered to the end.
+  * the upstream requests arrive as HTTP/1.1 (own client) or HTTP/2.0 (libcurl) and sequential
+    requests share one TLS connection (nginx logs ``$server_protocol`` and ``$connection``);
+  * a paced stream crosses TLS event by event, not buffered to the end;
+  * the own client resumes its TLS session on a new connection (nginx logs
+    ``$ssl_session_reused``).
 
 libcurl reads no environment variable for its CA store (``CURL_CA_BUNDLE`` and ``SSL_CERT_FILE``
 are read by the curl *tool* only; libcurl passes its compiled-in bundle path to OpenSSL, so
@@ -77,8 +80,9 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
-    log_format lp '$connection $server_protocol $status $server_addr $request_uri';
+    log_format lp '$connection $server_protocol $status $server_addr $request_uri $ssl_session_reused';
     access_log {d}/access.log lp;
+    ssl_session_cache shared:lpssl:1m;
     server {{
         listen 127.0.0.1:{port} ssl http2;
         listen 127.0.0.2:{port} ssl http2;
@@ -89,6 +93,17 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering off;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{port2} ssl;
+        keepalive_requests 1;
+        ssl_certificate {d}/server.pem;
+        ssl_certificate_key {d}/server.key;
+        location / {{
+            proxy_pass http://127.0.0.1:{mock_port};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
         }}
     }}
 }}
@@ -133,6 +148,7 @@ class Nginx:
         self.nginx, self.dir, self.mock_port = nginx, d, mock_port
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.port2 = 0  # closes every connection after one request
         self.access_log = os.path.join(d, "access.log")
         self.error_log = os.path.join(d, "error.log")
 
@@ -142,10 +158,11 @@ class Nginx:
         os.chmod(self.dir, 0o711)
         last = ""
         for _ in range(3):  # free_port() can race with another test grabbing the port
-            self.port = free_port()
+            self.port, self.port2 = free_port(), free_port()
             conf = os.path.join(self.dir, "nginx.conf")
             with open(conf, "w") as f:
-                f.write(NGINX_CONF.format(d=self.dir, port=self.port, mock_port=self.mock_port))
+                f.write(NGINX_CONF.format(d=self.dir, port=self.port, port2=self.port2,
+                                          mock_port=self.mock_port))
             self.proc = subprocess.Popen(
                 [self.nginx, "-p", self.dir + "/", "-e", self.error_log, "-c", conf,
                  "-g", "daemon off;"],
@@ -191,9 +208,9 @@ class Nginx:
         try:
             with open(self.access_log) as f:
                 for line in f:
-                    conn, proto, status, addr, uri = line.split()
+                    conn, proto, status, addr, uri, reused = line.split()
                     out.append({"conn": conn, "proto": proto, "status": int(status),
-                                "addr": addr, "uri": uri})
+                                "addr": addr, "uri": uri, "reused": reused == "r"})
         except FileNotFoundError:
             pass
         return out
@@ -210,7 +227,10 @@ def chat(stream: bool = False) -> dict:
 
 class TestTLSUpstream(unittest.TestCase):
     """One CA, one mock and one nginx for the class; a fresh proxy per test (a failed attempt
-    puts the route into cooldown, which must not leak into the next test)."""
+    puts the route into cooldown, which must not leak into the next test). The own client."""
+
+    http2 = False          # the backend's `http2:` key: which engine carries the requests
+    proto = "HTTP/1.1"     # what nginx sees
 
     @classmethod
     def setUpClass(cls):
@@ -240,17 +260,19 @@ class TestTLSUpstream(unittest.TestCase):
         """The nginx access-log lines written by this test (waits for at least ``n``)."""
         return self.nginx.wait_entries(self.log_mark + n)[self.log_mark:]
 
-    def proxy(self, trusted: bool, host: str = "127.0.0.1") -> Proxy:
+    def proxy(self, trusted: bool, host: str = "127.0.0.1", port: int = 0) -> Proxy:
         extra = {"tls_ca_file": self.ca} if trusted else {}
-        b = backend("tls-up", url=f"https://{host}:{self.nginx.port}/v1", **extra)
+        if self.http2:
+            extra["http2"] = True
+        b = backend("tls-up", url=f"https://{host}:{port or self.nginx.port}/v1", **extra)
         cfg = config([b], {"gpt-tls": [("tls-up", MODEL)]},
                      server={"threads": 1})  # one worker = one upstream connection pool
         return Proxy(cfg)
 
     @contextlib.contextmanager
-    def trusted_proxy(self, host: str = "127.0.0.1") -> Iterator[Proxy]:
+    def trusted_proxy(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[Proxy]:
         """A running proxy whose backend trusts the private CA (fails clearly without the key)."""
-        with self.proxy(trusted=True, host=host) as px:
+        with self.proxy(trusted=True, host=host, port=port) as px:
             if "tls_ca_file: unknown key" in px.log_text():
                 self.fail("llm-proxy has no backend key `tls_ca_file` (a CA bundle for one "
                           "backend), so the private CA cannot be trusted")
@@ -321,7 +343,7 @@ class TestTLSUpstream(unittest.TestCase):
                     self.assertEqual(r.status, 200, f"request {i}: {r.text}")
             lines = self.new_entries(n)
         self.assertEqual(len(lines), n, lines)
-        self.assertEqual({e["proto"] for e in lines}, {"HTTP/2.0"}, lines)
+        self.assertEqual({e["proto"] for e in lines}, {self.proto}, lines)
         self.assertEqual({e["uri"] for e in lines}, {"/v1/chat/completions"}, lines)
         self.assertEqual(len({e["conn"] for e in lines}), 1,
                          f"sequential upstream requests used several TLS connections: {lines}")
@@ -346,7 +368,29 @@ class TestTLSUpstream(unittest.TestCase):
         gaps = [b - a for a, b in zip(deltas, deltas[1:])]
         spaced = sum(g >= INTERVAL_MS / 1000 * 0.4 for g in gaps)
         self.assertGreaterEqual(spaced, len(gaps) // 2, f"events were batched: gaps {gaps}")
-        self.assertEqual(lines[0]["proto"], "HTTP/2.0", lines)
+        self.assertEqual(lines[0]["proto"], self.proto, lines)
+
+    def test_name_verified_and_session_resumed(self):
+        """`localhost` is in the certificate as a DNS name (SNI and host check by name). The
+        second server closes every connection after one request: the next connection resumes
+        the TLS session."""
+        with self.trusted_proxy("localhost", self.nginx.port2) as px, Client(px.url) as c:
+            for i in range(3):
+                r = c.request("POST", "/v1/chat/completions", chat(), auth())
+                self.assertEqual(r.status, 200, f"request {i}: {r.text}")
+            lines = self.new_entries(3)
+        self.assertEqual(len(lines), 3, lines)
+        self.assertEqual(len({e["conn"] for e in lines}), 3, lines)
+        self.assertFalse(lines[0]["reused"], lines)
+        self.assertTrue(lines[1]["reused"] and lines[2]["reused"],
+                        f"TLS session not resumed: {lines}")
+
+
+class TestTLSUpstreamLibcurl(TestTLSUpstream):
+    """The same cases through libcurl (`http2: true`): HTTP/2 over TLS."""
+
+    http2 = True
+    proto = "HTTP/2.0"
 
 
 if __name__ == "__main__":

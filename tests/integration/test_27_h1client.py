@@ -2,11 +2,14 @@
 extensions and trailers cut into tiny writes, interim 1xx heads, bodies delimited by the close,
 keep-alive reuse, a reused connection closed before answering (sent again on a fresh one),
 framing errors refused, a body cut short, and a cancelled stream closing its upstream at once.
-A backend with `http2: true` still goes through libcurl."""
+A backend with `http2: true` still goes through libcurl. Host names are resolved on the loop
+against a fake name server (LP_DNS_SERVERS): answers cached for their TTL, served stale when the
+name server fails, every address tried in turn, unknown names refused."""
 
 import json
 import queue
 import socket
+import struct
 import threading
 import time
 import unittest
@@ -113,6 +116,54 @@ class RawUpstream:
             self.peer_closed.setdefault(no, time.monotonic())
         finally:
             c.close()
+
+
+class FakeDns:
+    """A UDP name server: A queries for names in `answers` ({name: ([ip, ...], ttl)}) are answered,
+    other names get NXDOMAIN, AAAA queries an empty answer; with `servfail` set everything gets
+    SERVFAIL. `queries` lists the (name, qtype) asked."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.answers: dict = {}
+        self.queries: list = []
+        self.servfail = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def a_queries(self, name: str) -> int:
+        return sum(1 for n, t in self.queries if n == name and t == 1)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                q, peer = self.sock.recvfrom(2048)
+            except OSError:
+                return
+            qid = q[:2]
+            i, labels = 12, []
+            while q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode())
+                i += 1 + q[i]
+            question = q[12:i + 5]
+            qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+            name = ".".join(labels).lower()
+            self.queries.append((name, qtype))
+            ips, ttl = self.answers.get(name, (None, 0))
+            if self.servfail:
+                flags, ans = 0x8182, []
+            elif ips is None:
+                flags, ans = 0x8183, []
+            else:
+                flags = 0x8180
+                ans = [b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, ttl, 4) + socket.inet_aton(ip)
+                       for ip in ips] if qtype == 1 else []
+            resp = qid + struct.pack(">HHHHH", flags, 1, len(ans), 0, 0) + question + b"".join(ans)
+            self.sock.sendto(resp, peer)
 
 
 def pieces(data: bytes, n: int) -> list:
@@ -254,6 +305,76 @@ class H1ClientTests(unittest.TestCase):
         self.start_proxy(http2=True)
         self.up.push({"pieces": [dup]})
         self.assert_answer(self.chat())
+
+
+class DnsTests(unittest.TestCase):
+    def setUp(self):
+        require_proxy()
+        self.up = RawUpstream()
+        self.dns = FakeDns()
+        self.port = int(self.up.url.rsplit(":", 1)[1])
+        self.px = None
+
+    def tearDown(self):
+        if self.px:
+            self.px.stop()
+        self.up.close()
+        self.dns.close()
+
+    def start_proxy(self, host: str) -> None:
+        url = "http://%s:%d/v1" % (host, self.port)
+        self.px = Proxy(config([backend("named", url=url)], {"m": [("named", "m-up")]},
+                               server={"threads": 1}),
+                        env={"LP_DNS_SERVERS": self.dns.addr}).start()
+
+    def chat(self):
+        return request(self.px.url, "POST", "/v1/chat/completions", CHAT, headers=auth(),
+                       timeout=15)
+
+    def answer_and_close(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.up.push({"pieces": [with_length(ANSWER, b"Connection: close\r\n")]})
+
+    def test_answer_cached_for_its_ttl(self):
+        self.dns.answers["api.example.test"] = (["127.0.0.1"], 60)
+        self.start_proxy("api.example.test")
+        self.answer_and_close(3)
+        for _ in range(3):
+            self.assertEqual(self.chat().status, 200)
+        # Three fresh connections, one query.
+        self.assertEqual(self.up.conns, 3)
+        self.assertEqual(self.dns.a_queries("api.example.test"), 1)
+
+    def test_expired_answer_refreshed_and_served_stale(self):
+        self.dns.answers["short.example.test"] = (["127.0.0.1"], 1)
+        self.start_proxy("short.example.test")
+        self.answer_and_close(3)
+        self.assertEqual(self.chat().status, 200)
+        time.sleep(1.3)
+        self.assertEqual(self.chat().status, 200)
+        wait_until(lambda: self.dns.a_queries("short.example.test") >= 2, 3.0,
+                   msg="the expired answer was refreshed")
+        # The name server fails: the last answer is still served.
+        self.dns.servfail = True
+        time.sleep(1.3)
+        r = self.chat()
+        self.assertEqual(r.status, 200, r.text)
+
+    def test_next_address_tried(self):
+        # Nothing listens on 127.0.0.2 at this port: refused, then 127.0.0.1 answers.
+        self.dns.answers["two.example.test"] = (["127.0.0.2", "127.0.0.1"], 60)
+        self.start_proxy("two.example.test")
+        self.answer_and_close()
+        r = self.chat()
+        self.assertEqual(r.status, 200, r.text)
+
+    def test_unknown_name_fails_as_dns(self):
+        self.start_proxy("nowhere.example.test")
+        r = self.chat()
+        self.assertGreaterEqual(r.status, 500, r.text)
+        self.assertIn("error", r.json())
+        self.assertEqual(self.up.conns, 0)
+        self.assertGreaterEqual(self.dns.a_queries("nowhere.example.test"), 1)
 
 
 if __name__ == "__main__":
