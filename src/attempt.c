@@ -323,6 +323,17 @@ static char *inject_sysprompts(struct lp_request *req, size_t *len)
     return lp_sysprompt_apply(sp, req->client, req->alias_name, req->body, req->body_len, len);
 }
 
+/* translation.unsupported for this candidate: route, else alias, else top level. */
+static enum lp_xlat_unsupported xlat_policy(const struct lp_config *cfg,
+                                            const struct lp_candidate *c)
+{
+    if (c->route->translation.unsupported != LP_XLAT_UNSET)
+        return c->route->translation.unsupported;
+    if (c->alias && c->alias->translation.unsupported != LP_XLAT_UNSET)
+        return c->alias->translation.unsupported;
+    return cfg->translation.unsupported;
+}
+
 /* Build the upstream body. Returns false with *err filled when the translator refuses the
  * client's request for this backend (the client's error, not the backend's). */
 static bool build_body(struct lp_attempt *a, struct lp_xlat_err *err)
@@ -334,12 +345,15 @@ static bool build_body(struct lp_attempt *a, struct lp_xlat_err *err)
     const char *src = injected ? injected : req->body;
     size_t src_len = injected ? ilen : req->body_len;
     if (a->translate) {
+        memset(&a->xnotes, 0, sizeof a->xnotes);
         struct lp_xlat_opts o = {
             .upstream_model = c->route->model,
             .default_max_tokens = req->cfg->proxy.default_max_tokens,
             .max_tokens_limit = route_max_tokens(c),
             .stream = req->stream,
             .request_id = req->id,
+            .drop_unsupported = xlat_policy(req->cfg, c) == LP_XLAT_DROP,
+            .notes = &a->xnotes,
         };
         a->body = lp_xlat_request(req->client, c->protocol, src, src_len, &o, &a->body_len, err);
         free(injected);
@@ -874,8 +888,10 @@ size_t lp_attempt_response_headers(const struct lp_attempt *a, struct lp_edge_he
                                    size_t max, bool for_stream)
 {
     size_t n = 0;
+    if (a->translate && a->xnotes.dropped[0] && max > 0)
+        out[n++] = (struct lp_edge_header){"X-LLM-Proxy-Dropped-Params", a->xnotes.dropped};
     if (a->translate || !a->hx)
-        return 0;
+        return n;
     size_t cnt = lp_upstream_header_count(a->hx);
     const char *conn = lp_upstream_header(a->hx, "Connection");
     for (size_t i = 0; i < cnt && n < max; i++) {

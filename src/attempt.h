@@ -33,6 +33,7 @@
 #include "classify.h"
 #include "endpoint.h"
 #include "health.h"
+#include "proto/xlat.h"
 #include "relay.h"
 #include "request.h"
 #include "sse.h"
@@ -97,6 +98,8 @@ struct lp_attempt {
     char *url;                      /* arena */
     char *body;                     /* heap when != req->body */
     size_t body_len;
+    struct lp_xlat_notes xnotes;    /* translating: the client parameters dropped (header
+                                     * X-LLM-Proxy-Dropped-Params, access line) */
     char **hdrs;                    /* arena: "Name: value" lines */
     size_t n_hdrs, cap_hdrs;
     struct lp_upstream_xfer *x;     /* the running transfer, NULL once over */
@@ -171,8 +174,9 @@ void lp_attempt_classify_transport(struct lp_attempt *att, enum lp_transport tr,
 
 /* The upstream's response headers a pass-through client may see (hop-by-hop, framing, cookies,
  * Connection-listed and our own headers removed; Content-Type and, for streams, Cache-Control
- * are the caller's). Pointers valid while the headers are (see below). Returns the count (0 when
- * translating). */
+ * are the caller's). Pointers valid while the headers are (see below). When translating, none
+ * of the upstream's: only X-LLM-Proxy-Dropped-Params when the translation dropped client
+ * parameters (valid while the attempt is). Returns the count. */
 struct lp_edge_header;
 size_t lp_attempt_response_headers(const struct lp_attempt *att, struct lp_edge_header *out,
                                    size_t max, bool for_stream);

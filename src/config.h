@@ -76,6 +76,19 @@ struct lp_backend {
     int line, col;          /* where the entry starts, for later diagnostics */
 };
 
+/* translation: how cross-protocol requests treat what the other protocol cannot express
+ * (docs/translation.md). Set at the top level, per alias and per route; the most specific set
+ * value wins. 0 (LP_XLAT_UNSET) everywhere means the default, reject. */
+enum lp_xlat_unsupported {
+    LP_XLAT_UNSET = 0,
+    LP_XLAT_REJECT, /* answer 400 naming the parameter */
+    LP_XLAT_DROP,   /* drop it, list it in X-LLM-Proxy-Dropped-Params and the access line */
+};
+
+struct lp_xlat_cfg {
+    enum lp_xlat_unsupported unsupported;
+};
+
 struct lp_route {
     char *backend;          /* backend name as written */
     size_t backend_idx;     /* index into lp_config.backends (validated to exist) */
@@ -86,6 +99,7 @@ struct lp_route {
     enum lp_proto protocol; /* valid when has_protocol */
     int64_t max_tokens;     /* 0 = inherit the backend's */
     int weight;             /* share under routing.strategy weighted; default 1, 0 = last */
+    struct lp_xlat_cfg translation; /* route-level translation block */
     int line, col;          /* where the route entry starts */
 };
 
@@ -124,6 +138,7 @@ struct lp_alias {
     char **fallbacks; /* fallback.alias_fallback[name], in order; may name unknown aliases (warned) */
     size_t n_fallbacks;
     struct lp_routing_cfg routing; /* effective: its own routing block over the top-level one */
+    struct lp_xlat_cfg translation; /* alias-level translation block (unset fields inherit) */
     int line, col;    /* where the alias key is written */
 };
 
@@ -317,6 +332,7 @@ struct lp_config {
     struct lp_rate_limit_cfg rate_limit;
     struct lp_concurrency_cfg concurrency;
     struct lp_routing_cfg routing; /* top level; each alias holds its effective copy */
+    struct lp_xlat_cfg translation; /* top-level translation block */
     struct lp_client_key *keys;
     size_t n_keys;
     unsigned char proxy_key_digest[32]; /* SHA-256 of proxy_api_key (when set) */

@@ -1198,6 +1198,28 @@ static void on_route_protocol(struct lp_config_walk *w, yaml_node_t *val, void *
         r->has_protocol = true;
 }
 
+static void on_xlat_unsupported(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    enum lp_xlat_unsupported *out = target;
+    char *s;
+    if (typed_scalar(w, val, "reject or drop", &s) != SC_OK)
+        return;
+    if (strcmp(s, "reject") == 0)
+        *out = LP_XLAT_REJECT;
+    else if (strcmp(s, "drop") == 0)
+        *out = LP_XLAT_DROP;
+    else
+        ERR(w, val, "invalid value \"%.64s\" (expected reject or drop)", s);
+    free(s);
+}
+
+/* clang-format off */
+static const struct field translation_fields[] = {
+    FNAT("unsupported", struct lp_xlat_cfg, unsupported, on_xlat_unsupported),
+    END,
+};
+/* clang-format on */
+
 /* clang-format off */
 static const struct field route_fields[] = {
     FN("backend", on_route_backend),
@@ -1207,6 +1229,7 @@ static const struct field route_fields[] = {
     FN("protocol", on_route_protocol),
     NUM("max_tokens", K_INT64, struct lp_route, max_tokens, 0, INT32_MAX),
     NUM("weight", K_INT, struct lp_route, weight, 0, 1000000),
+    MAPAT("translation", struct lp_route, translation, translation_fields),
     IGN("reasoning"),
     /* era C route field of unknown meaning */
     END,
@@ -1378,6 +1401,7 @@ static const struct field alias_fields[] = {
     VAL("enabled", K_BOOL, struct lp_alias, enabled),
     FN("routes", on_routes),
     FNAT("routing", struct lp_alias, routing, on_routing),
+    MAPAT("translation", struct lp_alias, translation, translation_fields),
     END,
 };
 /* clang-format on */
@@ -2157,6 +2181,7 @@ static const struct field root_fields[] = {
     MAPAT("rate_limit", struct lp_config, rate_limit, rate_limit_fields, .pass = 2),
     MAPAT("concurrency", struct lp_config, concurrency, concurrency_fields, .pass = 3),
     FNAT("routing", struct lp_config, routing, on_routing, .pass = 2),
+    MAPAT("translation", struct lp_config, translation, translation_fields, .pass = 2),
     FN("keys", on_keys, .pass = 3),
     END,
 };

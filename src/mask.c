@@ -270,6 +270,29 @@ static bool match_query(const char *in, size_t len, size_t i, struct hit *h)
     return true;
 }
 
+static bool is_userinfo_ch(unsigned char c)
+{
+    return c > ' ' && c != '/' && c != '?' && c != '#' && c != '@' && c != '"' && c != '\'' &&
+           c != '<' && c != '>' && c != 0x7f;
+}
+
+/* URL credentials: "://user:password@" masks the password, "://token@" the token (the ':' of
+ * "://" is at i). Only when an '@' ends the userinfo before any '/', '?', '#' or blank. */
+static bool match_userinfo(const char *in, size_t len, size_t i, struct hit *h)
+{
+    if (len - i < 4 || in[i + 1] != '/' || in[i + 2] != '/')
+        return false;
+    size_t j = i + 3, end = span(in, len, j, is_userinfo_ch);
+    if (end == j || end >= len || in[end] != '@')
+        return false;
+    const char *colon = memchr(in + j, ':', end - j);
+    size_t v = colon ? (size_t)(colon - in) + 1 : j;
+    if (v == end)
+        return false; /* "user:@host": nothing to mask */
+    *h = (struct hit){v, end};
+    return true;
+}
+
 /* The longest-listed registered secret starting at in[i]. */
 static bool match_secret(const char *in, size_t len, size_t i, const char *const *secrets, size_t n,
                          struct hit *h)
@@ -327,6 +350,8 @@ static bool match_pattern(const char *in, size_t len, size_t i, struct hit *h)
     case '?':
     case '&':
         return match_query(in, len, i, h);
+    case ':':
+        return match_userinfo(in, len, i, h);
     default:
         return false;
     }
@@ -345,7 +370,7 @@ static bool find_hit(const char *in, size_t len, size_t i, const char *const *se
 static void build_triggers(unsigned char trig[256], const char *const *secrets, size_t n)
 {
     memset(trig, 0, 256);
-    static const char fixed[] = "sSbBaA\"?&";
+    static const char fixed[] = "sSbBaA\"?&:";
     for (const char *p = fixed; *p; p++)
         trig[(unsigned char)*p] = 1;
     for (size_t k = 0; k < n; k++) {

@@ -15,7 +15,9 @@
  *     auth scheme word after "authorization" (Bearer, Basic, ...) is kept;
  *   - JSON members "access_token", "refresh_token", "client_secret", "password", "secret",
  *     "token": their string value;
- *   - query parameters ?key= &key= access_token= token= api_key= ... up to '&', '#' or space.
+ *   - query parameters ?key= &key= access_token= token= api_key= ... up to '&', '#' or space;
+ *   - URL credentials: the password of "scheme://user:password@host" (the whole userinfo when
+ *     it has no ':', as in "https://token@host").
  * Error codes that merely name a key ("invalid_api_key: Incorrect API key") are not keywords.
  * A registered secret that starts inside a masked region and runs past its end extends it.
  * A value that starts with '"' is masked up to the closing unescaped quote (so a JSON string

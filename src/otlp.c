@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "mask.h"
 #include "metrics.h"
 #include "runtime.h"
 #include "util/alloc.h"
@@ -93,8 +94,12 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
 {
     struct answer *a = arg;
     size_t len = sz * n;
-    if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0)
-        a->retry_after_s = strtol(p + 12, NULL, 10);
+    if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
+        /* A collector's hint, bounded: garbage, negative or huge values never overflow. */
+        errno = 0;
+        long v = strtol(p + 12, NULL, 10);
+        a->retry_after_s = errno == ERANGE || v < 0 ? 0 : v > 3600 ? 3600 : v;
+    }
     return len;
 }
 
@@ -158,9 +163,17 @@ static bool post_once(const struct lp_config *cfg, const struct lp_buf *body, in
     bool retryable = rc != CURLE_OK || status == 429 || status == 502 || status == 503 ||
                      status == 504;
     if (!retryable || X.stopping) {
-        lp_log_warn(NULL, "trace export to %.*s refused (%s%ld); %s", (int)el, e,
-                    rc != CURLE_OK ? curl_easy_strerror(rc) : "HTTP ", rc != CURLE_OK ? 0L : status,
-                    "spans dropped");
+        /* The endpoint may carry credentials (https://user:token@collector): masked. */
+        struct lp_buf m;
+        lp_buf_init(&m, 4096);
+        lp_mask(e, el, &m, NULL, 0);
+        if (rc != CURLE_OK)
+            lp_log_warn(NULL, "trace export to %s refused (%s); spans dropped",
+                        m.data ? m.data : "", curl_easy_strerror(rc));
+        else
+            lp_log_warn(NULL, "trace export to %s refused (HTTP %ld); spans dropped",
+                        m.data ? m.data : "", status);
+        lp_buf_free(&m);
         return true;
     }
     return false;

@@ -239,6 +239,8 @@ void lp_reqlog_write(struct lp_request *req)
         json_str(&b, "stream_end", lp_stream_end_name(req->stream_end));
     if (req->error_msg_set)
         json_str_masked(&b, "error", req->error_msg, &m);
+    if (req->winner && req->winner->translate && req->winner->xnotes.dropped[0])
+        json_str_masked(&b, "dropped_params", req->winner->xnotes.dropped, &m);
     lp_traffic_log_fields(req, &b); /* "key", "limited", "queue_ms" */
     lp_buf_appends(&b, "}");
     /* Every client- or upstream-supplied field was masked above; the rest are our own values

@@ -351,16 +351,17 @@ static void put_time(struct jw *w, int64_t mono_us)
     LIT(w, "\"");
 }
 
-/* A list's position, to blank its leading comma when it closes. */
-static inline char *list_open(struct jw *w)
+/* A list's position, to blank its leading comma when it closes. An offset, not a pointer: the
+ * buffer may move (jw_grow) while the list is written. */
+static inline size_t list_open(const struct jw *w)
 {
-    return w->p;
+    return (size_t)(w->p - w->buf);
 }
 
-static inline void list_close(struct jw *w, char *mark, char close)
+static inline void list_close(struct jw *w, size_t mark, char close)
 {
-    if (mark < w->p && *mark == ',')
-        *mark = ' ';
+    if (w->buf + mark < w->p && w->buf[mark] == ',')
+        w->buf[mark] = ' ';
     need(w, 1);
     *w->p++ = close;
 }
@@ -550,7 +551,7 @@ static void attempt_span(struct jw *w, const struct lp_request *req, const struc
     int64_t end = a->end_us ? a->end_us : now_us;
     span_open(w, a->trace.span_id, w->t->span_id, false, op, c->route->model, a->start_us, end);
     LIT(w, ",\"attributes\":[");
-    char *m = list_open(w);
+    size_t m = list_open(w);
     ATTR_S(w, "gen_ai.operation.name", op);
     ATTR_S(w, "gen_ai.provider.name", provider_name(c));
     ATTR_S(w, "gen_ai.request.model", c->route->model);
@@ -588,7 +589,7 @@ static void attempt_span(struct jw *w, const struct lp_request *req, const struc
     if (a->trace.cooldown_ms > 0) {
         EVENT(w, "llm_proxy.cooldown", end);
         LIT(w, ",\"attributes\":[");
-        char *am = list_open(w);
+        size_t am = list_open(w);
         ATTR_S(w, "llm_proxy.backend", c->backend->name);
         ATTR_S(w, "gen_ai.request.model", c->route->model);
         ATTR_I(w, "llm_proxy.cooldown_ms", a->trace.cooldown_ms);
@@ -602,7 +603,9 @@ static void attempt_span(struct jw *w, const struct lp_request *req, const struc
 char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, int *n_spans)
 {
     const struct lp_trace *t = &req->trace;
-    size_t cap = 2048 + req->n_log * 1536 + (t->tracestate ? 8 * strlen(t->tracestate) : 0);
+    /* A first guess; the writer grows as needed (the client's tracestate is in every span). */
+    size_t cap = 2048 + req->n_log * 1536 +
+                 (t->tracestate ? (1 + req->n_log) * 6 * strlen(t->tracestate) : 0);
     struct jw w = {.t = t, .mask = req->cfg->logging.mask_sensitive};
     w.buf = w.p = lp_xmalloc(cap);
     w.end = w.buf + cap;
@@ -610,11 +613,11 @@ char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, 
         w.secrets = lp_config_secrets(req->cfg, &w.n_secrets);
     const char *op = operation_name(req->ep);
     const char *alias = req->alias ? req->alias->name : NULL;
-    char *spans = list_open(&w);
+    size_t spans = list_open(&w);
     span_open(&w, t->span_id, t->has_parent ? t->parent_id : NULL, true, op, alias, req->t0_us,
               now_us);
     LIT(&w, ",\"attributes\":[");
-    char *m = list_open(&w);
+    size_t m = list_open(&w);
     ATTR_S(&w, "gen_ai.operation.name", op);
     if (alias)
         ATTR_S(&w, "gen_ai.request.model", alias);
@@ -664,7 +667,7 @@ char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, 
             continue;
         EVENT(&w, "llm_proxy.failover", next->start_us);
         LIT(&w, ",\"attributes\":[");
-        char *am = list_open(&w);
+        size_t am = list_open(&w);
         ATTR_S(&w, "llm_proxy.from.backend", a->cand->backend->name);
         ATTR_S(&w, "llm_proxy.from.model", a->cand->route->model);
         ATTR_S(&w, "llm_proxy.to.backend", next->cand->backend->name);
@@ -684,8 +687,8 @@ char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, 
     for (size_t i = 0; i < req->n_log; i++)
         attempt_span(&w, req, req->log[i], op, now_us);
     /* The fragment is "{span},{span}": drop the leading comma (a blank) of the span list. */
-    if (*spans == ',')
-        *spans = ' ';
+    if (w.buf + spans < w.p && w.buf[spans] == ',')
+        w.buf[spans] = ' ';
     need(&w, 1);
     *w.p = '\0';
     *len = (size_t)(w.p - w.buf);

@@ -3,6 +3,8 @@
 
 #include "proto/google.h"
 
+#include "log.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +23,43 @@ void lp_xlat_fail(struct lp_xlat_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
+}
+
+void lp_xlat_note_drop(struct lp_xlat_notes *notes, const char *name)
+{
+    if (!notes || !name || !*name)
+        return;
+    char *d = notes->dropped;
+    size_t len = strlen(d), n = strlen(name);
+    if (len >= 4 && !strcmp(d + len - 4, ",..."))
+        return; /* already full */
+    for (const char *p = d; *p;) { /* already listed? */
+        size_t l = strcspn(p, ",");
+        if (l == n && !strncmp(p, name, n))
+            return;
+        p += l + (p[l] == ',');
+    }
+    if (len + (len ? 1 : 0) + n + 4 >= sizeof notes->dropped) {
+        if (len + 4 < sizeof notes->dropped)
+            memcpy(d + len, ",...", 5);
+        return;
+    }
+    if (len)
+        d[len++] = ',';
+    memcpy(d + len, name, n + 1);
+}
+
+bool lp_xlat_unsupported(const struct lp_xlat_opts *o, struct lp_xlat_err *err, const char *name,
+                         const char *why)
+{
+    if (o && o->drop_unsupported) {
+        lp_log_debug(o->request_id, "xlat: %s dropped (%s)", name, why);
+        lp_xlat_note_drop(o->notes, name);
+        return true;
+    }
+    lp_xlat_fail(err, "%s: %s; the route's translation.unsupported: drop would drop it", name,
+                 why);
+    return false;
 }
 
 char *lp_xlat_dump(struct json_object *obj, size_t *out_len)

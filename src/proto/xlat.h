@@ -18,6 +18,16 @@
 
 #include "config.h" /* enum lp_proto */
 
+/* What a translation dropped, for the X-LLM-Proxy-Dropped-Params response header and the
+ * access line: client parameter names, comma-separated, each at most once; cut (with a final
+ * ",...") when it would not fit. */
+struct lp_xlat_notes {
+    char dropped[256];
+};
+
+/* Add `name` to notes (NULL notes: nothing). */
+void lp_xlat_note_drop(struct lp_xlat_notes *notes, const char *name);
+
 struct lp_xlat_opts {
     const char *upstream_model; /* the route's real model, written into the translated body;
                                  * NULL keeps the client's `model` */
@@ -26,6 +36,9 @@ struct lp_xlat_opts {
     bool stream;                /* the client asked for streaming (used when the body has no
                                  * boolean `stream`) */
     const char *request_id;     /* for debug logs; may be NULL */
+    bool drop_unsupported;      /* translation.unsupported: drop (else reject: a 400 naming
+                                 * the parameter) for parameters that change the answer */
+    struct lp_xlat_notes *notes; /* filled with what was dropped; may be NULL */
 };
 
 /* A request the translator refuses: always a client error (status 400, type
@@ -106,6 +119,11 @@ struct json_object;
 /* Fill *err with a 400 invalid_request_error and a printf-formatted message. */
 void lp_xlat_fail(struct lp_xlat_err *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* A client parameter the backend protocol cannot honour. Under `reject` (the default) fills
+ * *err with a 400 naming it ("<name>: <why>; set translation.unsupported: drop to drop it") and
+ * returns false; under `drop` notes it as dropped and returns true. */
+bool lp_xlat_unsupported(const struct lp_xlat_opts *o, struct lp_xlat_err *err, const char *name,
+                         const char *why);
 /* Serialise to a new heap string (*out_len set). */
 char *lp_xlat_dump(struct json_object *obj, size_t *out_len);
 /* Text of an OpenAI content value (string, or array of {type:text|refusal|input_text,..} parts)

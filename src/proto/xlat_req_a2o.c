@@ -18,6 +18,7 @@
 /* OpenAI's `user` field is documented as a short end-user id; longer ids (Claude Code sends a
  * JSON document) are replaced by a stable hash so they still identify the user. */
 #define MAX_USER_LEN 64
+#define MAX_OPENAI_STOP 4 /* OpenAI's limit on `stop` entries */
 
 struct a2o {
     const struct lp_xlat_opts *o;
@@ -289,6 +290,19 @@ static bool on_message(struct a2o *st, struct json_object *m, size_t i)
     return true;
 }
 
+/* A final assistant message with text only (no tool call) asks the model to continue it. */
+static bool is_prefill(struct json_object *m)
+{
+    const char *role = lp_json_get_str(m, "role");
+    if (!role || strcmp(role, "assistant") != 0)
+        return false;
+    struct json_object *c = lp_json_get(m, "content");
+    for (size_t j = 0; j < lp_json_arr_len(c); j++)
+        if (is_type(lp_json_arr_at(c, j), "tool_use"))
+            return false;
+    return true;
+}
+
 static bool conv_messages(struct a2o *st, struct json_object *in)
 {
     struct json_object *msgs = lp_json_get_arr(in, "messages");
@@ -300,7 +314,16 @@ static bool conv_messages(struct a2o *st, struct json_object *in)
     if (sys && *sys)
         add_text_msg(st, "system", sys);
     free(sys);
-    for (size_t i = 0; i < lp_json_arr_len(msgs); i++)
+    size_t n = lp_json_arr_len(msgs);
+    if (n > 1 && is_prefill(lp_json_arr_at(msgs, n - 1))) {
+        /* A prefill: an OpenAI backend answers a new turn instead of continuing this one. */
+        if (!lp_xlat_unsupported(st->o, st->err, "messages",
+                                 "a final assistant message (prefill) cannot be continued by "
+                                 "this model's backend"))
+            return false;
+        n--;
+    }
+    for (size_t i = 0; i < n; i++)
         if (!on_message(st, lp_json_arr_at(msgs, i), i))
             return false;
     return true;
@@ -337,13 +360,36 @@ static void conv_tools(struct a2o *st, struct json_object *in, struct json_objec
         json_object_put(arr);
 }
 
-/* OpenAI refuses tool_choice/parallel_tool_calls without tools, so they need tools present. */
-static void conv_tool_choice(struct json_object *in, struct json_object *out)
+static bool has_tool_named(struct json_object *tools, const char *name)
+{
+    for (size_t k = 0; k < lp_json_arr_len(tools); k++) {
+        const char *n = lp_json_get_str(lp_json_get_obj(lp_json_arr_at(tools, k), "function"),
+                                        "name");
+        if (n && !strcmp(n, name))
+            return true;
+    }
+    return false;
+}
+
+/* OpenAI refuses tool_choice/parallel_tool_calls without tools, so they need tools present. A
+ * choice that forces a tool which is not there is refused, as Anthropic itself does. */
+static bool conv_tool_choice(struct a2o *st, struct json_object *in, struct json_object *out)
 {
     struct json_object *tc = lp_json_get_obj(in, "tool_choice");
     const char *type = lp_json_get_str(tc, "type");
-    if (!lp_json_get(out, "tools"))
-        return;
+    struct json_object *tools = lp_json_get_arr(out, "tools");
+    if (type && !strcmp(type, "tool") && lp_json_get_str(tc, "name") &&
+        !has_tool_named(tools, lp_json_get_str(tc, "name"))) {
+        lp_xlat_fail(st->err, "tool_choice.name: tool \"%.64s\" is not among the tools",
+                     lp_json_get_str(tc, "name"));
+        return false;
+    }
+    if (type && !strcmp(type, "any") && !tools) {
+        lp_xlat_fail(st->err, "tool_choice: type \"any\" requires tools");
+        return false;
+    }
+    if (!tools)
+        return true;
     if (type && !strcmp(type, "tool") && lp_json_get_str(tc, "name")) {
         struct json_object *r = json_object_new_object();
         struct json_object *fn = json_object_new_object();
@@ -359,6 +405,7 @@ static void conv_tool_choice(struct json_object *in, struct json_object *out)
     }
     if (lp_json_get_bool(tc, "disable_parallel_tool_use", false))
         lp_json_set_bool(out, "parallel_tool_calls", false);
+    return true;
 }
 
 static void conv_user(struct json_object *in, struct json_object *out)
@@ -373,6 +420,46 @@ static void conv_user(struct json_object *in, struct json_object *out)
     char *h = lp_xlat_make_id("user-", NULL, u, strlen(u));
     lp_json_set_str(out, "user", h);
     free(h);
+}
+
+/* OpenAI's reasoning models (o1, o3, o4, gpt-5...) take reasoning_effort and
+ * max_completion_tokens; other models have no thinking to ask for. */
+static bool is_reasoning_model(const char *m)
+{
+    if (!m)
+        return false;
+    const char *slash = strrchr(m, '/'); /* "openai/o3-mini" */
+    if (slash)
+        m = slash + 1;
+    return (m[0] == 'o' && m[1] >= '1' && m[1] <= '9') || !strncmp(m, "gpt-5", 5);
+}
+
+/* thinking {type: enabled, budget_tokens} -> reasoning_effort on a reasoning model, else
+ * dropped and listed. */
+static void conv_thinking(struct a2o *st, struct json_object *in, struct json_object *out)
+{
+    struct json_object *th = lp_json_get_obj(in, "thinking");
+    const char *type = lp_json_get_str(th, "type");
+    const char *model = lp_json_get_str(out, "model");
+    bool reasoning = is_reasoning_model(model);
+    if (reasoning && lp_json_get(out, "max_tokens")) {
+        lp_json_set(out, "max_completion_tokens", lp_xlat_ref(lp_json_get(out, "max_tokens")));
+        json_object_object_del(out, "max_tokens");
+    }
+    if (!type || !strcmp(type, "disabled"))
+        return;
+    if (!reasoning) {
+        lp_log_debug(st->o->request_id, "xlat: thinking dropped (%s is no reasoning model)",
+                     model ? model : "?");
+        lp_xlat_note_drop(st->o->notes, "thinking");
+        return;
+    }
+    int64_t budget = 0;
+    lp_json_get_int64(th, "budget_tokens", &budget);
+    lp_json_set_str(out, "reasoning_effort", !strcmp(type, "adaptive") ? "medium"
+                                             : budget < 4096           ? "low"
+                                             : budget < 16384          ? "medium"
+                                                                       : "high");
 }
 
 static bool conv_params(struct a2o *st, struct json_object *in, struct json_object *out)
@@ -393,8 +480,19 @@ static bool conv_params(struct a2o *st, struct json_object *in, struct json_obje
         if (lp_json_get_double(in, copy[k], &d))
             lp_json_set(out, copy[k], lp_xlat_ref(lp_json_get(in, copy[k])));
     struct json_object *ss = lp_json_get_arr(in, "stop_sequences");
-    if (lp_json_arr_len(ss) > 0)
+    if (lp_json_arr_len(ss) > MAX_OPENAI_STOP) {
+        /* OpenAI accepts at most 4: refuse, or send the first 4 under `drop`. */
+        if (!lp_xlat_unsupported(st->o, st->err, "stop_sequences",
+                                 "this model's backend accepts at most 4 stop sequences"))
+            return false;
+        struct json_object *first = json_object_new_array();
+        for (size_t k = 0; k < MAX_OPENAI_STOP; k++)
+            json_object_array_add(first, lp_xlat_ref(lp_json_arr_at(ss, k)));
+        lp_json_set(out, "stop", first);
+    } else if (lp_json_arr_len(ss) > 0) {
         lp_json_set(out, "stop", lp_xlat_ref(ss));
+    }
+    conv_thinking(st, in, out);
     conv_user(in, out);
     bool stream = lp_json_get_bool(in, "stream", st->o->stream);
     lp_json_set_bool(out, "stream", stream);
@@ -406,22 +504,23 @@ static bool conv_params(struct a2o *st, struct json_object *in, struct json_obje
     return true;
 }
 
+/* Every other field has no OpenAI form (top_k, service_tier, container, mcp_servers...):
+ * dropped, and listed for the client (the X-LLM-Proxy-Dropped-Params header) unless null. */
 static void log_dropped(struct a2o *st, struct json_object *in)
 {
     static const char *handled[] = {"model",       "messages",    "system",         "max_tokens",
                                     "temperature", "top_p",       "stop_sequences", "stream",
-                                    "tools",       "tool_choice", "metadata"};
-    if (!lp_log_enabled(LP_LOG_DEBUG))
-        return;
+                                    "tools",       "tool_choice", "metadata",       "thinking"};
     json_object_object_foreach(in, k, v)
     {
-        (void)v;
         bool known = false;
         for (size_t i = 0; i < sizeof handled / sizeof handled[0] && !known; i++)
             known = !strcmp(k, handled[i]);
-        if (!known)
-            lp_log_debug(st->o->request_id,
-                         "xlat: Anthropic field \"%s\" has no OpenAI equivalent, dropped", k);
+        if (known || json_object_is_type(v, json_type_null))
+            continue;
+        lp_log_debug(st->o->request_id,
+                     "xlat: Anthropic field \"%s\" has no OpenAI equivalent, dropped", k);
+        lp_xlat_note_drop(st->o->notes, k);
     }
 }
 
@@ -441,8 +540,7 @@ struct json_object *lp_xlat_req_a2o(struct json_object *in, const struct lp_xlat
     }
     lp_json_set(out, "messages", st.msgs);
     conv_tools(&st, in, out);
-    conv_tool_choice(in, out);
-    if (!conv_params(&st, in, out)) {
+    if (!conv_tool_choice(&st, in, out) || !conv_params(&st, in, out)) {
         json_object_put(out);
         return NULL;
     }

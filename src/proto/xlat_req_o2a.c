@@ -531,6 +531,7 @@ static void conv_sampling(struct o2a *st, struct json_object *in, struct json_ob
         /* OpenAI allows 0..2, Anthropic 0..1: clamp rather than be refused. */
         if (t > 1.0) {
             lp_log_debug(st->o->request_id, "xlat: temperature %g clamped to 1", t);
+            lp_xlat_note_drop(st->o->notes, "temperature");
             lp_json_set(out, "temperature", json_object_new_double(1.0));
         } else {
             lp_json_set(out, "temperature", lp_xlat_ref(lp_json_get(in, "temperature")));
@@ -572,15 +573,19 @@ static void conv_reasoning(struct o2a *st, struct json_object *in, struct json_o
     const char *e = lp_json_get_str(in, "reasoning_effort");
     if (!e)
         return;
-    int64_t want = !strcmp(e, "low")      ? 1024
-                   : !strcmp(e, "medium") ? 8192
-                   : !strcmp(e, "high")   ? 24576
-                                          : 0;
+    if (!strcmp(e, "none"))
+        return;
+    int64_t want = !strcmp(e, "minimal") || !strcmp(e, "low") ? 1024
+                   : !strcmp(e, "medium")                     ? 8192
+                   : !strcmp(e, "high")                       ? 24576
+                   : !strcmp(e, "xhigh") || !strcmp(e, "max") ? 32768
+                                                              : 0;
     int64_t budget = want < max_tokens / 2 ? want : max_tokens / 2;
     const char *tct = lp_json_get_str(lp_json_get_obj(out, "tool_choice"), "type");
     bool forced = tct && (!strcmp(tct, "any") || !strcmp(tct, "tool"));
     if (budget < MIN_THINKING_BUDGET || forced || in_tool_loop(lp_json_get(out, "messages"))) {
         lp_log_debug(st->o->request_id, "xlat: reasoning_effort %s not mapped to thinking", e);
+        lp_xlat_note_drop(st->o->notes, "reasoning_effort");
         return;
     }
     struct json_object *th = json_object_new_object();
@@ -594,6 +599,85 @@ static void conv_reasoning(struct o2a *st, struct json_object *in, struct json_o
         json_object_object_del(out, "top_p");
 }
 
+/* A value that asks for nothing: null, false, 0, "", {} or [] (e.g. frequency_penalty: 0). */
+static bool is_noop_value(struct json_object *v)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_null:
+        return true;
+    case json_type_boolean:
+        return !json_object_get_boolean(v);
+    case json_type_int:
+    case json_type_double:
+        return json_object_get_double(v) == 0.0;
+    case json_type_string:
+        return json_object_get_string_len(v) == 0;
+    case json_type_object:
+        return json_object_object_length(v) == 0;
+    case json_type_array:
+        return json_object_array_length(v) == 0;
+    }
+    return false;
+}
+
+/* Parameters that change the answer itself and cannot be honoured: refused (or dropped under
+ * translation.unsupported: drop). */
+static bool check_unsupported(struct o2a *st, struct json_object *in)
+{
+    int64_t n;
+    if (lp_json_get_int64(in, "n", &n) && n > 1 &&
+        !lp_xlat_unsupported(st->o, st->err, "n", "this model's backend returns one choice"))
+        return false;
+    if (lp_json_get_bool(in, "logprobs", false) &&
+        !lp_xlat_unsupported(st->o, st->err, "logprobs",
+                             "log probabilities are not available from this model's backend"))
+        return false;
+    struct json_object *tl = lp_json_get(in, "top_logprobs");
+    if (tl && !is_noop_value(tl) &&
+        !lp_xlat_unsupported(st->o, st->err, "top_logprobs",
+                             "log probabilities are not available from this model's backend"))
+        return false;
+    bool audio = lp_json_get(in, "audio") && !is_noop_value(lp_json_get(in, "audio"));
+    struct json_object *mods = lp_json_get_arr(in, "modalities");
+    for (size_t k = 0; k < lp_json_arr_len(mods); k++) {
+        const char *m = lp_json_str(lp_json_arr_at(mods, k));
+        audio = audio || (m && !strcmp(m, "audio"));
+    }
+    if (audio && !lp_xlat_unsupported(st->o, st->err, lp_json_get(in, "audio") ? "audio" : "modalities",
+                                      "this model's backend does not produce audio"))
+        return false;
+    return true;
+}
+
+/* Legacy `functions` / `function_call` are the old spelling of tools / tool_choice. */
+static void legacy_functions(struct json_object *in)
+{
+    struct json_object *fns = lp_json_get_arr(in, "functions");
+    if (!fns || lp_json_get(in, "tools"))
+        return;
+    struct json_object *tools = json_object_new_array();
+    for (size_t k = 0; k < lp_json_arr_len(fns); k++) {
+        struct json_object *t = json_object_new_object();
+        lp_json_set_str(t, "type", "function");
+        lp_json_set(t, "function", lp_xlat_ref(lp_json_arr_at(fns, k)));
+        json_object_array_add(tools, t);
+    }
+    lp_json_set(in, "tools", tools);
+    struct json_object *fc = lp_json_get(in, "function_call");
+    if (fc && !lp_json_get(in, "tool_choice")) {
+        if (lp_json_is_obj(fc)) {
+            struct json_object *tc = json_object_new_object();
+            lp_json_set_str(tc, "type", "function");
+            lp_json_set(tc, "function", lp_xlat_ref(fc));
+            lp_json_set(in, "tool_choice", tc);
+        } else {
+            lp_json_set(in, "tool_choice", lp_xlat_ref(fc));
+        }
+    }
+}
+
+/* Every other parameter has no Anthropic form: dropped, and listed for the client (the
+ * X-LLM-Proxy-Dropped-Params header) unless its value asks for nothing. */
 static void log_dropped(struct o2a *st, struct json_object *in)
 {
     static const char *handled[] = {"model",
@@ -604,22 +688,30 @@ static void log_dropped(struct o2a *st, struct json_object *in)
                                     "top_p",
                                     "stop",
                                     "stream",
+                                    "stream_options",
                                     "tools",
                                     "tool_choice",
+                                    "functions",
+                                    "function_call",
                                     "parallel_tool_calls",
                                     "user",
-                                    "reasoning_effort"};
-    if (!lp_log_enabled(LP_LOG_DEBUG))
-        return;
+                                    "reasoning_effort",
+                                    "n",
+                                    "logprobs",
+                                    "top_logprobs",
+                                    "audio",
+                                    "modalities",
+                                    "store"};
     json_object_object_foreach(in, k, v)
     {
-        (void)v;
         bool known = false;
         for (size_t i = 0; i < sizeof handled / sizeof handled[0] && !known; i++)
             known = !strcmp(k, handled[i]);
-        if (!known)
-            lp_log_debug(st->o->request_id,
-                         "xlat: OpenAI field \"%s\" has no Anthropic equivalent, dropped", k);
+        if (known || is_noop_value(v))
+            continue;
+        lp_log_debug(st->o->request_id,
+                     "xlat: OpenAI field \"%s\" has no Anthropic equivalent, dropped", k);
+        lp_xlat_note_drop(st->o->notes, k);
     }
 }
 
@@ -652,6 +744,9 @@ struct json_object *lp_xlat_req_o2a(struct json_object *in, const struct lp_xlat
     st.system = json_object_new_array();
     st.msgs = json_object_new_array();
     st.tool_names = json_object_new_object();
+    if (!check_unsupported(&st, in))
+        goto fail;
+    legacy_functions(in);
     if (!conv_messages(&st, in) || !get_max_tokens(&st, in, &max_tokens))
         goto fail;
     if (o->upstream_model)

@@ -6,7 +6,8 @@ reaches the upstream (the mock's request log) and what the client gets.
 import json
 import unittest
 
-from harness import Mock, Proxy, auth, backend, config, request, require_proxy, stream
+from harness import (Mock, Proxy, access_entry, auth, backend, config, request, require_proxy,
+                     stream)
 
 BIG = "123456789012345678901234567890"
 
@@ -175,6 +176,56 @@ class XlatCase(unittest.TestCase):
         self.assertEqual(r.status, 400, r.text)
         self.assertIn("400 Bad Request", r.json()["error"]["message"])
         self.assertNotIn("<", r.json()["error"]["message"])
+
+
+    # ---- unsupported parameters: reject (default) or drop, always listed -----------------
+
+    def test_unsupported_rejected_by_default_naming_the_parameter(self):
+        r = self.oa(oa_req(n=2))
+        self.assertEqual(r.status, 400, r.text)
+        self.assertTrue(r.json()["error"]["message"].startswith("n: "), r.text)
+        self.assertEqual(r.json()["error"]["type"], "invalid_request_error")
+        r = self.an(an_req(stop_sequences=["a", "b", "c", "d", "e"]))
+        self.assertEqual(r.status, 400, r.text)
+        self.assertIn("stop_sequences", r.json()["error"]["message"])
+        self.assertEqual(self.moai.requests(), [])
+        self.assertEqual(self.mant.requests(), [])
+
+    def test_dropped_parameters_listed_in_header_and_access_line(self):
+        r = self.oa(oa_req(seed=7, logit_bias={"50256": -100}, temperature=1.7))
+        self.assertEqual(r.status, 200, r.text)
+        self.assertEqual(r.headers.get("x-llm-proxy-dropped-params"),
+                         "temperature,seed,logit_bias")
+        up = json.loads(self.upstream_body(self.mant))
+        self.assertEqual(up["temperature"], 1)
+        self.assertNotIn("seed", up)
+        # streamed too
+        with stream(self.px.url, "/v1/messages", an_req(stream=True, top_k=4),
+                    headers=auth("anthropic")) as s:
+            self.assertEqual(s.resp.getheader("x-llm-proxy-dropped-params"), "top_k")
+            s.all()
+        e = access_entry(self.px, r.headers.get("x-request-id"))
+        self.assertEqual(e.get("dropped_params"), "temperature,seed,logit_bias")
+
+    def test_drop_policy_per_alias(self):
+        self.px.stop()
+        cfg = self.make_config()
+        cfg["models"]["gpt-x"]["translation"] = {"unsupported": "drop"}
+        self.px = Proxy(cfg).start()
+        self.addCleanup(self.px.stop)
+        r = self.oa(oa_req(n=3, logprobs=True))
+        self.assertEqual(r.status, 200, r.text)
+        self.assertEqual(r.headers.get("x-llm-proxy-dropped-params"), "n,logprobs")
+        # another alias keeps the default
+        r = self.an(an_req(stop_sequences=["a", "b", "c", "d", "e"]))
+        self.assertEqual(r.status, 400, r.text)
+
+    def test_tool_choice_naming_a_missing_tool_is_400(self):
+        r = self.an(an_req(tools=[{"name": "f", "input_schema": {"type": "object"}}],
+                           tool_choice={"type": "tool", "name": "g"}))
+        self.assertEqual(r.status, 400, r.text)
+        self.assertEqual(r.json()["error"]["type"], "invalid_request_error")
+        self.assertIn("tool_choice", r.json()["error"]["message"])
 
 
 if __name__ == "__main__":

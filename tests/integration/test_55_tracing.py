@@ -128,6 +128,28 @@ class TracingCase(unittest.TestCase):
         for p in rc.posts:
             self.assertNotIn(b"secret prompt text", p["raw"])
 
+    def test_spans_larger_than_the_first_guess_stay_valid(self):
+        # Many failed attempts with quote-heavy causes and a long escaped tracestate outgrow the
+        # span writer's first buffer: every export must still be valid OTLP JSON.
+        rc = self.receiver()
+        routes = [("ta", f"up-{i}") for i in range(12)]
+        cfg = config([backend(self.a)], {"m": routes},
+                     fallback={"enable_backoff": False, "cooldown_seconds": 30})
+        cfg["tracing"] = {"enabled": True, "otlp_endpoint": rc.url, "sample_ratio": 1.0}
+        px = Proxy(cfg, env=FAST).start()
+        self.addCleanup(px.stop)
+        self.a.script(*([{"status": 503, "body": {"error": {"message": 'busy \\"' * 40,
+                                                             "type": "server_error"}}}] * 12))
+        r = request(px.url, "POST", "/v1/chat/completions", CHAT,
+                    headers={**auth(), "traceparent": f"00-{TRACE}-{PARENT}-01",
+                             "tracestate": "a=" + "\\" * 500})
+        self.assertGreaterEqual(r.status, 500, r.text)
+        spans = rc.wait_spans(lambda s: s["traceId"] == TRACE and s["kind"] == 2)
+        self.assertEqual(rc.errors, [])
+        kids = [s for s in rc.spans() if s["traceId"] == TRACE and s["kind"] == 3]
+        self.assertEqual(len(kids), 12)
+        self.assertEqual(spans[0]["traceState"], "a=" + "\\" * 500)
+
     def test_stream_has_a_first_token_event_and_root_trace(self):
         rc = self.receiver()
         px = self.proxy({"enabled": True, "otlp_endpoint": rc.url, "sample_ratio": 1.0})
@@ -198,6 +220,20 @@ class TracingCase(unittest.TestCase):
         wait_until(lambda: self.metric(px, "llm_proxy_trace_spans_total", 'result="dropped"') > 0
                    and self.metric(px, "llm_proxy_trace_spans_total", 'result="failed"') > 0,
                    timeout=10, msg="dropped and failed spans counted")
+
+    def test_collector_credentials_never_logged(self):
+        rc = self.receiver(statuses=[400])  # refused for good: the warning names the endpoint
+        secret = "Zq7s3cretOtlpPassw0rd"
+        url = rc.url.replace("http://", f"http://collector:{secret}@")
+        px = self.proxy({"enabled": True, "otlp_endpoint": url})
+        r = request(px.url, "POST", "/v1/chat/completions", CHAT, headers=auth())
+        self.assertEqual(r.status, 200, r.text)
+        wait_until(lambda: "trace export to" in px.log_text(), timeout=10,
+                   msg="the refusal was logged")
+        log = px.log_text()
+        self.assertIn("trace export to http://collector:", log)
+        self.assertIn("(HTTP 400)", log)
+        self.assertNotIn(secret, log)
 
     def test_collector_503_is_retried(self):
         rc = self.receiver(statuses=[503])

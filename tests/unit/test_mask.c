@@ -30,6 +30,13 @@ static const struct mask_case cases[] = {
     {"SK-ABCDEFGHIJKLMNOPQRSTUV", "SK-A****STUV"},
     /* too short to be a key: untouched */
     {"sk-short123", "sk-short123"},
+    /* URL credentials */
+    {"export to http://collector:Zq7s3cretOtlpPassw0rd@127.0.0.1:4318 refused",
+     "export to http://collector:Zq7s****w0rd@127.0.0.1:4318 refused"},
+    {"redis://:pw@h:6379/0", "redis://:****@h:6379/0"},
+    {"https://tok@example.com/v1", "https://****@example.com/v1"},
+    {"https://user:@h/x", "https://user:@h/x"},
+    {"see https://example.com/a@b and \"k\":1", "see https://example.com/a@b and \"k\":1"},
     {"task-list done", "task-list done"},
     /* Bearer: any token length; short tokens fully hidden */
     {"bearer abc", "bearer ****"},
