@@ -3,10 +3,15 @@
  *   1. request: pass-through (validate + rewrite model) vs translation, for a ~20 KB chat
  *      request, OpenAI -> Anthropic and Anthropic -> OpenAI;
  *   2. stream: a 200-event stream relayed by the pass-through tap vs translated, per stream;
- *   3. scrape: rendering /metrics with 50 aliases x 10 backends of series.
+ *   3. scrape: rendering /metrics with 50 aliases x 10 backends of series;
+ *   4. Google Gemini backends: the same request translated OpenAI -> Gemini and Anthropic ->
+ *      Gemini (through a2o), a 200-event Gemini stream to OpenAI and to Anthropic (through o2a),
+ *      and a non-streaming Gemini answer to both client protocols.
  *
  * Prints microseconds per operation (best of 5 rounds, each long enough to be timed reliably)
- * and the ratio to pass-through. Usage: lp-microbench [rounds_scale]
+ * and the ratio to pass-through. Usage: lp-microbench [rounds_scale [case [iterations]]]; with a
+ * case (a2o, o2a, so2a, sa2o, o2g, a2g, sg2o, sg2a, rg2o, rg2a, ro2a) only that case runs, for
+ * instruction counts under callgrind.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,11 +188,117 @@ static void run_stream(void *p)
             }
         }
     }
+    if (x && lp_stream_xlat_eof(x, &out) != LP_OK) /* Gemini streams end at EOF */
+        abort();
     if (sink == 0)
         abort();
     lp_stream_xlat_free(x);
     lp_buf_free(&out);
     lp_sse_free(&sse);
+}
+
+static char *make_gemini_stream(int events)
+{
+    struct lp_buf b;
+    lp_buf_init(&b, 0);
+    for (int i = 0; i < events; i++)
+        lp_buf_printf(&b, "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"token%d \"}],"
+                          "\"role\":\"model\"}%s,\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":20,"
+                          "\"candidatesTokenCount\":%d,\"totalTokenCount\":%d},\"modelVersion\":"
+                          "\"gemini-2.5-flash\",\"responseId\":\"r1\"}\r\n\r\n",
+                      i, i == events - 1 ? ",\"finishReason\":\"STOP\"" : "", i + 1, i + 21);
+    return lp_buf_steal(&b, NULL);
+}
+
+/* ---- non-streaming answers ----------------------------------------------------------------- */
+
+struct resp_ctx {
+    const char *body;
+    size_t len;
+    enum lp_proto from, to;
+};
+
+static void run_response(void *p)
+{
+    struct resp_ctx *c = p;
+    size_t n;
+    char *out = lp_xlat_response(c->from, c->to, c->body, c->len, "alias", &n);
+    if (!out)
+        abort();
+    free(out);
+}
+
+static char *make_answer(enum lp_proto p, size_t text_len)
+{
+    struct lp_buf t, b;
+    lp_buf_init(&t, 0);
+    lp_buf_init(&b, 0);
+    for (int i = 0; t.len < text_len; i++)
+        lp_buf_printf(&t, "word%d ", i);
+    if (p == LP_PROTO_GOOGLE)
+        lp_buf_printf(&b, "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"%s\"}],\"role\":"
+                          "\"model\"},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":"
+                          "{\"promptTokenCount\":20,\"candidatesTokenCount\":300,\"totalTokenCount\":320},"
+                          "\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r1\"}",
+                      t.data);
+    else
+        lp_buf_printf(&b, "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1,"
+                          "\"model\":\"gpt\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                          "\"assistant\",\"content\":\"%s\"},\"finish_reason\":\"stop\"}],\"usage\":"
+                          "{\"prompt_tokens\":20,\"completion_tokens\":300,\"total_tokens\":320}}",
+                      t.data);
+    lp_buf_free(&t);
+    return lp_buf_steal(&b, NULL);
+}
+
+/* One case by name, iters times (for callgrind); false for an unknown name. */
+static bool run_only(const char *only, long iters, char *oreq, size_t olen, char *areq,
+                     size_t alen)
+{
+    static const struct {
+        const char *name;
+        int kind; /* 0 request, 1 stream, 2 response */
+        enum lp_proto from, to;
+    } cases[] = {
+        {"o2a", 0, LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC},
+        {"a2o", 0, LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI},
+        {"o2g", 0, LP_PROTO_OPENAI, LP_PROTO_GOOGLE},
+        {"a2g", 0, LP_PROTO_ANTHROPIC, LP_PROTO_GOOGLE},
+        {"so2a", 1, LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC},
+        {"sa2o", 1, LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI},
+        {"sg2o", 1, LP_PROTO_GOOGLE, LP_PROTO_OPENAI},
+        {"sg2a", 1, LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC},
+        {"ro2a", 2, LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC},
+        {"rg2o", 2, LP_PROTO_GOOGLE, LP_PROTO_OPENAI},
+        {"rg2a", 2, LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        if (strcmp(only, cases[k].name) != 0)
+            continue;
+        char *data = NULL;
+        bool anth = cases[k].from == LP_PROTO_ANTHROPIC;
+        struct req_ctx rc = {anth ? areq : oreq, anth ? alen : olen, cases[k].from, cases[k].to};
+        if (cases[k].kind == 1)
+            data = cases[k].from == LP_PROTO_GOOGLE ? make_gemini_stream(200)
+                   : anth                           ? make_anthropic_stream(200)
+                                                    : make_openai_stream(200);
+        else if (cases[k].kind == 2)
+            data = make_answer(cases[k].from, 2048);
+        struct stream_ctx sc = {data, data ? strlen(data) : 0, cases[k].from, cases[k].to, true,
+                                4096};
+        struct resp_ctx pc = {data, data ? strlen(data) : 0, cases[k].from, cases[k].to};
+        for (long i = 0; i < iters; i++) {
+            if (cases[k].kind == 0)
+                run_translate(&rc);
+            else if (cases[k].kind == 1)
+                run_stream(&sc);
+            else
+                run_response(&pc);
+        }
+        free(data);
+        return true;
+    }
+    return false;
 }
 
 /* ---- scrape ---------------------------------------------------------------------------------- */
@@ -255,25 +366,13 @@ int main(int argc, char **argv)
     }
 
     if (only) {
-        struct req_ctx c = {strcmp(only, "a2o") == 0 ? areq : oreq, strcmp(only, "a2o") == 0 ? alen : olen,
-                            strcmp(only, "a2o") == 0 ? LP_PROTO_ANTHROPIC : LP_PROTO_OPENAI,
-                            strcmp(only, "a2o") == 0 ? LP_PROTO_OPENAI : LP_PROTO_ANTHROPIC};
-        char *os1 = make_openai_stream(200), *as1 = make_anthropic_stream(200);
-        struct stream_ctx sc = {strcmp(only, "sa2o") == 0 ? as1 : os1,
-                                strlen(strcmp(only, "sa2o") == 0 ? as1 : os1),
-                                strcmp(only, "sa2o") == 0 ? LP_PROTO_ANTHROPIC : LP_PROTO_OPENAI,
-                                strcmp(only, "sa2o") == 0 ? LP_PROTO_OPENAI : LP_PROTO_ANTHROPIC, true, 4096};
-        for (int i = 0; i < 2000 * scale; i++) {
-            if (only[0] == 's')
-                run_stream(&sc);
-            else
-                run_translate(&c);
-        }
-        free(os1);
-        free(as1);
+        long iters = argc > 3 ? atol(argv[3]) : 2000L * scale;
+        bool ok = run_only(only, iters, oreq, olen, areq, alen);
         free(oreq);
         free(areq);
-        return 0;
+        if (!ok)
+            fprintf(stderr, "unknown case %s\n", only);
+        return ok ? 0 : 2;
     }
     printf("# llm-proxy micro-benchmarks (best of 5 rounds; microseconds per operation)\n\n");
     printf("| operation | size | us/op | ratio to pass-through |\n|---|---|---|---|\n");
@@ -303,6 +402,37 @@ int main(int argc, char **argv)
     printf("| stream OpenAI -> Anthropic (200 events) | %zu B | %.2f | %.1f |\n", strlen(os), st_o2a, st_o2a / st_pto);
     printf("| stream pass-through (Anthropic, 200 events) | %zu B | %.2f | 1.00 |\n", strlen(as), st_pta);
     printf("| stream Anthropic -> OpenAI (200 events) | %zu B | %.2f | %.1f |\n", strlen(as), st_a2o, st_a2o / st_pta);
+
+    /* Google Gemini backends */
+    struct req_ctx o2g = {oreq, olen, LP_PROTO_OPENAI, LP_PROTO_GOOGLE};
+    struct req_ctx a2g = {areq, alen, LP_PROTO_ANTHROPIC, LP_PROTO_GOOGLE};
+    double t_o2g = measure(run_translate, &o2g, 300 * scale);
+    double t_a2g = measure(run_translate, &a2g, 300 * scale);
+    printf("| request OpenAI -> Gemini | %zu B | %.2f | %.1f |\n", olen, t_o2g, t_o2g / t_pto);
+    printf("| request Anthropic -> Gemini (a2o + o2g) | %zu B | %.2f | %.1f |\n", alen, t_a2g,
+           t_a2g / t_pta);
+    char *gs = make_gemini_stream(200);
+    struct stream_ctx s_g2o = {gs, strlen(gs), LP_PROTO_GOOGLE, LP_PROTO_OPENAI, true, 4096};
+    struct stream_ctx s_g2a = {gs, strlen(gs), LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC, true, 4096};
+    double st_g2o = measure(run_stream, &s_g2o, 100 * scale);
+    double st_g2a = measure(run_stream, &s_g2a, 100 * scale);
+    printf("| stream Gemini -> OpenAI (200 events) | %zu B | %.2f | %.1f |\n", strlen(gs), st_g2o,
+           st_g2o / st_pto);
+    printf("| stream Gemini -> Anthropic (200 events, g2o + o2a) | %zu B | %.2f | %.1f |\n",
+           strlen(gs), st_g2a, st_g2a / st_pto);
+    char *ga = make_answer(LP_PROTO_GOOGLE, 2048), *oa = make_answer(LP_PROTO_OPENAI, 2048);
+    struct resp_ctx r_o2a = {oa, strlen(oa), LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC};
+    struct resp_ctx r_g2o = {ga, strlen(ga), LP_PROTO_GOOGLE, LP_PROTO_OPENAI};
+    struct resp_ctx r_g2a = {ga, strlen(ga), LP_PROTO_GOOGLE, LP_PROTO_ANTHROPIC};
+    double tr_o2a = measure(run_response, &r_o2a, 2000 * scale);
+    double tr_g2o = measure(run_response, &r_g2o, 2000 * scale);
+    double tr_g2a = measure(run_response, &r_g2a, 2000 * scale);
+    printf("| answer OpenAI -> Anthropic (2 KB text) | %zu B | %.2f | - |\n", strlen(oa), tr_o2a);
+    printf("| answer Gemini -> OpenAI (2 KB text) | %zu B | %.2f | - |\n", strlen(ga), tr_g2o);
+    printf("| answer Gemini -> Anthropic (g2o + o2a) | %zu B | %.2f | - |\n", strlen(ga), tr_g2a);
+    free(gs);
+    free(ga);
+    free(oa);
 
     size_t series = 0;
     struct lp_metrics *m = make_metrics(50, 10, &series);

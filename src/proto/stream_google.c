@@ -64,12 +64,41 @@ static enum lp_status emit_obj(struct lp_stream_xlat *x, struct json_object *c, 
     return rc;
 }
 
+/* The chunk prefix shared by every chunk of the stream (built on first use, after a test may
+ * have fixed `created`). */
+static const char *chunk_head(struct lp_stream_xlat *x)
+{
+    struct lp_sx_g2o *g = &x->u.g2o;
+    if (!g->head) {
+        struct lp_buf b;
+        lp_buf_init(&b, 0);
+        struct lp_sx_w w = {&b, LP_OK};
+        lp_sx_put(&w, "{\"id\":");
+        lp_sx_put_jstr(&w, x->id, strlen(x->id));
+        lp_sx_putf(&w, ",\"object\":\"chat.completion.chunk\",\"created\":%lld,\"model\":",
+                   (long long)x->created);
+        lp_sx_put_jstr(&w, x->alias, strlen(x->alias));
+        lp_sx_put(&w, ",\"choices\":[{\"index\":0,\"delta\":{");
+        g->head = lp_buf_steal(&b, NULL);
+    }
+    return g->head;
+}
+
+/* A text delta, written directly (the hot path: one per Gemini text part). */
 static enum lp_status emit_delta_str(struct lp_stream_xlat *x, const char *key, const char *s,
                                      struct lp_buf *out)
 {
-    struct json_object *d = json_object_new_object();
-    lp_json_set_str(d, key, s);
-    return emit_obj(x, chunk_new(x, d, NULL), out);
+    struct lp_sx_g2o *g = &x->u.g2o;
+    lp_buf_reset(&g->chunk);
+    struct lp_sx_w w = {&g->chunk, LP_OK};
+    lp_sx_put(&w, chunk_head(x));
+    lp_sx_put_jstr(&w, key, strlen(key));
+    lp_sx_put(&w, ":");
+    lp_sx_put_jstr(&w, s, strlen(s));
+    lp_sx_put(&w, "},\"finish_reason\":null}]}");
+    if (w.rc != LP_OK)
+        return w.rc;
+    return emit(x, g->chunk.data, g->chunk.len, out);
 }
 
 static enum lp_status emit_call(struct lp_stream_xlat *x, struct json_object *part,
@@ -234,6 +263,7 @@ void lp_stream_g2o_error(struct lp_stream_xlat *x, const char *type, const char 
 
 void lp_stream_g2o_init(struct lp_stream_xlat *x, const char *request_id)
 {
+    lp_buf_init(&x->u.g2o.chunk, LP_STREAM_XLAT_MAX_BUFFERED);
     if (x->client == LP_PROTO_ANTHROPIC)
         x->u.g2o.inner =
             lp_stream_xlat_new(LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC, x->alias, true, request_id);
@@ -243,5 +273,7 @@ void lp_stream_g2o_free(struct lp_stream_xlat *x)
 {
     lp_stream_xlat_free(x->u.g2o.inner);
     json_object_put(x->u.g2o.usage);
+    free(x->u.g2o.head);
+    lp_buf_free(&x->u.g2o.chunk);
     memset(&x->u.g2o, 0, sizeof x->u.g2o);
 }

@@ -69,6 +69,8 @@ struct lp_sx_g2o {
     int n_calls;
     struct lp_stream_xlat *inner; /* OpenAI -> Anthropic, for an Anthropic client; else NULL */
     struct json_object *usage;    /* the last usage, in OpenAI form */
+    char *head;                   /* `{"id":..,"object":..,"created":..,"model":..,` (lazy) */
+    struct lp_buf chunk;          /* one chunk being written */
 };
 
 struct lp_stream_xlat {
