@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "proto/stream_xlat_int.h"
+#include "proto/xlat.h"
 #include "util/alloc.h"
 #include "util/json.h"
 
@@ -134,6 +135,19 @@ static struct lp_sx_ablock *add_block(struct lp_sx_a2o *s, int64_t index, enum l
 static void on_tool_start(struct lp_stream_xlat *x, struct lp_sx_w *w, struct lp_sx_ablock *b,
                           struct json_object *cb)
 {
+    const char *tname = lp_json_get_str(cb, "name");
+    if (tname && !strcmp(tname, LP_XLAT_JSON_TOOL)) {
+        /* response_format's forced tool: its input JSON streams as the content */
+        b->kind = SX_JSON;
+        x->u.a2o.json_tool = true;
+        struct json_object *in0 = lp_json_get_obj(cb, "input");
+        size_t l0 = 0;
+        if (in0 && json_object_object_length(in0) > 0) {
+            const char *a0 = lp_json_dump(in0, &l0);
+            write_text(x, w, "content", a0, l0);
+        }
+        return;
+    }
     b->kind = SX_TOOL;
     b->tool_idx = x->u.a2o.n_tools++;
     const char *id = lp_json_get_str(cb, "id");
@@ -199,6 +213,9 @@ static void on_block_delta(struct lp_stream_xlat *x, struct lp_sx_w *w, struct j
     else if (strcmp(type, "input_json_delta") == 0 && b && b->kind == SX_TOOL &&
              (p = lp_sx_str(lp_json_get(d, "partial_json"), &n)))
         write_tool_args(x, w, b->tool_idx, p, n);
+    else if (strcmp(type, "input_json_delta") == 0 && b && b->kind == SX_JSON &&
+             (p = lp_sx_str(lp_json_get(d, "partial_json"), &n)))
+        write_text(x, w, "content", p, n);
     /* signature_delta, citations_delta and unknown deltas have no chat-completions form. */
 }
 
@@ -229,8 +246,12 @@ static void on_message_delta(struct lp_stream_xlat *x, struct lp_sx_w *w, struct
     if (usage)
         lp_sx_usage_from_anthropic(usage, &x->usage);
     const char *sr = lp_json_get_str(lp_json_get_obj(root, "delta"), "stop_reason");
-    if (sr && *sr && !x->u.a2o.finish_sent)
-        write_finish(x, w, map_stop(sr));
+    if (sr && *sr && !x->u.a2o.finish_sent) {
+        const char *fr = map_stop(sr);
+        if (!strcmp(fr, "tool_calls") && x->u.a2o.json_tool && x->u.a2o.n_tools == 0)
+            fr = "stop"; /* only response_format's tool was called: a plain answer */
+        write_finish(x, w, fr);
+    }
 }
 
 static void on_message_stop(struct lp_stream_xlat *x, struct lp_sx_w *w)

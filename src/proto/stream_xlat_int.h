@@ -18,7 +18,7 @@ struct lp_jcomplete {
     bool in_str, esc, started, complete;
 };
 
-enum lp_sx_block { SX_NONE = 0, SX_TEXT, SX_THINKING, SX_TOOL };
+enum lp_sx_block { SX_NONE = 0, SX_TEXT, SX_THINKING, SX_TOOL, SX_JSON /* response_format */ };
 
 enum lp_sx_call_state { CALL_PENDING = 0, CALL_OPEN, CALL_CLOSED };
 
@@ -59,6 +59,7 @@ struct lp_sx_a2o {
     struct lp_sx_ablock *blocks;
     size_t n_blocks;
     int n_tools;
+    bool json_tool;   /* response_format's tool was called (its input is the content) */
 };
 
 /* Gemini -> OpenAI chunks (stream_google.c); `inner` carries them on to an Anthropic client. */

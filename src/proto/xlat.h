@@ -50,6 +50,11 @@ struct lp_xlat_err {
     char message[256];
 };
 
+/* OpenAI `response_format` (json_schema / json_object) on an Anthropic backend becomes a
+ * forced tool of this name whose input is the answer; both response translators (and the
+ * stream translator) turn a tool_use of this name back into message content. */
+#define LP_XLAT_JSON_TOOL "json_response"
+
 /* Translate a client request body from client protocol `from` to backend protocol `to`.
  * Accepts: a JSON object body (anything else is refused with a 400), from != to (from == to is
  *   refused with a 400 too: the caller passes such bodies through).

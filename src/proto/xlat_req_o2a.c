@@ -678,6 +678,53 @@ static void legacy_functions(struct json_object *in)
 
 /* Every other parameter has no Anthropic form: dropped, and listed for the client (the
  * X-LLM-Proxy-Dropped-Params header) unless its value asks for nothing. */
+/* response_format json_schema / json_object -> a tool LP_XLAT_JSON_TOOL with the schema, which
+ * the model must call (or, when the client has tools of its own, must call one of them or it).
+ * Its input comes back as the message content (xlat_resp.c, stream_a2o.c). */
+static bool conv_response_format(struct o2a *st, struct json_object *in, struct json_object *out)
+{
+    struct json_object *rf = lp_json_get_obj(in, "response_format");
+    const char *type = lp_json_get_str(rf, "type");
+    if (!type || !strcmp(type, "text"))
+        return true;
+    struct json_object *schema = NULL;
+    if (!strcmp(type, "json_schema")) {
+        schema = lp_json_get_obj(lp_json_get_obj(rf, "json_schema"), "schema");
+        if (!schema) {
+            lp_xlat_fail(st->err, "response_format.json_schema.schema: an object is required");
+            return false;
+        }
+    } else if (strcmp(type, "json_object") != 0) {
+        lp_xlat_fail(st->err, "response_format.type: unsupported value \"%.32s\"", type);
+        return false;
+    }
+    struct json_object *tools = lp_json_get_arr(out, "tools");
+    bool client_tools = tools && lp_json_arr_len(lp_json_get_arr(in, "tools")) > 0;
+    if (!tools) {
+        tools = json_object_new_array();
+        lp_json_set(out, "tools", tools);
+    }
+    struct json_object *t = json_object_new_object();
+    lp_json_set_str(t, "name", LP_XLAT_JSON_TOOL);
+    lp_json_set_str(t, "description",
+                    "Give your final answer by calling this tool: its input is the answer, a "
+                    "JSON value matching this schema.");
+    lp_json_set(t, "input_schema", input_schema(schema));
+    json_object_array_add(tools, t);
+    struct json_object *tc = lp_json_get_obj(out, "tool_choice");
+    const char *tct = lp_json_get_str(tc, "type");
+    if (client_tools && tct && (!strcmp(tct, "any") || !strcmp(tct, "tool")))
+        return true; /* the client forces its own tool: leave it */
+    struct json_object *r = json_object_new_object();
+    lp_json_set_str(r, "type", client_tools ? "any" : "tool");
+    if (!client_tools)
+        lp_json_set_str(r, "name", LP_XLAT_JSON_TOOL);
+    if (lp_json_get_bool(tc, "disable_parallel_tool_use", false))
+        lp_json_set_bool(r, "disable_parallel_tool_use", true);
+    lp_json_set(out, "tool_choice", r);
+    return true;
+}
+
 static void log_dropped(struct o2a *st, struct json_object *in)
 {
     static const char *handled[] = {"model",
@@ -701,6 +748,7 @@ static void log_dropped(struct o2a *st, struct json_object *in)
                                     "top_logprobs",
                                     "audio",
                                     "modalities",
+                                    "response_format",
                                     "store"};
     json_object_object_foreach(in, k, v)
     {
@@ -763,6 +811,8 @@ struct json_object *lp_xlat_req_o2a(struct json_object *in, const struct lp_xlat
         placeholder_tools(&st, out);
     else
         set_tool_choice(in, out);
+    if (!conv_response_format(&st, in, out))
+        goto fail;
     conv_stop(in, out);
     conv_sampling(&st, in, out);
     conv_reasoning(&st, in, out, max_tokens);

@@ -104,6 +104,11 @@ static struct json_object *a2o_message(struct json_object *content)
             append_block_text(&text, b, "text");
         } else if (!strcmp(t, "thinking")) {
             append_block_text(&reasoning, b, "thinking");
+        } else if (!strcmp(t, "tool_use") && lp_json_get_str(b, "name") &&
+                   !strcmp(lp_json_get_str(b, "name"), LP_XLAT_JSON_TOOL)) {
+            /* response_format's forced tool: its input is the answer */
+            struct json_object *input = lp_json_get(b, "input");
+            lp_buf_appends(&text, input ? lp_json_dump(input, NULL) : "{}");
         } else if (!strcmp(t, "tool_use")) {
             struct json_object *tc = json_object_new_object(), *fn = json_object_new_object();
             struct json_object *input = lp_json_get(b, "input");
@@ -148,10 +153,19 @@ static struct json_object *resp_a2o(struct json_object *in, const char *alias, c
                 alias ? json_object_new_string(alias) : lp_xlat_ref(lp_json_get(in, "model")));
     struct json_object *ch = json_object_new_object();
     lp_json_set_int(ch, "index", 0);
-    lp_json_set(ch, "message", a2o_message(content));
+    struct json_object *msg = a2o_message(content);
+    lp_json_set(ch, "message", msg);
     lp_json_set(ch, "logprobs", NULL);
     const char *stop = lp_json_get_str(in, "stop_reason");
-    lp_json_set_str(ch, "finish_reason", finish_from_stop(stop));
+    const char *fr = finish_from_stop(stop);
+    bool json_tool = false;
+    for (size_t k = 0; k < lp_json_arr_len(content); k++) {
+        const char *n = lp_json_get_str(lp_json_arr_at(content, k), "name");
+        json_tool = json_tool || (n && !strcmp(n, LP_XLAT_JSON_TOOL));
+    }
+    if (!strcmp(fr, "tool_calls") && json_tool && !lp_json_get(msg, "tool_calls"))
+        fr = "stop"; /* only response_format's tool was called: a plain answer */
+    lp_json_set_str(ch, "finish_reason", fr);
     /* The matched stop sequence and pause_turn have no OpenAI field: reported as the choice's
      * `stop_reason` (vLLM's name for the matched stop string). */
     if (stop && !strcmp(stop, "stop_sequence") && lp_json_get_str(in, "stop_sequence"))

@@ -228,5 +228,63 @@ class XlatCase(unittest.TestCase):
         self.assertIn("tool_choice", r.json()["error"]["message"])
 
 
+    # ---- response_format on an Anthropic backend -------------------------------------------
+
+    def test_response_format_json_schema_non_stream_and_stream(self):
+        schema = {"type": "object", "properties": {"city": {"type": "string"}},
+                  "required": ["city"]}
+        rf = {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}}
+        self.mant.script({"body": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "json_response",
+                         "input": {"city": "Paris"}}],
+            "stop_reason": "tool_use", "stop_sequence": None,
+            "usage": {"input_tokens": 5, "output_tokens": 3}}})
+        r = self.oa(oa_req(response_format=rf))
+        self.assertEqual(r.status, 200, r.text)
+        ch = r.json()["choices"][0]
+        self.assertEqual(json.loads(ch["message"]["content"]), {"city": "Paris"})
+        self.assertEqual(ch["finish_reason"], "stop")
+        self.assertNotIn("tool_calls", ch["message"])
+        self.assertIsNone(r.headers.get("x-llm-proxy-dropped-params"))
+        up = json.loads(self.upstream_body(self.mant))
+        self.assertEqual(up["tool_choice"], {"type": "tool", "name": "json_response"})
+        self.assertEqual(up["tools"][0]["input_schema"]["properties"], schema["properties"])
+        # streamed
+        self.mant.reset()
+        ev = [
+            {"event": "message_start", "data": {"type": "message_start", "message": {
+                "id": "msg_2", "type": "message", "role": "assistant", "content": [], "model": "m",
+                "stop_reason": None, "stop_sequence": None,
+                "usage": {"input_tokens": 5, "output_tokens": 1}}}},
+            {"event": "content_block_start", "data": {
+                "type": "content_block_start", "index": 0, "content_block": {
+                    "type": "tool_use", "id": "toolu_2", "name": "json_response", "input": {}}}},
+            {"event": "content_block_delta", "data": {
+                "type": "content_block_delta", "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": "{\"city\": "}}},
+            {"event": "content_block_delta", "data": {
+                "type": "content_block_delta", "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": "\"Rome\"}"}}},
+            {"event": "content_block_stop", "data": {"type": "content_block_stop", "index": 0}},
+            {"event": "message_delta", "data": {"type": "message_delta",
+                                                "delta": {"stop_reason": "tool_use"},
+                                                "usage": {"output_tokens": 4}}},
+            {"event": "message_stop", "data": {"type": "message_stop"}}]
+        self.mant.script({"sse": {"events": ev}})
+        with stream(self.px.url, "/v1/chat/completions", oa_req(stream=True, response_format=rf),
+                    headers=auth()) as s:
+            events = s.all()
+        chunks = [e.json() for e in events if e.data != "[DONE]"]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks
+                       if c.get("choices"))
+        self.assertEqual(json.loads(text), {"city": "Rome"})
+        finishes = [c["choices"][0]["finish_reason"] for c in chunks
+                    if c.get("choices") and c["choices"][0].get("finish_reason")]
+        self.assertEqual(finishes, ["stop"])
+        self.assertFalse(any("tool_calls" in c["choices"][0]["delta"] for c in chunks
+                             if c.get("choices")))
+
+
 if __name__ == "__main__":
     unittest.main()

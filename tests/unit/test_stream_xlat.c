@@ -738,6 +738,46 @@ static void test_o2a_error_termination(void **state)
     lp_buf_free(&out);
 }
 
+/* response_format's forced tool streams as content and finishes with "stop". */
+static void test_a2o_json_response_tool_is_content(void **state)
+{
+    (void)state;
+    struct lp_buf out;
+    lp_buf_init(&out, 0);
+    struct lp_stream_xlat *x =
+        lp_stream_xlat_new(LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI, ALIAS, false, RID);
+    assert_int_equal(feed(x, "message_start", "{\"type\":\"message_start\",\"message\":{}}", &out),
+                     LP_OK);
+    assert_int_equal(feed(x, "content_block_start",
+                          "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+                          "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"json_response\","
+                          "\"input\":{}}}",
+                          &out),
+                     LP_OK);
+    assert_int_equal(feed(x, "content_block_delta",
+                          "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
+                          "\"input_json_delta\",\"partial_json\":\"{\\\"city\\\": \"}}",
+                          &out),
+                     LP_OK);
+    assert_int_equal(feed(x, "content_block_delta",
+                          "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
+                          "\"input_json_delta\",\"partial_json\":\"\\\"Paris\\\"}\"}}",
+                          &out),
+                     LP_OK);
+    assert_int_equal(feed(x, "message_delta",
+                          "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"}}",
+                          &out),
+                     LP_OK);
+    assert_int_equal(feed(x, "message_stop", "{\"type\":\"message_stop\"}", &out), LP_OK);
+    assert_false(contains(&out, "tool_calls"));
+    assert_true(contains(&out, "{\"content\":\"{\\\"city\\\": \"}"));
+    assert_true(contains(&out, "{\"content\":\"\\\"Paris\\\"}\"}"));
+    assert_true(contains(&out, "\"finish_reason\":\"stop\""));
+    assert_true(lp_stream_xlat_done(x));
+    lp_stream_xlat_free(x);
+    lp_buf_free(&out);
+}
+
 /* Mid-stream errors use the client's error vocabulary whatever the upstream called them. */
 static void test_error_event_vocabulary(void **state)
 {
@@ -1174,6 +1214,7 @@ int main(void)
         cmocka_unit_test(test_o2a_error_termination),
         cmocka_unit_test(test_o2a_eof),
         cmocka_unit_test(test_error_event_vocabulary),
+        cmocka_unit_test(test_a2o_json_response_tool_is_content),
         cmocka_unit_test(test_o2a_bad_input),
         cmocka_unit_test(test_o2a_caps),
         cmocka_unit_test(test_ids),
