@@ -291,6 +291,8 @@ struct lp_redis_cfg {
     int db;
 };
 
+enum lp_otlp_protocol { LP_OTLP_HTTP_JSON = 0, LP_OTLP_HTTP_PROTOBUF };
+
 /* tracing: OpenTelemetry spans exported over OTLP/HTTP (trace.h, otlp.h). */
 struct lp_tracing_cfg {
     bool enabled;          /* default false */
@@ -299,6 +301,9 @@ struct lp_tracing_cfg {
     struct lp_kv *otlp_headers; /* sent to the collector (secrets: masked); default
                                    OTEL_EXPORTER_OTLP_HEADERS ("k=v,k2=v2") */
     size_t n_otlp_headers;
+    enum lp_otlp_protocol protocol; /* otlp_protocol; default OTEL_EXPORTER_OTLP_PROTOCOL, else
+                                       http/json */
+    bool protocol_set;
     double sample_ratio;   /* root requests sampled, [0, 1]; default 1 (parent-based) */
     char *service_name;    /* default OTEL_SERVICE_NAME, else "llm-proxy" */
 };

@@ -1845,14 +1845,28 @@ static void on_tracing_ratio(struct lp_config_walk *w, yaml_node_t *val, void *t
         *r = v;
 }
 
+static bool otlp_protocol_parse(const char *s, enum lp_otlp_protocol *p)
+{
+    if (strcmp(s, "http/json") == 0)
+        *p = LP_OTLP_HTTP_JSON;
+    else if (strcmp(s, "http/protobuf") == 0)
+        *p = LP_OTLP_HTTP_PROTOBUF;
+    else
+        return false;
+    return true;
+}
+
 static void on_tracing_protocol(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
+    struct lp_tracing_cfg *t = target;
     char *s;
-    if (scalar(w, val, "http/json", &s) != SC_OK)
+    if (scalar(w, val, "http/json or http/protobuf", &s) != SC_OK)
         return;
-    if (strcmp(s, "http/json") != 0)
-        ERR(w, val, "unsupported otlp_protocol \"%.40s\" (supported: http/json; grpc and "
-                    "http/protobuf are not)", s);
+    if (otlp_protocol_parse(s, &t->protocol))
+        t->protocol_set = true;
+    else
+        ERR(w, val, "unsupported otlp_protocol \"%.40s\" (supported: http/json, http/protobuf; "
+                    "not grpc)", s);
     free(s);
 }
 
@@ -1884,6 +1898,11 @@ static void on_tracing(struct lp_config_walk *w, yaml_node_t *val, void *target)
     }
     if (!t->service_name && (env = getenv("OTEL_SERVICE_NAME")) && env[0])
         t->service_name = lp_xstrdup(env);
+    if (!t->protocol_set && (((env = getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")) && env[0]) ||
+                             ((env = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")) && env[0])) &&
+        !otlp_protocol_parse(env, &t->protocol))
+        ERR(w, val, "OTEL_EXPORTER_OTLP_PROTOCOL=%.40s is not supported (http/json, "
+                    "http/protobuf; not grpc)", env);
     if (!t->enabled)
         return;
     const char *e = t->otlp_endpoint;

@@ -380,5 +380,122 @@ class GeminiCase(unittest.TestCase):
         self.assertNotIn("message_stop", [e.event for e in evs])
 
 
+WEATHER_OPENAI = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+WEATHER_ANTHROPIC = {"name": "get_weather", "description": "Weather of a city",
+                     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                                      "required": ["city"]}}
+
+
+def gemini_call_stream():
+    """A Gemini alt=sse stream that says a few words, then calls get_weather (Gemini 3 style,
+    with a thought signature)."""
+    ev = lambda parts, fin=None: {"data": {"candidates": [{"content": {"role": "model",
+                                  "parts": parts}, **({"finishReason": fin} if fin else {})}],
+                                  "usageMetadata": {"promptTokenCount": 12,
+                                                    "candidatesTokenCount": 6,
+                                                    "totalTokenCount": 18}}}
+    return {"sse": {"events": [
+        ev([{"text": "Let me check. "}]),
+        ev([{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+             "thoughtSignature": "c2lnbmF0dXJl"}], "STOP")]}}
+
+
+class GeminiSdkCase(unittest.TestCase):
+    """The official OpenAI and Anthropic SDKs against a Gemini backend, tools included."""
+
+    @classmethod
+    def setUpClass(cls):
+        require_proxy()
+        from test_40_sdk import run_sdk  # the shared node runner (tests/sdk/client.mjs)
+        cls.run_sdk = staticmethod(run_sdk)
+        cls.g = Mock("gsdk", "--mode", "gemini", "--key", G_KEY, "--chunks", "4").start()
+        b = {"name": "gem", "url": cls.g.url + "/v1beta", "protocol": "google", "api_key": G_KEY}
+        cls.px = Proxy(config([b], {"m": [("gem", "gemini-2.5-flash")]})).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.px.stop()
+        cls.g.stop()
+
+    def setUp(self):
+        self.g.reset()
+
+    def sc(self, sdk, **kw):
+        from harness import PROXY_KEY
+        base = self.px.url + ("/v1" if sdk == "openai" else "")
+        return {"sdk": sdk, "baseURL": base, "apiKey": PROXY_KEY, "model": "m", **kw}
+
+    def test_openai_sdk_stream_and_json(self):
+        r = self.run_sdk(self.sc("openai", stream=True, include_usage=True))
+        self.assertTrue(r["ok"], r)
+        self.assertIn("Hello from gsdk", r["text"])
+        self.assertEqual(r["finish"], "stop")
+        self.assertGreater(r["usage"]["completion_tokens"], 0)
+        r = self.run_sdk(self.sc("openai", stream=False))
+        self.assertTrue(r["ok"], r)
+        self.assertIn("Hello from gsdk", r["text"])
+
+    def test_anthropic_sdk_stream_and_json(self):
+        r = self.run_sdk(self.sc("anthropic", stream=True))
+        self.assertTrue(r["ok"], r)
+        self.assertIn("Hello from gsdk", r["text"])
+        self.assertEqual(r["finish"], "end_turn")
+        r = self.run_sdk(self.sc("anthropic", stream=False, system="be brief"))
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(r["finish"], "end_turn")
+
+    def test_openai_sdk_tool_round_trip(self):
+        self.g.script(gemini_call_stream())
+        r = self.run_sdk(self.sc("openai", stream=True, tools=[WEATHER_OPENAI],
+                                 messages=[{"role": "user", "content": "Weather in Paris?"}]))
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(r["finish"], "tool_calls")
+        call = r["tool_calls"][0]
+        self.assertEqual((call["name"], json.loads(call["arguments"])),
+                         ("get_weather", {"city": "Paris"}))
+        history = [{"role": "user", "content": "Weather in Paris?"},
+                   {"role": "assistant", "content": None, "tool_calls": [{
+                       "id": call["id"], "type": "function",
+                       "function": {"name": "get_weather", "arguments": call["arguments"]}}]},
+                   {"role": "tool", "tool_call_id": call["id"], "content": "18C and sunny"}]
+        r2 = self.run_sdk(self.sc("openai", stream=False, tools=[WEATHER_OPENAI],
+                                  messages=history))
+        self.assertTrue(r2["ok"], r2)
+        body = json.loads(self.g.requests()[-1]["body"])
+        fc = body["contents"][1]["parts"][0]
+        self.assertEqual(fc["functionCall"], {"name": "get_weather", "args": {"city": "Paris"}})
+        self.assertEqual(fc["thoughtSignature"], "c2lnbmF0dXJl")
+        self.assertEqual(body["contents"][2]["parts"][0]["functionResponse"],
+                         {"name": "get_weather", "response": {"content": "18C and sunny"}})
+
+    def test_anthropic_sdk_tool_round_trip(self):
+        self.g.script(gemini_call_stream())
+        r = self.run_sdk(self.sc("anthropic", stream=True, tools=[WEATHER_ANTHROPIC],
+                                 messages=[{"role": "user", "content": "Weather in Paris?"}]))
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(r["finish"], "tool_use")
+        call = r["tool_calls"][0]
+        self.assertEqual((call["name"], call["input"]), ("get_weather", {"city": "Paris"}))
+        history = [{"role": "user", "content": "Weather in Paris?"},
+                   {"role": "assistant", "content": [
+                       {"type": "text", "text": "Let me check. "},
+                       {"type": "tool_use", "id": call["id"], "name": "get_weather",
+                        "input": {"city": "Paris"}}]},
+                   {"role": "user", "content": [{"type": "tool_result",
+                                                 "tool_use_id": call["id"],
+                                                 "content": "18C and sunny"}]}]
+        r2 = self.run_sdk(self.sc("anthropic", stream=False, tools=[WEATHER_ANTHROPIC],
+                                  messages=history))
+        self.assertTrue(r2["ok"], r2)
+        self.assertEqual(r2["finish"], "end_turn")
+        body = json.loads(self.g.requests()[-1]["body"])
+        self.assertEqual(body["contents"][1]["parts"][-1]["thoughtSignature"], "c2lnbmF0dXJl")
+        self.assertEqual(body["contents"][2]["parts"][0]["functionResponse"]["name"],
+                         "get_weather")
+
+
 if __name__ == "__main__":
     unittest.main()
