@@ -262,6 +262,20 @@ struct lp_proxy_cfg {
                                  * route/backend max_tokens; 0 (default) = per-model table */
 };
 
+/* The reference's rotation keys (era B flat keys and the v2.1 `rotation:` block write the same
+ * fields). Resolved into struct lp_logrotate_opts by lp_logcfg_rotation (logcfg.c). */
+struct lp_log_rotation_cfg {
+    double max_size_mb;      /* max_file_size_mb / rotation.max_size_mb; < 0 = not given */
+    int time_strategy;       /* time_rotation / rotation.time_strategy: enum lp_logrotate_time,
+                                -1 = not given */
+    int64_t max_age_days;
+    int64_t max_backups;
+    bool compress;
+    bool rotate_by_size;
+    bool rotate_by_time;
+    bool max_age_set, max_backups_set, compress_set, rotate_by_size_set, rotate_by_time_set;
+};
+
 struct lp_logging_cfg {
     char *level;         /* "debug" | "info" | "warn" | "error"; default "info" */
     bool mask_sensitive; /* default true */
@@ -270,6 +284,7 @@ struct lp_logging_cfg {
     char *error_log;     /* operational log file; NULL = stderr only */
     bool log_bodies;     /* default false */
     int64_t max_body_log_bytes; /* default 4096 */
+    struct lp_log_rotation_cfg rotation;
 };
 
 enum lp_redis_on_error {
