@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tracing.sh - instructions per request with tracing off, on at sample_ratio 0, and on at 1.0
-# (every request exported), through bench/callgrind.sh on one binary.
+# (every request exported, JSON and protobuf), through bench/callgrind.sh on one binary.
 #
 #   bench/tracing.sh [-n REQUESTS] [--stream] [--build DIR]
 #
@@ -41,8 +41,10 @@ for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 port=$(cat "$tmp/port")
 printf 'tracing: {enabled: true, otlp_endpoint: "http://127.0.0.1:%s", sample_ratio: 0}\n' "$port" >"$tmp/ratio0.yaml"
 printf 'tracing: {enabled: true, otlp_endpoint: "http://127.0.0.1:%s", sample_ratio: 1.0}\n' "$port" >"$tmp/ratio1.yaml"
+printf 'tracing: {enabled: true, otlp_endpoint: "http://127.0.0.1:%s", sample_ratio: 1.0, otlp_protocol: http/protobuf}\n' \
+    "$port" >"$tmp/ratio1-protobuf.yaml"
 declare -A ir
-for cfg in off ratio0 ratio1; do
+for cfg in off ratio0 ratio1 ratio1-protobuf; do
     extra=()
     [ "$cfg" = off ] || extra=(--extra "$tmp/$cfg.yaml")
     out=$("$here/callgrind.sh" "${args[@]}" "${extra[@]}" --top 12)
@@ -51,7 +53,7 @@ for cfg in off ratio0 ratio1; do
     ir[$cfg]=$(echo "$out" | sed -nE 's/^=> ([0-9,]+) instructions per request.*/\1/p' | tr -d ,)
 done
 echo "=== summary (instructions per request, all threads)"
-for cfg in off ratio0 ratio1; do
-    python3 -c "import sys; o,v=int(sys.argv[1]),int(sys.argv[2]); print(f'{sys.argv[3]:>7}: {v:>9,}  ({100*(v-o)/o:+.2f}% vs off)')" \
+for cfg in off ratio0 ratio1 ratio1-protobuf; do
+    python3 -c "import sys; o,v=int(sys.argv[1]),int(sys.argv[2]); print(f'{sys.argv[3]:>15}: {v:>9,}  ({100*(v-o)/o:+.2f}% vs off)')" \
         "${ir[off]}" "${ir[$cfg]}" "$cfg"
 done

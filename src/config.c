@@ -169,6 +169,8 @@ static struct lp_config *config_new(const char *path, const char *dir)
     c->tracing.sample_ratio = 1.0;
     c->logging.base_dir = lp_xstrdup("./logs");
     c->logging.max_body_log_bytes = 4096;
+    c->logging.rotation.max_size_mb = -1;
+    c->logging.rotation.time_strategy = -1;
     c->redis.key_prefix = lp_xstrdup("llm-proxy:");
     c->redis.timeout_ms = 50;
     c->redis.on_error = LP_REDIS_FAIL_OPEN;

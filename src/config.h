@@ -261,6 +261,20 @@ struct lp_proxy_cfg {
     int64_t default_max_tokens; /* used when translating to Anthropic; default 4096 */
 };
 
+/* The reference's rotation keys (era B flat keys and the v2.1 `rotation:` block write the same
+ * fields). Resolved into struct lp_logrotate_opts by lp_logcfg_rotation (logcfg.c). */
+struct lp_log_rotation_cfg {
+    double max_size_mb;      /* max_file_size_mb / rotation.max_size_mb; < 0 = not given */
+    int time_strategy;       /* time_rotation / rotation.time_strategy: enum lp_logrotate_time,
+                                -1 = not given */
+    int64_t max_age_days;
+    int64_t max_backups;
+    bool compress;
+    bool rotate_by_size;
+    bool rotate_by_time;
+    bool max_age_set, max_backups_set, compress_set, rotate_by_size_set, rotate_by_time_set;
+};
+
 struct lp_logging_cfg {
     char *level;         /* "debug" | "info" | "warn" | "error"; default "info" */
     bool mask_sensitive; /* default true */
@@ -269,6 +283,7 @@ struct lp_logging_cfg {
     char *error_log;     /* operational log file; NULL = stderr only */
     bool log_bodies;     /* default false */
     int64_t max_body_log_bytes; /* default 4096 */
+    struct lp_log_rotation_cfg rotation;
 };
 
 enum lp_redis_on_error {
@@ -290,6 +305,8 @@ struct lp_redis_cfg {
     int db;
 };
 
+enum lp_otlp_protocol { LP_OTLP_HTTP_JSON = 0, LP_OTLP_HTTP_PROTOBUF };
+
 /* tracing: OpenTelemetry spans exported over OTLP/HTTP (trace.h, otlp.h). */
 struct lp_tracing_cfg {
     bool enabled;          /* default false */
@@ -298,6 +315,9 @@ struct lp_tracing_cfg {
     struct lp_kv *otlp_headers; /* sent to the collector (secrets: masked); default
                                    OTEL_EXPORTER_OTLP_HEADERS ("k=v,k2=v2") */
     size_t n_otlp_headers;
+    enum lp_otlp_protocol protocol; /* otlp_protocol; default OTEL_EXPORTER_OTLP_PROTOCOL, else
+                                       http/json */
+    bool protocol_set;
     double sample_ratio;   /* root requests sampled, [0, 1]; default 1 (parent-based) */
     char *service_name;    /* default OTEL_SERVICE_NAME, else "llm-proxy" */
 };

@@ -25,6 +25,7 @@
 #include "config_internal.h"
 #include "dialect.h"
 #include "endpoint.h"
+#include "logrotate.h"
 #include "redis.h"
 #include "util/alloc.h"
 
@@ -1743,7 +1744,50 @@ static void on_log_level(struct lp_config_walk *w, yaml_node_t *val, void *targe
     free(s);
 }
 
+/* rotation.time_strategy (v2.1) / time_rotation (era B): daily, hourly or none. */
+static void on_time_strategy(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    int *slot = target;
+    char *s;
+    if (typed_scalar(w, val, "daily, hourly or none", &s) != SC_OK)
+        return;
+    if (strcasecmp(s, "daily") == 0)
+        *slot = LP_ROTATE_DAILY;
+    else if (strcasecmp(s, "hourly") == 0)
+        *slot = LP_ROTATE_HOURLY;
+    else if (strcasecmp(s, "none") == 0 || strcasecmp(s, "off") == 0)
+        *slot = LP_ROTATE_TIME_NONE;
+    else
+        ERR(w, val, "unknown time rotation \"%.32s\" (expected daily, hourly or none)", s);
+    free(s);
+}
+
+/* max_size_mb / max_file_size_mb: megabytes (fractions allowed), >= 0 (0 = no size limit). */
+static void on_size_mb(struct lp_config_walk *w, yaml_node_t *val, void *target)
+{
+    double v = 0;
+    if (!get_float(w, val, &v))
+        return;
+    if (!(v >= 0 && v <= 1048576))
+        ERR(w, val, "expected a size in MB between 0 and 1048576");
+    else
+        *(double *)target = v;
+}
+
+#define ROT(m) rotation.m
 /* clang-format off */
+static const struct field rotation_fields[] = {
+    FNAT("max_size_mb", struct lp_log_rotation_cfg, max_size_mb, on_size_mb),
+    FNAT("time_strategy", struct lp_log_rotation_cfg, time_strategy, on_time_strategy),
+    NUM("max_age_days", K_INT64, struct lp_log_rotation_cfg, max_age_days, 0, 36500,
+        .has = HAS(struct lp_log_rotation_cfg, max_age_set)),
+    NUM("max_backups", K_INT64, struct lp_log_rotation_cfg, max_backups, 0, 100000,
+        .has = HAS(struct lp_log_rotation_cfg, max_backups_set)),
+    VAL("compress", K_BOOL, struct lp_log_rotation_cfg, compress,
+        .has = HAS(struct lp_log_rotation_cfg, compress_set)),
+    END,
+};
+
 static const struct field logging_fields[] = {
     FNAT("level", struct lp_logging_cfg, level, on_log_level),
     VAL("mask_sensitive", K_BOOL, struct lp_logging_cfg, mask_sensitive),
@@ -1754,17 +1798,30 @@ static const struct field logging_fields[] = {
     NUM("max_body_log_bytes", K_SIZE, struct lp_logging_cfg, max_body_log_bytes, 0, 1 << 30),
     /* era A */
     IGN("general_file"), IGN("separate_files"), IGN("request_dir"), IGN("error_dir"),
-    IGN("enable_metrics"), IGN("max_file_size_mb"),
-    /* era B flat / compat */
-    IGN("console_level"), IGN("max_age_days"), IGN("max_backups"), IGN("compress"), IGN("format"),
+    IGN("enable_metrics"),
+    FNAT("max_file_size_mb", struct lp_logging_cfg, ROT(max_size_mb), on_size_mb),
+    /* era B flat / compat: rotation keys (the same fields as the v2.1 block) */
+    NUM("max_age_days", K_INT64, struct lp_logging_cfg, ROT(max_age_days), 0, 36500,
+        .has = HAS(struct lp_logging_cfg, ROT(max_age_set))),
+    NUM("max_backups", K_INT64, struct lp_logging_cfg, ROT(max_backups), 0, 100000,
+        .has = HAS(struct lp_logging_cfg, ROT(max_backups_set))),
+    VAL("compress", K_BOOL, struct lp_logging_cfg, ROT(compress),
+        .has = HAS(struct lp_logging_cfg, ROT(compress_set))),
+    VAL("rotate_by_size", K_BOOL, struct lp_logging_cfg, ROT(rotate_by_size),
+        .has = HAS(struct lp_logging_cfg, ROT(rotate_by_size_set))),
+    VAL("rotate_by_time", K_BOOL, struct lp_logging_cfg, ROT(rotate_by_time),
+        .has = HAS(struct lp_logging_cfg, ROT(rotate_by_time_set))),
+    FNAT("time_rotation", struct lp_logging_cfg, ROT(time_strategy), on_time_strategy),
+    /* era B flat / compat: not implemented */
+    IGN("console_level"), IGN("format"),
     IGN("colorize"), IGN("console_style"), IGN("console_format"), IGN("debug_mode"),
-    IGN("buffer_size"), IGN("flush_interval"), IGN("drop_on_full"), IGN("rotate_by_size"),
-    IGN("rotate_by_time"), IGN("time_rotation"), IGN("detailed_masking"),
+    IGN("buffer_size"), IGN("flush_interval"), IGN("drop_on_full"), IGN("detailed_masking"),
     IGN("max_log_content_size"), IGN("problematic_backends"),
     /* era B multi-target */
     IGN("enable_multi_target"), IGN("console"), IGN("file"), IGN("request_body"),
     /* v2.1 (async is a bool in era B, a block in v2.1) */
-    IGN("async"), IGN("rotation"), IGN("categories"),
+    IGN("async"), IGN("categories"),
+    MAPAT("rotation", struct lp_logging_cfg, rotation, rotation_fields),
     END,
 };
 /* clang-format on */
@@ -1845,14 +1902,28 @@ static void on_tracing_ratio(struct lp_config_walk *w, yaml_node_t *val, void *t
         *r = v;
 }
 
+static bool otlp_protocol_parse(const char *s, enum lp_otlp_protocol *p)
+{
+    if (strcmp(s, "http/json") == 0)
+        *p = LP_OTLP_HTTP_JSON;
+    else if (strcmp(s, "http/protobuf") == 0)
+        *p = LP_OTLP_HTTP_PROTOBUF;
+    else
+        return false;
+    return true;
+}
+
 static void on_tracing_protocol(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
+    struct lp_tracing_cfg *t = target;
     char *s;
-    if (scalar(w, val, "http/json", &s) != SC_OK)
+    if (scalar(w, val, "http/json or http/protobuf", &s) != SC_OK)
         return;
-    if (strcmp(s, "http/json") != 0)
-        ERR(w, val, "unsupported otlp_protocol \"%.40s\" (supported: http/json; grpc and "
-                    "http/protobuf are not)", s);
+    if (otlp_protocol_parse(s, &t->protocol))
+        t->protocol_set = true;
+    else
+        ERR(w, val, "unsupported otlp_protocol \"%.40s\" (supported: http/json, http/protobuf; "
+                    "not grpc)", s);
     free(s);
 }
 
@@ -1884,6 +1955,11 @@ static void on_tracing(struct lp_config_walk *w, yaml_node_t *val, void *target)
     }
     if (!t->service_name && (env = getenv("OTEL_SERVICE_NAME")) && env[0])
         t->service_name = lp_xstrdup(env);
+    if (!t->protocol_set && (((env = getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")) && env[0]) ||
+                             ((env = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")) && env[0])) &&
+        !otlp_protocol_parse(env, &t->protocol))
+        ERR(w, val, "OTEL_EXPORTER_OTLP_PROTOCOL=%.40s is not supported (http/json, "
+                    "http/protobuf; not grpc)", env);
     if (!t->enabled)
         return;
     const char *e = t->otlp_endpoint;

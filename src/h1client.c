@@ -32,6 +32,7 @@
 #define RBUF_SIZE (64 * 1024)
 #define READS_PER_EVENT 4     /* full-buffer reads before yielding to other connections */
 #define MAX_AUTHORITY 300
+#define TLS_ONE_RECORD (16 * 1024) /* requests up to this size are sent as one TLS record */
 
 enum phase { PH_BEGIN, PH_CONNECT, PH_TLS, PH_WRITE, PH_READ };
 enum step { ST_CONT, ST_PAUSED, ST_GONE };
@@ -373,9 +374,19 @@ static void send_more(struct h1x *x)
         if (x->conn->tls) {
             /* One record per call; partial writes are enabled on the context. */
             SSL *ssl = x->conn->tls;
+            char one[TLS_ONE_RECORD];
+            const void *p = iov[0].iov_base;
+            size_t plen = iov[0].iov_len;
+            if (x->sent == 0 && total <= sizeof one) {
+                /* A small request goes out as one record and one system call. A retry after
+                 * WANT_WRITE rebuilds the same bytes (moving buffers are allowed). */
+                memcpy(one, x->head, x->head_len);
+                memcpy(one + x->head_len, x->body, x->body_len);
+                p = one;
+                plen = total;
+            }
             ERR_clear_error();
-            int r = SSL_write(ssl, iov[0].iov_base, (int)(iov[0].iov_len > INT32_MAX ? INT32_MAX
-                                                                                   : iov[0].iov_len));
+            int r = SSL_write(ssl, p, (int)(plen > INT32_MAX ? INT32_MAX : plen));
             if (r <= 0) {
                 int e = SSL_get_error(ssl, r);
                 ERR_clear_error();

@@ -5,7 +5,9 @@
  *     producer holds it only to memcpy one finished line, so worker threads never wait on I/O.
  *   - g.io guards the file descriptors. The writer holds it while it writes a batch; lp_log_init
  *     takes it to swap files. Reopen (SIGUSR1) happens on the writer thread under it, so a
- *     descriptor is never closed under a write.
+ *     descriptor is never closed under a write. Rotation (logging.rotation, logrotate.c) also
+ *     happens there: before a batch is written to a file that is due (size or period), the file
+ *     is renamed, compressed, pruned and opened afresh, all on the writer thread.
  * Formatting, JSON escaping and masking happen on the caller's thread before g.mu is taken.
  */
 #include "log.h"
@@ -19,9 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "logrotate.h"
 #include "mask.h"
 #include "util/alloc.h"
 #include "util/buf.h"
@@ -35,12 +39,15 @@
 #define SIGNAL_BYTES (64 * 1024)         /* wake the writer at once only past this much queued:
                                             no futex wake per request at ordinary rates */
 #define KEEP_BATCH_CAP ((size_t)1 << 20) /* batch buffers larger than this are freed after use */
+#define PATH_MAX_ERR 4200                /* a rotation error message (paths included) */
 
 enum dest { DEST_OPS = 0, DEST_ACC = 1, N_DEST = 2 };
 
 struct sink {
-    char *path; /* NULL = stderr */
-    int fd;     /* -1 = stderr */
+    char *path;    /* NULL = stderr */
+    int fd;        /* -1 = stderr */
+    uint64_t size; /* bytes in the file (for rotation by size) */
+    int64_t period; /* start of the rotation period its lines belong to */
 };
 
 struct logger {
@@ -59,6 +66,8 @@ struct logger {
     pthread_mutex_t io; /* guards sinks and also_stderr */
     struct sink sinks[N_DEST];
     bool also_stderr;
+    struct lp_logrotate_opts rot;
+    int64_t (*now_s)(void);
 };
 
 static struct logger g = {
@@ -96,6 +105,26 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
+static int64_t wall_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* Size and period of a freshly opened sink: a non-empty file keeps the period of its last
+ * write (so a restart in a new day rotates yesterday's file before the first line). */
+static void sink_stat(struct sink *s)
+{
+    struct stat st;
+    int64_t now = g.now_s();
+    s->size = 0;
+    s->period = lp_logrotate_period(g.rot.time, now);
+    if (s->fd >= 0 && fstat(s->fd, &st) == 0) {
+        s->size = (uint64_t)st.st_size;
+        if (st.st_size > 0)
+            s->period = lp_logrotate_period(g.rot.time, (int64_t)st.st_mtime);
+    }
+}
+
 static int open_log(const char *path)
 {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -127,6 +156,7 @@ static enum lp_status set_sink(struct sink *s, const char *path)
         return LP_ERR;
     s->fd = fd;
     s->path = lp_xstrdup(path);
+    sink_stat(s);
     return LP_OK;
 }
 
@@ -143,7 +173,35 @@ static void reopen_sinks(void)
         if (s->fd >= 0)
             close(s->fd);
         s->fd = fd;
+        sink_stat(s);
     }
+}
+
+static void report_line(const char *msg);
+
+/* Rotate s before `add` more bytes when its size or period says so (writer thread, g.io held).
+ * On a failed rename the file simply grows: logging goes on. */
+static void maybe_rotate(struct sink *s, size_t add)
+{
+    int64_t now = g.now_s();
+    if (!s->path || s->fd < 0 || !lp_logrotate_due(&g.rot, s->size, s->period, add, now))
+        return;
+    char err[PATH_MAX_ERR];
+    enum lp_status rc = lp_logrotate_rotate(s->path, &g.rot, now, err, sizeof err);
+    if (rc == LP_OK) {
+        int fd = open_log(s->path);
+        if (fd >= 0) {
+            close(s->fd);
+            s->fd = fd;
+        }
+        sink_stat(s);
+        s->period = lp_logrotate_period(g.rot.time, now);
+    } else {
+        s->period = lp_logrotate_period(g.rot.time, now); /* do not retry every batch */
+        s->size = 0;
+    }
+    if (err[0])
+        report_line(err);
 }
 
 static int sink_fd(const struct sink *s)
@@ -153,8 +211,9 @@ static int sink_fd(const struct sink *s)
 
 static void write_ops(const char *p, size_t n)
 {
-    const struct sink *s = &g.sinks[DEST_OPS];
+    struct sink *s = &g.sinks[DEST_OPS];
     write_all(sink_fd(s), p, n);
+    s->size += n;
     if (g.also_stderr && s->fd >= 0)
         write_all(2, p, n);
 }
@@ -162,6 +221,20 @@ static void write_ops(const char *p, size_t n)
 /* ---- the writer thread ---- */
 
 static void append_ts(struct lp_buf *b);
+
+/* A warning from the writer itself (rotation trouble) into the operational log. */
+static void report_line(const char *msg)
+{
+    struct lp_buf line;
+    lp_buf_init(&line, 0);
+    lp_buf_appendc(&line, '{');
+    append_ts(&line);
+    lp_buf_appends(&line, ",\"level\":\"warn\",\"msg\":\"log rotation: ");
+    lp_buf_append_json_escaped(&line, msg, strlen(msg));
+    lp_buf_appends(&line, "\"}\n");
+    write_ops(line.data, line.len);
+    lp_buf_free(&line);
+}
 
 static void report_drops(void)
 {
@@ -186,10 +259,17 @@ static void write_batch(struct lp_buf batch[N_DEST])
     /* Reopen before writing, so lines logged after the request land in the new file. */
     if (atomic_exchange(&g_reopen, false))
         reopen_sinks();
+    if (g.rot.enabled) {
+        for (int d = 0; d < N_DEST; d++)
+            if (batch[d].len)
+                maybe_rotate(&g.sinks[d], batch[d].len);
+    }
     if (batch[DEST_OPS].len)
         write_ops(batch[DEST_OPS].data, batch[DEST_OPS].len);
-    if (batch[DEST_ACC].len)
+    if (batch[DEST_ACC].len) {
         write_all(sink_fd(&g.sinks[DEST_ACC]), batch[DEST_ACC].data, batch[DEST_ACC].len);
+        g.sinks[DEST_ACC].size += batch[DEST_ACC].len;
+    }
     report_drops();
     pthread_mutex_unlock(&g.io);
     for (int d = 0; d < N_DEST; d++) {
@@ -448,6 +528,8 @@ enum lp_status lp_log_init(const struct lp_log_opts *opts)
     atomic_store(&g_mask, o.mask);
     enum lp_status rc = LP_OK;
     pthread_mutex_lock(&g.io);
+    g.rot = o.rotate;
+    g.now_s = o.now_s ? o.now_s : wall_s;
     if (set_sink(&g.sinks[DEST_OPS], o.error_file) != LP_OK)
         rc = LP_ERR;
     if (set_sink(&g.sinks[DEST_ACC], o.access_file) != LP_OK)

@@ -21,7 +21,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "logrotate.h"
 #include "status.h"
 
 enum lp_log_level {
@@ -43,6 +45,12 @@ struct lp_log_opts {
     bool also_stderr;        /* operational lines also to stderr when a file is set */
     size_t queue_max_bytes;  /* 0 = LP_LOG_QUEUE_MAX_BYTES (both logs together) */
     size_t queue_max_lines;  /* 0 = LP_LOG_QUEUE_MAX_LINES */
+    /* The proxy's own rotation of the files above (logrotate.h), done on the writer thread:
+     * before a batch is written to a file that is due (size, or a new daily/hourly period) the
+     * file is renamed, gzipped when asked, old rotated files are pruned, and a new file opened.
+     * Disabled by default (logrotate + SIGUSR1, lp_log_request_reopen, keep working either way). */
+    struct lp_logrotate_opts rotate;
+    int64_t (*now_s)(void);  /* the clock of rotation decisions, unix seconds; NULL = time() */
 };
 
 /* Start the logger, or apply new options to a running one (level, masking and files; the queue

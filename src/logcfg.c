@@ -51,6 +51,32 @@ static char *log_path(const struct lp_config *cfg, const char *p)
     return full;
 }
 
+void lp_logcfg_rotation(const struct lp_config *cfg, struct lp_logrotate_opts *out)
+{
+    const struct lp_log_rotation_cfg *r = &cfg->logging.rotation;
+    memset(out, 0, sizeof *out);
+    out->enabled = r->max_size_mb >= 0 || r->time_strategy >= 0 || r->max_age_set ||
+                   r->max_backups_set || r->compress_set || r->rotate_by_size_set ||
+                   r->rotate_by_time_set;
+    if (!out->enabled)
+        return;
+    double mb = r->max_size_mb >= 0 ? r->max_size_mb : 100;
+    if (r->rotate_by_size_set && !r->rotate_by_size)
+        mb = 0;
+    out->max_bytes = (uint64_t)(mb * 1024 * 1024);
+    out->time = r->time_strategy >= 0 ? (enum lp_logrotate_time)r->time_strategy
+                                      : LP_ROTATE_TIME_NONE;
+    if (r->rotate_by_time_set) {
+        if (!r->rotate_by_time)
+            out->time = LP_ROTATE_TIME_NONE;
+        else if (r->time_strategy < 0)
+            out->time = LP_ROTATE_DAILY;
+    }
+    out->max_age_s = (r->max_age_set ? r->max_age_days : 7) * 86400;
+    out->max_backups = (int)(r->max_backups_set ? r->max_backups : 10);
+    out->compress = r->compress_set && r->compress;
+}
+
 void lp_logcfg_apply(const struct lp_config *cfg)
 {
     char *err_file = log_path(cfg, cfg->logging.error_log);
@@ -62,6 +88,7 @@ void lp_logcfg_apply(const struct lp_config *cfg)
         .access_file = acc_file,
         .also_stderr = true,
     };
+    lp_logcfg_rotation(cfg, &lo.rotate);
     lp_log_init(&lo);
     free(err_file);
     free(acc_file);

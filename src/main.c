@@ -27,6 +27,7 @@
 #include "reload.h"
 #include "routestats.h"
 #include "runtime.h"
+#include "tls.h"
 #include "traffic.h"
 #include "util/alloc.h"
 #include "util/clock.h"
@@ -279,6 +280,17 @@ static int run(struct app *a, const char *path)
     evsignal_add(a->sig_int, NULL);
     evsignal_add(a->sig_hup, NULL);
     evsignal_add(a->sig_usr1, NULL);
+    /* An https backend verified against the system CA store: load the store now, not on a
+     * worker's loop at its first request. */
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        const struct lp_backend *b = &cfg->backends[i];
+        if (strncmp(b->url, "https://", 8) == 0 && !b->http2 && !b->tls_ca_file) {
+            lp_tls_preload();
+            break;
+        }
+    }
+    /* Once a worker runs, an admin reload may replace and free cfg: log from copies. */
+    size_t n_backends = cfg->n_backends, n_aliases = cfg->n_aliases;
     for (int i = 0; i < a->n_workers; i++) {
         a->workers[i] = lp_worker_create(i, &a->rt, a->listen_fds[i]);
         a->listen_fds[i] = -1; /* the worker owns it now */
@@ -289,7 +301,7 @@ static int run(struct app *a, const char *path)
     }
     lp_reloader_set_workers(a->reloader, a->workers, a->n_workers);
     lp_log_info(NULL, "llm-proxy %s started: %zu backend(s), %zu alias(es), config %s", LP_VERSION,
-                cfg->n_backends, cfg->n_aliases, path);
+                n_backends, n_aliases, path);
     event_base_dispatch(a->base);
     return 0;
 }

@@ -28,9 +28,10 @@
 #include "util/rand.h"
 
 struct item {
-    char *json;
+    char *data; /* JSON span objects, or protobuf ScopeSpans.spans fields */
     size_t len;
     int n;
+    bool pb;
 };
 
 static struct {
@@ -44,6 +45,7 @@ static struct {
     size_t max_queue, batch;
     int64_t delay_ms, timeout_ms;
     char instance_id[40];
+    CURL *curl; /* the exporter thread's handle (kept between exports) */
     atomic_uint_fast64_t exported, dropped, failed, batches, retries;
 } X = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -114,13 +116,15 @@ static void put_attr(struct lp_buf *b, bool first, const char *k, const char *v)
 
 /* POST one payload; true when the collector accepted it or refused it for good (a 4xx other than
  * 429 is not retried: the payload would be refused again). *retry_ms: wait before the next try. */
-static bool post_once(const struct lp_config *cfg, const struct lp_buf *body, int64_t timeout_ms,
-                      bool *accepted, int64_t *retry_ms)
+static bool post_once(const struct lp_config *cfg, const struct lp_buf *body, bool pb,
+                      int64_t timeout_ms, bool *accepted, int64_t *retry_ms)
 {
     const struct lp_tracing_cfg *t = &cfg->tracing;
-    CURL *h = curl_easy_init();
-    if (!h)
+    /* One handle for the thread's life: its connection to the collector is kept alive. */
+    if (!X.curl && !(X.curl = curl_easy_init()))
         return false;
+    CURL *h = X.curl;
+    curl_easy_reset(h);
     struct lp_buf url;
     lp_buf_init(&url, 4096);
     const char *e = t->otlp_endpoint ? t->otlp_endpoint : "";
@@ -129,7 +133,8 @@ static bool post_once(const struct lp_config *cfg, const struct lp_buf *body, in
         el--;
     lp_buf_append(&url, e, el);
     lp_buf_appends(&url, "/v1/traces");
-    struct curl_slist *hl = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *hl = curl_slist_append(
+        NULL, pb ? "Content-Type: application/x-protobuf" : "Content-Type: application/json");
     hl = curl_slist_append(hl, "Expect:");
     for (size_t i = 0; i < t->n_otlp_headers; i++) {
         char *line = lp_xasprintf("%s: %s", t->otlp_headers[i].key, t->otlp_headers[i].value);
@@ -153,7 +158,6 @@ static bool post_once(const struct lp_config *cfg, const struct lp_buf *body, in
     CURLcode rc = curl_easy_perform(h);
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(h);
     curl_slist_free_all(hl);
     lp_buf_free(&url);
     *accepted = rc == CURLE_OK && status >= 200 && status < 300;
@@ -179,28 +183,117 @@ static bool post_once(const struct lp_config *cfg, const struct lp_buf *body, in
     return false;
 }
 
-/* Build the request payload of items[0..n) and send it, retrying. Runs unlocked. */
+/* ---- protobuf framing (opentelemetry/proto/collector/trace/v1: ExportTraceServiceRequest) ---- */
+
+static void pb_varint(struct lp_buf *b, uint64_t v)
+{
+    char t[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        t[n++] = (char)(v | 0x80);
+        v >>= 7;
+    }
+    t[n++] = (char)v;
+    lp_buf_append(b, t, n);
+}
+
+static void pb_str(struct lp_buf *b, uint8_t tag, const char *s)
+{
+    lp_buf_appendc(b, (char)tag);
+    pb_varint(b, strlen(s));
+    lp_buf_appends(b, s);
+}
+
+/* KeyValue{1: key, 2: AnyValue{1: string_value}} as Resource.attributes (field 1). */
+static void pb_attr(struct lp_buf *b, const char *k, const char *v)
+{
+    struct lp_buf any, kv;
+    lp_buf_init(&any, 0);
+    lp_buf_init(&kv, 0);
+    pb_str(&any, 0x0a, v);
+    pb_str(&kv, 0x0a, k);
+    lp_buf_appendc(&kv, 0x12);
+    pb_varint(&kv, any.len);
+    lp_buf_append(&kv, any.data, any.len);
+    lp_buf_appendc(b, 0x0a);
+    pb_varint(b, kv.len);
+    lp_buf_append(b, kv.data, kv.len);
+    lp_buf_free(&any);
+    lp_buf_free(&kv);
+}
+
+/* ExportTraceServiceRequest{1: ResourceSpans{1: Resource, 2: ScopeSpans{1: scope, 2: spans...}}} */
+static void pb_payload(struct lp_buf *b, const char *svc, struct item *items, size_t n)
+{
+    struct lp_buf res, scope;
+    lp_buf_init(&res, 0);
+    lp_buf_init(&scope, 0);
+    pb_attr(&res, "service.name", svc);
+    pb_attr(&res, "service.version", LP_VERSION);
+    pb_attr(&res, "service.instance.id", X.instance_id);
+    pb_attr(&res, "telemetry.sdk.name", "llm-proxy");
+    pb_attr(&res, "telemetry.sdk.language", "cpp");
+    pb_str(&scope, 0x0a, "llm-proxy");
+    pb_str(&scope, 0x12, LP_VERSION);
+    size_t spans = 0;
+    for (size_t i = 0; i < n; i++)
+        spans += items[i].len;
+    size_t ss = 1 + 1 + scope.len + spans; /* the scope is short: one length byte */
+    struct lp_buf head; /* everything before the spans */
+    lp_buf_init(&head, 0);
+    lp_buf_appendc(&head, 0x0a); /* Resource */
+    pb_varint(&head, res.len);
+    lp_buf_append(&head, res.data, res.len);
+    lp_buf_appendc(&head, 0x12); /* ScopeSpans */
+    pb_varint(&head, ss);
+    lp_buf_appendc(&head, 0x0a); /* InstrumentationScope */
+    pb_varint(&head, scope.len);
+    lp_buf_append(&head, scope.data, scope.len);
+    size_t rs = head.len + spans;
+    lp_buf_appendc(b, 0x0a); /* ResourceSpans */
+    pb_varint(b, rs);
+    lp_buf_append(b, head.data, head.len);
+    for (size_t i = 0; i < n; i++) {
+        lp_buf_append(b, items[i].data, items[i].len);
+        free(items[i].data);
+    }
+    lp_buf_free(&res);
+    lp_buf_free(&scope);
+    lp_buf_free(&head);
+}
+
+/* Build the request payload of items[0..n) (all of one encoding) and send it, retrying. Runs
+ * unlocked. */
 static void export_items(struct item *items, size_t n, size_t spans, int64_t deadline_cap_ms)
 {
     struct lp_config *cfg = lp_runtime_config(X.rt);
     struct lp_buf b;
     lp_buf_init(&b, 0);
-    lp_buf_appends(&b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    size_t total = 1024;
+    for (size_t i = 0; i < n; i++)
+        total += items[i].len + 1;
+    lp_buf_reserve(&b, total); /* one allocation for the payload */
     const char *svc = cfg->tracing.service_name ? cfg->tracing.service_name : "llm-proxy";
-    put_attr(&b, true, "service.name", svc);
-    put_attr(&b, false, "service.version", LP_VERSION);
-    put_attr(&b, false, "service.instance.id", X.instance_id);
-    put_attr(&b, false, "telemetry.sdk.name", "llm-proxy");
-    put_attr(&b, false, "telemetry.sdk.language", "cpp");
-    lp_buf_appends(&b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"llm-proxy\",\"version\":\"" LP_VERSION
-                       "\"},\"spans\":[");
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            lp_buf_appendc(&b, ',');
-        lp_buf_append(&b, items[i].json, items[i].len);
-        free(items[i].json);
+    bool pb = items[0].pb;
+    if (pb) {
+        pb_payload(&b, svc, items, n);
+    } else {
+        lp_buf_appends(&b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+        put_attr(&b, true, "service.name", svc);
+        put_attr(&b, false, "service.version", LP_VERSION);
+        put_attr(&b, false, "service.instance.id", X.instance_id);
+        put_attr(&b, false, "telemetry.sdk.name", "llm-proxy");
+        put_attr(&b, false, "telemetry.sdk.language", "cpp");
+        lp_buf_appends(&b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"llm-proxy\",\"version\":\"" LP_VERSION
+                           "\"},\"spans\":[");
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                lp_buf_appendc(&b, ',');
+            lp_buf_append(&b, items[i].data, items[i].len);
+            free(items[i].data);
+        }
+        lp_buf_appends(&b, "]}]}]}");
     }
-    lp_buf_appends(&b, "]}]}]}");
     atomic_fetch_add(&X.batches, 1);
     int64_t start = mono_ms();
     int64_t deadline = start + (deadline_cap_ms > 0 ? deadline_cap_ms : X.timeout_ms);
@@ -211,7 +304,7 @@ static void export_items(struct item *items, size_t n, size_t spans, int64_t dea
         if (left <= 0)
             break;
         int64_t retry_ms = 0;
-        done = post_once(cfg, &b, left, &accepted, &retry_ms);
+        done = post_once(cfg, &b, pb, left, &accepted, &retry_ms);
         if (done)
             break;
         int64_t wait = retry_ms > 0 ? retry_ms : backoff;
@@ -241,7 +334,8 @@ static void export_batch(int64_t deadline_cap_ms)
 {
     size_t cap = X.count, n = 0, spans = 0;
     struct item *items = lp_xmalloc((cap ? cap : 1) * sizeof *items);
-    while (X.count && (n == 0 || spans + (size_t)X.ring[X.head].n <= X.batch)) {
+    while (X.count && (n == 0 || (spans + (size_t)X.ring[X.head].n <= X.batch &&
+                                  X.ring[X.head].pb == items[0].pb))) {
         items[n] = X.ring[X.head];
         spans += (size_t)items[n].n;
         n++;
@@ -278,12 +372,15 @@ static void *exporter_main(void *arg)
     while (X.count) {
         struct item *it = &X.ring[X.head];
         atomic_fetch_add(&X.dropped, (uint64_t)it->n);
-        free(it->json);
+        free(it->data);
         X.head = (X.head + 1) % X.max_queue;
         X.count--;
     }
     X.spans = 0;
     pthread_mutex_unlock(&X.mu);
+    if (X.curl)
+        curl_easy_cleanup(X.curl);
+    X.curl = NULL;
     return NULL;
 }
 
@@ -334,17 +431,17 @@ void lp_otlp_start(struct lp_runtime *rt)
     pthread_mutex_unlock(&X.mu);
 }
 
-void lp_otlp_submit(char *json, size_t len, int n_spans)
+void lp_otlp_submit(char *data, size_t len, int n_spans, bool protobuf)
 {
     pthread_mutex_lock(&X.mu);
     if (!X.running || X.stopping || X.count >= X.max_queue ||
         X.spans + (size_t)n_spans > X.max_queue) {
         pthread_mutex_unlock(&X.mu);
         atomic_fetch_add(&X.dropped, (uint64_t)n_spans);
-        free(json);
+        free(data);
         return;
     }
-    X.ring[(X.head + X.count) % X.max_queue] = (struct item){json, len, n_spans};
+    X.ring[(X.head + X.count) % X.max_queue] = (struct item){data, len, n_spans, protobuf};
     X.count++;
     size_t before = X.spans;
     X.spans += (size_t)n_spans;

@@ -2,6 +2,7 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -31,6 +32,27 @@ struct lp_tls {
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 
+/* The system trust store, loaded once per process and shared by every worker's contexts
+ * (X509_STORE is reference-counted and safe to share for verification). */
+static pthread_once_t system_once = PTHREAD_ONCE_INIT;
+static X509_STORE *system_store;
+
+static void load_system_store(void)
+{
+    X509_STORE *st = X509_STORE_new();
+    if (!st)
+        return;
+    if (X509_STORE_load_file(st, X509_get_default_cert_file()) != 1)
+        X509_STORE_set_default_paths(st);
+    ERR_clear_error();
+    system_store = st;
+}
+
+void lp_tls_preload(void)
+{
+    pthread_once(&system_once, load_system_store);
+}
+
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct sess_slot *slot = SSL_get_app_data(ssl);
@@ -59,9 +81,14 @@ static SSL_CTX *ctx_new(const char *pem, const char **err)
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);
     if (!pem) {
-        if (SSL_CTX_load_verify_file(ctx, X509_get_default_cert_file()) != 1)
-            SSL_CTX_set_default_verify_paths(ctx);
-        ERR_clear_error();
+        lp_tls_preload(); /* normally done already, off the loop (see tls.h) */
+        if (!system_store) {
+            *err = "cannot load the system CA store";
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        X509_STORE_up_ref(system_store);
+        SSL_CTX_set_cert_store(ctx, system_store);
         return ctx;
     }
     BIO *bio = BIO_new_mem_buf(pem, -1);
@@ -86,17 +113,7 @@ static SSL_CTX *ctx_new(const char *pem, const char **err)
 
 struct lp_tls *lp_tls_create(void)
 {
-    struct lp_tls *t = lp_xcalloc(1, sizeof *t);
-    const char *err = NULL;
-    SSL_CTX *def = ctx_new(NULL, &err);
-    if (!def) {
-        free(t);
-        return NULL;
-    }
-    struct ctx_entry *e = lp_xcalloc(1, sizeof *e);
-    e->ctx = def;
-    t->ctxs = e;
-    return t;
+    return lp_xcalloc(1, sizeof(struct lp_tls));
 }
 
 void lp_tls_destroy(struct lp_tls *t)

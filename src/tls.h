@@ -1,8 +1,9 @@
 /* tls.h - TLS for the own upstream client (OpenSSL): contexts, verification, sessions.
  *
  * One struct lp_tls per worker. A client context per CA bundle: the system store (the bundle
- * file OpenSSL was built with, read once when the worker starts) or a backend's `tls_ca_file`,
- * whose PEM text the config loader read (so nothing is read from disk on the loop). Every
+ * file OpenSSL was built with, read once per process by lp_tls_preload, which main.c calls at
+ * startup when a backend needs it; otherwise the first https request without tls_ca_file reads
+ * it once) or a backend's `tls_ca_file`, whose PEM text the config loader read. Every
  * connection verifies the peer's chain and its name (DNS name, or IP address for an IP
  * literal), sends SNI for names, offers ALPN "http/1.1" only, and resumes the last session of its
  * origin. Contexts release their record buffers while a connection is idle
@@ -17,7 +18,10 @@
 
 struct lp_tls;
 
-/* Create the worker's TLS state (loads the system CA bundle). NULL when OpenSSL fails. */
+/* Load the system CA store now (once per process; blocking file I/O: call it off the loops). */
+void lp_tls_preload(void);
+
+/* Create a worker's TLS state (cheap: contexts are made on first use). */
 struct lp_tls *lp_tls_create(void);
 void lp_tls_destroy(struct lp_tls *t);
 

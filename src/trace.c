@@ -142,8 +142,12 @@ int64_t lp_trace_max_tokens(const char *body, size_t len)
 {
     static const char *const names[] = {"tokens\"", "completion_tokens\"", "output_tokens\""};
     const char *p = body, *end = body + len;
-    while ((size_t)(end - p) > 5 && (p = memmem(p, (size_t)(end - p), "\"max_", 5)) != NULL) {
-        p += 5;
+    /* memchr on a rare byte: every name has an 'x' at the same place ("max_"). */
+    while ((size_t)(end - p) > 3 && (p = memchr(p, 'x', (size_t)(end - p))) != NULL) {
+        p++;
+        if (p - body < 4 || end - p < 1 || memcmp(p - 4, "\"max_", 5) != 0)
+            continue;
+        p++;
         for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
             size_t nl = strlen(names[k]);
             if ((size_t)(end - p) < nl || memcmp(p, names[k], nl) != 0)
@@ -244,16 +248,22 @@ void lp_trace_backoff(struct lp_request *req, int64_t delay_ms)
     t->backoff[t->n_backoff].ms = delay_ms;
     t->n_backoff++;
 }
-
-/* ---- span JSON (the OTLP/JSON mapping: hex ids, enum integers, 64-bit integers as strings) ----
+/* ---- span encoding ----------------------------------------------------------------------------
+ *
+ * Two encodings of the same spans: the OTLP/JSON mapping (hex ids, enum integers, 64-bit integers
+ * as decimal strings) and canonical protobuf (opentelemetry/proto/trace/v1/trace.proto: minimal
+ * varints, fields in number order within each message as far as the builder emits them).
  *
  * Built for every sampled request, so written for speed: one buffer sized up front, attribute
- * keys and JSON punctuation copied as compile-time constants (a few moves each), strings escaped
- * in one pass, no formatting through printf. Lists open with a leading comma before every element;
- * the first one is turned into a blank when the list closes (JSON allows whitespace there). */
+ * keys and punctuation copied as compile-time constants, strings escaped in one pass, no printf.
+ * JSON lists put a comma before every element and blank the first one when the list closes (JSON
+ * allows whitespace there). A protobuf message reserves one length byte and moves its body when
+ * it turns out longer than 127 bytes. Positions are offsets: the buffer may move as it grows. */
 
 struct jw {
     char *buf, *p, *end;
+    bool pb;               /* protobuf, else JSON */
+    uint8_t attr_tag;      /* protobuf: the tag of `attributes` in the open message */
     const struct lp_trace *t;
     const char *const *secrets;
     size_t n_secrets;
@@ -276,6 +286,11 @@ static inline void need(struct jw *w, size_t n)
         jw_grow(w, n);
 }
 
+static inline size_t pos(const struct jw *w)
+{
+    return (size_t)(w->p - w->buf);
+}
+
 static inline void lit(struct jw *w, const char *s, size_t n)
 {
     need(w, n);
@@ -283,6 +298,14 @@ static inline void lit(struct jw *w, const char *s, size_t n)
     w->p += n;
 }
 #define LIT(w, s) lit((w), (s), sizeof(s) - 1)
+
+static inline void byte(struct jw *w, uint8_t b)
+{
+    need(w, 1);
+    *w->p++ = (char)b;
+}
+
+/* ---- JSON pieces ---- */
 
 /* Bytes that need escaping in a JSON string: controls, '"' and '\\'. */
 static const unsigned char special[256] = {
@@ -310,11 +333,6 @@ static void esc(struct jw *w, const char *s, size_t n)
     w->p = p;
 }
 
-static inline void esc_str(struct jw *w, const char *s)
-{
-    esc(w, s, strlen(s));
-}
-
 static void put_u64(struct jw *w, uint64_t v)
 {
     char t[24];
@@ -329,7 +347,7 @@ static void put_u64(struct jw *w, uint64_t v)
 static void put_i64(struct jw *w, int64_t v)
 {
     if (v < 0) {
-        LIT(w, "-");
+        byte(w, '-');
         v = -v;
     }
     put_u64(w, (uint64_t)v);
@@ -342,61 +360,336 @@ static void put_hex(struct jw *w, const uint8_t *id, size_t n)
     w->p += 2 * n;
 }
 
-/* The Unix time in nanoseconds of a monotonic microsecond reading, as a JSON string. */
-static void put_time(struct jw *w, int64_t mono_us)
+static int64_t unix_ns(const struct jw *w, int64_t mono_us)
 {
     int64_t ns = w->t->wall0_ns + (mono_us - w->t->mono0_us) * 1000;
-    LIT(w, "\"");
-    put_u64(w, (uint64_t)(ns > 0 ? ns : 0));
-    LIT(w, "\"");
+    return ns > 0 ? ns : 0;
 }
 
-/* A list's position, to blank its leading comma when it closes. An offset, not a pointer: the
- * buffer may move (jw_grow) while the list is written. */
-static inline size_t list_open(const struct jw *w)
+static void json_time(struct jw *w, int64_t mono_us)
 {
-    return (size_t)(w->p - w->buf);
+    byte(w, '"');
+    put_u64(w, (uint64_t)unix_ns(w, mono_us));
+    byte(w, '"');
 }
 
-static inline void list_close(struct jw *w, size_t mark, char close)
+/* Blank the leading comma of a list that started at offset at, and close it. */
+static void list_close(struct jw *w, size_t at, char close)
 {
-    if (w->buf + mark < w->p && w->buf[mark] == ',')
-        w->buf[mark] = ' ';
-    need(w, 1);
-    *w->p++ = close;
+    if (at < pos(w) && w->buf[at] == ',')
+        w->buf[at] = ' ';
+    byte(w, (uint8_t)close);
 }
 
+/* ---- protobuf pieces ---- */
+
+static void varint(struct jw *w, uint64_t v)
+{
+    need(w, 10);
+    while (v >= 0x80) {
+        *w->p++ = (char)(v | 0x80);
+        v >>= 7;
+    }
+    *w->p++ = (char)v;
+}
+
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static void fixed64(struct jw *w, uint8_t tag, uint64_t v)
+{
+    need(w, 9);
+    *w->p++ = (char)tag;
+    for (int i = 0; i < 8; i++)
+        *w->p++ = (char)(v >> (8 * i));
+}
+
+static void pb_bytes(struct jw *w, uint8_t tag, const void *s, size_t n)
+{
+    byte(w, tag);
+    varint(w, n);
+    lit(w, s, n);
+}
+
+/* A nested message: its tag and one reserved length byte; returns where the length goes. */
+static size_t pb_begin(struct jw *w, uint8_t tag)
+{
+    need(w, 2);
+    *w->p++ = (char)tag;
+    *w->p++ = 0;
+    return pos(w) - 1;
+}
+
+static void pb_end(struct jw *w, size_t at)
+{
+    size_t len = pos(w) - at - 1;
+    if (len < 0x80) {
+        w->buf[at] = (char)len;
+        return;
+    }
+    size_t extra = varint_size(len) - 1;
+    need(w, extra);
+    memmove(w->buf + at + 1 + extra, w->buf + at + 1, len);
+    w->p += extra;
+    char *q = w->buf + at;
+    uint64_t v = len;
+    while (v >= 0x80) {
+        *q++ = (char)(v | 0x80);
+        v >>= 7;
+    }
+    *q = (char)v;
+}
+
+/* Unchecked varint into p (the caller reserved room); returns the end. */
+static inline char *put_varint(char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (char)v;
+    return p;
+}
+
+/* The attribute writers are inlined at every call site, so the constant key is copied by a few
+ * moves; room for the whole attribute is reserved once. */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* KeyValue{1: key, 2: AnyValue{1: string_value}} under the open message's attributes tag. */
+ALWAYS_INLINE void attr_s(struct jw *w, const char *json_lit, size_t json_len, const char *key,
+                          size_t klen, const char *v, size_t vlen)
+{
+    if (w->pb) {
+        need(w, 24 + klen + vlen);
+        size_t any = 1 + varint_size(vlen) + vlen;
+        size_t kv = 2 + klen + 1 + varint_size(any) + any; /* keys are < 128 bytes */
+        char *p = w->p;
+        *p++ = (char)w->attr_tag;
+        p = put_varint(p, kv);
+        *p++ = 0x0a;
+        *p++ = (char)klen;
+        memcpy(p, key, klen);
+        p += klen;
+        *p++ = 0x12;
+        p = put_varint(p, any);
+        *p++ = 0x0a;
+        p = put_varint(p, vlen);
+        memcpy(p, v, vlen);
+        w->p = p + vlen;
+        return;
+    }
+    need(w, json_len + 6 * vlen + 4);
+    memcpy(w->p, json_lit, json_len);
+    w->p += json_len;
+    esc(w, v, vlen);
+    memcpy(w->p, "\"}}", 3);
+    w->p += 3;
+}
+
+/* KeyValue{1: key, 2: AnyValue{3: int_value}} */
+ALWAYS_INLINE void attr_i(struct jw *w, const char *json_lit, size_t json_len, const char *key,
+                          size_t klen, int64_t v)
+{
+    if (w->pb) {
+        need(w, 32 + klen);
+        size_t any = 1 + varint_size((uint64_t)v);
+        size_t kv = 2 + klen + 2 + any;
+        char *p = w->p;
+        *p++ = (char)w->attr_tag;
+        p = put_varint(p, kv);
+        *p++ = 0x0a;
+        *p++ = (char)klen;
+        memcpy(p, key, klen);
+        p += klen;
+        *p++ = 0x12;
+        *p++ = (char)any;
+        *p++ = 0x18;
+        w->p = put_varint(p, (uint64_t)v);
+        return;
+    }
+    need(w, json_len + 24);
+    memcpy(w->p, json_lit, json_len);
+    w->p += json_len;
+    put_i64(w, v);
+    memcpy(w->p, "\"}}", 3);
+    w->p += 3;
+}
+
+/* ---- the common vocabulary ---- */
+
+#define JSON_S(key) ",{\"key\":\"" key "\",\"value\":{\"stringValue\":\""
+#define JSON_I(key) ",{\"key\":\"" key "\",\"value\":{\"intValue\":\""
 #define ATTR_S(w, key, v)                                                                          \
     do {                                                                                           \
-        LIT(w, ",{\"key\":\"" key "\",\"value\":{\"stringValue\":\"");                             \
-        esc_str(w, v);                                                                             \
-        LIT(w, "\"}}");                                                                            \
+        const char *v_ = (v);                                                                      \
+        attr_s(w, JSON_S(key), sizeof JSON_S(key) - 1, key, sizeof key - 1, v_, strlen(v_));      \
     } while (0)
-#define ATTR_I(w, key, v)                                                                          \
-    do {                                                                                           \
-        LIT(w, ",{\"key\":\"" key "\",\"value\":{\"intValue\":\"");                                \
-        put_i64(w, v);                                                                             \
-        LIT(w, "\"}}");                                                                            \
-    } while (0)
+#define ATTR_I(w, key, v) attr_i(w, JSON_I(key), sizeof JSON_I(key) - 1, key, sizeof key - 1, (v))
 
 /* A client- or upstream-supplied string, masked like the access log. */
-static void attr_masked(struct jw *w, const char *key_lit, size_t key_len, const char *v)
-{
-    lit(w, key_lit, key_len);
-    if (!w->mask) {
-        esc_str(w, v);
-    } else {
-        struct lp_buf m;
-        lp_buf_init(&m, 4096);
-        lp_mask(v, strlen(v), &m, w->secrets, w->n_secrets);
-        esc(w, m.data ? m.data : "", m.len);
-        lp_buf_free(&m);
-    }
-    LIT(w, "\"}}");
-}
 #define ATTR_MASKED(w, key, v)                                                                     \
-    attr_masked(w, ",{\"key\":\"" key "\",\"value\":{\"stringValue\":\"",                           \
-                sizeof(",{\"key\":\"" key "\",\"value\":{\"stringValue\":\"") - 1, v)
+    do {                                                                                           \
+        const char *mv_ = (v);                                                                      \
+        if (!(w)->mask) {                                                                          \
+            ATTR_S(w, key, mv_);                                                                    \
+        } else {                                                                                   \
+            struct lp_buf m_;                                                                      \
+            lp_buf_init(&m_, 4096);                                                                \
+            lp_mask(mv_, strlen(mv_), &m_, (w)->secrets, (w)->n_secrets);                            \
+            attr_s(w, JSON_S(key), sizeof JSON_S(key) - 1, key, sizeof key - 1,                    \
+                   m_.data ? m_.data : "", m_.len);                                                \
+            lp_buf_free(&m_);                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* The attributes of the open message (a span: tag 9; an event: tag 3). */
+static size_t attrs_begin(struct jw *w, uint8_t pb_tag)
+{
+    if (w->pb) {
+        w->attr_tag = pb_tag;
+        return 0;
+    }
+    LIT(w, ",\"attributes\":[");
+    return pos(w);
+}
+
+static void attrs_end(struct jw *w, size_t at)
+{
+    if (!w->pb)
+        list_close(w, at, ']');
+}
+
+static size_t events_begin(struct jw *w)
+{
+    if (w->pb)
+        return 0;
+    LIT(w, ",\"events\":[");
+    return pos(w);
+}
+
+static void events_end(struct jw *w, size_t at)
+{
+    if (!w->pb)
+        list_close(w, at, ']');
+}
+
+/* Event{1: time_unix_nano, 2: name, 3: attributes}, field 11 of Span. */
+static size_t event_begin(struct jw *w, const char *name, size_t nlen, int64_t at_us)
+{
+    if (w->pb) {
+        size_t at = pb_begin(w, 0x5a);
+        fixed64(w, 0x09, (uint64_t)unix_ns(w, at_us));
+        pb_bytes(w, 0x12, name, nlen);
+        return at;
+    }
+    LIT(w, ",{\"timeUnixNano\":");
+    json_time(w, at_us);
+    LIT(w, ",\"name\":\"");
+    lit(w, name, nlen);
+    byte(w, '"');
+    return 0;
+}
+#define EVENT(w, name, at) event_begin(w, name, sizeof name - 1, at)
+
+static void event_end(struct jw *w, size_t at)
+{
+    if (w->pb)
+        pb_end(w, at);
+    else
+        byte(w, '}');
+}
+
+/* Span fields 1..8 (ScopeSpans field 2 in protobuf); returns what span_end needs. */
+static size_t span_begin(struct jw *w, const uint8_t *span_id, const uint8_t *parent, bool server,
+                         const char *op, const char *model, int64_t start_us, int64_t end_us)
+{
+    if (end_us < start_us)
+        end_us = start_us;
+    size_t oplen = strlen(op), mlen = model ? strlen(model) : 0;
+    if (w->pb) {
+        size_t at = pb_begin(w, 0x12);
+        pb_bytes(w, 0x0a, w->t->trace_id, 16);
+        pb_bytes(w, 0x12, span_id, 8);
+        if (w->t->tracestate)
+            pb_bytes(w, 0x1a, w->t->tracestate, strlen(w->t->tracestate));
+        if (parent)
+            pb_bytes(w, 0x22, parent, 8);
+        byte(w, 0x2a);
+        varint(w, oplen + (model ? 1 + mlen : 0));
+        lit(w, op, oplen);
+        if (model) {
+            byte(w, ' ');
+            lit(w, model, mlen);
+        }
+        byte(w, 0x30);
+        byte(w, server ? 2 : 3);
+        fixed64(w, 0x39, (uint64_t)unix_ns(w, start_us));
+        fixed64(w, 0x41, (uint64_t)unix_ns(w, end_us));
+        return at;
+    }
+    LIT(w, ",{\"traceId\":\"");
+    put_hex(w, w->t->trace_id, 16);
+    LIT(w, "\",\"spanId\":\"");
+    put_hex(w, span_id, 8);
+    if (parent) {
+        LIT(w, "\",\"parentSpanId\":\"");
+        put_hex(w, parent, 8);
+    }
+    if (w->t->tracestate) {
+        LIT(w, "\",\"traceState\":\"");
+        esc(w, w->t->tracestate, strlen(w->t->tracestate));
+    }
+    LIT(w, "\",\"name\":\"");
+    esc(w, op, oplen);
+    if (model) {
+        byte(w, ' ');
+        esc(w, model, mlen);
+    }
+    if (server)
+        LIT(w, "\",\"kind\":2,\"startTimeUnixNano\":");
+    else
+        LIT(w, "\",\"kind\":3,\"startTimeUnixNano\":");
+    json_time(w, start_us);
+    LIT(w, ",\"endTimeUnixNano\":");
+    json_time(w, end_us);
+    return 0;
+}
+
+/* Status (field 15: {2: message, 3: code}; unset when not an error) and the span's end. */
+static void span_end(struct jw *w, size_t at, bool error, const char *msg)
+{
+    size_t mlen = error && msg ? strlen(msg) : 0;
+    if (w->pb) {
+        if (error) {
+            size_t st = pb_begin(w, 0x7a);
+            if (mlen)
+                pb_bytes(w, 0x12, msg, mlen);
+            byte(w, 0x18);
+            byte(w, 2);
+            pb_end(w, st);
+        }
+        pb_end(w, at);
+        return;
+    }
+    if (!error) {
+        LIT(w, ",\"status\":{}}");
+        return;
+    }
+    LIT(w, ",\"status\":{\"code\":2");
+    if (mlen) {
+        LIT(w, ",\"message\":\"");
+        esc(w, msg, mlen);
+        byte(w, '"');
+    }
+    LIT(w, "}}");
+}
 
 /* Our own request ids ("req_" + 24 hex digits) need no masking; a client's may hold anything. */
 static bool own_reqid(const char *id)
@@ -461,7 +754,10 @@ static void url_host_port(const char *url, char *host, size_t hcap, int *port)
         memcpy(host, p, n);
         host[n] = '\0';
     }
-    *port = colon ? atoi(colon + 1) : tls ? 443 : 80;
+    int v = 0;
+    for (const char *d = colon ? colon + 1 : end; d < end && *d >= '0' && *d <= '9' && v < 65536; d++)
+        v = v * 10 + (*d - '0');
+    *port = colon ? v : tls ? 443 : 80;
 }
 
 /* gen_ai.provider.name: the GenAI well-known value of the backend's protocol when the effective
@@ -485,78 +781,24 @@ static bool cls_is(const char *cls, const char *name)
 }
 
 /* A failure of the backend (not ok, not a cancel, not the client leaving). */
+/* A failure of the backend (not ok, not a cancel, not the client leaving). */
 static bool att_failed(const struct lp_attempt *a)
 {
     return a->cls && !cls_is(a->cls, "ok") && !cls_is(a->cls, "cancelled") &&
            !cls_is(a->cls, "client_gone");
 }
 
-static void span_open(struct jw *w, const uint8_t *span_id, const uint8_t *parent, bool server,
-                      const char *op, const char *model, int64_t start_us, int64_t end_us)
-{
-    LIT(w, ",{\"traceId\":\"");
-    put_hex(w, w->t->trace_id, 16);
-    LIT(w, "\",\"spanId\":\"");
-    put_hex(w, span_id, 8);
-    if (parent) {
-        LIT(w, "\",\"parentSpanId\":\"");
-        put_hex(w, parent, 8);
-    }
-    if (w->t->tracestate) {
-        LIT(w, "\",\"traceState\":\"");
-        esc_str(w, w->t->tracestate);
-    }
-    LIT(w, "\",\"name\":\"");
-    esc_str(w, op);
-    if (model) {
-        LIT(w, " ");
-        esc_str(w, model);
-    }
-    if (server)
-        LIT(w, "\",\"kind\":2,\"startTimeUnixNano\":");
-    else
-        LIT(w, "\",\"kind\":3,\"startTimeUnixNano\":");
-    put_time(w, start_us);
-    LIT(w, ",\"endTimeUnixNano\":");
-    put_time(w, end_us >= start_us ? end_us : start_us);
-}
-
-static void span_status(struct jw *w, bool error, const char *msg)
-{
-    if (!error) {
-        LIT(w, ",\"status\":{}}");
-        return;
-    }
-    LIT(w, ",\"status\":{\"code\":2");
-    if (msg && msg[0]) {
-        LIT(w, ",\"message\":\"");
-        esc_str(w, msg);
-        LIT(w, "\"");
-    }
-    LIT(w, "}}");
-}
-
-static void event_open(struct jw *w, const char *name_lit, size_t name_len, int64_t at_us)
-{
-    LIT(w, ",{\"timeUnixNano\":");
-    put_time(w, at_us);
-    lit(w, name_lit, name_len);
-}
-#define EVENT(w, name, at) event_open(w, ",\"name\":\"" name "\"", sizeof(",\"name\":\"" name "\"") - 1, at)
-
 static void attempt_span(struct jw *w, const struct lp_request *req, const struct lp_attempt *a,
                          const char *op, int64_t now_us)
 {
     const struct lp_candidate *c = a->cand;
     int64_t end = a->end_us ? a->end_us : now_us;
-    span_open(w, a->trace.span_id, w->t->span_id, false, op, c->route->model, a->start_us, end);
-    LIT(w, ",\"attributes\":[");
-    size_t m = list_open(w);
+    size_t sp = span_begin(w, a->trace.span_id, w->t->span_id, false, op, c->route->model,
+                           a->start_us, end);
+    size_t m = attrs_begin(w, 0x4a);
     ATTR_S(w, "gen_ai.operation.name", op);
     ATTR_S(w, "gen_ai.provider.name", provider_name(c));
     ATTR_S(w, "gen_ai.request.model", c->route->model);
-    if (w->t->max_tokens >= 0)
-        ATTR_I(w, "gen_ai.request.max_tokens", w->t->max_tokens);
     char host[256];
     int port;
     url_host_port(a->url, host, sizeof host, &port);
@@ -577,47 +819,45 @@ static void attempt_span(struct jw *w, const struct lp_request *req, const struc
     const char *cls = a->cls ? a->cls : "cancelled";
     if (!cls_is(cls, "ok"))
         ATTR_S(w, "error.type", cls);
-    list_close(w, m, ']');
-    LIT(w, ",\"events\":[");
-    m = list_open(w);
+    attrs_end(w, m);
+    size_t evs = events_begin(w);
     if (a->first_us) {
-        EVENT(w, "gen_ai.first_token", a->first_us);
-        LIT(w, ",\"attributes\":[{\"key\":\"llm_proxy.ttft_ms\",\"value\":{\"intValue\":\"");
-        put_i64(w, (a->first_us - a->start_us) / 1000);
-        LIT(w, "\"}}]}");
+        size_t ev = EVENT(w, "gen_ai.first_token", a->first_us);
+        size_t am = attrs_begin(w, 0x1a);
+        ATTR_I(w, "llm_proxy.ttft_ms", (a->first_us - a->start_us) / 1000);
+        attrs_end(w, am);
+        event_end(w, ev);
     }
     if (a->trace.cooldown_ms > 0) {
-        EVENT(w, "llm_proxy.cooldown", end);
-        LIT(w, ",\"attributes\":[");
-        size_t am = list_open(w);
+        size_t ev = EVENT(w, "llm_proxy.cooldown", end);
+        size_t am = attrs_begin(w, 0x1a);
         ATTR_S(w, "llm_proxy.backend", c->backend->name);
         ATTR_S(w, "gen_ai.request.model", c->route->model);
         ATTR_I(w, "llm_proxy.cooldown_ms", a->trace.cooldown_ms);
-        list_close(w, am, ']');
-        LIT(w, "}");
+        attrs_end(w, am);
+        event_end(w, ev);
     }
-    list_close(w, m, ']');
-    span_status(w, att_failed(a), a->cause[0] ? a->cause : cls);
+    events_end(w, evs);
+    span_end(w, sp, att_failed(a), a->cause[0] ? a->cause : cls);
 }
 
-char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, int *n_spans)
+char *lp_trace_build(const struct lp_request *req, int64_t now_us, bool protobuf, size_t *len,
+                     int *n_spans)
 {
     const struct lp_trace *t = &req->trace;
     /* A first guess; the writer grows as needed (the client's tracestate is in every span). */
     size_t cap = 2048 + req->n_log * 1536 +
                  (t->tracestate ? (1 + req->n_log) * 6 * strlen(t->tracestate) : 0);
-    struct jw w = {.t = t, .mask = req->cfg->logging.mask_sensitive};
+    struct jw w = {.t = t, .pb = protobuf, .mask = req->cfg->logging.mask_sensitive};
     w.buf = w.p = lp_xmalloc(cap);
     w.end = w.buf + cap;
     if (w.mask)
         w.secrets = lp_config_secrets(req->cfg, &w.n_secrets);
     const char *op = operation_name(req->ep);
     const char *alias = req->alias ? req->alias->name : NULL;
-    size_t spans = list_open(&w);
-    span_open(&w, t->span_id, t->has_parent ? t->parent_id : NULL, true, op, alias, req->t0_us,
-              now_us);
-    LIT(&w, ",\"attributes\":[");
-    size_t m = list_open(&w);
+    size_t sp = span_begin(&w, t->span_id, t->has_parent ? t->parent_id : NULL, true, op, alias,
+                           req->t0_us, now_us);
+    size_t m = attrs_begin(&w, 0x4a);
     ATTR_S(&w, "gen_ai.operation.name", op);
     if (alias)
         ATTR_S(&w, "gen_ai.request.model", alias);
@@ -632,7 +872,6 @@ char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, 
         if (req->tok_out >= 0)
             ATTR_I(&w, "gen_ai.usage.output_tokens", req->tok_out);
     }
-    ATTR_S(&w, "http.request.method", req->method);
     const struct lp_endpoint_desc *ed = lp_endpoint_desc(req->ep);
     if (ed && ed->path && strcmp(ed->path, req->path) == 0)
         ATTR_S(&w, "url.path", ed->path); /* our own canonical path: nothing to mask */
@@ -644,8 +883,6 @@ char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, 
         ATTR_S(&w, "llm_proxy.request_id", req->id);
     else
         ATTR_MASKED(&w, "llm_proxy.request_id", req->id);
-    ATTR_S(&w, "llm_proxy.client_protocol", lp_proto_name(req->client));
-    ATTR_I(&w, "llm_proxy.attempts", (int64_t)req->n_log);
     if (req->stream_end != LP_END_NONE)
         ATTR_S(&w, "llm_proxy.stream_end", lp_stream_end_name(req->stream_end));
     bool error = req->final_status >= 500 ||
@@ -657,41 +894,40 @@ char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, 
         etype = req->abort_reason ? req->abort_reason : lf && lf->cls ? lf->cls : "_OTHER";
         ATTR_S(&w, "error.type", etype);
     }
-    list_close(&w, m, ']');
+    attrs_end(&w, m);
     /* Events: a failover when an attempt failed and another one started after it; backoffs. */
-    LIT(&w, ",\"events\":[");
-    m = list_open(&w);
+    size_t evs = events_begin(&w);
     for (size_t i = 0; i + 1 < req->n_log; i++) {
         const struct lp_attempt *a = req->log[i], *next = req->log[i + 1];
         if (!att_failed(a))
             continue;
-        EVENT(&w, "llm_proxy.failover", next->start_us);
-        LIT(&w, ",\"attributes\":[");
-        size_t am = list_open(&w);
+        size_t ev = EVENT(&w, "llm_proxy.failover", next->start_us);
+        size_t am = attrs_begin(&w, 0x1a);
         ATTR_S(&w, "llm_proxy.from.backend", a->cand->backend->name);
         ATTR_S(&w, "llm_proxy.from.model", a->cand->route->model);
         ATTR_S(&w, "llm_proxy.to.backend", next->cand->backend->name);
         ATTR_S(&w, "llm_proxy.to.model", next->cand->route->model);
         ATTR_S(&w, "error.type", a->cls);
-        list_close(&w, am, ']');
-        LIT(&w, "}");
+        attrs_end(&w, am);
+        event_end(&w, ev);
     }
     for (int i = 0; i < t->n_backoff; i++) {
-        EVENT(&w, "llm_proxy.backoff", t->backoff[i].at_us);
-        LIT(&w, ",\"attributes\":[{\"key\":\"llm_proxy.backoff_ms\",\"value\":{\"intValue\":\"");
-        put_i64(&w, t->backoff[i].ms);
-        LIT(&w, "\"}}]}");
+        size_t ev = EVENT(&w, "llm_proxy.backoff", t->backoff[i].at_us);
+        size_t am = attrs_begin(&w, 0x1a);
+        ATTR_I(&w, "llm_proxy.backoff_ms", t->backoff[i].ms);
+        attrs_end(&w, am);
+        event_end(&w, ev);
     }
-    list_close(&w, m, ']');
-    span_status(&w, error, req->abort_reason ? req->abort_reason : etype);
+    events_end(&w, evs);
+    span_end(&w, sp, error, req->abort_reason ? req->abort_reason : etype);
     for (size_t i = 0; i < req->n_log; i++)
         attempt_span(&w, req, req->log[i], op, now_us);
-    /* The fragment is "{span},{span}": drop the leading comma (a blank) of the span list. */
-    if (w.buf + spans < w.p && w.buf[spans] == ',')
-        w.buf[spans] = ' ';
+    /* JSON: the fragment is ",{span},{span}"; drop the leading comma (a blank). */
+    if (!w.pb && w.buf[0] == ',')
+        w.buf[0] = ' ';
     need(&w, 1);
     *w.p = '\0';
-    *len = (size_t)(w.p - w.buf);
+    *len = pos(&w);
     *n_spans = 1 + (int)req->n_log;
     return w.buf;
 }
@@ -700,6 +936,7 @@ void lp_trace_end(struct lp_request *req)
 {
     size_t len;
     int n;
-    char *json = lp_trace_build(req, lp_now_us(), &len, &n);
-    lp_otlp_submit(json, len, n);
+    bool pb = req->cfg->tracing.protocol == LP_OTLP_HTTP_PROTOBUF;
+    char *data = lp_trace_build(req, lp_now_us(), pb, &len, &n);
+    lp_otlp_submit(data, len, n, pb);
 }

@@ -83,9 +83,11 @@ void lp_trace_backoff(struct lp_request *req, int64_t delay_ms);
  * (sampled requests; dropped and counted when the exporter's queue is full). */
 void lp_trace_end(struct lp_request *req);
 
-/* The OTLP/JSON span objects of a finished request (" {...},{...}"): a heap string the caller
- * frees, its length in *len and the span count in *n_spans. now_us is the request's end on the
- * monotonic clock. */
-char *lp_trace_build(const struct lp_request *req, int64_t now_us, size_t *len, int *n_spans);
+/* The spans of a finished request: OTLP/JSON span objects (" {...},{...}"), or with protobuf
+ * the encoded ScopeSpans.spans fields (tag, length, Span; canonical). A heap buffer the caller
+ * frees (NUL-terminated), its length in *len and the span count in *n_spans. now_us is the
+ * request's end on the monotonic clock. */
+char *lp_trace_build(const struct lp_request *req, int64_t now_us, bool protobuf, size_t *len,
+                     int *n_spans);
 
 #endif

@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import struct
 import threading
 import time
 from typing import Any
@@ -153,6 +154,112 @@ def attrs(span_or_event: dict) -> dict[str, Any]:
     return out
 
 
+# ---- protobuf (canonical binary encoding of the same messages) ----------------------------------
+
+# message -> field number -> (JSON name, type, repeated); from opentelemetry-proto's
+# collector/trace/v1/trace_service.proto, trace/v1/trace.proto, common/v1/common.proto and
+# resource/v1/resource.proto.
+PB = {
+    "ExportTraceServiceRequest": {1: ("resourceSpans", "ResourceSpans", True)},
+    "ResourceSpans": {1: ("resource", "Resource", False), 2: ("scopeSpans", "ScopeSpans", True),
+                      3: ("schemaUrl", "string", False)},
+    "Resource": {1: ("attributes", "KeyValue", True), 2: ("droppedAttributesCount", "uint32", False)},
+    "ScopeSpans": {1: ("scope", "InstrumentationScope", False), 2: ("spans", "Span", True),
+                   3: ("schemaUrl", "string", False)},
+    "InstrumentationScope": {1: ("name", "string", False), 2: ("version", "string", False),
+                             3: ("attributes", "KeyValue", True),
+                             4: ("droppedAttributesCount", "uint32", False)},
+    "Span": {1: ("traceId", "bytes", False), 2: ("spanId", "bytes", False),
+             3: ("traceState", "string", False), 4: ("parentSpanId", "bytes", False),
+             5: ("name", "string", False), 6: ("kind", "enum", False),
+             7: ("startTimeUnixNano", "fixed64", False), 8: ("endTimeUnixNano", "fixed64", False),
+             9: ("attributes", "KeyValue", True), 10: ("droppedAttributesCount", "uint32", False),
+             11: ("events", "Event", True), 12: ("droppedEventsCount", "uint32", False),
+             13: ("links", "Link", True), 14: ("droppedLinksCount", "uint32", False),
+             15: ("status", "Status", False), 16: ("flags", "fixed32", False)},
+    "Event": {1: ("timeUnixNano", "fixed64", False), 2: ("name", "string", False),
+              3: ("attributes", "KeyValue", True), 4: ("droppedAttributesCount", "uint32", False)},
+    "Link": {1: ("traceId", "bytes", False), 2: ("spanId", "bytes", False),
+             3: ("traceState", "string", False), 4: ("attributes", "KeyValue", True),
+             5: ("droppedAttributesCount", "uint32", False), 6: ("flags", "fixed32", False)},
+    "Status": {2: ("message", "string", False), 3: ("code", "enum", False)},
+    "KeyValue": {1: ("key", "string", False), 2: ("value", "AnyValue", False)},
+    "AnyValue": {1: ("stringValue", "string", False), 2: ("boolValue", "bool", False),
+                 3: ("intValue", "int64", False), 4: ("doubleValue", "double", False),
+                 5: ("arrayValue", "ArrayValue", False), 6: ("kvlistValue", "KeyValueList", False),
+                 7: ("bytesValue", "bytes", False)},
+    "ArrayValue": {1: ("values", "AnyValue", True)},
+    "KeyValueList": {1: ("values", "KeyValue", True)},
+}
+WIRE = {"enum": 0, "uint32": 0, "int64": 0, "bool": 0, "fixed64": 1, "double": 1, "string": 2,
+        "bytes": 2, "fixed32": 5}
+
+
+def _varint(b: bytes, i: int, where: str) -> tuple[int, int]:
+    v = shift = 0
+    start = i
+    while True:
+        _check(i < len(b), f"{where}: truncated varint")
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            break
+        _check(shift < 70, f"{where}: varint too long")
+    _check(i - start == 1 or b[i - 1] != 0, f"{where}: non-canonical varint (trailing zero byte)")
+    return v, i
+
+
+def pb_decode(b: bytes, msg: str = "ExportTraceServiceRequest", where: str = "request") -> dict:
+    """Decode canonical protobuf into the OTLP/JSON mapping's dict (ids as hex, 64-bit integers
+    as decimal strings); unknown fields, wrong wire types, a singular field twice, fields out of
+    number order and non-minimal varints are errors."""
+    fields, out, i, last = PB[msg], {}, 0, 0
+    while i < len(b):
+        key, i = _varint(b, i, where)
+        num, wt = key >> 3, key & 7
+        _check(num in fields, f"{where}: unknown field {num} in {msg}")
+        name, typ, rep = fields[num]
+        w = f"{where}.{name}"
+        _check(num >= last, f"{w}: field {num} after field {last} (not in number order)")
+        _check(rep or name not in out, f"{w}: singular field repeated")
+        last = num
+        want = WIRE.get(typ, 2)
+        _check(wt == want, f"{w}: wire type {wt}, expected {want} for {typ}")
+        if wt == 0:
+            v, i = _varint(b, i, w)
+            if typ == "int64":
+                v = str(v - (1 << 64) if v >= 1 << 63 else v)
+            elif typ == "bool":
+                v = bool(v)
+        elif wt == 1:
+            _check(i + 8 <= len(b), f"{w}: truncated fixed64")
+            raw = b[i:i + 8]
+            i += 8
+            v = str(int.from_bytes(raw, "little")) if typ == "fixed64" else struct.unpack("<d", raw)[0]
+        elif wt == 5:
+            _check(i + 4 <= len(b), f"{w}: truncated fixed32")
+            v = int.from_bytes(b[i:i + 4], "little")
+            i += 4
+        else:
+            n, i = _varint(b, i, w)
+            _check(i + n <= len(b), f"{w}: length {n} past the end")
+            raw = b[i:i + n]
+            i += n
+            if typ == "string":
+                v = raw.decode("utf-8")
+            elif typ == "bytes":
+                v = raw.hex()
+            else:
+                v = pb_decode(raw, typ, w)
+        if rep:
+            out.setdefault(name, []).append(v)
+        else:
+            out[name] = v
+    return out
+
+
 class Receiver:
     """An OTLP/HTTP receiver on 127.0.0.1: every POST /v1/traces is validated and kept.
 
@@ -182,11 +289,16 @@ class Receiver:
                 entry = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                          "status": status, "raw": raw}
                 try:
-                    entry["body"] = json.loads(raw)
+                    ctype = self.headers.get("content-type", "")
+                    if ctype.startswith("application/x-protobuf"):
+                        entry["body"] = pb_decode(raw)
+                        entry["protobuf"] = True
+                    elif ctype.startswith("application/json"):
+                        entry["body"] = json.loads(raw)
+                    else:
+                        raise Invalid(f"content-type {ctype!r}")
                     if self.path != "/v1/traces":
                         raise Invalid(f"posted to {self.path}, expected /v1/traces")
-                    if not self.headers.get("content-type", "").startswith("application/json"):
-                        raise Invalid("content-type is not application/json")
                     entry["spans"] = validate_request(entry["body"])
                 except (ValueError, Invalid) as e:
                     with recv.lock:
