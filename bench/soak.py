@@ -443,6 +443,35 @@ def nfds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def fd_classes(pid, port):
+    """(client connections, other TCP sockets) among the proxy's fds: sockets whose local port is
+    the proxy's listening port (listeners excluded) are client connections; the rest are upstream
+    connections."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            t = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            inodes.add(t[8:-1])
+    client = upstream = 0
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = open(f).readlines()[1:]
+        except OSError:
+            continue
+        for line in rows:
+            p = line.split()
+            if p[9] not in inodes or p[3] == "0A":
+                continue
+            if int(p[1].rsplit(":", 1)[1], 16) == port:
+                client += 1
+            else:
+                upstream += 1
+    return client, upstream
+
+
 def cpu_s(pid):
     with open(f"/proc/{pid}/stat") as f:
         parts = f.read().rsplit(")", 1)[1].split()
@@ -480,7 +509,9 @@ def main():
     def sample(now):
         with stats.lock:
             done, bad = stats.done, stats.counts["BAD"]
+        cl, up = fd_classes(pid, px.port)
         samples.append({"t": round(now - t0, 1), "rss_kb": rss_kb(pid), "fds": nfds(pid),
+                        "client_conns": cl, "upstream_conns": up,
                         "done": done, "bad": bad, "cpu_s": round(cpu_s(pid), 2),
                         "flap": flapper.phase})
 
@@ -489,6 +520,12 @@ def main():
     next_sample = t0 + ARGS.sample
     i = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=ARGS.workers) as ex:
+        # Start every worker now: each keeps one keep-alive connection, so the number of client
+        # connections is fixed from the start instead of ratcheting up with load bursts (which
+        # would read as fd and memory growth of the proxy).
+        barrier = threading.Barrier(ARGS.workers)
+        for f in [ex.submit(barrier.wait) for _ in range(ARGS.workers)]:
+            f.result()
         pending = set()
         while True:
             now = time.monotonic()
@@ -501,6 +538,7 @@ def main():
                 sample(now)
                 s = samples[-1]
                 sys.stderr.write(f"  t={s['t']:7.1f}s rss={s['rss_kb']} kB fds={s['fds']} "
+                                 f"(client {s['client_conns']}, upstream {s['upstream_conns']}) "
                                  f"done={s['done']} bad={s['bad']} flap={s['flap']}\n")
                 next_sample += ARGS.sample
             due = t0 + i * interval
@@ -591,10 +629,11 @@ def report(samples, stats, idle, drained, code, flapper, late, submitted, failed
         for p in stats.bad[:20]:
             w(f"- {p}")
     w("\n### Series (every sample)\n")
-    w("| t (s) | RSS (kB) | fds | requests done | bad | proxy CPU (s) | backend a |")
-    w("|---:|---:|---:|---:|---:|---:|---|")
+    w("| t (s) | RSS (kB) | fds | client conns | upstream conns | requests done | bad | proxy CPU (s) | backend a |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for s in samples:
-        w(f"| {s['t']:g} | {s['rss_kb']} | {s['fds']} | {s['done']} | {s['bad']} | {s['cpu_s']} | {s['flap']} |")
+        w(f"| {s['t']:g} | {s['rss_kb']} | {s['fds']} | {s['client_conns']} | {s['upstream_conns']} "
+          f"| {s['done']} | {s['bad']} | {s['cpu_s']} | {s['flap']} |")
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if ARGS.out:

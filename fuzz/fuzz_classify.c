@@ -31,25 +31,39 @@ static char *patterns[] = {"quota", "\xe7\xb3\xbb\xe7\xbb\x9f\xe7\xb9\x81\xe5\xb
 static int client_codes[] = {400, 422};
 static char *client_patterns[] = {"invalid chat setting", "RATE"};
 
-static const struct lp_config *pick_config(struct lp_config *c, unsigned pick, uint8_t cooldown)
+/* The four configurations (none, defaults, detection overrides, error_fallback overrides) are
+ * built once in LLVMFuzzerInitialize; per input only the cooldown and the two enable bits are
+ * set. */
+static struct lp_config configs[4];
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    struct lp_config *c = &configs[2];
+    c->detection.error_codes = codes;
+    c->detection.n_error_codes = sizeof codes / sizeof codes[0];
+    c->detection.error_patterns = patterns;
+    c->detection.n_error_patterns = sizeof patterns / sizeof patterns[0];
+    c = &configs[3];
+    c->error_fallback.present = true;
+    c->error_fallback.client_codes = client_codes;
+    c->error_fallback.n_client_codes = 2;
+    c->error_fallback.client_patterns = client_patterns;
+    c->error_fallback.n_client_patterns = 2;
+    return 0;
+}
+
+static const struct lp_config *pick_config(unsigned pick, uint8_t cooldown)
 {
     if (pick == 0)
         return NULL;
-    memset(c, 0, sizeof *c);
+    struct lp_config *c = &configs[pick];
     c->fallback.cooldown_seconds = cooldown;
-    if (pick == 2) {
-        c->detection.error_codes = codes;
-        c->detection.n_error_codes = sizeof codes / sizeof codes[0];
-        c->detection.error_patterns = patterns;
-        c->detection.n_error_patterns = sizeof patterns / sizeof patterns[0];
-    } else if (pick == 3) {
-        c->error_fallback.present = true;
+    if (pick == 3) {
         c->error_fallback.server_error_enabled = cooldown & 1;
         c->error_fallback.client_error_enabled = cooldown & 2;
-        c->error_fallback.client_codes = client_codes;
-        c->error_fallback.n_client_codes = 2;
-        c->error_fallback.client_patterns = client_patterns;
-        c->error_fallback.n_client_patterns = 2;
     }
     return c;
 }
@@ -111,8 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 4)
         return 0;
-    struct lp_config cfgbuf;
-    const struct lp_config *cfg = pick_config(&cfgbuf, (data[0] >> 5) & 3, data[3]);
+    const struct lp_config *cfg = pick_config((data[0] >> 5) & 3, data[3]);
     struct lp_classify_in in = {.transport = (enum lp_transport)((data[0] & 15) % 10),
                                 .status = (int)((data[1] | (unsigned)data[2] << 8) % 1000),
                                 .from_sse_event = (data[0] & 16) != 0,

@@ -1,9 +1,10 @@
 /* fuzz_xlat_google.c - the Google translators (proto/google.c) over arbitrary bytes.
  *
  * Input: one selector byte, then a body. Bit 0 picks the client protocol (0 OpenAI, 1
- * Anthropic); bits 1-2 set max_tokens_limit and stream. The body goes through the request
- * translator to Google, and (as a Gemini answer) through the response, error and usage
- * translators back to the client protocol. Corpus: fuzz/corpus/fuzz_xlat_google/, seeded from
+ * Anthropic); bits 1-2 set max_tokens_limit and stream; bits 3-4 the operation (0 and 3: the
+ * request translator to Google; 1: the body as a Gemini answer through the response translator;
+ * 2: as a Gemini error through the error translator, status 400 + 25 * bits 5-7). One operation
+ * per input keeps an execution cheap. Corpus: fuzz/corpus/fuzz_xlat_google/, seeded from
  * the req_*2g_* and resp_g2*_ fixtures.
  */
 #include <stdint.h>
@@ -25,11 +26,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                              .request_id = "fuzz"};
     struct lp_xlat_err err;
     size_t n = 0;
-    char *out = lp_xlat_request(client, LP_PROTO_GOOGLE, body, len, &o, &n, &err);
-    free(out);
-    out = lp_xlat_response(LP_PROTO_GOOGLE, client, body, len, "alias", &n);
-    free(out);
-    out = lp_xlat_error(LP_PROTO_GOOGLE, client, 400 + (data[0] >> 3), body, len, &n);
+    char *out;
+    switch ((data[0] >> 3) & 3) {
+    case 1:
+        out = lp_xlat_response(LP_PROTO_GOOGLE, client, body, len, "alias", &n);
+        break;
+    case 2:
+        out = lp_xlat_error(LP_PROTO_GOOGLE, client, 400 + 25 * (data[0] >> 5), body, len, &n);
+        break;
+    default:
+        out = lp_xlat_request(client, LP_PROTO_GOOGLE, body, len, &o, &n, &err);
+        break;
+    }
     free(out);
     return 0;
 }

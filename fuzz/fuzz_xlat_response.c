@@ -2,13 +2,16 @@
  * (lp_xlat_response, lp_xlat_error, lp_xlat_usage in proto/xlat.h), both directions.
  *
  * Input: byte 0 = flags (bit 0: upstream protocol is Anthropic; bit 1: no alias; bits 2-7 plus
- * byte 1: HTTP status offset), then the upstream body. Checks beyond "no crash, no leak, no UB":
+ * byte 1 bits 0-6: HTTP status offset), byte 1 bit 7 = operation (0: response round trip and
+ * usage, 1: error translation; one operation per input keeps an execution cheap), then the
+ * upstream body. Checks beyond "no crash, no leak, no UB":
  *   - a translated response is a JSON object of the client protocol's shape whose model is the
  *     alias, and it translates back (a response we produce is a valid response of its protocol);
  *   - an error translated to another protocol is always produced, is JSON, and has that
  *     protocol's error envelope; translated to the same protocol it is NULL (pass through) or
  *     has the envelope, and translating the result again passes through.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,15 +112,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     enum lp_proto from = (data[0] & 1) ? LP_PROTO_ANTHROPIC : LP_PROTO_OPENAI;
     const char *alias = (data[0] & 2) ? NULL : "alias-\"x\"";
-    int status = 400 + (int)(((unsigned)data[0] >> 2 | (unsigned)data[1] << 6) % 200);
+    int status = 400 + (int)(((unsigned)data[0] >> 2 | ((unsigned)data[1] & 0x7f) << 6) % 200);
+    bool errors = (data[1] & 0x80) != 0;
     size_t len = size - 2;
     /* An exact-size heap copy, so ASan sees any read past len. */
     char *body = malloc(len ? len : 1);
     memcpy(body, data + 2, len);
-    fuzz_response(from, body, len, alias);
-    fuzz_error(from, status, body, len);
-    int64_t in, out, cached;
-    lp_xlat_usage(from, body, len, &in, &out, &cached);
+    if (errors) {
+        fuzz_error(from, status, body, len);
+    } else {
+        fuzz_response(from, body, len, alias);
+        int64_t in, out, cached;
+        lp_xlat_usage(from, body, len, &in, &out, &cached);
+    }
     free(body);
     return 0;
 }

@@ -176,6 +176,21 @@ static void hedge_result(struct lp_attempt *a, const char *result)
     lp_metrics_inc(a->req->w->metrics, LP_M_HEDGES_TOTAL, l, 1);
 }
 
+/* The attempt that lost a hedged race was sent upstream and cancelled: its cost is unknown (no
+ * usage came back), so count the prompt estimate (body bytes / 4, as admission does) plus any
+ * output tokens a loser's buffered answer reported. */
+static void hedge_loser_cost(struct lp_attempt *a)
+{
+    int64_t in = 0, out = 0, cached = 0;
+    if (a->resp.len && a->status >= 200 && a->status < 300)
+        lp_xlat_usage(a->cand->protocol, a->resp.data, a->resp.len, &in, &out, &cached);
+    if (in <= 0)
+        in = (int64_t)(a->req->body_len / 4);
+    const char *l[] = {a->req->alias->name};
+    lp_metrics_inc(a->req->w->metrics, LP_M_HEDGE_LOSER_TOKENS_TOTAL, l,
+                   (uint64_t)(in + (out > 0 ? out : 0)));
+}
+
 /* ---- the record ----------------------------------------------------------------------------- */
 
 /* Write the attempt's record once: class, status, cause, timings, and for a failure the answer
@@ -302,6 +317,8 @@ static void cancel_tries(struct lp_request *req, const struct lp_attempt *keep, 
         record(a, req->client_gone ? "client_gone" : "cancelled", why);
         health_release(a);
         hedge_result(a, keep ? "lost" : "cancelled");
+        if (keep && req->hedges > 0)
+            hedge_loser_cost(a);
         lp_attempt_release(a);
     }
 }
@@ -673,6 +690,8 @@ static void conclude(struct lp_attempt *a, const struct lp_outcome *o)
         record(a, "cancelled", "another attempt answered first");
         health_release(a);
         hedge_result(a, "lost");
+        if (req->hedges > 0)
+            hedge_loser_cost(a);
         lp_attempt_release(a);
         return;
     case LP_NEXT_WAIT:
@@ -806,6 +825,16 @@ static void start_next(struct lp_request *req, bool hedge)
         if (LP_COUNT_IF(!track(req, a))) {
             early = (struct lp_outcome){.kind = LP_OUT_LOCAL, .why = "too many attempts in flight"};
             started = false;
+        }
+        if (!started && hedge && early.kind == LP_OUT_REFUSED) {
+            /* This candidate cannot take the body (translation refused it); the attempt in
+             * flight still can: the refusal is not the request's answer. */
+            untrack(req, a);
+            record(a, "refused", early.refuse_msg);
+            health_release(a);
+            hedge_result(a, "failed");
+            lp_attempt_release(a);
+            return;
         }
         if (!started)
             conclude(a, &early);

@@ -205,6 +205,10 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
     [LP_M_HEDGE_DELAY_SECONDS] = HISTOGRAM("llm_proxy_hedge_delay_seconds",
         "The delay hedge timers were armed with (fixed, or the alias's measured percentile).",
         B_FIRST, NULL),
+    [LP_M_HEDGE_LOSER_TOKENS_TOTAL] = COUNTER("llm_proxy_hedge_loser_tokens_total",
+        "Hedging cost: estimated tokens of attempts cancelled because another attempt of a "
+        "hedged request answered first (prompt bytes / 4, plus output tokens a buffered answer "
+        "reported).", "alias"),
     [LP_M_PROBES_TOTAL] = COUNTER("llm_proxy_probes_total",
         "Active health probes of backends with health_check, by result (pass, fail). Not client traffic.",
         "backend", "result"),

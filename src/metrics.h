@@ -86,6 +86,7 @@ enum lp_metric_id {
     LP_M_HEDGES_TOTAL,              /* counter {result}: won|lost|failed|cancelled */
     LP_M_HEDGE_BUDGET_DENIED_TOTAL, /* counter {alias}: a hedge was due but the budget was empty */
     LP_M_HEDGE_DELAY_SECONDS,       /* histogram {}: the delay a hedge timer was armed with */
+    LP_M_HEDGE_LOSER_TOKENS_TOTAL,  /* counter {alias}: estimated tokens of cancelled race losers */
     /* active health probes (prober.c) */
     LP_M_PROBES_TOTAL,              /* counter {backend,result}: pass|fail (callback) */
     LP_M_BACKEND_DOWN,              /* gauge {backend}: 1 while marked down by probes (callback) */

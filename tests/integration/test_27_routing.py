@@ -219,19 +219,22 @@ class TestHedging(ProxyCase):
         return config([m["h1"], m["h2"]],
                       {"hedged": pair("m-h", {"delay": "200ms", "budget_percent": 100}),
                        "tight": pair("m-t", {"delay": "200ms", "budget_percent": 1}),
+                       "pct": pair("m-pct", {"delay": "p90", "budget_percent": 100}),
                        "plain": {"routes": [{"backend": "h1", "model": "m-p", "priority": 1},
                                             {"backend": "h2", "model": "m-p", "priority": 2}]}},
                       timeout={"ttft_timeout": "20s"},
                       keys=[{"name": "hk", "key": "sk-client-hedge-0123456789", "rpm": 1000}])
 
     def aborted(self, mock, model):
+        """The latest request for model on mock was aborted by its client (the proxy)."""
         reqs = [r for r in mock.requests() if json.loads(r["body"]).get("model") == model]
-        return reqs and all(r["client_aborted"] for r in reqs)
+        return reqs and reqs[-1]["client_aborted"]
 
     def test_stalled_non_stream_is_hedged(self):
         h1, h2 = self.mocks["h1"], self.mocks["h2"]
         h1.script({"delay_ms": 8000})
         won = sum(metric(self.url, "llm_proxy_hedges_total", result="won"))
+        cost = sum(metric(self.url, "llm_proxy_hedge_loser_tokens_total", alias="hedged"))
         t0 = time.monotonic()
         r = post(self.url, chat("hedged"))
         took = time.monotonic() - t0
@@ -242,6 +245,9 @@ class TestHedging(ProxyCase):
         self.assertEqual(count_models(h2, "m-h"), 1)
         wait_until(lambda: self.aborted(h1, "m-h"), msg="the stalled attempt was cancelled")
         self.assertEqual(sum(metric(self.url, "llm_proxy_hedges_total", result="won")), won + 1)
+        # The cancelled first attempt's prompt is counted as hedging cost.
+        self.assertGreater(sum(metric(self.url, "llm_proxy_hedge_loser_tokens_total",
+                                      alias="hedged")), cost)
         rid = r.headers.get("X-Request-Id")
         line = wait_until(lambda: [a for a in access_lines(self.proxy)
                                    if a.get("req_id") == rid], msg="access line")[-1]
@@ -297,6 +303,22 @@ class TestHedging(ProxyCase):
         self.assertIn("h1", r.json()["choices"][0]["message"]["content"])
         wait_until(lambda: self.aborted(h2, "m-h"), msg="the losing hedge was cancelled")
         self.assertEqual(sum(metric(self.url, "llm_proxy_hedges_total", result="lost")), lost + 1)
+
+    def test_percentile_delay(self):
+        # Until 20 answers are measured the fixed 500 ms stands in; then the p90 of the
+        # measured times to the response head (a few ms here) is the delay.
+        h1, h2 = self.mocks["h1"], self.mocks["h2"]
+        for _ in range(25):
+            self.assertEqual(post(self.url, chat("pct")).status, 200)
+        self.assertEqual(count_models(h2, "m-pct"), 0)
+        h1.script({"delay_ms": 5000})
+        t0 = time.monotonic()
+        r = post(self.url, chat("pct"))
+        took = time.monotonic() - t0
+        self.assertEqual(r.status, 200)
+        self.assertIn("h2", r.json()["choices"][0]["message"]["content"])
+        self.assertLess(took, 0.45, "hedged after the measured p90, not the 500 ms fallback")
+        wait_until(lambda: self.aborted(h1, "m-pct"), msg="the stalled attempt was cancelled")
 
     def test_budget_holds(self):
         # budget_percent 1: the starting token pays for one hedge; the next stalled request waits.
