@@ -199,9 +199,14 @@ static bool conv_content(struct json_object *content, size_t i, struct json_obje
         char where[64];
         bool skip;
         snprintf(where, sizeof where, "messages[%zu].content[%zu]", i, j);
-        struct json_object *b = conv_part(lp_json_arr_at(content, j), where, &skip, err);
+        struct json_object *part = lp_json_arr_at(content, j);
+        struct json_object *b = conv_part(part, where, &skip, err);
         if (!b && !skip)
             return false;
+        /* Prompt caching: a part's cache_control (Anthropic's own form, which OpenAI-format
+         * clients such as the Vercel AI SDK send) stays on its block. */
+        if (b && lp_json_get_obj(part, "cache_control"))
+            lp_json_set(b, "cache_control", lp_xlat_ref(lp_json_get(part, "cache_control")));
         if (b)
             json_object_array_add(dst, b);
     }
@@ -423,6 +428,11 @@ static bool conv_tools(struct o2a *st, struct json_object *tools, struct json_ob
         if (desc)
             lp_json_set_str(a, "description", desc);
         lp_json_set(a, "input_schema", input_schema(lp_json_get(fn, "parameters")));
+        struct json_object *cc = lp_json_get_obj(t, "cache_control");
+        if (!cc)
+            cc = lp_json_get_obj(fn, "cache_control");
+        if (cc)
+            lp_json_set(a, "cache_control", lp_xlat_ref(cc));
         json_object_array_add(arr, a);
     }
     if (lp_json_arr_len(arr) > 0)
