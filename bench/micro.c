@@ -10,8 +10,8 @@
  *
  * Prints microseconds per operation (best of 5 rounds, each long enough to be timed reliably)
  * and the ratio to pass-through. Usage: lp-microbench [rounds_scale [case [iterations]]]; with a
- * case (a2o, o2a, so2a, sa2o, o2g, a2g, sg2o, sg2a, rg2o, rg2a, ro2a) only that case runs, for
- * instruction counts under callgrind.
+ * case (a2o, o2a, so2a, sa2o, o2g, a2g, sg2o, sg2a, rg2o, rg2a, ro2a, and the pass-through
+ * baselines pto, pta, spto, spta) only that case runs, for instruction counts under callgrind.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,9 +257,13 @@ static bool run_only(const char *only, long iters, char *oreq, size_t olen, char
 {
     static const struct {
         const char *name;
-        int kind; /* 0 request, 1 stream, 2 response */
+        int kind; /* 0 request, 1 stream, 2 response, 3 request pass-through */
         enum lp_proto from, to;
     } cases[] = {
+        {"pto", 3, LP_PROTO_OPENAI, LP_PROTO_OPENAI},
+        {"pta", 3, LP_PROTO_ANTHROPIC, LP_PROTO_ANTHROPIC},
+        {"spto", 1, LP_PROTO_OPENAI, LP_PROTO_OPENAI},
+        {"spta", 1, LP_PROTO_ANTHROPIC, LP_PROTO_ANTHROPIC},
         {"o2a", 0, LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC},
         {"a2o", 0, LP_PROTO_ANTHROPIC, LP_PROTO_OPENAI},
         {"o2g", 0, LP_PROTO_OPENAI, LP_PROTO_GOOGLE},
@@ -284,11 +288,13 @@ static bool run_only(const char *only, long iters, char *oreq, size_t olen, char
                                                     : make_openai_stream(200);
         else if (cases[k].kind == 2)
             data = make_answer(cases[k].from, 2048);
-        struct stream_ctx sc = {data, data ? strlen(data) : 0, cases[k].from, cases[k].to, true,
-                                4096};
+        struct stream_ctx sc = {data, data ? strlen(data) : 0, cases[k].from, cases[k].to,
+                                cases[k].from != cases[k].to, 4096};
         struct resp_ctx pc = {data, data ? strlen(data) : 0, cases[k].from, cases[k].to};
         for (long i = 0; i < iters; i++) {
-            if (cases[k].kind == 0)
+            if (cases[k].kind == 3)
+                run_passthrough(&rc);
+            else if (cases[k].kind == 0)
                 run_translate(&rc);
             else if (cases[k].kind == 1)
                 run_stream(&sc);

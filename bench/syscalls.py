@@ -143,7 +143,7 @@ def count(port, pid, n, stream):
     with open(out) as f:
         for line in f:
             m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
-            if m:
+            if m and m.group(2) != "total":
                 calls[m.group(2)] = int(m.group(1))
     os.unlink(out)
     return calls

@@ -162,7 +162,7 @@ static struct lp_config *config_new(const char *path, const char *dir)
         .max_body_memory = 256LL << 20,
     };
     c->proxy.forward_client_ip = true;
-    c->proxy.default_max_tokens = 4096;
+    c->proxy.default_max_tokens = 0; /* unset: the route/backend value or the model's limit */
     c->logging.level = lp_xstrdup("info");
     c->logging.mask_sensitive = true;
     c->metrics.enabled = true;

@@ -258,7 +258,8 @@ struct lp_proxy_cfg {
     bool forward_client_ip;    /* default true */
     struct lp_kv *custom_variables;
     size_t n_custom_variables;
-    int64_t default_max_tokens; /* used when translating to Anthropic; default 4096 */
+    int64_t default_max_tokens; /* translating to Anthropic without max_tokens and without a
+                                 * route/backend max_tokens; 0 (default) = per-model table */
 };
 
 /* The reference's rotation keys (era B flat keys and the v2.1 `rotation:` block write the same

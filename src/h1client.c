@@ -43,7 +43,6 @@ struct h1x {
     struct lp_upstream_cbs cbs;
     void *arg;
     struct lp_pconn *conn;
-    short watch; /* events registered on conn->ev for this transfer */
     int phase;
     struct lp_dns_addrs addrs; /* where to connect, ports set; n == 0 until resolved */
     size_t ai;                 /* the address being tried */
@@ -241,21 +240,21 @@ static char *build_head(const struct lp_upstream_req *r, const char *authority, 
 
 /* ---- lifecycle --------------------------------------------------------------------------------- */
 
-static void unwatch(struct h1x *x)
+static void on_conn(struct lp_pconn *c, short what, void *arg)
 {
-    if (x->conn && x->watch)
-        event_del(&x->conn->ev);
-    x->watch = 0;
+    on_conn_event(c->fd, what, arg);
 }
 
+/* Register exactly `what` for the transfer's connection (a no-op when already so). */
 static void watch(struct h1x *x, short what)
 {
-    if (x->watch == what)
-        return;
-    unwatch(x);
-    event_assign(&x->conn->ev, x->c->base, x->conn->fd, what | EV_PERSIST, on_conn_event, x);
-    event_add(&x->conn->ev, NULL);
-    x->watch = what;
+    lp_pconn_watch(x->conn, x->c->base, what, on_conn, x);
+}
+
+static void unwatch(struct h1x *x)
+{
+    if (x->conn)
+        watch(x, 0);
 }
 
 static void drop_conn(struct h1x *x)
@@ -499,7 +498,6 @@ static void connect_fresh(struct h1x *x)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     x->conn = lp_xcalloc(1, sizeof *x->conn);
     x->conn->fd = fd;
-    x->watch = 0;
     if (connect(fd, (const struct sockaddr *)sa, x->addrs.len[x->ai]) == 0) {
         established(x);
         return;
@@ -588,7 +586,7 @@ static void complete(struct h1x *x, size_t leftover)
 {
     struct lp_pconn *conn = x->conn;
     if (conn && leftover == 0 && lp_h1reader_reusable(&x->rd)) {
-        unwatch(x);
+        /* Keeps its read registration: the pool takes over the handler. */
         x->conn = NULL;
         lp_pool_put(x->c->pool, x->key, conn);
     }
@@ -776,7 +774,7 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
         x->conn = lp_pool_take(x->c->pool, x->key);
         if (x->conn) {
             x->reused = true;
-            x->watch = 0;
+            watch(x, x->conn->mask); /* take the events over; the registration stays */
             send_request(x);
         } else {
             open_connection(x);

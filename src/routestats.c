@@ -13,11 +13,16 @@
 #include "util/json.h"
 
 #define MAX_ALIASES 4096
+/* Open-addressing tables (power of two, at least twice the entries they may hold). Entries are
+ * only ever added (under the store's mutex, published with a release store) and freed with the
+ * store, so lookups on the request path take no lock. */
+#define ROUTE_SLOTS 8192
+#define ALIAS_SLOTS 8192
 
 struct lp_routestat {
     char *backend, *model;
     atomic_int in_flight;
-    /* under the store's mutex: */
+    pthread_mutex_t mu;    /* the numbers below; per entry, so routes never contend */
     struct lp_ewma lat[2]; /* [0] head (non-stream), [1] first event (stream) */
     struct lp_ewma fail;
     int64_t decay_ms;      /* routing.decay of the last update (for views) */
@@ -29,17 +34,29 @@ struct lp_routestat {
 struct lp_route_alias {
     char *name;
     atomic_ullong next;           /* round robin */
-    struct lp_hedge_budget budget; /* under the store's mutex */
-    struct lp_hedge_window ttft;   /* under the store's mutex */
+    pthread_mutex_t mu;           /* budget and ttft */
+    struct lp_hedge_budget budget;
+    struct lp_hedge_window ttft;
 };
 
 struct lp_routestats {
-    pthread_mutex_t lock;
-    struct lp_routestat **items;
-    size_t n, cap;
-    struct lp_route_alias **aliases;
-    size_t n_aliases, cap_aliases;
+    pthread_mutex_t lock; /* adding entries */
+    _Atomic(struct lp_routestat *) items[ROUTE_SLOTS];
+    size_t n;
+    _Atomic(struct lp_route_alias *) aliases[ALIAS_SLOTS];
+    size_t n_aliases;
 };
+
+static uint64_t hash2(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)a; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL; /* separator: ("ab","c") != ("a","bc") */
+    for (const unsigned char *p = (const unsigned char *)(b ? b : ""); *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
 
 struct lp_routestats *lp_routestats_create(void)
 {
@@ -53,30 +70,46 @@ void lp_routestats_destroy(struct lp_routestats *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->n; i++) {
-        free(s->items[i]->backend);
-        free(s->items[i]->model);
-        free(s->items[i]);
+    for (size_t i = 0; i < ROUTE_SLOTS; i++) {
+        struct lp_routestat *e = atomic_load_explicit(&s->items[i], memory_order_relaxed);
+        if (!e)
+            continue;
+        free(e->backend);
+        free(e->model);
+        pthread_mutex_destroy(&e->mu);
+        free(e);
     }
-    for (size_t i = 0; i < s->n_aliases; i++) {
-        free(s->aliases[i]->name);
-        free(s->aliases[i]);
+    for (size_t i = 0; i < ALIAS_SLOTS; i++) {
+        struct lp_route_alias *a = atomic_load_explicit(&s->aliases[i], memory_order_relaxed);
+        if (!a)
+            continue;
+        free(a->name);
+        pthread_mutex_destroy(&a->mu);
+        free(a);
     }
-    free(s->items);
-    free(s->aliases);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
-/* Under the lock. */
+/* The slot of (backend, model): its entry, or the empty slot where it belongs. Lock-free. */
+static size_t route_slot(struct lp_routestats *s, const char *backend, const char *model,
+                         struct lp_routestat **found)
+{
+    size_t i = (size_t)hash2(backend, model) & (ROUTE_SLOTS - 1);
+    for (;; i = (i + 1) & (ROUTE_SLOTS - 1)) {
+        struct lp_routestat *e = atomic_load_explicit(&s->items[i], memory_order_acquire);
+        if (!e || (strcmp(e->backend, backend) == 0 && strcmp(e->model, model) == 0)) {
+            *found = e;
+            return i;
+        }
+    }
+}
+
 static struct lp_routestat *find(struct lp_routestats *s, const char *backend, const char *model)
 {
-    for (size_t i = 0; i < s->n; i++) {
-        struct lp_routestat *e = s->items[i];
-        if (strcmp(e->backend, backend) == 0 && strcmp(e->model, model) == 0)
-            return e;
-    }
-    return NULL;
+    struct lp_routestat *e;
+    route_slot(s, backend, model, &e);
+    return e;
 }
 
 struct lp_routestat *lp_routestats_get(struct lp_routestats *s, const char *backend,
@@ -84,25 +117,26 @@ struct lp_routestat *lp_routestats_get(struct lp_routestats *s, const char *back
 {
     if (!s || !backend || !model)
         return NULL;
-    pthread_mutex_lock(&s->lock);
     struct lp_routestat *e = find(s, backend, model);
+    if (e)
+        return e;
+    pthread_mutex_lock(&s->lock);
+    size_t i = route_slot(s, backend, model, &e); /* again: another thread may have added it */
     if (!e && s->n < LP_ROUTESTATS_MAX) {
-        if (s->n == s->cap) {
-            s->cap = s->cap ? s->cap * 2 : 16;
-            s->items = lp_xrealloc(s->items, s->cap * sizeof *s->items);
-        }
         e = lp_xcalloc(1, sizeof *e);
         e->backend = lp_xstrdup(backend);
         e->model = lp_xstrdup(model);
         atomic_init(&e->in_flight, 0);
+        pthread_mutex_init(&e->mu, NULL);
         e->decay_ms = 10000;
-        s->items[s->n++] = e;
+        atomic_store_explicit(&s->items[i], e, memory_order_release);
+        s->n++;
     }
     pthread_mutex_unlock(&s->lock);
     return e;
 }
 
-void lp_routestats_item(struct lp_routestats *s, const struct lp_routestat *e, bool stream,
+void lp_routestats_item(struct lp_routestats *s, struct lp_routestat *e, bool stream,
                         int64_t now_ms, int64_t decay_ms, struct lp_balance_item *out)
 {
     out->latency_ms = -1;
@@ -113,14 +147,14 @@ void lp_routestats_item(struct lp_routestats *s, const struct lp_routestat *e, b
     if (!s || !e)
         return;
     out->in_flight = atomic_load_explicit(&e->in_flight, memory_order_relaxed);
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&e->mu);
     out->latency_ms = lp_ewma_read(&e->lat[stream ? 1 : 0], now_ms, decay_ms);
     double f = lp_ewma_read(&e->fail, now_ms, decay_ms);
     out->failures = f > 0 ? f : 0;
     if (now_ms < e->headroom_until_ms)
         out->share = lp_quota_share(e->headroom);
     out->cool_until_ms = e->cool_until_ms;
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&e->mu);
 }
 
 void lp_routestats_quota(struct lp_routestats *s, struct lp_routestat *e,
@@ -128,7 +162,7 @@ void lp_routestats_quota(struct lp_routestats *s, struct lp_routestat *e,
 {
     if (!s || !e || !q || !q->seen)
         return;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&e->mu);
     if (q->exhausted) {
         int64_t until = now_ms + q->reset_ms;
         if (until > e->cool_until_ms) /* a later answer never shortens the rest */
@@ -146,7 +180,7 @@ void lp_routestats_quota(struct lp_routestats *s, struct lp_routestat *e,
         if (e->headroom_until_ms < e->cool_until_ms)
             e->headroom_until_ms = e->cool_until_ms;
     }
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&e->mu);
 }
 
 void lp_routestats_begin(struct lp_routestat *e)
@@ -166,10 +200,10 @@ void lp_routestats_latency(struct lp_routestats *s, struct lp_routestat *e, bool
 {
     if (!s || !e)
         return;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&e->mu);
     lp_ewma_observe(&e->lat[stream ? 1 : 0], ms, now_ms, decay_ms);
     e->decay_ms = decay_ms;
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&e->mu);
 }
 
 void lp_routestats_silent(struct lp_routestats *s, struct lp_routestat *e, bool stream, double ms,
@@ -177,10 +211,10 @@ void lp_routestats_silent(struct lp_routestats *s, struct lp_routestat *e, bool 
 {
     if (!s || !e)
         return;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&e->mu);
     lp_ewma_at_least(&e->lat[stream ? 1 : 0], ms, now_ms, decay_ms);
     e->decay_ms = decay_ms;
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&e->mu);
 }
 
 void lp_routestats_failure(struct lp_routestats *s, struct lp_routestat *e, int64_t now_ms,
@@ -188,30 +222,41 @@ void lp_routestats_failure(struct lp_routestats *s, struct lp_routestat *e, int6
 {
     if (!s || !e)
         return;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&e->mu);
     lp_ewma_add(&e->fail, 1.0, now_ms, decay_ms);
     e->decay_ms = decay_ms;
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static size_t alias_slot(struct lp_routestats *s, const char *alias, struct lp_route_alias **found)
+{
+    size_t i = (size_t)hash2(alias, NULL) & (ALIAS_SLOTS - 1);
+    for (;; i = (i + 1) & (ALIAS_SLOTS - 1)) {
+        struct lp_route_alias *a = atomic_load_explicit(&s->aliases[i], memory_order_acquire);
+        if (!a || strcmp(a->name, alias) == 0) {
+            *found = a;
+            return i;
+        }
+    }
 }
 
 struct lp_route_alias *lp_routestats_alias(struct lp_routestats *s, const char *alias)
 {
     if (!s || !alias)
         return NULL;
-    struct lp_route_alias *r = NULL;
+    struct lp_route_alias *r;
+    alias_slot(s, alias, &r);
+    if (r)
+        return r;
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < s->n_aliases && !r; i++)
-        if (strcmp(s->aliases[i]->name, alias) == 0)
-            r = s->aliases[i];
+    size_t i = alias_slot(s, alias, &r);
     if (!r && s->n_aliases < MAX_ALIASES) {
-        if (s->n_aliases == s->cap_aliases) {
-            s->cap_aliases = s->cap_aliases ? s->cap_aliases * 2 : 16;
-            s->aliases = lp_xrealloc(s->aliases, s->cap_aliases * sizeof *s->aliases);
-        }
         r = lp_xcalloc(1, sizeof *r);
         r->name = lp_xstrdup(alias);
         atomic_init(&r->next, 0);
-        s->aliases[s->n_aliases++] = r;
+        pthread_mutex_init(&r->mu, NULL);
+        atomic_store_explicit(&s->aliases[i], r, memory_order_release);
+        s->n_aliases++;
     }
     pthread_mutex_unlock(&s->lock);
     return r;
@@ -228,18 +273,18 @@ void lp_routestats_hedge_credit(struct lp_routestats *s, struct lp_route_alias *
 {
     if (!s || !a)
         return;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&a->mu);
     lp_hedge_budget_credit(&a->budget, budget_percent);
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&a->mu);
 }
 
 bool lp_routestats_hedge_take(struct lp_routestats *s, struct lp_route_alias *a)
 {
     if (!s || !a)
         return false;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&a->mu);
     bool ok = lp_hedge_budget_take(&a->budget);
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&a->mu);
     return ok;
 }
 
@@ -247,9 +292,9 @@ void lp_routestats_ttft(struct lp_routestats *s, struct lp_route_alias *a, doubl
 {
     if (!s || !a)
         return;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&a->mu);
     lp_hedge_window_add(&a->ttft, ms);
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&a->mu);
 }
 
 int64_t lp_routestats_hedge_delay(struct lp_routestats *s, struct lp_route_alias *a,
@@ -257,22 +302,25 @@ int64_t lp_routestats_hedge_delay(struct lp_routestats *s, struct lp_route_alias
 {
     if (!s || !a || h->delay_pct <= 0)
         return lp_hedge_delay_ms(h, NULL);
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&a->mu);
     int64_t d = lp_hedge_delay_ms(h, &a->ttft);
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&a->mu);
     return d;
 }
 
 double lp_routestats_hedge_tokens(struct lp_routestats *s, const char *alias)
 {
     double t = LP_HEDGE_BUDGET_START;
+    struct lp_route_alias *a = NULL;
     if (!s || !alias)
         return t;
-    pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < s->n_aliases; i++)
-        if (strcmp(s->aliases[i]->name, alias) == 0 && s->aliases[i]->budget.started)
-            t = s->aliases[i]->budget.tokens;
-    pthread_mutex_unlock(&s->lock);
+    alias_slot(s, alias, &a);
+    if (!a)
+        return t;
+    pthread_mutex_lock(&a->mu);
+    if (a->budget.started)
+        t = a->budget.tokens;
+    pthread_mutex_unlock(&a->mu);
     return t;
 }
 
@@ -281,9 +329,9 @@ bool lp_routestats_view(struct lp_routestats *s, const char *backend, const char
 {
     if (!s || !backend || !model)
         return false;
-    pthread_mutex_lock(&s->lock);
-    const struct lp_routestat *e = find(s, backend, model);
+    struct lp_routestat *e = find(s, backend, model);
     if (e) {
+        pthread_mutex_lock(&e->mu);
         for (int k = 0; k < 2; k++) {
             out->latency_ms[k] = lp_ewma_read(&e->lat[k], now_ms, e->decay_ms);
             out->samples[k] = e->lat[k].n;
@@ -293,8 +341,8 @@ bool lp_routestats_view(struct lp_routestats *s, const char *backend, const char
         out->in_flight = atomic_load_explicit(&e->in_flight, memory_order_relaxed);
         out->headroom = now_ms < e->headroom_until_ms ? e->headroom : -1;
         out->cooling_until_ms = e->cool_until_ms > now_ms ? e->cool_until_ms : 0;
+        pthread_mutex_unlock(&e->mu);
     }
-    pthread_mutex_unlock(&s->lock);
     return e != NULL;
 }
 

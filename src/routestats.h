@@ -7,9 +7,11 @@
  *
  * Keyed by NAMES, like the health store, so the numbers survive a config reload. Entries are
  * never freed while the store lives, so a planned candidate keeps its entry pointer for the
- * rest of its request (no second lookup). Thread-safe: one mutex guards the lookups and the
- * estimates (held for a string compare loop or a few arithmetic operations, never while
- * allocating more than one entry); the in-flight count is a relaxed atomic.
+ * rest of its request (no second lookup). Thread-safe without a store-wide lock on the request
+ * path: lookups go through fixed open-addressing tables of atomic pointers (entries are added
+ * under the store's mutex and published with a release store, never removed); each route's
+ * estimates and each alias's hedge budget and window have their own mutex, held for a few
+ * arithmetic operations; the in-flight count and the round-robin counter are relaxed atomics.
  *
  * Time: monotonic milliseconds passed in by the caller; decay_ms is the alias's routing.decay.
  */
@@ -49,7 +51,7 @@ struct lp_routestat *lp_routestats_get(struct lp_routestats *s, const char *back
  * estimates, the in-flight count, the share from the last rate-limit reading while it is valid
  * (lp_quota_share) and the end of a quota rest. e NULL gives an unmeasured item with share 1.
  * The weight is the caller's. */
-void lp_routestats_item(struct lp_routestats *s, const struct lp_routestat *e, bool stream,
+void lp_routestats_item(struct lp_routestats *s, struct lp_routestat *e, bool stream,
                         int64_t now_ms, int64_t decay_ms, struct lp_balance_item *out);
 
 /* An attempt starts on / is over on e (in-flight count). NULL is ignored. */

@@ -76,65 +76,59 @@ static bool hidden(const struct lp_upstream_xfer *x, const char *name)
            (strcasecmp(name, "Content-Encoding") == 0 || strcasecmp(name, "Content-Length") == 0);
 }
 
-/* Every value of every Content-Length header (a list counts as several) must be the same
- * number. Returns false on a conflict or a malformed value; *present says whether any came. */
-static bool content_length_ok(const struct lp_upstream_xfer *x, bool *present,
-                              unsigned long long *value)
+/* One Content-Length value (a list counts as several): every value must be the same number.
+ * Returns false on a conflict with *value (when *seen) or a malformed value. */
+static bool content_length_ok(const char *p, bool *seen, unsigned long long *value)
 {
-    bool seen = false;
-    *present = false;
-    *value = 0;
-    for (size_t i = 0, n = raw_count(x); i < n; i++) {
-        const char *name, *p;
-        raw_at(x, i, &name, &p);
-        if (strcasecmp(name, "Content-Length") != 0)
-            continue;
-        *present = true;
-        for (;;) {
-            while (*p == ' ' || *p == '\t')
-                p++;
-            if (*p < '0' || *p > '9')
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p < '0' || *p > '9')
+            return false;
+        unsigned long long v = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (v > (~0ULL - 9) / 10)
                 return false;
-            unsigned long long v = 0;
-            while (*p >= '0' && *p <= '9') {
-                if (v > (~0ULL - 9) / 10)
-                    return false;
-                v = v * 10 + (unsigned)(*p++ - '0');
-            }
-            while (*p == ' ' || *p == '\t')
-                p++;
-            if (seen && v != *value)
-                return false;
-            seen = true;
-            *value = v;
-            if (*p == '\0')
-                break;
-            if (*p++ != ',')
-                return false;
+            v = v * 10 + (unsigned)(*p++ - '0');
         }
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*seen && v != *value)
+            return false;
+        *seen = true;
+        *value = v;
+        if (*p == '\0')
+            return true;
+        if (*p++ != ',')
+            return false;
     }
-    return true;
 }
 
 /* The final head: refuse framing we cannot trust (RFC 9112 6.3: conflicting Content-Length,
  * Content-Length with Transfer-Encoding; RFC 9110: no body on 204/304) and a content coding we
- * cannot decode; set up decoding of gzip/deflate. Returns the static error, or NULL. */
+ * cannot decode; set up decoding of gzip/deflate. Returns the static error, or NULL. One pass;
+ * only names starting with c/t are compared in full (this runs on every response). */
 static const char *check_head(struct lp_upstream_xfer *x, int status)
 {
     bool has_cl = false, has_te = false;
     unsigned long long cl = 0;
-    if (!content_length_ok(x, &has_cl, &cl))
-        return "upstream sent conflicting or invalid Content-Length headers";
     enum lp_coding_kind k = LP_CODING_IDENTITY;
     for (size_t i = 0, n = raw_count(x); i < n; i++) {
         const char *name, *value;
         raw_at(x, i, &name, &value);
-        if (strcasecmp(name, "Transfer-Encoding") == 0) {
-            has_te = true;
-        } else if (strcasecmp(name, "Content-Encoding") == 0) {
-            enum lp_coding_kind hk = lp_coding_kind_of(value);
-            if (hk != LP_CODING_IDENTITY)
-                k = k == LP_CODING_IDENTITY ? hk : LP_CODING_UNSUPPORTED; /* stacked */
+        char c0 = (char)(name[0] | 0x20);
+        if (c0 == 't') {
+            if (strcasecmp(name, "Transfer-Encoding") == 0)
+                has_te = true;
+        } else if (c0 == 'c' && strncasecmp(name, "Content-", 8) == 0) {
+            if (strcasecmp(name + 8, "Length") == 0) {
+                if (!content_length_ok(value, &has_cl, &cl))
+                    return "upstream sent conflicting or invalid Content-Length headers";
+            } else if (strcasecmp(name + 8, "Encoding") == 0) {
+                enum lp_coding_kind hk = lp_coding_kind_of(value);
+                if (hk != LP_CODING_IDENTITY)
+                    k = k == LP_CODING_IDENTITY ? hk : LP_CODING_UNSUPPORTED; /* stacked */
+            }
         }
     }
     if (has_cl && has_te)

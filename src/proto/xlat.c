@@ -238,3 +238,18 @@ int64_t lp_xlat_estimate_tokens(const char *body, size_t len)
     json_object_put(in);
     return n > 0 ? n : 1;
 }
+
+int64_t lp_xlat_model_max_tokens(const char *model)
+{
+    static const struct {
+        const char *part;
+        int64_t max;
+    } table[] = {
+        {"opus-4-5", 64000}, {"opus-4", 32000},   {"sonnet-4", 64000}, {"haiku-4", 64000},
+        {"3-7-sonnet", 64000}, {"3-5-", 8192},    {"claude-3", 4096},
+    };
+    for (size_t i = 0; model && i < sizeof table / sizeof table[0]; i++)
+        if (strstr(model, table[i].part))
+            return table[i].max;
+    return LP_XLAT_DEFAULT_MAX_TOKENS;
+}

@@ -31,8 +31,10 @@ void lp_xlat_note_drop(struct lp_xlat_notes *notes, const char *name);
 struct lp_xlat_opts {
     const char *upstream_model; /* the route's real model, written into the translated body;
                                  * NULL keeps the client's `model` */
-    int64_t default_max_tokens; /* OpenAI->Anthropic when the client gave none; <= 0 means 4096 */
-    int64_t max_tokens_limit;   /* 0 = none; max_tokens is clamped to it (both directions) */
+    int64_t default_max_tokens; /* OpenAI->Anthropic when the client gave none and
+                                 * max_tokens_limit is 0; <= 0: lp_xlat_model_max_tokens */
+    int64_t max_tokens_limit;   /* 0 = none; max_tokens is clamped to it (both directions), and
+                                 * it is the value sent when an OpenAI client gave none */
     bool stream;                /* the client asked for streaming (used when the body has no
                                  * boolean `stream`) */
     const char *request_id;     /* for debug logs; may be NULL */
@@ -54,6 +56,12 @@ struct lp_xlat_err {
  * forced tool of this name whose input is the answer; both response translators (and the
  * stream translator) turn a tool_use of this name back into message content. */
 #define LP_XLAT_JSON_TOOL "json_response"
+
+/* The output-token limit of an Anthropic model from its name (claude-opus-4-5 64000, opus-4
+ * 32000, sonnet-4* / haiku-4* / 3-7-sonnet 64000, 3-5 8192, claude-3 4096), else
+ * LP_XLAT_DEFAULT_MAX_TOKENS. */
+#define LP_XLAT_DEFAULT_MAX_TOKENS 4096
+int64_t lp_xlat_model_max_tokens(const char *model);
 
 /* Translate a client request body from client protocol `from` to backend protocol `to`.
  * Accepts: a JSON object body (anything else is refused with a 400), from != to (from == to is

@@ -184,6 +184,7 @@ static bool on_user_blocks(struct a2o *st, struct json_object *c, size_t i)
 {
     struct json_object *parts = json_object_new_array();
     struct json_object *images = json_object_new_array();
+    size_t before = lp_json_arr_len(st->msgs);
     bool ok = true;
     for (size_t j = 0; ok && j < lp_json_arr_len(c); j++) {
         struct json_object *b = lp_json_arr_at(c, j);
@@ -209,6 +210,8 @@ static bool on_user_blocks(struct a2o *st, struct json_object *c, size_t i)
         json_object_array_add(parts, lp_xlat_ref(lp_json_arr_at(images, k)));
     if (ok && lp_json_arr_len(parts) > 0)
         add_msg(st, "user", simplify(parts));
+    else if (ok && lp_json_arr_len(st->msgs) == before)
+        add_text_msg(st, "user", ""); /* only empty blocks: the turn stays (as OpenAI allows) */
     json_object_put(parts);
     json_object_put(images);
     return ok;
@@ -248,15 +251,16 @@ static void on_assistant_blocks(struct a2o *st, struct json_object *c, size_t i)
                          lp_json_get_str(b, "type") ? lp_json_get_str(b, "type") : "?");
         }
     }
-    if (text.len == 0 && lp_json_arr_len(tcs) == 0)
-        goto out;
+    /* An assistant turn with nothing left (empty text, only thinking) stays as "": removing
+     * it would merge the user turns around it. */
     struct json_object *m = json_object_new_object();
     lp_json_set_str(m, "role", "assistant");
-    lp_json_set(m, "content", text.len ? json_object_new_string(text.data) : NULL);
+    lp_json_set(m, "content", text.len            ? json_object_new_string(text.data)
+                              : lp_json_arr_len(tcs) ? NULL
+                                                     : json_object_new_string(""));
     if (lp_json_arr_len(tcs) > 0)
         lp_json_set(m, "tool_calls", lp_xlat_ref(tcs));
     json_object_array_add(st->msgs, m);
-out:
     lp_buf_free(&text);
     json_object_put(tcs);
 }

@@ -7,6 +7,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -14,7 +15,6 @@
 #include "util/alloc.h"
 #include "util/json.h"
 
-#define DEFAULT_MAX_TOKENS 4096
 #define MIN_THINKING_BUDGET 1024 /* Anthropic's minimum budget_tokens */
 
 struct o2a {
@@ -199,19 +199,41 @@ static bool conv_content(struct json_object *content, size_t i, struct json_obje
         char where[64];
         bool skip;
         snprintf(where, sizeof where, "messages[%zu].content[%zu]", i, j);
-        struct json_object *b = conv_part(lp_json_arr_at(content, j), where, &skip, err);
+        struct json_object *part = lp_json_arr_at(content, j);
+        struct json_object *b = conv_part(part, where, &skip, err);
         if (!b && !skip)
             return false;
+        /* Prompt caching: a part's cache_control (Anthropic's own form, which OpenAI-format
+         * clients such as the Vercel AI SDK send) stays on its block. */
+        if (b && lp_json_get_obj(part, "cache_control"))
+            lp_json_set(b, "cache_control", lp_xlat_ref(lp_json_get(part, "cache_control")));
         if (b)
             json_object_array_add(dst, b);
     }
     return true;
 }
 
-static bool push_content(struct o2a *st, const char *role, struct json_object *content, size_t i)
+/* A message's `name` (no Anthropic field) is kept as a "<name>: " prefix of its first text
+ * block, so a multi-party conversation keeps its speakers. */
+static void prefix_name(struct json_object *blocks, const char *name)
+{
+    for (size_t j = 0; name && *name && j < lp_json_arr_len(blocks); j++) {
+        struct json_object *b = lp_json_arr_at(blocks, j);
+        if (!is_type(b, "text"))
+            continue;
+        char *t = lp_xasprintf("%s: %s", name, lp_json_get_str(b, "text"));
+        lp_json_set_str(b, "text", t);
+        free(t);
+        return;
+    }
+}
+
+static bool push_content(struct o2a *st, const char *role, struct json_object *m, size_t i)
 {
     struct json_object *blocks = json_object_new_array();
-    bool ok = conv_content(content, i, blocks, st->err);
+    bool ok = conv_content(lp_json_get(m, "content"), i, blocks, st->err);
+    if (ok)
+        prefix_name(blocks, lp_json_get_str(m, "name"));
     for (size_t j = 0; ok && j < lp_json_arr_len(blocks); j++)
         push_block(st, role, lp_xlat_ref(lp_json_arr_at(blocks, j)));
     json_object_put(blocks);
@@ -306,7 +328,7 @@ static bool on_assistant(struct o2a *st, struct json_object *m, size_t i)
 {
     if (lp_json_get(m, "reasoning_content"))
         lp_log_debug(st->o->request_id, "xlat: messages[%zu].reasoning_content dropped", i);
-    if (!push_content(st, "assistant", lp_json_get(m, "content"), i))
+    if (!push_content(st, "assistant", m, i))
         return false;
     struct json_object *tcs = lp_json_get(m, "tool_calls");
     if (tcs && !lp_json_is_arr(tcs) && !json_object_is_type(tcs, json_type_null)) {
@@ -357,7 +379,7 @@ static bool on_message(struct o2a *st, struct json_object *m, size_t i)
         return on_system(st, m, i);
     st->seen_turn = true;
     if (!strcmp(role, "user"))
-        return push_content(st, "user", lp_json_get(m, "content"), i);
+        return push_content(st, "user", m, i);
     if (!strcmp(role, "assistant"))
         return on_assistant(st, m, i);
     if (!strcmp(role, "tool"))
@@ -406,6 +428,11 @@ static bool conv_tools(struct o2a *st, struct json_object *tools, struct json_ob
         if (desc)
             lp_json_set_str(a, "description", desc);
         lp_json_set(a, "input_schema", input_schema(lp_json_get(fn, "parameters")));
+        struct json_object *cc = lp_json_get_obj(t, "cache_control");
+        if (!cc)
+            cc = lp_json_get_obj(fn, "cache_control");
+        if (cc)
+            lp_json_set(a, "cache_control", lp_xlat_ref(cc));
         json_object_array_add(arr, a);
     }
     if (lp_json_arr_len(arr) > 0)
@@ -500,7 +527,15 @@ static bool get_max_tokens(struct o2a *st, struct json_object *in, int64_t *mt)
         *mt = (int64_t)d;
         goto clamp;
     }
-    *mt = st->o->default_max_tokens > 0 ? st->o->default_max_tokens : DEFAULT_MAX_TOKENS;
+    /* None given: the route's/backend's max_tokens, else proxy.default_max_tokens, else the
+     * model's own output limit (a flat 4096 would cut long answers). */
+    if (st->o->max_tokens_limit > 0)
+        *mt = st->o->max_tokens_limit;
+    else if (st->o->default_max_tokens > 0)
+        *mt = st->o->default_max_tokens;
+    else
+        *mt = lp_xlat_model_max_tokens(st->o->upstream_model ? st->o->upstream_model
+                                                             : lp_json_get_str(in, "model"));
 clamp:
     if (st->o->max_tokens_limit > 0 && *mt > st->o->max_tokens_limit)
         *mt = st->o->max_tokens_limit;

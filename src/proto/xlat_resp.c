@@ -65,6 +65,8 @@ static struct json_object *usage_a2o(struct json_object *u)
     struct json_object *d = json_object_new_object();
     lp_json_set_int(d, "cached_tokens", cr);
     lp_json_set(r, "prompt_tokens_details", d);
+    if (cw > 0) /* cache writes: no OpenAI field; Anthropic's name, for clients that look */
+        lp_json_set_int(r, "cache_creation_input_tokens", cw);
     return r;
 }
 

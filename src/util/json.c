@@ -22,12 +22,20 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+/* A run of BIG_MIN_DIGITS (>= 10) digits covers at least one index that is a multiple of 10:
+ * probe those and measure the run around a digit found there (a tenth of the bytes looked at
+ * on ordinary bodies). */
 static bool has_long_digit_run(const char *s, size_t len)
 {
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        run = is_digit(s[i]) ? run + 1 : 0;
-        if (run >= BIG_MIN_DIGITS)
+    for (size_t i = 0; i < len; i += 10) {
+        if (!is_digit(s[i]))
+            continue;
+        size_t a = i, e = i + 1;
+        while (a > 0 && i - a < BIG_MIN_DIGITS && is_digit(s[a - 1]))
+            a--;
+        while (e < len && e - a < BIG_MIN_DIGITS && is_digit(s[e]))
+            e++;
+        if (e - a >= BIG_MIN_DIGITS)
             return true;
     }
     return false;

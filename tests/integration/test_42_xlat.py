@@ -178,6 +178,20 @@ class XlatCase(unittest.TestCase):
         self.assertNotIn("<", r.json()["error"]["message"])
 
 
+    def test_insufficient_quota_is_billing_error(self):
+        self.moai.script({"status": 429, "body": {"error": {
+            "message": "You exceeded your current quota", "type": "insufficient_quota",
+            "param": None, "code": "insufficient_quota"}}})
+        r = self.an(an_req())
+        self.assertGreaterEqual(r.status, 400, r.text)
+        self.assertEqual(r.json()["error"]["type"], "billing_error", r.text)
+
+    def test_no_max_tokens_gets_the_model_limit(self):
+        r = self.oa(oa_req())
+        self.assertEqual(r.status, 200, r.text)
+        up = json.loads(self.upstream_body(self.mant))
+        self.assertEqual(up["max_tokens"], 64000)  # claude-sonnet-4-5
+
     # ---- unsupported parameters: reject (default) or drop, always listed -----------------
 
     def test_unsupported_rejected_by_default_naming_the_parameter(self):

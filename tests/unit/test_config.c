@@ -250,7 +250,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->server.max_body_memory, 256 << 20);
     assert_true(cfg->proxy.forward_client_ip);
     assert_false(cfg->proxy.enable_system_prompt);
-    assert_int_equal(cfg->proxy.default_max_tokens, 4096);
+    assert_int_equal(cfg->proxy.default_max_tokens, 0); /* unset: per-model table */
     assert_string_equal(cfg->logging.level, "info");
     assert_true(cfg->logging.mask_sensitive);
     assert_string_equal(cfg->logging.base_dir, "./logs");

@@ -100,6 +100,11 @@ static struct lp_xlat_opts opts_for(const char *name)
     if (lp_json_get_int64(j, "max_tokens_limit", &v))
         o.max_tokens_limit = v;
     o.stream = lp_json_get_bool(j, "stream", false);
+    static char model[64];
+    if (lp_json_get_str(j, "upstream_model")) {
+        snprintf(model, sizeof model, "%s", lp_json_get_str(j, "upstream_model"));
+        o.upstream_model = model;
+    }
     o.drop_unsupported = lp_json_get_bool(j, "drop_unsupported", false);
     json_object_put(j);
     return o;
@@ -356,6 +361,8 @@ static void test_round_trip_o2a2o(void **s)
     for (size_t i = 0; i < n; i++) {
         struct lp_xlat_err err;
         size_t alen, blen;
+        if (strstr(cases[i], "_name"))
+            continue; /* message names become text prefixes: not reversible by design */
         char *a = run_case(cases[i], &err, &alen);
         if (!a)
             continue; /* refusal cases */
@@ -544,6 +551,16 @@ static void test_big_ints_byte_exact(void **s)
     if (!strstr(r, "\"input\":{\"n\":98765432109876543210987654321}"))
         fail_msg("resp o2a lost digits: %s", r);
     free(r);
+    /* Found wherever it starts (the digit-run probe looks at every 10th byte). */
+    for (int pad = 0; pad < 25; pad++) {
+        char doc[128];
+        snprintf(doc, sizeof doc, "{\"%.*s\":[18446744073709551616,-9223372036854775809]}", pad,
+                 "abcdefghijklmnopqrstuvwxyz");
+        struct json_object *jj = lp_json_parse(doc, strlen(doc), NULL);
+        assert_non_null(jj);
+        assert_string_equal(lp_json_dump(jj, NULL), doc);
+        json_object_put(jj);
+    }
     /* A marker-like text in the input does not confuse the restoration. */
     const char *tricky = "{\"a\":123456789012345678901234567890,\"b\":\".0e0\",\"c\":1.0e0}";
     struct json_object *j = lp_json_parse(tricky, strlen(tricky), NULL);
