@@ -70,6 +70,7 @@ struct h1x {
     size_t held_len, held_span;
     int in_cb;
     bool reused, retried, cancelled, paused;
+    bool early; /* the answer began before the whole request was sent: never pooled */
     char errbuf[128];
     struct h1x *prev, *next;
 };
@@ -358,6 +359,21 @@ static bool retry_fresh(struct h1x *x)
 
 /* ---- writing ------------------------------------------------------------------------------------ */
 
+static void read_ready(struct h1x *x);
+
+/* The upstream answered (or closed) before taking the whole request: an early 413 or 401 with
+ * Connection: close is common. Stop sending and read what it said, so the client gets that answer
+ * (classified as what it is) instead of a reset that would blame the backend. Nothing received
+ * ends as a reset, as before. */
+static void early_answer(struct h1x *x)
+{
+    x->early = true;
+    x->phase = PH_READ;
+    watch(x, EV_READ);
+    arm_timer(x, 0);
+    read_ready(x);
+}
+
 static void send_more(struct h1x *x)
 {
     size_t total = x->head_len + x->body_len;
@@ -393,6 +409,10 @@ static void send_more(struct h1x *x)
                     watch(x, e == SSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ);
                     return;
                 }
+                if (x->sent > 0) {
+                    early_answer(x); /* maybe it answered before closing */
+                    return;
+                }
                 if (!retry_fresh(x))
                     finish(x, LP_XFER_RESET, "sending the request upstream: TLS write failed");
                 return;
@@ -406,10 +426,14 @@ static void send_more(struct h1x *x)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                watch(x, EV_WRITE);
+                watch(x, EV_WRITE | EV_READ); /* readable now means an early answer */
                 return;
             }
             int e = errno;
+            if ((e == EPIPE || e == ECONNRESET) && x->sent > 0) {
+                early_answer(x);
+                return;
+            }
             if (!retry_fresh(x))
                 finish(x, LP_XFER_RESET, errtext(x, "sending the request upstream", e));
             return;
@@ -585,7 +609,7 @@ static void hold(struct h1x *x, const char *data, size_t span, size_t rest)
 static void complete(struct h1x *x, size_t leftover)
 {
     struct lp_pconn *conn = x->conn;
-    if (conn && leftover == 0 && lp_h1reader_reusable(&x->rd)) {
+    if (conn && leftover == 0 && !x->early && lp_h1reader_reusable(&x->rd)) {
         /* Keeps its read registration: the pool takes over the handler. */
         x->conn = NULL;
         lp_pool_put(x->c->pool, x->key, conn);
@@ -735,7 +759,10 @@ static void on_conn_event(evutil_socket_t fd, short what, void *arg)
         handshake(x);
         break;
     case PH_WRITE:
-        send_more(x);
+        if ((what & EV_READ) && !x->conn->tls)
+            early_answer(x);
+        else
+            send_more(x);
         break;
     case PH_READ:
         read_ready(x);

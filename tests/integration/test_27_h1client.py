@@ -297,6 +297,41 @@ class H1ClientTests(unittest.TestCase):
         wait_until(lambda: 1 in self.up.peer_closed, 3.0, msg="upstream connection closed")
         self.assertLess(self.up.peer_closed[1] - closed_at, 2.0)
 
+    def test_early_answer_while_sending_is_relayed_not_a_reset(self):
+        # An upstream that answers 413 after the head and closes, while the body is still being
+        # sent: the client gets that 413, and the backend is not cooled for everybody.
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(8)
+        port = ls.getsockname()[1]
+
+        def serve():
+            while True:
+                try:
+                    c, _ = ls.accept()
+                except OSError:
+                    return
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    data += d
+                body = b'{"error":{"message":"request too large","type":"invalid_request_error"}}'
+                c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+                          b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                c.close()
+        threading.Thread(target=serve, daemon=True).start()
+        self.addCleanup(ls.close)
+        self.px = Proxy(config([backend("raw", url=f"http://127.0.0.1:{port}/v1")],
+                               {"m": [("raw", "m-up")]}, server={"max_body_size": 8 << 20})).start()
+        big = {"model": "m", "messages": [{"role": "user", "content": "a" * (4 << 20)}]}
+        r = request(self.px.url, "POST", "/v1/chat/completions", big, headers=auth(), timeout=15)
+        self.assertEqual(r.status, 413, r.text)
+        self.assertIn("request too large", r.text)
+        b = request(self.px.url, "GET", "/admin/backends", headers=auth()).json()
+        self.assertNotIn('"cooling": true', json.dumps(b), "a client's large body cooled the backend")
+
     def test_http2_backend_uses_libcurl(self):
         """libcurl accepts a repeated equal Content-Length that the own client refuses: the
         same answer tells which engine carried the request."""
