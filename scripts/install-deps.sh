@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing, and runs apt-get update only when it must.
 set -euo pipefail
 
-PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
+PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libevent-dev libcurl4-openssl-dev libssl-dev libc-ares-dev libjson-c-dev libyaml-dev libcmocka-dev
       zlib1g-dev
       libhiredis-dev redis-server
