@@ -55,26 +55,33 @@ static char *make_openai_request(size_t target)
 {
     struct lp_buf b;
     lp_buf_init(&b, 0);
-    lp_buf_appends(&b, "{\"model\":\"team/gpt\",\"stream\":true,\"messages\":[{\"role\":\"system\",\"content\":\"");
+    lp_buf_appends(&b, "{\"model\":\"team/"
+                       "gpt\",\"stream\":true,\"messages\":[{\"role\":\"system\",\"content\":\"");
     for (int i = 0; b.len < target / 2; i++)
         lp_buf_printf(&b, "You are a careful coding agent; rule %d: keep answers short. ", i);
     lp_buf_appends(&b, "\"}");
     for (int i = 0; b.len < target; i++) {
-        lp_buf_printf(&b, ",{\"role\":\"user\",\"content\":\"Please read file src/mod%d.c and explain the "
-                          "function on line %d in detail.\"}",
-                      i, i * 7);
-        lp_buf_printf(&b, ",{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_%d\","
-                          "\"type\":\"function\",\"function\":{\"name\":\"read_file\",\"arguments\":"
-                          "\"{\\\"path\\\":\\\"src/mod%d.c\\\"}\"}}]}",
-                      i, i);
-        lp_buf_printf(&b, ",{\"role\":\"tool\",\"tool_call_id\":\"call_%d\",\"content\":\"1\\tint "
-                          "main(void) { return %d; }\\n2\\t\"}",
+        lp_buf_printf(
+            &b,
+            ",{\"role\":\"user\",\"content\":\"Please read file src/mod%d.c and explain the "
+            "function on line %d in detail.\"}",
+            i, i * 7);
+        lp_buf_printf(
+            &b,
+            ",{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_%d\","
+            "\"type\":\"function\",\"function\":{\"name\":\"read_file\",\"arguments\":"
+            "\"{\\\"path\\\":\\\"src/mod%d.c\\\"}\"}}]}",
+            i, i);
+        lp_buf_printf(&b,
+                      ",{\"role\":\"tool\",\"tool_call_id\":\"call_%d\",\"content\":\"1\\tint "
+                      "main(void) { return %d; }\\n2\\t\"}",
                       i, i);
     }
-    lp_buf_appends(&b, "],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"read_file\","
-                       "\"description\":\"Read a file\",\"parameters\":{\"type\":\"object\","
-                       "\"properties\":{\"path\":{\"type\":\"string\"}},\"required\":[\"path\"]}}}],"
-                       "\"temperature\":0.2,\"max_tokens\":4096}");
+    lp_buf_appends(&b,
+                   "],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"read_file\","
+                   "\"description\":\"Read a file\",\"parameters\":{\"type\":\"object\","
+                   "\"properties\":{\"path\":{\"type\":\"string\"}},\"required\":[\"path\"]}}}],"
+                   "\"temperature\":0.2,\"max_tokens\":4096}");
     return lp_buf_steal(&b, NULL);
 }
 
@@ -104,8 +111,8 @@ static void run_translate(void *p)
     if (lp_jscan_request(c->body, c->len, &s, NULL, NULL) != LP_OK)
         abort();
     lp_jscan_free(&s);
-    struct lp_xlat_opts o = {.upstream_model = "claude-sonnet-4-5", .default_max_tokens = 4096,
-                             .stream = true};
+    struct lp_xlat_opts o = {
+        .upstream_model = "claude-sonnet-4-5", .default_max_tokens = 4096, .stream = true};
     struct lp_xlat_err err;
     size_t n;
     char *out = lp_xlat_request(c->from, c->to, c->body, c->len, &o, &n, &err);
@@ -122,13 +129,16 @@ static char *make_openai_stream(int events)
 {
     struct lp_buf b;
     lp_buf_init(&b, 0);
-    const char *pre = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"
-                      "\"model\":\"gpt-4.1\",\"choices\":[{\"index\":0,\"delta\":";
-    lp_buf_printf(&b, "%s{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n", pre);
+    const char *pre =
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+        "\"model\":\"gpt-4.1\",\"choices\":[{\"index\":0,\"delta\":";
+    lp_buf_printf(&b, "%s{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+                  pre);
     for (int i = 0; i < events - 3; i++)
         lp_buf_printf(&b, "%s{\"content\":\"token%d \"},\"finish_reason\":null}]}\n\n", pre, i);
-    lp_buf_printf(&b, "%s{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":20,"
-                      "\"completion_tokens\":197,\"total_tokens\":217}}\n\n",
+    lp_buf_printf(&b,
+                  "%s{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":20,"
+                  "\"completion_tokens\":197,\"total_tokens\":217}}\n\n",
                   pre);
     lp_buf_appends(&b, "data: [DONE]\n\n");
     return lp_buf_steal(&b, NULL);
@@ -138,19 +148,25 @@ static char *make_anthropic_stream(int events)
 {
     struct lp_buf b;
     lp_buf_init(&b, 0);
-    lp_buf_appends(&b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","
-                       "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],"
-                       "\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":20,"
-                       "\"output_tokens\":1}}}\n\n");
-    lp_buf_appends(&b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,"
-                       "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+    lp_buf_appends(
+        &b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","
+            "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],"
+            "\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":20,"
+            "\"output_tokens\":1}}}\n\n");
+    lp_buf_appends(
+        &b, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,"
+            "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
     for (int i = 0; i < events - 5; i++)
-        lp_buf_printf(&b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
-                          "\"delta\":{\"type\":\"text_delta\",\"text\":\"token%d \"}}\n\n",
-                      i);
-    lp_buf_appends(&b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
-    lp_buf_appends(&b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
-                       "\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":195}}\n\n");
+        lp_buf_printf(
+            &b,
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+            "\"delta\":{\"type\":\"text_delta\",\"text\":\"token%d \"}}\n\n",
+            i);
+    lp_buf_appends(
+        &b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+    lp_buf_appends(
+        &b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+            "\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":195}}\n\n");
     lp_buf_appends(&b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     return lp_buf_steal(&b, NULL);
 }
@@ -170,7 +186,8 @@ static void run_stream(void *p)
     lp_sse_init(&sse, 1 << 20);
     struct lp_buf out;
     lp_buf_init(&out, 0);
-    struct lp_stream_xlat *x = c->translate ? lp_stream_xlat_new(c->up, c->client, "alias", false, "req_1") : NULL;
+    struct lp_stream_xlat *x =
+        c->translate ? lp_stream_xlat_new(c->up, c->client, "alias", false, "req_1") : NULL;
     struct lp_stream_tap tap;
     lp_stream_tap_init(&tap, c->up, true);
     size_t sink = 0;
@@ -202,11 +219,13 @@ static char *make_gemini_stream(int events)
     struct lp_buf b;
     lp_buf_init(&b, 0);
     for (int i = 0; i < events; i++)
-        lp_buf_printf(&b, "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"token%d \"}],"
-                          "\"role\":\"model\"}%s,\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":20,"
-                          "\"candidatesTokenCount\":%d,\"totalTokenCount\":%d},\"modelVersion\":"
-                          "\"gemini-2.5-flash\",\"responseId\":\"r1\"}\r\n\r\n",
-                      i, i == events - 1 ? ",\"finishReason\":\"STOP\"" : "", i + 1, i + 21);
+        lp_buf_printf(
+            &b,
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"token%d \"}],"
+            "\"role\":\"model\"}%s,\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":20,"
+            "\"candidatesTokenCount\":%d,\"totalTokenCount\":%d},\"modelVersion\":"
+            "\"gemini-2.5-flash\",\"responseId\":\"r1\"}\r\n\r\n",
+            i, i == events - 1 ? ",\"finishReason\":\"STOP\"" : "", i + 1, i + 21);
     return lp_buf_steal(&b, NULL);
 }
 
@@ -236,24 +255,26 @@ static char *make_answer(enum lp_proto p, size_t text_len)
     for (int i = 0; t.len < text_len; i++)
         lp_buf_printf(&t, "word%d ", i);
     if (p == LP_PROTO_GOOGLE)
-        lp_buf_printf(&b, "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"%s\"}],\"role\":"
-                          "\"model\"},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":"
-                          "{\"promptTokenCount\":20,\"candidatesTokenCount\":300,\"totalTokenCount\":320},"
-                          "\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r1\"}",
-                      t.data);
+        lp_buf_printf(
+            &b,
+            "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"%s\"}],\"role\":"
+            "\"model\"},\"finishReason\":\"STOP\",\"index\":0}],\"usageMetadata\":"
+            "{\"promptTokenCount\":20,\"candidatesTokenCount\":300,\"totalTokenCount\":320},"
+            "\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r1\"}",
+            t.data);
     else
-        lp_buf_printf(&b, "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1,"
-                          "\"model\":\"gpt\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
-                          "\"assistant\",\"content\":\"%s\"},\"finish_reason\":\"stop\"}],\"usage\":"
-                          "{\"prompt_tokens\":20,\"completion_tokens\":300,\"total_tokens\":320}}",
+        lp_buf_printf(&b,
+                      "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1,"
+                      "\"model\":\"gpt\",\"choices\":[{\"index\":0,\"message\":{\"role\":"
+                      "\"assistant\",\"content\":\"%s\"},\"finish_reason\":\"stop\"}],\"usage\":"
+                      "{\"prompt_tokens\":20,\"completion_tokens\":300,\"total_tokens\":320}}",
                       t.data);
     lp_buf_free(&t);
     return lp_buf_steal(&b, NULL);
 }
 
 /* One case by name, iters times (for callgrind); false for an unknown name. */
-static bool run_only(const char *only, long iters, char *oreq, size_t olen, char *areq,
-                     size_t alen)
+static bool run_only(const char *only, long iters, char *oreq, size_t olen, char *areq, size_t alen)
 {
     static const struct {
         const char *name;
@@ -288,8 +309,8 @@ static bool run_only(const char *only, long iters, char *oreq, size_t olen, char
                                                     : make_openai_stream(200);
         else if (cases[k].kind == 2)
             data = make_answer(cases[k].from, 2048);
-        struct stream_ctx sc = {data, data ? strlen(data) : 0, cases[k].from, cases[k].to,
-                                cases[k].from != cases[k].to, 4096};
+        struct stream_ctx sc = {data,        data ? strlen(data) : 0,      cases[k].from,
+                                cases[k].to, cases[k].from != cases[k].to, 4096};
         struct resp_ctx pc = {data, data ? strlen(data) : 0, cases[k].from, cases[k].to};
         for (long i = 0; i < iters; i++) {
             if (cases[k].kind == 3)
@@ -355,14 +376,15 @@ static struct lp_metrics *make_metrics(int aliases, int backends, size_t *series
 
 int main(int argc, char **argv)
 {
-    int scale = argc > 1 ? atoi(argv[1]) : 1;
+    int scale = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 1;
     const char *only = argc > 2 ? argv[2] : NULL; /* profile one case: a2o, o2a, so2a, sa2o */
     if (scale < 1)
         scale = 1;
     char *oreq = make_openai_request(20 * 1024);
     size_t olen = strlen(oreq);
     /* The Anthropic request is the translation of the OpenAI one (same conversation). */
-    struct lp_xlat_opts o = {.upstream_model = "claude", .default_max_tokens = 4096, .stream = true};
+    struct lp_xlat_opts o = {
+        .upstream_model = "claude", .default_max_tokens = 4096, .stream = true};
     struct lp_xlat_err err;
     size_t alen;
     char *areq = lp_xlat_request(LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC, oreq, olen, &o, &alen, &err);
@@ -372,7 +394,7 @@ int main(int argc, char **argv)
     }
 
     if (only) {
-        long iters = argc > 3 ? atol(argv[3]) : 2000L * scale;
+        long iters = argc > 3 ? strtol(argv[3], NULL, 10) : 2000L * scale;
         bool ok = run_only(only, iters, oreq, olen, areq, alen);
         free(oreq);
         free(areq);
@@ -404,10 +426,14 @@ int main(int argc, char **argv)
     double st_o2a = measure(run_stream, &s_o2a, 100 * scale);
     double st_pta = measure(run_stream, &s_pta, 500 * scale);
     double st_a2o = measure(run_stream, &s_a2o, 100 * scale);
-    printf("| stream pass-through (OpenAI, 200 events) | %zu B | %.2f | 1.00 |\n", strlen(os), st_pto);
-    printf("| stream OpenAI -> Anthropic (200 events) | %zu B | %.2f | %.1f |\n", strlen(os), st_o2a, st_o2a / st_pto);
-    printf("| stream pass-through (Anthropic, 200 events) | %zu B | %.2f | 1.00 |\n", strlen(as), st_pta);
-    printf("| stream Anthropic -> OpenAI (200 events) | %zu B | %.2f | %.1f |\n", strlen(as), st_a2o, st_a2o / st_pta);
+    printf("| stream pass-through (OpenAI, 200 events) | %zu B | %.2f | 1.00 |\n", strlen(os),
+           st_pto);
+    printf("| stream OpenAI -> Anthropic (200 events) | %zu B | %.2f | %.1f |\n", strlen(os),
+           st_o2a, st_o2a / st_pto);
+    printf("| stream pass-through (Anthropic, 200 events) | %zu B | %.2f | 1.00 |\n", strlen(as),
+           st_pta);
+    printf("| stream Anthropic -> OpenAI (200 events) | %zu B | %.2f | %.1f |\n", strlen(as),
+           st_a2o, st_a2o / st_pta);
 
     /* Google Gemini backends */
     struct req_ctx o2g = {oreq, olen, LP_PROTO_OPENAI, LP_PROTO_GOOGLE};
@@ -443,7 +469,8 @@ int main(int argc, char **argv)
     size_t series = 0;
     struct lp_metrics *m = make_metrics(50, 10, &series);
     double t_scrape = measure(run_scrape, m, 20 * scale);
-    printf("| /metrics render, 50 aliases x 10 backends | %zu lines | %.1f | - |\n", series, t_scrape);
+    printf("| /metrics render, 50 aliases x 10 backends | %zu lines | %.1f | - |\n", series,
+           t_scrape);
     lp_metrics_destroy(m);
 
     free(oreq);

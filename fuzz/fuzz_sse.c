@@ -38,8 +38,8 @@ static void drain(struct lp_sse_parser *p, const char *in, struct outcome *o, in
     while ((at_eof ? lp_sse_finish(p, &ev) : lp_sse_next(p, &ev)) == LP_OK) {
         CHECK(ev.raw_len > 0);
         CHECK(memcmp(ev.raw, in + o->consumed, ev.raw_len) == 0);
-        CHECK(ev.event_len == 0 || (ev.event >= ev.raw && ev.event + ev.event_len <= ev.raw +
-                                                                                      ev.raw_len));
+        CHECK(ev.event_len == 0 ||
+              (ev.event >= ev.raw && ev.event + ev.event_len <= ev.raw + ev.raw_len));
         CHECK(ev.data_len <= ev.raw_len);
         CHECK(!ev.is_comment_only || (!ev.has_data && ev.event_len == 0));
         o->consumed += ev.raw_len;

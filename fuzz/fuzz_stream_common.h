@@ -23,8 +23,8 @@ static bool feed_event(struct lp_stream_xlat *x, struct lp_stream_tap *taps, enu
     for (int i = 0; i < 2; i++)
         lp_stream_tap_event(&taps[i], ev->event, ev->event_len, ev->data, ev->data_len);
     size_t before = out->len;
-    enum lp_status rc = lp_stream_xlat_event(x, ev->event, ev->event_len, ev->data, ev->data_len,
-                                             out);
+    enum lp_status rc =
+        lp_stream_xlat_event(x, ev->event, ev->event_len, ev->data, ev->data_len, out);
     check_whole_events(out, before);
     if (rc == LP_DECLINED) {
         char type[64], msg[128];

@@ -31,8 +31,8 @@
 bool lp_admin_owns(const char *path)
 {
     return strcmp(path, "/metrics") == 0 || strcmp(path, "/readyz") == 0 ||
-           lp_statuspage_owns(path) ||
-           strncmp(path, "/admin/", 7) == 0 || strcmp(path, "/admin") == 0;
+           lp_statuspage_owns(path) || strncmp(path, "/admin/", 7) == 0 ||
+           strcmp(path, "/admin") == 0;
 }
 
 const char *lp_admin_key(const struct lp_config *cfg)
@@ -68,11 +68,21 @@ static void gauge_edge_limits(struct lp_metrics_sink *sink, void *ctx, enum lp_m
         lp_conncap_stats(rt->conncap, &st);
     double v = 0;
     switch (id) {
-    case LP_M_CLIENT_CONNECTIONS: v = (double)st.open; break;
-    case LP_M_CLIENT_CONNECTIONS_LIMIT: v = (double)st.max_total; break;
-    case LP_M_CLIENT_CONNECTIONS_REFUSED_TOTAL: v = (double)st.refused_addr; break;
-    case LP_M_BODY_MEMORY_BYTES: v = rt->bodies ? (double)lp_budget_used(rt->bodies) : 0; break;
-    default: v = rt->bodies ? (double)lp_budget_refusals(rt->bodies) : 0; break;
+    case LP_M_CLIENT_CONNECTIONS:
+        v = (double)st.open;
+        break;
+    case LP_M_CLIENT_CONNECTIONS_LIMIT:
+        v = (double)st.max_total;
+        break;
+    case LP_M_CLIENT_CONNECTIONS_REFUSED_TOTAL:
+        v = (double)st.refused_addr;
+        break;
+    case LP_M_BODY_MEMORY_BYTES:
+        v = rt->bodies ? (double)lp_budget_used(rt->bodies) : 0;
+        break;
+    default:
+        v = rt->bodies ? (double)lp_budget_refusals(rt->bodies) : 0;
+        break;
     }
     lp_metrics_sink_put(sink, NULL, v);
 }
@@ -106,7 +116,8 @@ static bool pair_seen_before(const struct lp_config *cfg, size_t a, size_t r)
         const struct lp_alias *al = &cfg->aliases[i];
         size_t end = i == a ? r : al->n_routes;
         for (size_t k = 0; k < end; k++)
-            if (al->routes[k].backend_idx == x->backend_idx && strcmp(al->routes[k].model, x->model) == 0)
+            if (al->routes[k].backend_idx == x->backend_idx &&
+                strcmp(al->routes[k].model, x->model) == 0)
                 return true;
     }
     return false;
@@ -125,7 +136,8 @@ static void gauge_cooldowns(struct lp_metrics_sink *sink, void *ctx)
             if (pair_seen_before(cfg, a, r))
                 continue; /* one sample per pair: equal label sets would be summed */
             const char *l[] = {b->name, rt_->model};
-            lp_metrics_sink_put(sink, l, lp_health_pair_cooling(rt->health, b->name, rt_->model, now) ? 1.0 : 0.0);
+            lp_metrics_sink_put(
+                sink, l, lp_health_pair_cooling(rt->health, b->name, rt_->model, now) ? 1.0 : 0.0);
         }
     }
     lp_config_unref(cfg);
@@ -212,15 +224,21 @@ static void gauge_cluster(struct lp_metrics_sink *s, void *ctx, enum lp_metric_i
     struct lp_cluster_status st;
     lp_cluster_get_status(rt->cluster, &st);
     switch (id) {
-    case LP_M_REDIS_UP: lp_metrics_sink_put(s, NULL, st.available ? 1 : 0); break;
-    case LP_M_REDIS_LATENCY_SECONDS: lp_metrics_sink_put(s, NULL, (double)st.latency_us / 1e6); break;
+    case LP_M_REDIS_UP:
+        lp_metrics_sink_put(s, NULL, st.available ? 1 : 0);
+        break;
+    case LP_M_REDIS_LATENCY_SECONDS:
+        lp_metrics_sink_put(s, NULL, (double)st.latency_us / 1e6);
+        break;
     case LP_M_REDIS_ERRORS_TOTAL: {
         const char *t[] = {"timeout"}, *u[] = {"unavailable"};
         lp_metrics_sink_put(s, t, (double)st.timeouts);
         lp_metrics_sink_put(s, u, (double)st.errors);
         break;
     }
-    case LP_M_CLUSTER_INSTANCES: lp_metrics_sink_put(s, NULL, st.instances); break;
+    case LP_M_CLUSTER_INSTANCES:
+        lp_metrics_sink_put(s, NULL, st.instances);
+        break;
     case LP_M_CLUSTER_EVENTS_TOTAL: {
         const char *a[] = {"sent"}, *b[] = {"received"}, *c[] = {"applied"};
         lp_metrics_sink_put(s, a, (double)st.events_sent);
@@ -228,7 +246,8 @@ static void gauge_cluster(struct lp_metrics_sink *s, void *ctx, enum lp_metric_i
         lp_metrics_sink_put(s, c, (double)st.events_applied);
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 static void gauge_redis_up(struct lp_metrics_sink *s, void *ctx)
@@ -266,7 +285,8 @@ static void gauge_routes(struct lp_metrics_sink *sink, void *ctx, enum lp_metric
             const struct lp_route *ro = &al->routes[r];
             const char *bname = cfg->backends[ro->backend_idx].name;
             struct lp_routestat_view v;
-            if (pair_seen_before(cfg, a, r) || !lp_routestats_view(rt->routestats, bname, ro->model, now, &v))
+            if (pair_seen_before(cfg, a, r) ||
+                !lp_routestats_view(rt->routestats, bname, ro->model, now, &v))
                 continue;
             if (id == LP_M_ROUTE_LATENCY_SECONDS) {
                 static const char *const kinds[2] = {"head", "first_event"};
@@ -317,8 +337,7 @@ void lp_admin_register_metrics(struct lp_runtime *rt)
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_IN_FLIGHT, gauge_route_in_flight, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_FAILURE_SCORE, gauge_route_failures, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_RATELIMIT_HEADROOM, gauge_route_headroom, rt);
-    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_RATELIMIT_EXHAUSTED, gauge_route_exhausted,
-                            rt);
+    lp_metrics_set_gauge_fn(rt->metrics, LP_M_ROUTE_RATELIMIT_EXHAUSTED, gauge_route_exhausted, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_UP, gauge_redis_up, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_LATENCY_SECONDS, gauge_redis_latency, rt);
     lp_metrics_set_gauge_fn(rt->metrics, LP_M_REDIS_ERRORS_TOTAL, counter_redis_errors, rt);
@@ -360,8 +379,8 @@ static void serve_readyz(struct lp_request *req)
     /* With on_error: fail_closed, an instance that cannot reach Redis refuses limited traffic:
      * it is not ready. With fail_open it serves on its share: ready, and the body says so. */
     bool redis_block = cs.enabled && !cs.available && cs.on_error == LP_REDIS_FAIL_CLOSED;
-    bool ok = !draining && !redis_block && lp_health_any_usable(req->rt->health, req->cfg,
-                                                                 lp_now_ms());
+    bool ok =
+        !draining && !redis_block && lp_health_any_usable(req->rt->health, req->cfg, lp_now_ms());
     const char *body = draining      ? "{\"ready\":false,\"reason\":\"draining\"}"
                        : redis_block ? "{\"ready\":false,\"reason\":\"redis unavailable\"}"
                        : !ok         ? "{\"ready\":false,\"reason\":\"no usable route\"}"
@@ -424,10 +443,14 @@ static void serve_backends(struct lp_request *req)
 static const char *route_state_name(enum lp_route_state s)
 {
     switch (s) {
-    case LP_ROUTE_USABLE: return "usable";
-    case LP_ROUTE_COOLING: return "cooling";
-    case LP_ROUTE_OPEN: return "open";
-    case LP_ROUTE_DRAINED: return "drained";
+    case LP_ROUTE_USABLE:
+        return "usable";
+    case LP_ROUTE_COOLING:
+        return "cooling";
+    case LP_ROUTE_OPEN:
+        return "open";
+    case LP_ROUTE_DRAINED:
+        return "drained";
     }
     return "?";
 }
@@ -461,8 +484,10 @@ static struct json_object *aliases_json(struct lp_request *req, int64_t now)
             json_object_array_add(routes, ro);
         }
         lp_json_set(o, "routes", routes);
-        struct lp_plan_opts po = {.client_proto = LP_PROTO_OPENAI, .allow_cross_protocol = true,
-                                  .state_fn = lp_health_state_fn, .state_ctx = req->rt->health,
+        struct lp_plan_opts po = {.client_proto = LP_PROTO_OPENAI,
+                                  .allow_cross_protocol = true,
+                                  .state_fn = lp_health_state_fn,
+                                  .state_ctx = req->rt->health,
                                   .now_ms = now};
         struct lp_candidate first;
         if (al->enabled && lp_router_plan(cfg, al, &po, &first, 1, NULL) == 1) {
@@ -797,4 +822,3 @@ void lp_admin_handle(struct lp_request *req)
     else
         lp_request_reply_error(req, 404, NULL, "unknown_endpoint", "Unknown admin endpoint");
 }
-

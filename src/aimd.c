@@ -46,8 +46,8 @@ void lp_aimd_on_success(struct lp_aimd *a, double latency_ms, int64_t now_ms)
         a->baseline_ms = latency_ms > 0.001 ? latency_ms : 0.001;
     else
         a->baseline_ms += (latency_ms - a->baseline_ms) * 0.01; /* forget an old minimum slowly */
-    if (a->samples >= LP_AIMD_MIN_SAMPLES &&
-        latency_ms > a->baseline_ms * LP_AIMD_LATENCY_FACTOR && latency_ms > 1.0) {
+    if (a->samples >= LP_AIMD_MIN_SAMPLES && latency_ms > a->baseline_ms * LP_AIMD_LATENCY_FACTOR &&
+        latency_ms > 1.0) {
         decrease(a, 0.9, now_ms);
         return;
     }

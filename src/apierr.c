@@ -35,26 +35,43 @@ static void put_str(struct lp_buf *b, const char *s)
 static const char *openai_type(int status)
 {
     switch (status) {
-    case 403: return "permission_error";
-    case 408: case 504: return "timeout_error";
-    case 429: return "rate_limit_error";
-    default: return status >= 400 && status < 500 ? "invalid_request_error" : "server_error";
+    case 403:
+        return "permission_error";
+    case 408:
+    case 504:
+        return "timeout_error";
+    case 429:
+        return "rate_limit_error";
+    default:
+        return status >= 400 && status < 500 ? "invalid_request_error" : "server_error";
     }
 }
 
 static const char *anthropic_type(int status)
 {
     switch (status) {
-    case 401: return "authentication_error";
-    case 402: return "billing_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 409: return "conflict_error";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
-    case 408: case 504: return "timeout_error";
-    case 503: case 529: return "overloaded_error";
-    default: return status >= 400 && status < 500 ? "invalid_request_error" : "api_error";
+    case 401:
+        return "authentication_error";
+    case 402:
+        return "billing_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 409:
+        return "conflict_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 408:
+    case 504:
+        return "timeout_error";
+    case 503:
+    case 529:
+        return "overloaded_error";
+    default:
+        return status >= 400 && status < 500 ? "invalid_request_error" : "api_error";
     }
 }
 
@@ -122,10 +139,10 @@ char *lp_apierr_sse_event(enum lp_proto client, const char *type, const char *co
 /* ---- the class table (apierr.h) ------------------------------------------------------------- */
 
 struct class_row {
-    int status;          /* 0: take the upstream status when it fits, else `fallback` */
+    int status; /* 0: take the upstream status when it fits, else `fallback` */
     int fallback;
     const char *oa_type, *oa_code;
-    int an_status;       /* 0: as `status` */
+    int an_status; /* 0: as `status` */
     const char *an_type;
 };
 
@@ -133,10 +150,12 @@ static const struct class_row class_rows[LP_CLASS__COUNT] = {
     [LP_CLASS_OK] = {502, 0, "server_error", "upstream_error", 0, "api_error"},
     [LP_CLASS_NETWORK] = {502, 0, "server_error", "upstream_unreachable", 0, "api_error"},
     [LP_CLASS_TIMEOUT] = {504, 0, "timeout_error", "upstream_timeout", 0, "timeout_error"},
-    [LP_CLASS_RATE_LIMIT] = {429, 0, "rate_limit_error", "rate_limit_exceeded", 0, "rate_limit_error"},
+    [LP_CLASS_RATE_LIMIT] = {429, 0, "rate_limit_error", "rate_limit_exceeded", 0,
+                             "rate_limit_error"},
     [LP_CLASS_OVERLOADED] = {503, 0, "server_error", "overloaded", 529, "overloaded_error"},
     [LP_CLASS_SERVER] = {0, 502, "server_error", NULL, 0, "api_error"},
-    [LP_CLASS_AUTH] = {401, 0, "invalid_request_error", "invalid_api_key", 0, "authentication_error"},
+    [LP_CLASS_AUTH] = {401, 0, "invalid_request_error", "invalid_api_key", 0,
+                       "authentication_error"},
     [LP_CLASS_QUOTA] = {429, 0, "insufficient_quota", "insufficient_quota", 402, "billing_error"},
     [LP_CLASS_CONTEXT_LENGTH] = {400, 0, "invalid_request_error", "context_length_exceeded", 0,
                                  "invalid_request_error"},

@@ -61,14 +61,14 @@ char *lp_apierr_sse_event(enum lp_proto client, const char *type, const char *co
  *   server          the upstream 5xx (else 502) server_error          same, api_error
  *   network         502  server_error / upstream_unreachable          502  api_error
  *   timeout         504  timeout_error / upstream_timeout             504  timeout_error
- *   context_length  400  invalid_request_error / context_length_exceeded   400 invalid_request_error
- *   content_policy  400  invalid_request_error / content_policy_violation  400 invalid_request_error
- *   model_not_found 404  invalid_request_error / model_not_found      404  not_found_error
- *   client          the upstream 4xx (else 400) invalid_request_error 400-class invalid_request_error
- *   unsupported     404  invalid_request_error / unsupported_endpoint 404  not_found_error
- *   local           503  server_error / local_resource_exhausted      503  overloaded_error
- * A 2xx upstream status (an error inside a 200 body or stream) never survives: the class's
- * status is used, so no failure ever reaches a client as a 2xx. */
+ *   context_length  400  invalid_request_error / context_length_exceeded   400
+ * invalid_request_error content_policy  400  invalid_request_error / content_policy_violation  400
+ * invalid_request_error model_not_found 404  invalid_request_error / model_not_found      404
+ * not_found_error client          the upstream 4xx (else 400) invalid_request_error 400-class
+ * invalid_request_error unsupported     404  invalid_request_error / unsupported_endpoint 404
+ * not_found_error local           503  server_error / local_resource_exhausted      503
+ * overloaded_error A 2xx upstream status (an error inside a 200 body or stream) never survives: the
+ * class's status is used, so no failure ever reaches a client as a 2xx. */
 struct lp_class_reply {
     int status;
     const char *type; /* static */

@@ -32,10 +32,10 @@
 #include "util/clock.h"
 #include "worker.h"
 
-#define ERRBODY_MAX (64 * 1024)          /* error bodies kept for classification and relay */
-#define RESP_MAX (64LL * 1024 * 1024)    /* buffered non-stream response ceiling */
-#define SSE_EVENT_MAX (4 * 1024 * 1024)  /* one SSE event */
-#define FIRST_MAX (8 * 1024 * 1024)      /* the first event's translated bytes */
+#define ERRBODY_MAX (64 * 1024)         /* error bodies kept for classification and relay */
+#define RESP_MAX (64LL * 1024 * 1024)   /* buffered non-stream response ceiling */
+#define SSE_EVENT_MAX (4 * 1024 * 1024) /* one SSE event */
+#define FIRST_MAX (8 * 1024 * 1024)     /* the first event's translated bytes */
 
 static const struct lp_upstream_cbs upstream_cbs;
 
@@ -243,8 +243,8 @@ static void build_headers(struct lp_attempt *a, const struct lp_dialect_req *dr)
             connection_listed(conn, name))
             continue;
         /* Tracing: our traceparent replaces the client's; an invalid one is never forwarded. */
-        if (req->trace.strip && (strcasecmp(name, "traceparent") == 0 ||
-                                 strcasecmp(name, "tracestate") == 0))
+        if (req->trace.strip &&
+            (strcasecmp(name, "traceparent") == 0 || strcasecmp(name, "tracestate") == 0))
             continue;
         /* When translating, the client's protocol headers mean nothing to the backend. */
         if (a->translate && strncasecmp(name, "anthropic-", 10) == 0)
@@ -390,8 +390,9 @@ static void fix_params(struct lp_attempt *a)
     char *nb = lp_paramfix_apply(a->cand->backend, a->body, a->body_len, &n);
     if (!nb)
         return;
-    lp_log_debug(a->req->id, "backend '%s': request parameters adjusted (max_tokens_param, "
-                             "drop_params)",
+    lp_log_debug(a->req->id,
+                 "backend '%s': request parameters adjusted (max_tokens_param, "
+                 "drop_params)",
                  a->cand->backend->name);
     if (a->body != a->req->body)
         free(a->body);
@@ -415,8 +416,8 @@ bool lp_attempt_can_serve(const struct lp_request *req, const struct lp_candidat
     if (translate && !req->chat)
         return false;
     enum lp_endpoint up = lp_dialect_upstream_ep(req->ep, c->protocol);
-    struct lp_dialect_req dr = {.backend = c->backend, .ep = up, .model = c->route->model,
-                                .passthrough_path = req->path};
+    struct lp_dialect_req dr = {
+        .backend = c->backend, .ep = up, .model = c->route->model, .passthrough_path = req->path};
     char *url = c->dialect->url(&dr);
     free(url);
     return url != NULL;
@@ -637,8 +638,7 @@ static enum lp_status on_sse_data(struct lp_attempt *a, const char *buf, size_t 
     return take_events(a);
 }
 
-static enum lp_status on_up_data(void *arg, struct lp_upstream_xfer *x, const char *buf,
-                                 size_t len)
+static enum lp_status on_up_data(void *arg, struct lp_upstream_xfer *x, const char *buf, size_t len)
 {
     struct lp_attempt *a = arg;
     enum lp_status rc = LP_OK;
@@ -662,14 +662,22 @@ static enum lp_status on_up_data(void *arg, struct lp_upstream_xfer *x, const ch
 static enum lp_transport transport_of(enum lp_xfer_result r)
 {
     switch (r) {
-    case LP_XFER_CONNECT: return LP_TR_CONNECT;
-    case LP_XFER_DNS: return LP_TR_DNS;
-    case LP_XFER_TLS: return LP_TR_TLS;
-    case LP_XFER_TIMEOUT_CONNECT: return LP_TR_TIMEOUT_CONNECT;
-    case LP_XFER_TIMEOUT_TOTAL: return LP_TR_TIMEOUT_TOTAL;
-    case LP_XFER_PROTOCOL: return LP_TR_PROTOCOL;
-    case LP_XFER_LOCAL: return LP_TR_LOCAL;
-    default: return LP_TR_RESET;
+    case LP_XFER_CONNECT:
+        return LP_TR_CONNECT;
+    case LP_XFER_DNS:
+        return LP_TR_DNS;
+    case LP_XFER_TLS:
+        return LP_TR_TLS;
+    case LP_XFER_TIMEOUT_CONNECT:
+        return LP_TR_TIMEOUT_CONNECT;
+    case LP_XFER_TIMEOUT_TOTAL:
+        return LP_TR_TIMEOUT_TOTAL;
+    case LP_XFER_PROTOCOL:
+        return LP_TR_PROTOCOL;
+    case LP_XFER_LOCAL:
+        return LP_TR_LOCAL;
+    default:
+        return LP_TR_RESET;
     }
 }
 
@@ -705,10 +713,11 @@ static void stream_over(struct lp_attempt *a, enum lp_xfer_result res, const cha
             o.abort_reason = "upstream_protocol";
         } else {
             o.end = LP_END_BROKEN;
-            const char *why = res == LP_XFER_OK ? "upstream closed the stream before its final event"
-                                                : (err ? err : "upstream connection failed");
-            lp_attempt_classify_transport(
-                a, res == LP_XFER_OK ? LP_TR_RESET : transport_of(res), why, &o.d);
+            const char *why = res == LP_XFER_OK
+                                  ? "upstream closed the stream before its final event"
+                                  : (err ? err : "upstream connection failed");
+            lp_attempt_classify_transport(a, res == LP_XFER_OK ? LP_TR_RESET : transport_of(res),
+                                          why, &o.d);
             o.abort_reason = "upstream_cut";
         }
         o.err_type = "api_error";
@@ -841,8 +850,10 @@ static void on_read_idle(struct lp_attempt *a)
     char why[96];
     snprintf(why, sizeof why, "upstream silent for %lld ms (read_timeout)", (long long)idle_ms);
     if (a->state == LP_ATT_RELAYING) {
-        struct lp_outcome o = {.kind = LP_OUT_STREAM_END, .end = LP_END_BROKEN,
-                               .err_type = "timeout_error", .abort_reason = "read_timeout"};
+        struct lp_outcome o = {.kind = LP_OUT_STREAM_END,
+                               .end = LP_END_BROKEN,
+                               .err_type = "timeout_error",
+                               .abort_reason = "read_timeout"};
         lp_attempt_classify_transport(a, LP_TR_TIMEOUT_READ, why, &o.d);
         conclude(a, &o);
         return;

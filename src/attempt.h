@@ -43,35 +43,35 @@ struct lp_upstream_xfer;
 struct lp_candidate;
 
 enum lp_outcome_kind {
-    LP_OUT_READY = 1,   /* stream: the first event is usable and waits in `first`: commit me */
-    LP_OUT_COMPLETE,    /* non-stream: a usable 2xx body is buffered: commit me */
-    LP_OUT_FAILED,      /* failed before commit; d tells whether to fail over */
-    LP_OUT_REFUSED,     /* the client's request cannot be sent to this candidate (translation
-                           refused it): the client's own error, nobody is blamed */
-    LP_OUT_LOCAL,       /* our own resources ran out before the backend was reached */
-    LP_OUT_DEADLINE,    /* the request's total_timeout expired during this attempt */
-    LP_OUT_STREAM_END,  /* a committed stream is over; see `end` */
-    LP_OUT_CANCELLED,   /* stopped by us: client gone, lost a race, shutdown */
+    LP_OUT_READY = 1,  /* stream: the first event is usable and waits in `first`: commit me */
+    LP_OUT_COMPLETE,   /* non-stream: a usable 2xx body is buffered: commit me */
+    LP_OUT_FAILED,     /* failed before commit; d tells whether to fail over */
+    LP_OUT_REFUSED,    /* the client's request cannot be sent to this candidate (translation
+                          refused it): the client's own error, nobody is blamed */
+    LP_OUT_LOCAL,      /* our own resources ran out before the backend was reached */
+    LP_OUT_DEADLINE,   /* the request's total_timeout expired during this attempt */
+    LP_OUT_STREAM_END, /* a committed stream is over; see `end` */
+    LP_OUT_CANCELLED,  /* stopped by us: client gone, lost a race, shutdown */
 };
 
 struct lp_outcome {
     enum lp_outcome_kind kind;
-    struct lp_decision d;  /* FAILED, and STREAM_END unless clean: the classification */
+    struct lp_decision d;   /* FAILED, and STREAM_END unless clean: the classification */
     enum lp_stream_end end; /* STREAM_END, CANCELLED (CLIENT_GONE / SHUTDOWN / NONE for a loser) */
-    const char *why;       /* short static cause when d.reason is not set (e.g. "client gone") */
-    const char *err_type;  /* STREAM_END unclean: the error event's type ("api_error", ...) */
+    const char *why;        /* short static cause when d.reason is not set (e.g. "client gone") */
+    const char *err_type;   /* STREAM_END unclean: the error event's type ("api_error", ...) */
     const char *abort_reason; /* STREAM_END unclean: the abort metric's label */
-    int refuse_status;     /* REFUSED: the status, type and message for the client */
+    int refuse_status;        /* REFUSED: the status, type and message for the client */
     char refuse_type[64];
     char refuse_msg[256];
 };
 
 enum lp_attempt_state {
-    LP_ATT_SENT = 0,   /* transfer started, no response head yet */
-    LP_ATT_HEAD,       /* head received: buffering a body, or waiting for the first event */
-    LP_ATT_READY,      /* outcome READY produced; waiting to be committed or cancelled */
-    LP_ATT_RELAYING,   /* committed stream: events go to the client */
-    LP_ATT_OVER,       /* concluded (any final outcome); resources released or being released */
+    LP_ATT_SENT = 0, /* transfer started, no response head yet */
+    LP_ATT_HEAD,     /* head received: buffering a body, or waiting for the first event */
+    LP_ATT_READY,    /* outcome READY produced; waiting to be committed or cancelled */
+    LP_ATT_RELAYING, /* committed stream: events go to the client */
+    LP_ATT_OVER,     /* concluded (any final outcome); resources released or being released */
 };
 
 enum lp_attempt_timer { LP_ATIMER_NONE = 0, LP_ATIMER_TTFT, LP_ATIMER_READ };
@@ -86,59 +86,59 @@ struct lp_attempt {
     struct lp_health_ticket ticket; /* consumed exactly once, by forward.c's conclude() */
     int seq;                        /* 1-based attempt number within the request */
     enum lp_attempt_state state;
-    bool translate;                 /* client and backend protocols differ */
-    bool inject_usage;              /* we added include_usage upstream: hide the usage chunk */
-    enum lp_endpoint up_ep;         /* the endpoint called upstream */
-    struct lp_trace_attempt trace;  /* span id, cooldown (sampled requests only) */
-    bool lb_counted;                /* counted in its route's in-flight number (routestats.h) */
-    bool hedge;                     /* started alongside a silent attempt (forward.c) */
-    bool hedge_counted;             /* its result is in llm_proxy_hedges_total */
+    bool translate;                /* client and backend protocols differ */
+    bool inject_usage;             /* we added include_usage upstream: hide the usage chunk */
+    enum lp_endpoint up_ep;        /* the endpoint called upstream */
+    struct lp_trace_attempt trace; /* span id, cooldown (sampled requests only) */
+    bool lb_counted;               /* counted in its route's in-flight number (routestats.h) */
+    bool hedge;                    /* started alongside a silent attempt (forward.c) */
+    bool hedge_counted;            /* its result is in llm_proxy_hedges_total */
 
     /* ---- the upstream request (released once) ---- */
-    char *url;                      /* arena */
-    char *body;                     /* heap when != req->body */
+    char *url;  /* arena */
+    char *body; /* heap when != req->body */
     size_t body_len;
-    struct lp_xlat_notes xnotes;    /* translating: the client parameters dropped (header
-                                     * X-LLM-Proxy-Dropped-Params, access line) */
-    char **hdrs;                    /* arena: "Name: value" lines */
+    struct lp_xlat_notes xnotes; /* translating: the client parameters dropped (header
+                                  * X-LLM-Proxy-Dropped-Params, access line) */
+    char **hdrs;                 /* arena: "Name: value" lines */
     size_t n_hdrs, cap_hdrs;
-    struct lp_upstream_xfer *x;     /* the running transfer, NULL once over */
-    struct lp_upstream_xfer *hx;    /* whose response headers are readable (until on_done ends) */
+    struct lp_upstream_xfer *x;  /* the running transfer, NULL once over */
+    struct lp_upstream_xfer *hx; /* whose response headers are readable (until on_done ends) */
 
     /* ---- the response ---- */
     int status;
-    bool sse;                       /* 2xx text/event-stream */
-    struct lp_buf resp;             /* non-stream body, or an error body / error event data */
+    bool sse;           /* 2xx text/event-stream */
+    struct lp_buf resp; /* non-stream body, or an error body / error event data */
     bool resp_overflow;
     struct lp_sse_parser sse_p;
     bool sse_init;
-    struct lp_stream_state st;      /* translator or tap, terminal/finish tracking (relay.h) */
-    struct lp_buf first;            /* READY: the first event's client bytes, sent at commit */
-    struct lp_sse_event first_ev;   /* READY, pass-through: the first event (valid until commit) */
+    struct lp_stream_state st;    /* translator or tap, terminal/finish tracking (relay.h) */
+    struct lp_buf first;          /* READY: the first event's client bytes, sent at commit */
+    struct lp_sse_event first_ev; /* READY, pass-through: the first event (valid until commit) */
     bool first_seen;
-    bool paused;                    /* the transfer is paused for backpressure */
+    bool paused; /* the transfer is paused for backpressure */
 
     /* ---- time ---- */
-    struct event timer;             /* TTFT, then read idle (event_assign'ed) */
+    struct event timer; /* TTFT, then read idle (event_assign'ed) */
     bool timer_armed;
     enum lp_attempt_timer timer_kind;
-    bool ttft_is_deadline;          /* the TTFT timer is the request's deadline */
-    bool limit_is_deadline;         /* the transfer's own time limit is the request's deadline */
+    bool ttft_is_deadline;  /* the TTFT timer is the request's deadline */
+    bool limit_is_deadline; /* the transfer's own time limit is the request's deadline */
     int64_t start_us, first_us, last_data_us, end_us;
 
     /* ---- the record (kept for the access line, metrics and the all-failed message) ---- */
-    const char *cls;                /* class name, "ok", "cancelled" ...; NULL while running */
+    const char *cls; /* class name, "ok", "cancelled" ...; NULL while running */
     int rec_status;
-    char cause[160];                /* masked, no secrets */
-    struct lp_buf err_body;         /* the failed answer's body (for the all-failed reply) */
+    char cause[160];        /* masked, no secrets */
+    struct lp_buf err_body; /* the failed answer's body (for the all-failed reply) */
     enum lp_proto err_proto;
-    int64_t hint_ms;                /* the failure's Retry-After hint */
+    int64_t hint_ms; /* the failure's Retry-After hint */
     enum lp_err_class err_cls;
 
     /* ---- re-entrancy ---- */
-    int depth;                      /* this attempt's callbacks on the stack */
-    bool released;                  /* lp_attempt_release was called */
-    bool freed;                     /* resources actually freed */
+    int depth;     /* this attempt's callbacks on the stack */
+    bool released; /* lp_attempt_release was called */
+    bool freed;    /* resources actually freed */
 };
 
 /* Whether candidate c can serve req at all (its dialect has a path for the endpoint and, when

@@ -5,7 +5,9 @@
 
 #include "util/rand.h"
 
-#define MIN_SHARE 0.01  /* a route near its quota still gets a trickle (and its answer's headers) */
+#define MIN_SHARE                                                                                  \
+    0.01                /* a route near its quota still gets a trickle (and its answer's headers)  \
+                         */
 #define MIN_LATENCY 1.0 /* ms: keeps the in-flight factor meaningful for very fast routes */
 
 static double decay_weight(int64_t dt_ms, int64_t decay_ms)
@@ -112,7 +114,8 @@ static void order_latency(const struct lp_balance_item *it, size_t n, uint64_t *
         } else {
             k = 0;
             for (size_t i = 1; i < m; i++)
-                if (lp_balance_cost(&it[pend[i]], fallback) < lp_balance_cost(&it[pend[k]], fallback))
+                if (lp_balance_cost(&it[pend[i]], fallback) <
+                    lp_balance_cost(&it[pend[k]], fallback))
                     k = i;
         }
         order[out++] = pend[k];
@@ -123,8 +126,8 @@ static void order_latency(const struct lp_balance_item *it, size_t n, uint64_t *
 }
 
 /* Weighted sampling without replacement; weight 0 entries follow in config order. */
-static void order_weighted(const struct lp_balance_item *it, size_t n, uint64_t *rng, bool by_weight,
-                           size_t *order)
+static void order_weighted(const struct lp_balance_item *it, size_t n, uint64_t *rng,
+                           bool by_weight, size_t *order)
 {
     size_t pend[LP_BALANCE_MAX], m = 0, out = 0;
     double w[LP_BALANCE_MAX];
@@ -190,7 +193,9 @@ void lp_balance_order(enum lp_strategy s, const struct lp_balance_item *items, s
         for (size_t i = 0; i < n; i++)
             order[i] = (size_t)((rr + i) % n);
         return;
-    case LP_STRATEGY_WEIGHTED: order_weighted(items, n, rng, true, order); return;
+    case LP_STRATEGY_WEIGHTED:
+        order_weighted(items, n, rng, true, order);
+        return;
     case LP_STRATEGY_RANDOM: {
         bool equal = true;
         for (size_t i = 1; i < n && equal; i++)
@@ -202,6 +207,8 @@ void lp_balance_order(enum lp_strategy s, const struct lp_balance_item *items, s
         return;
     }
     case LP_STRATEGY_LATENCY:
-    default: order_latency(items, n, rng, order); return;
+    default:
+        order_latency(items, n, rng, order);
+        return;
     }
 }

@@ -184,9 +184,12 @@ int64_t lp_breaker_open_until(const struct lp_breaker *b)
 const char *lp_breaker_state_name(enum lp_breaker_state s)
 {
     switch (s) {
-    case LP_BREAKER_CLOSED: return "closed";
-    case LP_BREAKER_OPEN: return "open";
-    case LP_BREAKER_HALF_OPEN: return "half_open";
+    case LP_BREAKER_CLOSED:
+        return "closed";
+    case LP_BREAKER_OPEN:
+        return "open";
+    case LP_BREAKER_HALF_OPEN:
+        return "half_open";
     }
     return "?";
 }

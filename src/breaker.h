@@ -27,19 +27,19 @@ enum lp_breaker_state {
 };
 
 struct lp_breaker_cfg {
-    int failure_threshold; /* <= 0 -> 5 */
-    int success_threshold; /* <= 0 -> 2 */
+    int failure_threshold;   /* <= 0 -> 5 */
+    int success_threshold;   /* <= 0 -> 2 */
     int64_t open_timeout_ms; /* <= 0 -> 60 s */
-    int half_open_max;     /* <= 0 -> 1 */
+    int half_open_max;       /* <= 0 -> 1 */
 };
 
 struct lp_breaker {
     struct lp_breaker_cfg cfg;
     enum lp_breaker_state state;
-    int failures;      /* consecutive counted failures while closed */
-    int successes;     /* probe successes in the current half-open period */
-    int in_flight;     /* probes admitted and not yet reported in the current half-open period */
-    uint32_t gen;      /* current half-open generation (>= 1 once half-open was entered) */
+    int failures;  /* consecutive counted failures while closed */
+    int successes; /* probe successes in the current half-open period */
+    int in_flight; /* probes admitted and not yet reported in the current half-open period */
+    uint32_t gen;  /* current half-open generation (>= 1 once half-open was entered) */
     int64_t opened_at_ms;
     int64_t last_failure_ms; /* when the latest counted failure was reported (closed state) */
     uint64_t times_opened;

@@ -110,14 +110,10 @@ static const struct needle specific_tokens[] = {
 
 /* Tokens that only say "your request" or "our side": used when the status says nothing. */
 static const struct needle generic_tokens[] = {
-    {"invalid_request", LP_CLASS_CLIENT},
-    {"bad_request", LP_CLASS_CLIENT},
-    {"invalid_argument", LP_CLASS_CLIENT},
-    {"failed_precondition", LP_CLASS_CLIENT},
-    {"request_too_large", LP_CLASS_CLIENT},
-    {"not_found", LP_CLASS_MODEL_NOT_FOUND},
-    {"api_error", LP_CLASS_SERVER},
-    {"server_error", LP_CLASS_SERVER},
+    {"invalid_request", LP_CLASS_CLIENT},   {"bad_request", LP_CLASS_CLIENT},
+    {"invalid_argument", LP_CLASS_CLIENT},  {"failed_precondition", LP_CLASS_CLIENT},
+    {"request_too_large", LP_CLASS_CLIENT}, {"not_found", LP_CLASS_MODEL_NOT_FOUND},
+    {"api_error", LP_CLASS_SERVER},         {"server_error", LP_CLASS_SERVER},
     {"internal", LP_CLASS_SERVER},
 };
 
@@ -136,9 +132,9 @@ static const struct needle keywords[] = {
     {"safety", LP_CLASS_CONTENT_POLICY},
     {"model_not_found", LP_CLASS_MODEL_NOT_FOUND},
     {"has been disabled", LP_CLASS_AUTH},
-    {"location is not supported", LP_CLASS_AUTH},         /* Gemini region block */
-    {"invalid subscription key", LP_CLASS_AUTH},          /* Azure */
-    {"invalid api token", LP_CLASS_AUTH},                 /* Cohere */
+    {"location is not supported", LP_CLASS_AUTH}, /* Gemini region block */
+    {"invalid subscription key", LP_CLASS_AUTH},  /* Azure */
+    {"invalid api token", LP_CLASS_AUTH},         /* Cohere */
     {"invalid_api_key", LP_CLASS_AUTH},
     {"invalid api key", LP_CLASS_AUTH},
     {"incorrect api key", LP_CLASS_AUTH},
@@ -362,17 +358,28 @@ static enum lp_err_class class_of_transport(enum lp_transport t)
 static const char *transport_name(enum lp_transport t)
 {
     switch (t) {
-    case LP_TR_CONNECT: return "connect failed";
-    case LP_TR_TLS: return "TLS handshake failed";
-    case LP_TR_RESET: return "connection reset";
-    case LP_TR_DNS: return "DNS resolution failed";
-    case LP_TR_TIMEOUT_CONNECT: return "connect timeout";
-    case LP_TR_TIMEOUT_TTFT: return "time-to-first-token timeout";
-    case LP_TR_TIMEOUT_READ: return "read timeout";
-    case LP_TR_TIMEOUT_TOTAL: return "total timeout";
-    case LP_TR_PROTOCOL: return "malformed upstream response";
-    case LP_TR_LOCAL: return "local resource exhausted";
-    default: return "transport error";
+    case LP_TR_CONNECT:
+        return "connect failed";
+    case LP_TR_TLS:
+        return "TLS handshake failed";
+    case LP_TR_RESET:
+        return "connection reset";
+    case LP_TR_DNS:
+        return "DNS resolution failed";
+    case LP_TR_TIMEOUT_CONNECT:
+        return "connect timeout";
+    case LP_TR_TIMEOUT_TTFT:
+        return "time-to-first-token timeout";
+    case LP_TR_TIMEOUT_READ:
+        return "read timeout";
+    case LP_TR_TIMEOUT_TOTAL:
+        return "total timeout";
+    case LP_TR_PROTOCOL:
+        return "malformed upstream response";
+    case LP_TR_LOCAL:
+        return "local resource exhausted";
+    default:
+        return "transport error";
     }
 }
 
@@ -699,9 +706,12 @@ bool lp_parse_retry_after(const char *v, int64_t now_wall_ms, int64_t *delay_ms)
 /* Go-style duration: one or more <number><unit> with unit h, m, s, ms, us, µs, ns. */
 static bool parse_go_duration(const char *s, double *ms)
 {
-    static const struct { const char *u; double ms; } units[] = {
-        {"ms", 1.0}, {"us", 1e-3}, {"\xc2\xb5s", 1e-3}, {"ns", 1e-6}, {"h", 3600e3}, {"m", 60e3},
-        {"s", 1e3},
+    static const struct {
+        const char *u;
+        double ms;
+    } units[] = {
+        {"ms", 1.0},   {"us", 1e-3}, {"\xc2\xb5s", 1e-3}, {"ns", 1e-6},
+        {"h", 3600e3}, {"m", 60e3},  {"s", 1e3},
     };
     double total = 0;
     s = skip_ws(s);
@@ -757,8 +767,12 @@ static bool parse_rfc3339(const char *s, int64_t *unix_ms)
     if (*skip_ws(p) != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
         sec > 60)
         return false;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
     *unix_ms = ((int64_t)timegm(&tm) - (int64_t)off_min * 60) * 1000 + (int64_t)(frac * 1000);
     return true;
 }

@@ -97,15 +97,15 @@ struct lp_classify_in {
     int status;                  /* HTTP status; 0 when there was none */
     const char *body;            /* first bytes of the body / first SSE event's data; may be NULL */
     size_t body_len;
-    const char *retry_after;     /* Retry-After value (delta seconds or HTTP-date) or NULL */
-    const char *retry_after_ms;  /* retry-after-ms value (OpenAI) or NULL */
+    const char *retry_after;    /* Retry-After value (delta seconds or HTTP-date) or NULL */
+    const char *retry_after_ms; /* retry-after-ms value (OpenAI) or NULL */
     /* Values of headers for which lp_classify_is_reset_header() is true, NULL-padded. */
     const char *ratelimit_reset[LP_CLASSIFY_MAX_RESET];
-    bool from_sse_event;         /* body is the data of an in-band error event (status is 200) */
-    bool optional_endpoint;      /* the endpoint is not one every backend of the dialect serves
-                                    (anything but chat completions / messages): a 404, 405 or
-                                    501 that does not name the model means "not served here" */
-    int64_t now_wall_ms;         /* Unix ms, for HTTP-date / RFC 3339 hints */
+    bool from_sse_event;    /* body is the data of an in-band error event (status is 200) */
+    bool optional_endpoint; /* the endpoint is not one every backend of the dialect serves
+                               (anything but chat completions / messages): a 404, 405 or
+                               501 that does not name the model means "not served here" */
+    int64_t now_wall_ms;    /* Unix ms, for HTTP-date / RFC 3339 hints */
 };
 
 struct lp_decision {

@@ -115,8 +115,7 @@ static void format_ip(const unsigned char a[16], char *out, size_t out_len)
 }
 
 bool lp_clientip_resolve(const char *peer, const char *xff, const char *real_ip,
-                         const struct lp_cidr *trusted, size_t n_trusted, char *out,
-                         size_t out_len)
+                         const struct lp_cidr *trusted, size_t n_trusted, char *out, size_t out_len)
 {
     unsigned char a[16];
     if (!peer || !lp_ip_parse(peer, strlen(peer), a)) {

@@ -35,7 +35,7 @@
 #include "util/rand.h"
 
 #define HEARTBEAT_MS 1000
-#define INSTANCE_WINDOW_MS 5000  /* an instance silent this long is gone */
+#define INSTANCE_WINDOW_MS 5000 /* an instance silent this long is gone */
 #define RESOLVE_RETRY_S 5
 #define MAX_CLIENTS 80
 #define LOAD_BATCH "500"
@@ -84,8 +84,8 @@ struct lp_cluster {
     struct event hb_ev, flush_ev;
     bool loading, loaded;
     char *scan_cursor;
-    struct outbound *outq;      /* events to publish, under lock (any thread adds) */
-    struct outbound *inflight;  /* sent, awaiting the answer (main loop only) */
+    struct outbound *outq;     /* events to publish, under lock (any thread adds) */
+    struct outbound *inflight; /* sent, awaiting the answer (main loop only) */
     /* every client, for stats */
     struct lp_redis *clients[MAX_CLIENTS];
     size_t n_clients;
@@ -171,7 +171,8 @@ static bool ip_of(void *arg, char *buf, size_t n)
     return ok;
 }
 
-/* ---- events ----------------------------------------------------------------------------------- */
+/* ---- events -----------------------------------------------------------------------------------
+ */
 
 static const char *kind_name(enum lp_health_event_kind k)
 {
@@ -534,8 +535,9 @@ struct lp_cluster *lp_cluster_create(struct lp_runtime *rt, struct event_base *m
     struct timeval tv = {0, 200 * 1000}; /* first heartbeat once connected */
     evtimer_add(&c->hb_ev, &tv);
     lp_health_set_observer(rt->health, on_health_event, c);
-    lp_log_info(NULL, "cluster: sharing state through redis %s:%d (prefix \"%s\", instance %s, "
-                      "on_error %s)",
+    lp_log_info(NULL,
+                "cluster: sharing state through redis %s:%d (prefix \"%s\", instance %s, "
+                "on_error %s)",
                 c->host, c->port, c->prefix, c->id,
                 c->on_error == LP_REDIS_FAIL_CLOSED ? "fail_closed" : "fail_open");
     return c;

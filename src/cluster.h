@@ -52,11 +52,11 @@ void lp_cluster_worker_release(struct lp_cluster *c, struct lp_redis *r);
 struct lp_cluster_status {
     bool enabled;
     char instance_id[40];
-    enum lp_redis_state state;   /* of the subscriber: shared health flows while READY */
-    bool available;              /* Redis answered recently (not down, breaker closed) */
-    int instances;               /* live instances by heartbeat (>= 1) */
-    int64_t latency_us;          /* smoothed round trip */
-    uint64_t timeouts, errors;   /* over every client of this instance */
+    enum lp_redis_state state; /* of the subscriber: shared health flows while READY */
+    bool available;            /* Redis answered recently (not down, breaker closed) */
+    int instances;             /* live instances by heartbeat (>= 1) */
+    int64_t latency_us;        /* smoothed round trip */
+    uint64_t timeouts, errors; /* over every client of this instance */
     uint64_t events_sent, events_received, events_applied;
     enum lp_redis_on_error on_error;
 };

@@ -11,9 +11,9 @@
 #include "util/alloc.h"
 
 enum dstate {
-    DS_SNIFF,  /* deflate: waiting for two bytes to tell zlib from raw deflate */
-    DS_RUN,    /* inside a compressed stream (or gzip member) */
-    DS_END,    /* a stream ended cleanly; gzip may start another member */
+    DS_SNIFF, /* deflate: waiting for two bytes to tell zlib from raw deflate */
+    DS_RUN,   /* inside a compressed stream (or gzip member) */
+    DS_END,   /* a stream ended cleanly; gzip may start another member */
     DS_ERROR,
 };
 
@@ -24,8 +24,8 @@ struct lp_coding {
     enum dstate st;
     uint32_t max_ratio;
     unsigned char sniff[2];
-    size_t n_sniff;    /* bytes held in sniff */
-    size_t sniff_off;  /* of those, already given to zlib */
+    size_t n_sniff;   /* bytes held in sniff */
+    size_t sniff_off; /* of those, already given to zlib */
     uint64_t total_in;
     uint64_t total_out;
     const char *err;
@@ -70,10 +70,14 @@ enum lp_coding_kind lp_coding_kind_of(const char *v)
 const char *lp_coding_kind_name(enum lp_coding_kind k)
 {
     switch (k) {
-    case LP_CODING_IDENTITY: return "identity";
-    case LP_CODING_GZIP: return "gzip";
-    case LP_CODING_DEFLATE: return "deflate";
-    default: return "unsupported";
+    case LP_CODING_IDENTITY:
+        return "identity";
+    case LP_CODING_GZIP:
+        return "gzip";
+    case LP_CODING_DEFLATE:
+        return "deflate";
+    default:
+        return "unsupported";
     }
 }
 
@@ -137,8 +141,8 @@ static bool is_zlib_header(const unsigned char h[2])
 }
 
 /* Run inflate on [in, in_len) into [out, out_cap); updates totals and state. */
-static enum lp_status run(struct lp_coding *c, const unsigned char *in, size_t in_len,
-                          size_t *used, char *out, size_t out_cap, size_t *produced)
+static enum lp_status run(struct lp_coding *c, const unsigned char *in, size_t in_len, size_t *used,
+                          char *out, size_t out_cap, size_t *produced)
 {
     c->z.next_in = (Bytef *)in;
     c->z.avail_in = (uInt)(in_len > UINT32_MAX ? UINT32_MAX : in_len);
@@ -194,8 +198,8 @@ enum lp_status lp_coding_feed(struct lp_coding *c, const char *in, size_t in_len
         size_t used = 0, produced = 0;
         if (c->sniff_off < c->n_sniff && c->st == DS_RUN) {
             /* The two sniffed bytes go to zlib before the caller's input. */
-            if (run(c, c->sniff + c->sniff_off, c->n_sniff - c->sniff_off, &used,
-                    out + *out_len, out_cap - *out_len, &produced) != LP_OK)
+            if (run(c, c->sniff + c->sniff_off, c->n_sniff - c->sniff_off, &used, out + *out_len,
+                    out_cap - *out_len, &produced) != LP_OK)
                 return LP_ERR;
             c->sniff_off += used;
             *out_len += produced;
@@ -261,7 +265,8 @@ enum lp_status lp_coding_finish(struct lp_coding *c)
     case DS_RUN:
         if (c->total_in == 0 && c->sniff_off == 0 && c->n_sniff == 0)
             return LP_OK; /* nothing was fed: an empty body */
-        return fail(c, c->kind == LP_CODING_GZIP ? "truncated gzip body" : "truncated deflate body");
+        return fail(c,
+                    c->kind == LP_CODING_GZIP ? "truncated gzip body" : "truncated deflate body");
     }
     return LP_ERR;
 }

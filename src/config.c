@@ -174,11 +174,13 @@ static struct lp_config *config_new(const char *path, const char *dir)
     c->redis.key_prefix = lp_xstrdup("llm-proxy:");
     c->redis.timeout_ms = 50;
     c->redis.on_error = LP_REDIS_FAIL_OPEN;
-    c->rate_limit = (struct lp_rate_limit_cfg){
-        .global_rps = 1000, .per_ip_rps = 100, .burst_factor = 1.5};
-    c->concurrency = (struct lp_concurrency_cfg){
-        .max_requests = 500, .max_queue_size = 1000, .queue_timeout_ms = 30000,
-        .per_backend_limit = 100, .lease_ttl_ms = 15000};
+    c->rate_limit =
+        (struct lp_rate_limit_cfg){.global_rps = 1000, .per_ip_rps = 100, .burst_factor = 1.5};
+    c->concurrency = (struct lp_concurrency_cfg){.max_requests = 500,
+                                                 .max_queue_size = 1000,
+                                                 .queue_timeout_ms = 30000,
+                                                 .per_backend_limit = 100,
+                                                 .lease_ttl_ms = 15000};
     c->routing = (struct lp_routing_cfg){
         .strategy = LP_STRATEGY_LATENCY,
         .decay_ms = 10000,
@@ -306,10 +308,14 @@ const struct lp_alias *lp_config_find_alias(const struct lp_config *cfg, const c
 const char *lp_strategy_name(enum lp_strategy s)
 {
     switch (s) {
-    case LP_STRATEGY_LATENCY: return "latency";
-    case LP_STRATEGY_RANDOM: return "random";
-    case LP_STRATEGY_ROUND_ROBIN: return "round_robin";
-    case LP_STRATEGY_WEIGHTED: return "weighted";
+    case LP_STRATEGY_LATENCY:
+        return "latency";
+    case LP_STRATEGY_RANDOM:
+        return "random";
+    case LP_STRATEGY_ROUND_ROBIN:
+        return "round_robin";
+    case LP_STRATEGY_WEIGHTED:
+        return "weighted";
     }
     return "?";
 }
@@ -513,8 +519,8 @@ out:
 /* The snapshot's secrets, longest first (see lp_config_secrets). */
 static void collect_secrets(struct lp_config *c)
 {
-    c->secrets = lp_xcalloc(c->n_backends + c->n_keys + c->tracing.n_otlp_headers + 4,
-                            sizeof *c->secrets);
+    c->secrets =
+        lp_xcalloc(c->n_backends + c->n_keys + c->tracing.n_otlp_headers + 4, sizeof *c->secrets);
     size_t n = 0;
     if (c->proxy_api_key && c->proxy_api_key[0])
         c->secrets[n++] = c->proxy_api_key;

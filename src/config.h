@@ -45,35 +45,36 @@ struct lp_health_check {
 
 struct lp_backend {
     char *name;
-    char *url;      /* as configured (after ${ENV} interpolation), without a trailing '/' */
-    char *api_key;  /* may be NULL/empty: then no upstream auth header is sent */
+    char *url;     /* as configured (after ${ENV} interpolation), without a trailing '/' */
+    char *api_key; /* may be NULL/empty: then no upstream auth header is sent */
     bool enabled;
-    enum lp_proto protocol; /* wire protocol: openai unless "anthropic" */
+    enum lp_proto protocol;     /* wire protocol: openai unless "anthropic" */
     enum lp_dialect_id dialect; /* addressing and auth (dialect.h); from the protocol name */
-    char *protocol_name;    /* as written ("openai" when absent) */
-    char *api_version;      /* Azure `api-version` query value; NULL = LP_AZURE_API_VERSION */
-    char *max_tokens_param; /* "max_tokens" | "max_completion_tokens"; NULL = as sent (paramfix.h) */
-    char **drop_params;     /* top-level body members removed before sending (paramfix.h) */
+    char *protocol_name;        /* as written ("openai" when absent) */
+    char *api_version;          /* Azure `api-version` query value; NULL = LP_AZURE_API_VERSION */
+    char
+        *max_tokens_param; /* "max_tokens" | "max_completion_tokens"; NULL = as sent (paramfix.h) */
+    char **drop_params;    /* top-level body members removed before sending (paramfix.h) */
     size_t n_drop_params;
     struct lp_health_check health_check;
-    char *locale;           /* NULL when absent; sent as Accept-Language when set */
-    char *tls_ca_file;      /* PEM bundle that verifies this backend's certificate (absolute
-                               path after loading); NULL = the system CA store */
-    char *tls_ca_pem;       /* that file's contents, read at load (the own client builds its
-                               trust store from them on the loop without disk I/O) */
-    bool http2;             /* use the libcurl engine (HTTP/2 over TLS when offered) instead of
-                               the own HTTP/1.1 client */
+    char *locale;               /* NULL when absent; sent as Accept-Language when set */
+    char *tls_ca_file;          /* PEM bundle that verifies this backend's certificate (absolute
+                                   path after loading); NULL = the system CA store */
+    char *tls_ca_pem;           /* that file's contents, read at load (the own client builds its
+                                   trust store from them on the loop without disk I/O) */
+    bool http2;                 /* use the libcurl engine (HTTP/2 over TLS when offered) instead of
+                                   the own HTTP/1.1 client */
     struct lp_timeouts timeout; /* effective: global timeout block overlaid with backend's own.
                                  * A scalar `timeout: 60s` on a backend overrides total_ms, which
                                  * then bounds one attempt on this backend (within the request's
                                  * global total). */
-    struct lp_kv *headers;  /* extra upstream headers, in file order */
+    struct lp_kv *headers;      /* extra upstream headers, in file order */
     size_t n_headers;
-    int64_t max_tokens;     /* 0 = no clamp */
-    int max_concurrent;     /* in-flight attempts on this backend; 0 = concurrency.per_backend_limit
-                               when concurrency is enabled, else unlimited (traffic.h) */
+    int64_t max_tokens; /* 0 = no clamp */
+    int max_concurrent; /* in-flight attempts on this backend; 0 = concurrency.per_backend_limit
+                           when concurrency is enabled, else unlimited (traffic.h) */
     bool adaptive_concurrency; /* AIMD limit on in-flight attempts, at most the configured one */
-    int line, col;          /* where the entry starts, for later diagnostics */
+    int line, col;             /* where the entry starts, for later diagnostics */
 };
 
 /* translation: how cross-protocol requests treat what the other protocol cannot express
@@ -90,17 +91,17 @@ struct lp_xlat_cfg {
 };
 
 struct lp_route {
-    char *backend;          /* backend name as written */
-    size_t backend_idx;     /* index into lp_config.backends (validated to exist) */
-    char *model;            /* upstream model name */
-    int priority;           /* lower is preferred; default 0 */
-    bool enabled;           /* default true */
-    bool has_protocol;      /* route-level protocol override present */
-    enum lp_proto protocol; /* valid when has_protocol */
-    int64_t max_tokens;     /* 0 = inherit the backend's */
-    int weight;             /* share under routing.strategy weighted; default 1, 0 = last */
+    char *backend;                  /* backend name as written */
+    size_t backend_idx;             /* index into lp_config.backends (validated to exist) */
+    char *model;                    /* upstream model name */
+    int priority;                   /* lower is preferred; default 0 */
+    bool enabled;                   /* default true */
+    bool has_protocol;              /* route-level protocol override present */
+    enum lp_proto protocol;         /* valid when has_protocol */
+    int64_t max_tokens;             /* 0 = inherit the backend's */
+    int weight;                     /* share under routing.strategy weighted; default 1, 0 = last */
     struct lp_xlat_cfg translation; /* route-level translation block */
-    int line, col;          /* where the route entry starts */
+    int line, col;                  /* where the route entry starts */
 };
 
 /* How the usable routes of one priority are ordered (balance.h). */
@@ -113,18 +114,18 @@ enum lp_strategy {
 
 /* routing.hedge: a second attempt when the first is still silent after the delay. */
 struct lp_hedge_cfg {
-    bool enabled;        /* a hedge block is configured (and max_extra > 0) */
-    int64_t delay_ms;    /* fixed delay; default 500 ms */
-    int delay_pct;       /* pNN of the alias's measured time to first event; 0 = fixed */
-    int max_extra;       /* extra attempts per request, 0..3; default 1 */
-    int budget_percent;  /* hedges per 100 requests, 1..100; default 10 */
+    bool enabled;       /* a hedge block is configured (and max_extra > 0) */
+    int64_t delay_ms;   /* fixed delay; default 500 ms */
+    int delay_pct;      /* pNN of the alias's measured time to first event; 0 = fixed */
+    int max_extra;      /* extra attempts per request, 0..3; default 1 */
+    int budget_percent; /* hedges per 100 requests, 1..100; default 10 */
 };
 
 /* routing: top level, overlaid per alias by models.<alias>.routing. */
 struct lp_routing_cfg {
     enum lp_strategy strategy;
     bool strategy_set;
-    int64_t decay_ms;    /* how fast estimates forget (time constant); default 10 s */
+    int64_t decay_ms; /* how fast estimates forget (time constant); default 10 s */
     bool decay_set;
     struct lp_hedge_cfg hedge;
     bool hedge_set;
@@ -135,11 +136,12 @@ struct lp_alias {
     bool enabled; /* default true */
     struct lp_route *routes;
     size_t n_routes;
-    char **fallbacks; /* fallback.alias_fallback[name], in order; may name unknown aliases (warned) */
+    char *
+        *fallbacks; /* fallback.alias_fallback[name], in order; may name unknown aliases (warned) */
     size_t n_fallbacks;
-    struct lp_routing_cfg routing; /* effective: its own routing block over the top-level one */
+    struct lp_routing_cfg routing;  /* effective: its own routing block over the top-level one */
     struct lp_xlat_cfg translation; /* alias-level translation block (unset fields inherit) */
-    int line, col;    /* where the alias key is written */
+    int line, col;                  /* where the alias key is written */
 };
 
 enum lp_when_all_cooling {
@@ -148,19 +150,19 @@ enum lp_when_all_cooling {
 };
 
 struct lp_fallback_cfg {
-    int cooldown_seconds;   /* default 60 (<=0 -> 60, as the reference's Validate) */
-    int max_retries;        /* as written; see docs/configuration.md for the semantics */
+    int cooldown_seconds; /* default 60 (<=0 -> 60, as the reference's Validate) */
+    int max_retries;      /* as written; see docs/configuration.md for the semantics */
     bool max_retries_set;
-    bool enable_backoff;    /* default false */
-    int backoff_initial_ms; /* default 100 */
-    int backoff_max_ms;     /* default 5000 */
-    double backoff_multiplier; /* default 2.0 */
-    double backoff_jitter;     /* default 0.1; out of [0,1] -> 0.1 */
-    bool enable_circuit_breaker; /* default false */
-    int circuit_failure_threshold; /* default 5 */
-    int circuit_success_threshold; /* default 2 */
-    int circuit_open_timeout_s;    /* default 60 */
-    int circuit_half_open_max;     /* default 1: probes admitted at once in half-open */
+    bool enable_backoff;                       /* default false */
+    int backoff_initial_ms;                    /* default 100 */
+    int backoff_max_ms;                        /* default 5000 */
+    double backoff_multiplier;                 /* default 2.0 */
+    double backoff_jitter;                     /* default 0.1; out of [0,1] -> 0.1 */
+    bool enable_circuit_breaker;               /* default false */
+    int circuit_failure_threshold;             /* default 5 */
+    int circuit_success_threshold;             /* default 2 */
+    int circuit_open_timeout_s;                /* default 60 */
+    int circuit_half_open_max;                 /* default 1: probes admitted at once in half-open */
     enum lp_when_all_cooling when_all_cooling; /* default fail */
 };
 
@@ -190,16 +192,20 @@ struct lp_cidr {
 };
 
 struct lp_server_cfg {
-    int64_t max_body_size;   /* bytes, default 64 MiB */
-    int64_t max_header_size; /* bytes, default 64 KiB */
-    int64_t idle_timeout_ms; /* keep-alive idle and header-read timeout, default 60s */
-    int threads;             /* 0 = one per core */
+    int64_t max_body_size;       /* bytes, default 64 MiB */
+    int64_t max_header_size;     /* bytes, default 64 KiB */
+    int64_t idle_timeout_ms;     /* keep-alive idle and header-read timeout, default 60s */
+    int threads;                 /* 0 = one per core */
     int64_t shutdown_timeout_ms; /* drain deadline on SIGTERM, default 30s */
-    int64_t body_timeout_ms; /* a request body must arrive within this (from the end of its head), default 60s */
-    int64_t min_body_rate;   /* bytes/s a body must keep up after its first 5 s, default 1 KiB; 0 = off */
-    int max_connections;     /* open client connections, process-wide; 0 (default) = derived from RLIMIT_NOFILE */
+    int64_t body_timeout_ms; /* a request body must arrive within this (from the end of its head),
+                                default 60s */
+    int64_t
+        min_body_rate; /* bytes/s a body must keep up after its first 5 s, default 1 KiB; 0 = off */
+    int max_connections;        /* open client connections, process-wide; 0 (default) = derived from
+                                   RLIMIT_NOFILE */
     int max_connections_per_ip; /* per peer address; 0 (default) = half of max_connections */
-    int64_t max_body_memory; /* bytes held by request bodies, process-wide, default 256 MiB (>= max_body_size) */
+    int64_t max_body_memory;    /* bytes held by request bodies, process-wide, default 256 MiB (>=
+                                   max_body_size) */
     struct lp_cidr *trusted_proxies; /* peers whose X-Forwarded-For / X-Real-IP are believed */
     size_t n_trusted_proxies;
 };
@@ -212,10 +218,10 @@ struct lp_model_rps {
 };
 
 struct lp_rate_limit_cfg {
-    bool enabled;        /* default false */
-    double global_rps;   /* default 1000, 1..10000 */
-    double per_ip_rps;   /* default 100, 0..1000 (0 = no per-IP limit) */
-    double burst_factor; /* default 1.5, 1..3 */
+    bool enabled;                   /* default false */
+    double global_rps;              /* default 1000, 1..10000 */
+    double per_ip_rps;              /* default 100, 0..1000 (0 = no per-IP limit) */
+    double burst_factor;            /* default 1.5, 1..3 */
     struct lp_model_rps *per_model; /* alias -> rps (0.1..5000); unlisted aliases: global_rps */
     size_t n_per_model;
 };
@@ -240,15 +246,15 @@ struct lp_concurrency_cfg {
 
 /* keys[]: client keys with their own limits. 0 means "no limit" for every number. */
 struct lp_client_key {
-    char *name;              /* shown in logs, metrics and /admin/keys (never the key) */
-    char *key;               /* the secret */
+    char *name;               /* shown in logs, metrics and /admin/keys (never the key) */
+    char *key;                /* the secret */
     unsigned char digest[32]; /* SHA-256 of key: lookups compare digests (keys.h) */
-    char **models;           /* alias names or globs (*, ?); none = every alias */
+    char **models;            /* alias names or globs (*, ?); none = every alias */
     size_t n_models;
-    int64_t rpm;             /* requests per minute */
-    int64_t tpm;             /* tokens (input + output) per minute */
-    int max_concurrent;      /* requests in flight */
-    int64_t tokens_per_day;  /* budget per UTC day */
+    int64_t rpm;              /* requests per minute */
+    int64_t tpm;              /* tokens (input + output) per minute */
+    int max_concurrent;       /* requests in flight */
+    int64_t tokens_per_day;   /* budget per UTC day */
     int64_t tokens_per_month; /* budget per UTC calendar month */
     int line, col;
 };
@@ -265,9 +271,9 @@ struct lp_proxy_cfg {
 /* The reference's rotation keys (era B flat keys and the v2.1 `rotation:` block write the same
  * fields). Resolved into struct lp_logrotate_opts by lp_logcfg_rotation (logcfg.c). */
 struct lp_log_rotation_cfg {
-    double max_size_mb;      /* max_file_size_mb / rotation.max_size_mb; < 0 = not given */
-    int time_strategy;       /* time_rotation / rotation.time_strategy: enum lp_logrotate_time,
-                                -1 = not given */
+    double max_size_mb; /* max_file_size_mb / rotation.max_size_mb; < 0 = not given */
+    int time_strategy;  /* time_rotation / rotation.time_strategy: enum lp_logrotate_time,
+                           -1 = not given */
     int64_t max_age_days;
     int64_t max_backups;
     bool compress;
@@ -277,12 +283,12 @@ struct lp_log_rotation_cfg {
 };
 
 struct lp_logging_cfg {
-    char *level;         /* "debug" | "info" | "warn" | "error"; default "info" */
-    bool mask_sensitive; /* default true */
-    char *base_dir;      /* default "./logs" */
-    char *access_log;    /* path of the JSON access log; NULL = stderr... see docs */
-    char *error_log;     /* operational log file; NULL = stderr only */
-    bool log_bodies;     /* default false */
+    char *level;                /* "debug" | "info" | "warn" | "error"; default "info" */
+    bool mask_sensitive;        /* default true */
+    char *base_dir;             /* default "./logs" */
+    char *access_log;           /* path of the JSON access log; NULL = stderr... see docs */
+    char *error_log;            /* operational log file; NULL = stderr only */
+    bool log_bodies;            /* default false */
     int64_t max_body_log_bytes; /* default 4096 */
     struct lp_log_rotation_cfg rotation;
 };
@@ -310,17 +316,17 @@ enum lp_otlp_protocol { LP_OTLP_HTTP_JSON = 0, LP_OTLP_HTTP_PROTOBUF };
 
 /* tracing: OpenTelemetry spans exported over OTLP/HTTP (trace.h, otlp.h). */
 struct lp_tracing_cfg {
-    bool enabled;          /* default false */
-    char *otlp_endpoint;   /* collector base URL ({endpoint}/v1/traces); default
-                              OTEL_EXPORTER_OTLP_ENDPOINT; required when enabled */
+    bool enabled;               /* default false */
+    char *otlp_endpoint;        /* collector base URL ({endpoint}/v1/traces); default
+                                   OTEL_EXPORTER_OTLP_ENDPOINT; required when enabled */
     struct lp_kv *otlp_headers; /* sent to the collector (secrets: masked); default
                                    OTEL_EXPORTER_OTLP_HEADERS ("k=v,k2=v2") */
     size_t n_otlp_headers;
     enum lp_otlp_protocol protocol; /* otlp_protocol; default OTEL_EXPORTER_OTLP_PROTOCOL, else
                                        http/json */
     bool protocol_set;
-    double sample_ratio;   /* root requests sampled, [0, 1]; default 1 (parent-based) */
-    char *service_name;    /* default OTEL_SERVICE_NAME, else "llm-proxy" */
+    double sample_ratio; /* root requests sampled, [0, 1]; default 1 (parent-based) */
+    char *service_name;  /* default OTEL_SERVICE_NAME, else "llm-proxy" */
 };
 
 struct lp_metrics_cfg {
@@ -329,11 +335,11 @@ struct lp_metrics_cfg {
 
 struct lp_config {
     atomic_int refcount;
-    char *path;           /* file the snapshot was loaded from ("<string>" for tests) */
-    char *dir;            /* directory of path, for resolving relative file names */
-    char *listen;         /* default ":8765" */
-    char *proxy_api_key;  /* "" or NULL = no auth */
-    char *admin_api_key;  /* NULL = use proxy_api_key */
+    char *path;          /* file the snapshot was loaded from ("<string>" for tests) */
+    char *dir;           /* directory of path, for resolving relative file names */
+    char *listen;        /* default ":8765" */
+    char *proxy_api_key; /* "" or NULL = no auth */
+    char *admin_api_key; /* NULL = use proxy_api_key */
     struct lp_backend *backends;
     size_t n_backends;
     struct lp_alias *aliases; /* sorted by name (strcmp) for lp_config_find_alias */
@@ -352,12 +358,12 @@ struct lp_config {
     struct lp_redis_cfg redis;
     struct lp_rate_limit_cfg rate_limit;
     struct lp_concurrency_cfg concurrency;
-    struct lp_routing_cfg routing; /* top level; each alias holds its effective copy */
+    struct lp_routing_cfg routing;  /* top level; each alias holds its effective copy */
     struct lp_xlat_cfg translation; /* top-level translation block */
     struct lp_client_key *keys;
     size_t n_keys;
     unsigned char proxy_key_digest[32]; /* SHA-256 of proxy_api_key (when set) */
-    const char **secrets;    /* derived: see lp_config_secrets */
+    const char **secrets;               /* derived: see lp_config_secrets */
     size_t n_secrets;
     /* Derived data loaded with this snapshot (the system prompts), freed with it: set once by
      * the loader before the snapshot is published, never changed afterwards. */
@@ -373,8 +379,8 @@ enum lp_diag_level {
 struct lp_diag {
     enum lp_diag_level level;
     char *file;
-    int line; /* 1-based; 0 when not tied to a position */
-    int col;  /* 1-based */
+    int line;  /* 1-based; 0 when not tied to a position */
+    int col;   /* 1-based */
     char *msg; /* "key: problem", e.g. "backends[1].name: duplicate backend \"a\"" */
 };
 

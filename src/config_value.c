@@ -418,7 +418,8 @@ bool lp_config_parse_otlp_headers(const char *s, struct lp_kv **kv, size_t *n, c
         for (const char *p = name; tok && *p; p++)
             tok = isalnum((unsigned char)*p) || strchr("!#$%&'*+-.^_`|~", *p);
         if (!tok || !value || k >= 64) {
-            *why = !eq ? "an entry without '='" : !tok ? "an invalid header name"
+            *why = !eq      ? "an entry without '='"
+                   : !tok   ? "an invalid header name"
                    : !value ? "an invalid value (bad %-escape or a control character)"
                             : "more than 64 headers";
             free(name);

@@ -743,28 +743,50 @@ static const struct {
     const char *name;
     enum lp_dialect_id dialect;
 } protocol_names[] = {
-    {"openai", LP_DIALECT_OPENAI},       {"anthropic", LP_DIALECT_ANTHROPIC},
-    {"google", LP_DIALECT_GOOGLE},       {"gemini", LP_DIALECT_GOOGLE},
-    {"vertex", LP_DIALECT_GOOGLE},       {"vertex_ai", LP_DIALECT_GOOGLE},
-    {"azure", LP_DIALECT_AZURE},         {"azure-openai", LP_DIALECT_AZURE},
-    {"azure_openai", LP_DIALECT_AZURE},  {"cohere", LP_DIALECT_COHERE},
-    {"deepseek", LP_DIALECT_OPENAI},     {"groq", LP_DIALECT_OPENAI},
-    {"mistral", LP_DIALECT_OPENAI},      {"openai-compatible", LP_DIALECT_OPENAI},
-    {"openai_compatible", LP_DIALECT_OPENAI}, {"custom", LP_DIALECT_OPENAI},
-    {"together", LP_DIALECT_OPENAI},     {"fireworks", LP_DIALECT_OPENAI},
-    {"openrouter", LP_DIALECT_OPENAI},   {"perplexity", LP_DIALECT_OPENAI},
-    {"xai", LP_DIALECT_OPENAI},          {"grok", LP_DIALECT_OPENAI},
-    {"ollama", LP_DIALECT_OPENAI},       {"vllm", LP_DIALECT_OPENAI},
-    {"lmstudio", LP_DIALECT_OPENAI},     {"llamacpp", LP_DIALECT_OPENAI},
-    {"localai", LP_DIALECT_OPENAI},      {"deepinfra", LP_DIALECT_OPENAI},
-    {"cerebras", LP_DIALECT_OPENAI},     {"sambanova", LP_DIALECT_OPENAI},
-    {"nvidia", LP_DIALECT_OPENAI},       {"moonshot", LP_DIALECT_OPENAI},
-    {"qwen", LP_DIALECT_OPENAI},         {"dashscope", LP_DIALECT_OPENAI},
-    {"zhipu", LP_DIALECT_OPENAI},        {"glm", LP_DIALECT_OPENAI},
-    {"minimax", LP_DIALECT_OPENAI},      {"siliconflow", LP_DIALECT_OPENAI},
-    {"volcengine", LP_DIALECT_OPENAI},   {"doubao", LP_DIALECT_OPENAI},
-    {"huggingface", LP_DIALECT_OPENAI},  {"anyscale", LP_DIALECT_OPENAI},
-    {"hyperbolic", LP_DIALECT_OPENAI},   {"novita", LP_DIALECT_OPENAI},
+    {"openai", LP_DIALECT_OPENAI},
+    {"anthropic", LP_DIALECT_ANTHROPIC},
+    {"google", LP_DIALECT_GOOGLE},
+    {"gemini", LP_DIALECT_GOOGLE},
+    {"vertex", LP_DIALECT_GOOGLE},
+    {"vertex_ai", LP_DIALECT_GOOGLE},
+    {"azure", LP_DIALECT_AZURE},
+    {"azure-openai", LP_DIALECT_AZURE},
+    {"azure_openai", LP_DIALECT_AZURE},
+    {"cohere", LP_DIALECT_COHERE},
+    {"deepseek", LP_DIALECT_OPENAI},
+    {"groq", LP_DIALECT_OPENAI},
+    {"mistral", LP_DIALECT_OPENAI},
+    {"openai-compatible", LP_DIALECT_OPENAI},
+    {"openai_compatible", LP_DIALECT_OPENAI},
+    {"custom", LP_DIALECT_OPENAI},
+    {"together", LP_DIALECT_OPENAI},
+    {"fireworks", LP_DIALECT_OPENAI},
+    {"openrouter", LP_DIALECT_OPENAI},
+    {"perplexity", LP_DIALECT_OPENAI},
+    {"xai", LP_DIALECT_OPENAI},
+    {"grok", LP_DIALECT_OPENAI},
+    {"ollama", LP_DIALECT_OPENAI},
+    {"vllm", LP_DIALECT_OPENAI},
+    {"lmstudio", LP_DIALECT_OPENAI},
+    {"llamacpp", LP_DIALECT_OPENAI},
+    {"localai", LP_DIALECT_OPENAI},
+    {"deepinfra", LP_DIALECT_OPENAI},
+    {"cerebras", LP_DIALECT_OPENAI},
+    {"sambanova", LP_DIALECT_OPENAI},
+    {"nvidia", LP_DIALECT_OPENAI},
+    {"moonshot", LP_DIALECT_OPENAI},
+    {"qwen", LP_DIALECT_OPENAI},
+    {"dashscope", LP_DIALECT_OPENAI},
+    {"zhipu", LP_DIALECT_OPENAI},
+    {"glm", LP_DIALECT_OPENAI},
+    {"minimax", LP_DIALECT_OPENAI},
+    {"siliconflow", LP_DIALECT_OPENAI},
+    {"volcengine", LP_DIALECT_OPENAI},
+    {"doubao", LP_DIALECT_OPENAI},
+    {"huggingface", LP_DIALECT_OPENAI},
+    {"anyscale", LP_DIALECT_OPENAI},
+    {"hyperbolic", LP_DIALECT_OPENAI},
+    {"novita", LP_DIALECT_OPENAI},
 };
 
 /* A known protocol name (case-insensitive) sets the wire protocol and the dialect; anything
@@ -920,15 +942,14 @@ static void on_backend_api_version(struct lp_config_walk *w, yaml_node_t *val, v
             ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
     }
     if (!ok) {
-        ERR(w, val, "api_version \"%.64s\" is not an Azure API version (e.g. \"2024-10-21\")",
-            v);
+        ERR(w, val, "api_version \"%.64s\" is not an Azure API version (e.g. \"2024-10-21\")", v);
         LP_FREE(&b->api_version);
-    LP_FREE(&b->max_tokens_param);
-    LP_FREE(&b->health_check.path);
-    for (size_t i = 0; i < b->n_drop_params; i++)
-        LP_FREE(&b->drop_params[i]);
-    LP_FREE(&b->drop_params);
-    b->n_drop_params = 0;
+        LP_FREE(&b->max_tokens_param);
+        LP_FREE(&b->health_check.path);
+        for (size_t i = 0; i < b->n_drop_params; i++)
+            LP_FREE(&b->drop_params[i]);
+        LP_FREE(&b->drop_params);
+        b->n_drop_params = 0;
     }
 }
 
@@ -942,7 +963,7 @@ static void on_backend_max_tokens_param(struct lp_config_walk *w, yaml_node_t *v
         ERR(w, val, "max_tokens_param must be max_tokens or max_completion_tokens, got \"%.64s\"",
             b->max_tokens_param);
         LP_FREE(&b->max_tokens_param);
-    LP_FREE(&b->health_check.path);
+        LP_FREE(&b->health_check.path);
     }
 }
 
@@ -991,8 +1012,8 @@ static void on_backend_health_check(struct lp_config_walk *w, yaml_node_t *val, 
     struct lp_backend *b = target;
     struct lp_health_check *hc = &b->health_check;
     LP_FREE(&hc->path);
-    *hc = (struct lp_health_check){.interval_ms = 10000, .timeout_ms = 2000, .healthy_after = 1,
-                                   .unhealthy_after = 3};
+    *hc = (struct lp_health_check){
+        .interval_ms = 10000, .timeout_ms = 2000, .healthy_after = 1, .unhealthy_after = 3};
     if (val->type == YAML_MAPPING_NODE) {
         hc->enabled = true;
         walk_map(w, val, health_check_fields, hc);
@@ -1108,13 +1129,15 @@ static void google_key_from_url(struct lp_config_walk *w, yaml_node_t *item, str
     }
     yaml_node_t *at = own_value(w, item, "url") ? own_value(w, item, "url") : item;
     if (b->api_key && b->api_key[0]) {
-        WARN(w, at, "backend \"%.64s\": the key in the url's ?key= is ignored (api_key is set); "
-                    "remove it from the url, URLs are logged",
+        WARN(w, at,
+             "backend \"%.64s\": the key in the url's ?key= is ignored (api_key is set); "
+             "remove it from the url, URLs are logged",
              b->name);
         free(key);
     } else {
-        WARN(w, at, "backend \"%.64s\": the url's ?key= was moved to api_key (sent as "
-                    "x-goog-api-key, never in the URL); write it as api_key, URLs are logged",
+        WARN(w, at,
+             "backend \"%.64s\": the url's ?key= was moved to api_key (sent as "
+             "x-goog-api-key, never in the URL); write it as api_key, URLs are logged",
              b->name);
         free(b->api_key);
         b->api_key = key;
@@ -1246,8 +1269,7 @@ static void warn_google_model(struct lp_config_walk *w, yaml_node_t *item,
         return;
     size_t plen = strcspn(b->url, "?#");
     const char *m = NULL;
-    for (const char *p = b->url; (p = memmem(p, plen - (size_t)(p - b->url), "/models/", 8));
-         p++)
+    for (const char *p = b->url; (p = memmem(p, plen - (size_t)(p - b->url), "/models/", 8)); p++)
         m = p + 8;
     if (!m)
         return;
@@ -1267,9 +1289,11 @@ static void on_route_item(struct lp_config_walk *w, yaml_node_t *item, size_t i,
         ERR(w, item, "expected a mapping (a route), got %s", kind_name(item));
         return;
     }
-    struct lp_route r = {
-        .enabled = true, .backend_idx = SIZE_MAX, .weight = 1, .line = line_of(item),
-        .col = col_of(item)};
+    struct lp_route r = {.enabled = true,
+                         .backend_idx = SIZE_MAX,
+                         .weight = 1,
+                         .line = line_of(item),
+                         .col = col_of(item)};
     walk_map(w, item, route_fields, &r);
     if (w->stop) {
         LP_FREE(&r.backend);
@@ -1313,8 +1337,8 @@ static void on_strategy(struct lp_config_walk *w, yaml_node_t *val, void *target
         }
     }
     if (!found)
-        ERR(w, val, "unknown strategy \"%.64s\" (expected latency, random, round_robin or weighted)",
-            s);
+        ERR(w, val,
+            "unknown strategy \"%.64s\" (expected latency, random, round_robin or weighted)", s);
     free(s);
 }
 
@@ -1348,8 +1372,8 @@ static void on_hedge_delay(struct lp_config_walk *w, yaml_node_t *val, void *tar
     } else {
         int64_t ms = 0;
         if (!lp_duration_parse(s, &ms) || ms <= 0 || ms > 600000)
-            ERR(w, val, "invalid delay \"%.64s\" (a duration up to 10m such as 500ms, or p50 .. p99)",
-                s);
+            ERR(w, val,
+                "invalid delay \"%.64s\" (a duration up to 10m such as 500ms, or p50 .. p99)", s);
         else {
             h->delay_ms = ms;
             h->delay_pct = 0;
@@ -2027,7 +2051,8 @@ static void on_per_model_rps(struct lp_config_walk *w, yaml_node_t *val, void *t
         if (float_in(w, ps.v[i].val, 0.1, 5000, &rps)) {
             if (!lp_config_find_alias(w->cfg, ps.v[i].k, strlen(ps.v[i].k)))
                 WARN(w, ps.v[i].key, "per_model_rps names unknown alias \"%.64s\"", ps.v[i].k);
-            rl->per_model = lp_xrealloc(rl->per_model, (rl->n_per_model + 1) * sizeof *rl->per_model);
+            rl->per_model =
+                lp_xrealloc(rl->per_model, (rl->n_per_model + 1) * sizeof *rl->per_model);
             rl->per_model[rl->n_per_model++] = (struct lp_model_rps){lp_xstrdup(ps.v[i].k), rps};
         }
         path_pop(w, mark);

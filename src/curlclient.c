@@ -46,18 +46,18 @@ struct cxfer {
     int status;
     bool head_done;
     bool paused;
-    bool cancelled; /* user cancelled: no more callbacks */
-    bool aborted;   /* our callback asked to abort */
-    bool reaping;   /* queued for deferred removal */
-    bool local_fail; /* a socket could not be created here (no fds/memory): not the backend */
-    bool pending_add; /* started from inside a callback: joins the multi on the next pass */
-    char *owned_body; /* freed with the transfer (lp_upstream_req.body_owned) */
+    bool cancelled;       /* user cancelled: no more callbacks */
+    bool aborted;         /* our callback asked to abort */
+    bool reaping;         /* queued for deferred removal */
+    bool local_fail;      /* a socket could not be created here (no fds/memory): not the backend */
+    bool pending_add;     /* started from inside a callback: joins the multi on the next pass */
+    char *owned_body;     /* freed with the transfer (lp_upstream_req.body_owned) */
     struct lp_buf hdrbuf; /* "name\0value\0" pairs of the final response */
     struct hdr_ref hv[MAX_RESP_HEADERS];
     size_t n_hv;
     char errbuf[CURL_ERROR_SIZE];
-    struct cxfer *prev, *next;   /* live list */
-    struct cxfer *reap_next;     /* deferred removal list */
+    struct cxfer *prev, *next; /* live list */
+    struct cxfer *reap_next;   /* deferred removal list */
 };
 
 struct lp_curlclient {
@@ -127,7 +127,8 @@ static void on_sock_event(evutil_socket_t fd, short what, void *arg)
         sock_unregister(si);
         return;
     }
-    int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    int flags =
+        ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     run_socket_action(si->u, fd, flags);
 }
 
@@ -144,7 +145,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *uctx, vo
             sock_unregister(si);
         return 0;
     }
-    short want = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
+    short want =
+        (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
     si->parked = false;
     if (si->registered && si->mask == want)
         return 0;
@@ -210,8 +212,9 @@ static void store_header(struct cxfer *x, const char *line, size_t len)
         vlen--;
     }
     size_t at = x->hdrbuf.len;
-    if (lp_buf_append(&x->hdrbuf, line, nlen) != LP_OK || lp_buf_appendc(&x->hdrbuf, '\0') != LP_OK ||
-        lp_buf_append(&x->hdrbuf, v, vlen) != LP_OK || lp_buf_appendc(&x->hdrbuf, '\0') != LP_OK) {
+    if (lp_buf_append(&x->hdrbuf, line, nlen) != LP_OK ||
+        lp_buf_appendc(&x->hdrbuf, '\0') != LP_OK || lp_buf_append(&x->hdrbuf, v, vlen) != LP_OK ||
+        lp_buf_appendc(&x->hdrbuf, '\0') != LP_OK) {
         x->hdrbuf.len = at; /* over the ceiling: drop this header */
         return;
     }
@@ -289,7 +292,8 @@ static enum lp_xfer_result map_result(struct cxfer *x, CURLcode rc)
          * sign that the connect phase, fresh or pooled, was over. */
         curl_off_t pre_us = 0;
         curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pre_us);
-        return pre_us == 0 && !lp_curlclient_reused(&x->base) ? LP_XFER_TIMEOUT_CONNECT : LP_XFER_TIMEOUT_TOTAL;
+        return pre_us == 0 && !lp_curlclient_reused(&x->base) ? LP_XFER_TIMEOUT_CONNECT
+                                                              : LP_XFER_TIMEOUT_TOTAL;
     }
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
@@ -432,7 +436,8 @@ static void check_multi_info(struct lp_curlclient *u)
             continue;
         CURLcode rc = msg->data.result;
         enum lp_xfer_result res = map_result(x, rc);
-        const char *err = res == LP_XFER_OK ? NULL : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+        const char *err =
+            res == LP_XFER_OK ? NULL : (x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
         if (!x->cancelled && x->cbs.on_done) {
             /* Keep a copy: errbuf lives in x, which on_done may not outlive. */
             x->cbs.on_done(x->arg, &x->base, res, err);
@@ -457,13 +462,15 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
         if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK) {
             x->cancelled = true;
             if (x->cbs.on_done)
-                x->cbs.on_done(x->arg, &x->base, LP_XFER_LOCAL, "could not add the upstream transfer");
+                x->cbs.on_done(x->arg, &x->base, LP_XFER_LOCAL,
+                               "could not add the upstream transfer");
             xfer_destroy(x);
         }
     }
 }
 
-struct lp_curlclient *lp_curlclient_create(struct event_base *base, const struct lp_upstream_opts *o)
+struct lp_curlclient *lp_curlclient_create(struct event_base *base,
+                                           const struct lp_upstream_opts *o)
 {
     static bool global_done;
     if (!global_done) {
@@ -483,7 +490,8 @@ struct lp_curlclient *lp_curlclient_create(struct event_base *base, const struct
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, o && o->max_connects > 0 ? o->max_connects : 512L);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS,
+                      o && o->max_connects > 0 ? o->max_connects : 512L);
     curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     CURL *probe = curl_easy_init();
     if (probe) {
@@ -572,8 +580,10 @@ struct lp_upstream_xfer *lp_curlclient_start(struct lp_curlclient *u,
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(r->connect_timeout_ms > 0 ? r->connect_timeout_ms : 10000));
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(r->total_timeout_ms > 0 ? r->total_timeout_ms : 0));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(r->connect_timeout_ms > 0 ? r->connect_timeout_ms : 10000));
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                     (long)(r->total_timeout_ms > 0 ? r->total_timeout_ms : 0));
     /* Pooled handles keep their options: always set the CA bundle, to the backend's own or back
      * to the default, so a private CA never carries over to another backend. */
     curl_easy_setopt(e, CURLOPT_CAINFO, r->ca_file ? r->ca_file : u->default_cainfo);
@@ -696,8 +706,11 @@ int lp_curlclient_http_version(const struct lp_upstream_xfer *bx)
     long v = 0;
     curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &v);
     switch (v) {
-    case CURL_HTTP_VERSION_1_0: return 10;
-    case CURL_HTTP_VERSION_2_0: return 20;
-    default: return 11;
+    case CURL_HTTP_VERSION_1_0:
+        return 10;
+    case CURL_HTTP_VERSION_2_0:
+        return 20;
+    default:
+        return 11;
     }
 }

@@ -32,14 +32,20 @@ struct lp_decide_out lp_decide(const struct lp_decide_in *in)
         return step(LP_NEXT_CANCEL);
     switch (in->outcome) {
     case LP_OUT_READY:
-    case LP_OUT_COMPLETE: return step(LP_NEXT_COMMIT);
-    case LP_OUT_STREAM_END: return step(LP_NEXT_END_STREAM);
-    case LP_OUT_DEADLINE: return step(committed ? LP_NEXT_END_STREAM : LP_NEXT_DEADLINE);
+    case LP_OUT_COMPLETE:
+        return step(LP_NEXT_COMMIT);
+    case LP_OUT_STREAM_END:
+        return step(LP_NEXT_END_STREAM);
+    case LP_OUT_DEADLINE:
+        return step(committed ? LP_NEXT_END_STREAM : LP_NEXT_DEADLINE);
     case LP_OUT_LOCAL:
         return step(in->others_in_flight > 0 ? LP_NEXT_WAIT : LP_NEXT_REPLY_LOCAL);
-    case LP_OUT_REFUSED: return step(LP_NEXT_REPLY_REFUSED);
-    case LP_OUT_FAILED: return in->failover ? after_failover(in) : step(LP_NEXT_REPLY_ERROR);
-    case LP_OUT_CANCELLED: break; /* handled above */
+    case LP_OUT_REFUSED:
+        return step(LP_NEXT_REPLY_REFUSED);
+    case LP_OUT_FAILED:
+        return in->failover ? after_failover(in) : step(LP_NEXT_REPLY_ERROR);
+    case LP_OUT_CANCELLED:
+        break; /* handled above */
     }
     return step(LP_NEXT_FINISH);
 }
@@ -47,18 +53,30 @@ struct lp_decide_out lp_decide(const struct lp_decide_in *in)
 const char *lp_next_name(enum lp_next n)
 {
     switch (n) {
-    case LP_NEXT_COMMIT: return "commit";
-    case LP_NEXT_CANCEL: return "cancel";
-    case LP_NEXT_TRY_NEXT: return "try_next";
-    case LP_NEXT_BACKOFF: return "backoff";
-    case LP_NEXT_WAIT: return "wait";
-    case LP_NEXT_REPLY_ERROR: return "reply_error";
-    case LP_NEXT_REPLY_REFUSED: return "reply_refused";
-    case LP_NEXT_REPLY_LOCAL: return "reply_local";
-    case LP_NEXT_ALL_FAILED: return "all_failed";
-    case LP_NEXT_DEADLINE: return "deadline";
-    case LP_NEXT_END_STREAM: return "end_stream";
-    case LP_NEXT_FINISH: return "finish";
+    case LP_NEXT_COMMIT:
+        return "commit";
+    case LP_NEXT_CANCEL:
+        return "cancel";
+    case LP_NEXT_TRY_NEXT:
+        return "try_next";
+    case LP_NEXT_BACKOFF:
+        return "backoff";
+    case LP_NEXT_WAIT:
+        return "wait";
+    case LP_NEXT_REPLY_ERROR:
+        return "reply_error";
+    case LP_NEXT_REPLY_REFUSED:
+        return "reply_refused";
+    case LP_NEXT_REPLY_LOCAL:
+        return "reply_local";
+    case LP_NEXT_ALL_FAILED:
+        return "all_failed";
+    case LP_NEXT_DEADLINE:
+        return "deadline";
+    case LP_NEXT_END_STREAM:
+        return "end_stream";
+    case LP_NEXT_FINISH:
+        return "finish";
     }
     return "?";
 }

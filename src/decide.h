@@ -36,16 +36,16 @@
 #define LP_MIN_ATTEMPT_MS 100
 
 struct lp_decide_in {
-    enum lp_phase phase;          /* the request's phase when the outcome arrives */
+    enum lp_phase phase; /* the request's phase when the outcome arrives */
     enum lp_outcome_kind outcome;
-    bool failover;                /* FAILED: the classifier's decision */
-    bool is_winner;               /* this attempt is the committed one */
+    bool failover;  /* FAILED: the classifier's decision */
+    bool is_winner; /* this attempt is the committed one */
     bool client_gone;
-    int others_in_flight;         /* other attempts of the request still running */
-    size_t cands_left;            /* candidates not tried yet */
-    int attempts_left;            /* under max_retries (a large number when uncapped) */
-    int64_t time_left_ms;         /* until the request's deadline */
-    int64_t backoff_ms;           /* the wait before the next attempt (0: none) */
+    int others_in_flight; /* other attempts of the request still running */
+    size_t cands_left;    /* candidates not tried yet */
+    int attempts_left;    /* under max_retries (a large number when uncapped) */
+    int64_t time_left_ms; /* until the request's deadline */
+    int64_t backoff_ms;   /* the wait before the next attempt (0: none) */
 };
 
 enum lp_next {
@@ -65,8 +65,8 @@ enum lp_next {
 
 struct lp_decide_out {
     enum lp_next next;
-    int64_t delay_ms;      /* BACKOFF */
-    bool deadline_hit;     /* ALL_FAILED because no time was left */
+    int64_t delay_ms;  /* BACKOFF */
+    bool deadline_hit; /* ALL_FAILED because no time was left */
 };
 
 /* The next step for one outcome (rules above). Pure. */

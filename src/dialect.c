@@ -21,9 +21,12 @@ static const char *openai_path(const struct lp_dialect_req *r)
     case LP_EP_EMBEDDINGS:
     case LP_EP_MODERATIONS:
     case LP_EP_IMAGES:
-    case LP_EP_AUDIO_SPEECH: return lp_endpoint_desc(r->ep)->path;
-    case LP_EP_PASSTHROUGH: return r->passthrough_path;
-    default: return NULL;
+    case LP_EP_AUDIO_SPEECH:
+        return lp_endpoint_desc(r->ep)->path;
+    case LP_EP_PASSTHROUGH:
+        return r->passthrough_path;
+    default:
+        return NULL;
     }
 }
 
@@ -48,9 +51,12 @@ static const char *anthropic_path(const struct lp_dialect_req *r)
 {
     switch (r->ep) {
     case LP_EP_MESSAGES:
-    case LP_EP_COUNT_TOKENS: return lp_endpoint_desc(r->ep)->path;
-    case LP_EP_PASSTHROUGH: return r->passthrough_path;
-    default: return NULL;
+    case LP_EP_COUNT_TOKENS:
+        return lp_endpoint_desc(r->ep)->path;
+    case LP_EP_PASSTHROUGH:
+        return r->passthrough_path;
+    default:
+        return NULL;
     }
 }
 
@@ -123,12 +129,18 @@ static void append_segment(struct lp_buf *b, const char *s)
 static const char *azure_deployment_path(enum lp_endpoint ep)
 {
     switch (ep) {
-    case LP_EP_CHAT: return "/chat/completions";
-    case LP_EP_COMPLETIONS: return "/completions";
-    case LP_EP_EMBEDDINGS: return "/embeddings";
-    case LP_EP_IMAGES: return "/images/generations";
-    case LP_EP_AUDIO_SPEECH: return "/audio/speech";
-    default: return NULL;
+    case LP_EP_CHAT:
+        return "/chat/completions";
+    case LP_EP_COMPLETIONS:
+        return "/completions";
+    case LP_EP_EMBEDDINGS:
+        return "/embeddings";
+    case LP_EP_IMAGES:
+        return "/images/generations";
+    case LP_EP_AUDIO_SPEECH:
+        return "/audio/speech";
+    default:
+        return NULL;
     }
 }
 
@@ -141,8 +153,8 @@ static char *azure_url(const struct lp_dialect_req *r)
         const char *p = openai_path(r);
         return p ? lp_urljoin(base, p, r->query) : NULL;
     }
-    const char *sub = r->ep == LP_EP_PASSTHROUGH ? r->passthrough_path
-                                                 : azure_deployment_path(r->ep);
+    const char *sub =
+        r->ep == LP_EP_PASSTHROUGH ? r->passthrough_path : azure_deployment_path(r->ep);
     if (!sub)
         return NULL;
     struct lp_buf b;

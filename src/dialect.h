@@ -36,8 +36,8 @@ typedef void (*lp_dialect_hdr_fn)(void *ctx, char *line);
 
 struct lp_dialect {
     enum lp_dialect_id id;
-    const char *name;    /* "openai", "anthropic", "azure", "cohere" */
-    enum lp_proto wire;  /* body format of requests, responses, streams and errors */
+    const char *name;   /* "openai", "anthropic", "azure", "cohere" */
+    enum lp_proto wire; /* body format of requests, responses, streams and errors */
     /* The upstream URL for r as a heap string, or NULL when the dialect cannot serve r->ep. */
     char *(*url)(const struct lp_dialect_req *r);
     /* Append the backend's credential header (when it has a key) and the protocol-version

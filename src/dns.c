@@ -15,7 +15,7 @@ struct lp_dns_query {
     struct lp_dns_entry *e;
     lp_dns_cb cb;
     void *arg;
-    bool detached;  /* being delivered: on_deliver frees it */
+    bool detached; /* being delivered: on_deliver frees it */
     bool cancelled;
     struct lp_dns_query *next;
 };
@@ -25,7 +25,7 @@ struct lp_dns_entry {
     char *host;
     struct lp_dns_addrs addrs; /* n == 0: nothing known */
     int64_t expires_us, stale_until_us;
-    const char *err;           /* the last failure, for waiters when nothing is usable */
+    const char *err; /* the last failure, for waiters when nothing is usable */
     bool querying;
     struct event deliver;
     struct lp_dns_query *waiters;
@@ -136,7 +136,8 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
     if (status == ARES_SUCCESS && res) {
         struct lp_dns_addrs a = {0};
         int ttl = LP_DNS_MAX_TTL_S;
-        for (struct ares_addrinfo_node *n = res->nodes; n && a.n < LP_DNS_MAX_ADDRS; n = n->ai_next) {
+        for (struct ares_addrinfo_node *n = res->nodes; n && a.n < LP_DNS_MAX_ADDRS;
+             n = n->ai_next) {
             if ((n->ai_family != AF_INET && n->ai_family != AF_INET6) ||
                 n->ai_addrlen > (ares_socklen_t)sizeof a.addr[0])
                 continue;
@@ -158,7 +159,7 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
             e->err = "no IPv4 or IPv6 address for the name";
         }
     } else {
-        e->err = status == ARES_ENOTFOUND ? "name not found"
+        e->err = status == ARES_ENOTFOUND  ? "name not found"
                  : status == ARES_ETIMEOUT ? "name servers did not answer"
                                            : "name resolution failed";
     }
@@ -174,8 +175,8 @@ static void start_query(struct lp_dns_entry *e)
         return;
     e->querying = true;
     e->d->queries++;
-    struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                                        .ai_flags = ARES_AI_NOSORT};
+    struct ares_addrinfo_hints hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = ARES_AI_NOSORT};
     ares_getaddrinfo(e->d->ch, e->host, NULL, &hints, on_answer, e);
     reschedule(e->d);
 }

@@ -48,19 +48,22 @@
 
 #define DEFAULT_MAX_HEADER ((size_t)16 * 1024)
 #define DEFAULT_MAX_BODY ((size_t)16 * 1024 * 1024)
-#define IN_INITIAL 4096         /* input buffer of a new or idle connection */
-#define IN_MIN_SPARE 2048       /* room kept after a parsed head for body bytes / pipelining */
-#define SPILL_MAX 16384         /* pipelined bytes buffered while a request is active; past it,
-                                   reading pauses (EV_CLOSED only, which misses a reset) */
+#define IN_INITIAL 4096   /* input buffer of a new or idle connection */
+#define IN_MIN_SPARE 2048 /* room kept after a parsed head for body bytes / pipelining */
+#define SPILL_MAX                                                                                  \
+    16384                          /* pipelined bytes buffered while a request is active; past it, \
+                                      reading pauses (EV_CLOSED only, which misses a reset) */
 #define IDLE_KEEP_BODY (64 * 1024) /* body storage above this is released between requests */
-#define BODY_INITIAL (16 * 1024) /* first body allocation when more is announced than has arrived */
-#define RATE_WINDOW_MS 5000     /* default minimum-rate window (and grace before the first check) */
-#define FULL_PAUSE_MS 50        /* at the total connection cap: retry accepting after this */
-#define LIMIT_LOG_MS 10000      /* at most one log line per cause per edge in this interval */
-#define HEAD_MAX (1024 * 1024)  /* ceiling on a response head built from handler headers */
-#define LINGER_MS 2000          /* after a reject: discard input this long before closing */
+#define BODY_INITIAL                                                                               \
+    (16 * 1024)                /* first body allocation when more is announced than has arrived    \
+                                */
+#define RATE_WINDOW_MS 5000    /* default minimum-rate window (and grace before the first check) */
+#define FULL_PAUSE_MS 50       /* at the total connection cap: retry accepting after this */
+#define LIMIT_LOG_MS 10000     /* at most one log line per cause per edge in this interval */
+#define HEAD_MAX (1024 * 1024) /* ceiling on a response head built from handler headers */
+#define LINGER_MS 2000         /* after a reject: discard input this long before closing */
 #define ACCEPT_BATCH 64
-#define ACCEPT_PAUSE_MS 100     /* pause accepting after EMFILE and friends */
+#define ACCEPT_PAUSE_MS 100 /* pause accepting after EMFILE and friends */
 #define MAX_IOV 16
 
 enum cstate {
@@ -92,7 +95,7 @@ struct lp_edge_req {
     bool chunked_out;    /* streaming body uses chunked framing */
     bool no_body;        /* HEAD request or bodiless status: body bytes are not sent */
     bool head_method;
-    bool above_lw;       /* pending output went above the drain low watermark */
+    bool above_lw; /* pending output went above the drain low watermark */
 };
 
 struct conn {
@@ -103,30 +106,30 @@ struct conn {
     int depth; /* edge callbacks of this connection on the stack */
     struct event rev, wev, timer, defer;
     enum read_mode read_mode;
-    bool write_on;     /* wev registered */
-    bool head_started; /* CS_HEAD: header timeout running (else keep-alive idle) */
-    bool must_close;   /* close after the current response */
-    bool corked;       /* lp_edge_cork: queue output, send it in one go at uncork */
-    bool to_spill;     /* the pending recv targets spill (see read_target) */
+    bool write_on;       /* wev registered */
+    bool head_started;   /* CS_HEAD: header timeout running (else keep-alive idle) */
+    bool must_close;     /* close after the current response */
+    bool corked;         /* lp_edge_cork: queue output, send it in one go at uncork */
+    bool to_spill;       /* the pending recv targets spill (see read_target) */
     struct lp_buf spill; /* bytes read while a request is active and in[] is full (pipelined
                             input), so reading, and thus reset detection, never has to stop */
-    bool linger;       /* close through CS_LINGER (unread input may follow) */
-    bool read_eof;     /* peer sent FIN while the response was still being flushed */
-    bool defer_next;   /* on_defer: parse the next buffered request */
-    bool notify_close; /* on_defer: call close_cb */
-    int64_t deadline;  /* ms (monotonic) when the state's timeout expires; 0 = none */
-    int64_t timer_at;  /* when the timer event is due; 0 = not pending */
+    bool linger;         /* close through CS_LINGER (unread input may follow) */
+    bool read_eof;       /* peer sent FIN while the response was still being flushed */
+    bool defer_next;     /* on_defer: parse the next buffered request */
+    bool notify_close;   /* on_defer: call close_cb */
+    int64_t deadline;    /* ms (monotonic) when the state's timeout expires; 0 = none */
+    int64_t timer_at;    /* when the timer event is due; 0 = not pending */
     /* CS_BODY clocks (ms, monotonic; 0 = off): the state's deadline is the earliest of
      * last_rx_at + body_idle_timeout, body_end_at and rate_at. */
-    int64_t body_end_at;  /* the whole body must have arrived by then */
-    int64_t rate_at;      /* next minimum-rate check */
-    int64_t last_rx_at;   /* last body byte received */
-    uint64_t body_rx;     /* body bytes received from the socket (chunk framing included) */
-    uint64_t rate_mark;   /* body_rx at the previous rate check */
-    size_t body_ceil;     /* body storage never grows past this (Content-Length or limit, + 1) */
-    size_t charged;       /* bytes of body storage taken from the edge's body budget */
+    int64_t body_end_at; /* the whole body must have arrived by then */
+    int64_t rate_at;     /* next minimum-rate check */
+    int64_t last_rx_at;  /* last body byte received */
+    uint64_t body_rx;    /* body bytes received from the socket (chunk framing included) */
+    uint64_t rate_mark;  /* body_rx at the previous rate check */
+    size_t body_ceil;    /* body storage never grows past this (Content-Length or limit, + 1) */
+    size_t charged;      /* bytes of body storage taken from the edge's body budget */
     struct lp_conncap_addr addr; /* the peer as counted by the per-address cap */
-    bool counted;         /* holds a slot of the connection caps (released when the socket closes) */
+    bool counted; /* holds a slot of the connection caps (released when the socket closes) */
     struct lp_edge_limits lim; /* snapshot taken when a request head starts */
     /* Input: in[0, in_len) holds bytes; in[in_off, in_len) are unconsumed. While a request is
      * parsed, in[head_off, head_off + head_len) is its head, which *h points into. */
@@ -158,8 +161,8 @@ struct lp_edge {
     lp_edge_reject_cb on_reject;
     lp_edge_head_cb on_head;
     void *arg;
-    struct lp_conncap *caps; /* NULL = no connection caps */
-    struct lp_budget *bodies; /* NULL = no body budget */
+    struct lp_conncap *caps;                /* NULL = no connection caps */
+    struct lp_budget *bodies;               /* NULL = no body budget */
     int64_t full_logged_at, addr_logged_at; /* rate limits of the cap log lines */
     uint64_t addr_refused; /* connections closed by the per-address cap since the last log */
     struct conn *conns;
@@ -182,43 +185,80 @@ static void body_release(struct conn *c, bool keep);
 static const char *status_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 529: return "Overloaded";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 529:
+        return "Overloaded";
+    default:
+        return "Unknown";
     }
 }
 
@@ -243,8 +283,8 @@ static size_t fmt_uint(char *buf, uint64_t v, unsigned base)
 
 static bool is_framing_header(const char *name)
 {
-    return strcasecmp(name, "content-length") == 0 ||
-           strcasecmp(name, "transfer-encoding") == 0 || strcasecmp(name, "connection") == 0;
+    return strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0 ||
+           strcasecmp(name, "connection") == 0;
 }
 
 /* Handler headers must not be able to split the response. */
@@ -574,8 +614,8 @@ static bool head_answered(struct conn *c)
 {
     bool must_close = c->must_close;
     lp_buf_reset(&c->body); /* the handler must not see the previous request's body */
-    c->must_close = true; /* an answer given now closes: the body is never read */
-    c->linger = true;     /* ... but what the client still sends is drained, not reset */
+    c->must_close = true;   /* an answer given now closes: the body is never read */
+    c->linger = true;       /* ... but what the client still sends is drained, not reset */
     activate_req(c);
     c->edge->on_head(&c->req, c->edge->arg);
     /* depth > 0 here (we are inside an edge callback), so c is still valid. */
@@ -748,8 +788,8 @@ static void feed_chunked(struct conn *c)
         return;
     }
     size_t used = 0;
-    enum lp_status rc = lp_http1_chunked_feed(&c->chunk, c->in + c->in_off, c->in_len - c->in_off,
-                                              &used, &c->body);
+    enum lp_status rc =
+        lp_http1_chunked_feed(&c->chunk, c->in + c->in_off, c->in_len - c->in_off, &used, &c->body);
     c->in_off += used;
     if (rc == LP_AGAIN) {
         /* Everything was consumed: reuse the space after the head for the next read. */
@@ -1196,8 +1236,10 @@ static void pause_full(struct lp_edge *e)
         e->full_logged_at = now;
         struct lp_conncap_stats st;
         lp_conncap_stats(e->caps, &st);
-        lp_log_warn(NULL, "edge: connection cap reached (%zu open); accepting paused until one "
-                          "closes", st.open);
+        lp_log_warn(NULL,
+                    "edge: connection cap reached (%zu open); accepting paused until one "
+                    "closes",
+                    st.open);
     }
 }
 
@@ -1227,8 +1269,10 @@ static void note_addr_refused(struct lp_edge *e, const struct sockaddr_storage *
         inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof ip);
     else if (ss->ss_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof ip);
-    lp_log_warn(NULL, "edge: closed %llu connection(s) from peers at their per-address cap "
-                      "(latest from %s)", (unsigned long long)e->addr_refused, ip);
+    lp_log_warn(NULL,
+                "edge: closed %llu connection(s) from peers at their per-address cap "
+                "(latest from %s)",
+                (unsigned long long)e->addr_refused, ip);
     e->addr_refused = 0;
 }
 
@@ -1262,8 +1306,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             /* Level-triggered: without a pause the loop would spin on the full backlog. */
-            lp_log_warn(NULL, "edge: accept: %s; pausing %d ms", strerror(errno),
-                        ACCEPT_PAUSE_MS);
+            lp_log_warn(NULL, "edge: accept: %s; pausing %d ms", strerror(errno), ACCEPT_PAUSE_MS);
             event_del(&e->lev);
             e->listening = false;
             struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
@@ -1301,12 +1344,13 @@ static int open_listener(const struct sockaddr *sa, socklen_t len, bool reusepor
 
 static int listen_any(int port, bool reuseport)
 {
-    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = in6addr_any,
-                              .sin6_port = htons((uint16_t)port)};
+    struct sockaddr_in6 a6 = {
+        .sin6_family = AF_INET6, .sin6_addr = in6addr_any, .sin6_port = htons((uint16_t)port)};
     int fd = open_listener((struct sockaddr *)&a6, sizeof a6, reuseport, true);
     if (fd >= 0)
         return fd;
-    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY),
+    struct sockaddr_in a4 = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_ANY),
                              .sin_port = htons((uint16_t)port)};
     return open_listener((struct sockaddr *)&a4, sizeof a4, reuseport, false);
 }
@@ -1321,7 +1365,8 @@ int lp_edge_listen_socket(const char *host, int port, bool reuseport)
         return listen_any(port, reuseport);
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     if (getaddrinfo(host, portstr, &hints, &res) != 0) {

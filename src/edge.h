@@ -42,15 +42,20 @@ struct lp_budget;   /* process-wide byte budget (budget.h) */
 /* Size limits of 0 select the defaults (16 KiB headers, 16 MiB body); timeouts <= 0 disable
  * that timeout. */
 struct lp_edge_limits {
-    size_t max_header_bytes;   /* request line + headers; over -> reject 431 */
-    size_t max_body_bytes;     /* over (by Content-Length up front, or while reading chunked) -> reject 413 without reading the rest */
-    int64_t header_timeout_ms; /* from connection accept / first byte after keep-alive idle until the full header block arrived (slowloris) -> close */
-    int64_t body_timeout_ms;   /* the whole body must arrive within this, counted from the end of the head -> 408 reject */
+    size_t max_header_bytes; /* request line + headers; over -> reject 431 */
+    size_t max_body_bytes; /* over (by Content-Length up front, or while reading chunked) -> reject
+                              413 without reading the rest */
+    int64_t header_timeout_ms; /* from connection accept / first byte after keep-alive idle until
+                                  the full header block arrived (slowloris) -> close */
+    int64_t body_timeout_ms; /* the whole body must arrive within this, counted from the end of the
+                                head -> 408 reject */
     int64_t body_idle_timeout_ms; /* max silence while reading the body -> 408 reject */
-    uint64_t min_body_rate;    /* bytes/s: after the first window, every body_rate_window_ms must bring rate x window bytes -> 408 reject; 0 = off */
+    uint64_t min_body_rate; /* bytes/s: after the first window, every body_rate_window_ms must bring
+                               rate x window bytes -> 408 reject; 0 = off */
     int64_t body_rate_window_ms; /* <= 0 selects 5000 */
-    int64_t idle_timeout_ms;   /* keep-alive idle between requests -> close */
-    int64_t write_timeout_ms;  /* max time with pending output that makes no progress -> close (handler gets close_cb) */
+    int64_t idle_timeout_ms;     /* keep-alive idle between requests -> close */
+    int64_t write_timeout_ms;    /* max time with pending output that makes no progress -> close
+                                    (handler gets close_cb) */
 };
 struct lp_edge_header {
     const char *name;
@@ -79,13 +84,14 @@ typedef void (*lp_edge_head_cb)(struct lp_edge_req *req, void *arg);
 /* The edge refused a request before the handler saw it (status 400 malformed, 408 body timeout
  * (silence, overall deadline or minimum rate), 413 body too large, 417 unsupported Expect, 431
  * headers too large, 501 unsupported transfer-encoding, 503 body budget exhausted (the plain
- * fallback adds Retry-After: 1; a callback should too), 505 version). Method/path/headers are available when they were parsed
- * (method may be "" and path NULL when the request line was not parsed). The callback must
- * answer synchronously with lp_edge_respond (so the body can be in the client's protocol
- * shape); the edge then closes the connection after writing it (Connection: close). If the
- * callback is NULL, or returns without answering, the edge sends a plain-text response.
- * Exception to "invalid once ended": inside on_reject, the accessors (method, path, headers)
- * stay usable until the callback returns, even after lp_edge_respond (e.g. for logging). */
+ * fallback adds Retry-After: 1; a callback should too), 505 version). Method/path/headers are
+ * available when they were parsed (method may be "" and path NULL when the request line was not
+ * parsed). The callback must answer synchronously with lp_edge_respond (so the body can be in the
+ * client's protocol shape); the edge then closes the connection after writing it (Connection:
+ * close). If the callback is NULL, or returns without answering, the edge sends a plain-text
+ * response. Exception to "invalid once ended": inside on_reject, the accessors (method, path,
+ * headers) stay usable until the callback returns, even after lp_edge_respond (e.g. for logging).
+ */
 typedef void (*lp_edge_reject_cb)(struct lp_edge_req *req, int status, const char *reason,
                                   void *arg);
 /* The client went away (EOF/reset/write error/write timeout) before the handler ended the
@@ -143,16 +149,23 @@ size_t lp_edge_open_connections(const struct lp_edge *e);
 void lp_edge_destroy(struct lp_edge *e);
 
 /* Request accessors (valid until the request is ended). */
-const char *lp_edge_req_method(const struct lp_edge_req *r); /* "GET", "POST", ...; "" if unparsed (rejects) */
-const char *lp_edge_req_path(const struct lp_edge_req *r);   /* raw path without query, e.g. "/v1/messages"; NULL if unparsed (rejects) */
-const char *lp_edge_req_query(const struct lp_edge_req *r);  /* raw query without '?', or NULL */
-const char *lp_edge_req_header(const struct lp_edge_req *r, const char *name); /* case-insensitive, first match, NULL if none */
+const char *
+lp_edge_req_method(const struct lp_edge_req *r); /* "GET", "POST", ...; "" if unparsed (rejects) */
+const char *lp_edge_req_path(
+    const struct lp_edge_req
+        *r); /* raw path without query, e.g. "/v1/messages"; NULL if unparsed (rejects) */
+const char *lp_edge_req_query(const struct lp_edge_req *r); /* raw query without '?', or NULL */
+const char *lp_edge_req_header(const struct lp_edge_req *r,
+                               const char *name); /* case-insensitive, first match, NULL if none */
 size_t lp_edge_req_header_count(const struct lp_edge_req *r);
 void lp_edge_req_header_at(const struct lp_edge_req *r, size_t i, const char **name,
                            const char **value); /* names as sent; i < count */
-const char *lp_edge_req_body(const struct lp_edge_req *r, size_t *len); /* whole body (Content-Length or de-chunked); "" with len 0 if none; NUL-terminated */
-const char *lp_edge_req_peer_ip(const struct lp_edge_req *r); /* "127.0.0.1" / "::1" (IPv4-mapped shown as IPv4) */
-int lp_edge_req_http_minor(const struct lp_edge_req *r);      /* 0 or 1 */
+const char *lp_edge_req_body(const struct lp_edge_req *r,
+                             size_t *len); /* whole body (Content-Length or de-chunked); "" with len
+                                              0 if none; NUL-terminated */
+const char *lp_edge_req_peer_ip(
+    const struct lp_edge_req *r); /* "127.0.0.1" / "::1" (IPv4-mapped shown as IPv4) */
+int lp_edge_req_http_minor(const struct lp_edge_req *r); /* 0 or 1 */
 bool lp_edge_req_client_gone(const struct lp_edge_req *r);
 /* Set (or clear with cb NULL) the close callback of an active request. */
 void lp_edge_set_close_cb(struct lp_edge_req *r, lp_edge_close_cb cb, void *arg);

@@ -7,23 +7,29 @@
 
 #include "util/buf.h"
 
-/* clang-format off */
 static const struct lp_endpoint_desc table[LP_EP__COUNT] = {
-    [LP_EP_NONE]              = {LP_EP_NONE, NULL, "none", LP_PROTO_OPENAI, false, false},
-    [LP_EP_CHAT]              = {LP_EP_CHAT, "/v1/chat/completions", "chat", LP_PROTO_OPENAI, true, true},
-    [LP_EP_MESSAGES]          = {LP_EP_MESSAGES, "/v1/messages", "messages", LP_PROTO_ANTHROPIC, true, true},
-    [LP_EP_COUNT_TOKENS]      = {LP_EP_COUNT_TOKENS, "/v1/messages/count_tokens", "count_tokens", LP_PROTO_ANTHROPIC, true, false},
-    [LP_EP_RESPONSES]         = {LP_EP_RESPONSES, "/v1/responses", "responses", LP_PROTO_OPENAI, true, false},
-    [LP_EP_RESPONSES_COMPACT] = {LP_EP_RESPONSES_COMPACT, "/v1/responses/compact", "responses_compact", LP_PROTO_OPENAI, true, false},
-    [LP_EP_COMPLETIONS]       = {LP_EP_COMPLETIONS, "/v1/completions", "completions", LP_PROTO_OPENAI, true, false},
-    [LP_EP_EMBEDDINGS]        = {LP_EP_EMBEDDINGS, "/v1/embeddings", "embeddings", LP_PROTO_OPENAI, true, false},
-    [LP_EP_MODERATIONS]       = {LP_EP_MODERATIONS, "/v1/moderations", "moderations", LP_PROTO_OPENAI, true, false},
-    [LP_EP_IMAGES]            = {LP_EP_IMAGES, "/v1/images/generations", "images", LP_PROTO_OPENAI, true, false},
-    [LP_EP_AUDIO_SPEECH]      = {LP_EP_AUDIO_SPEECH, "/v1/audio/speech", "audio_speech", LP_PROTO_OPENAI, true, false},
-    [LP_EP_PASSTHROUGH]       = {LP_EP_PASSTHROUGH, NULL, "passthrough", LP_PROTO_OPENAI, true, false},
-    [LP_EP_MODELS]            = {LP_EP_MODELS, "/v1/models", "models", LP_PROTO_OPENAI, false, false},
+    [LP_EP_NONE] = {LP_EP_NONE, NULL, "none", LP_PROTO_OPENAI, false, false},
+    [LP_EP_CHAT] = {LP_EP_CHAT, "/v1/chat/completions", "chat", LP_PROTO_OPENAI, true, true},
+    [LP_EP_MESSAGES] = {LP_EP_MESSAGES, "/v1/messages", "messages", LP_PROTO_ANTHROPIC, true, true},
+    [LP_EP_COUNT_TOKENS] = {LP_EP_COUNT_TOKENS, "/v1/messages/count_tokens", "count_tokens",
+                            LP_PROTO_ANTHROPIC, true, false},
+    [LP_EP_RESPONSES] = {LP_EP_RESPONSES, "/v1/responses", "responses", LP_PROTO_OPENAI, true,
+                         false},
+    [LP_EP_RESPONSES_COMPACT] = {LP_EP_RESPONSES_COMPACT, "/v1/responses/compact",
+                                 "responses_compact", LP_PROTO_OPENAI, true, false},
+    [LP_EP_COMPLETIONS] = {LP_EP_COMPLETIONS, "/v1/completions", "completions", LP_PROTO_OPENAI,
+                           true, false},
+    [LP_EP_EMBEDDINGS] = {LP_EP_EMBEDDINGS, "/v1/embeddings", "embeddings", LP_PROTO_OPENAI, true,
+                          false},
+    [LP_EP_MODERATIONS] = {LP_EP_MODERATIONS, "/v1/moderations", "moderations", LP_PROTO_OPENAI,
+                           true, false},
+    [LP_EP_IMAGES] = {LP_EP_IMAGES, "/v1/images/generations", "images", LP_PROTO_OPENAI, true,
+                      false},
+    [LP_EP_AUDIO_SPEECH] = {LP_EP_AUDIO_SPEECH, "/v1/audio/speech", "audio_speech", LP_PROTO_OPENAI,
+                            true, false},
+    [LP_EP_PASSTHROUGH] = {LP_EP_PASSTHROUGH, NULL, "passthrough", LP_PROTO_OPENAI, true, false},
+    [LP_EP_MODELS] = {LP_EP_MODELS, "/v1/models", "models", LP_PROTO_OPENAI, false, false},
 };
-/* clang-format on */
 
 /* The reference's paths without /v1 (seed-system.md §3): aliases of the /v1 forms. */
 static const struct {
@@ -153,8 +159,8 @@ enum lp_proto lp_endpoint_client_proto(const char *path)
  * (so api_key, api-key, apiKey and APIKEY all match "apikey"). A name containing any of these
  * is refused. */
 static const char *const credential_words[] = {
-    "key", "token", "secret", "passw", "auth", "signature", "sig", "credential", "session",
-    "cookie", "jwt", "bearer", NULL,
+    "key",        "token",   "secret", "passw", "auth",   "signature", "sig",
+    "credential", "session", "cookie", "jwt",   "bearer", NULL,
 };
 
 static bool credential_like(const char *name, size_t len)
@@ -188,10 +194,13 @@ bool lp_endpoint_query_param_allowed(enum lp_endpoint ep, const char *name, size
     if (!name || len == 0 || credential_like(name, len))
         return false;
     switch (ep) {
-    case LP_EP_PASSTHROUGH: return true;
+    case LP_EP_PASSTHROUGH:
+        return true;
     case LP_EP_MESSAGES:
-    case LP_EP_COUNT_TOKENS: return len == 4 && memcmp(name, "beta", 4) == 0;
-    default: return false;
+    case LP_EP_COUNT_TOKENS:
+        return len == 4 && memcmp(name, "beta", 4) == 0;
+    default:
+        return false;
     }
 }
 

@@ -37,11 +37,11 @@ enum lp_endpoint {
 /* What is fixed about an endpoint. */
 struct lp_endpoint_desc {
     enum lp_endpoint ep;
-    const char *path;       /* canonical /v1 path; NULL for LP_EP_NONE and LP_EP_PASSTHROUGH */
-    const char *name;       /* short label for logs and metrics: "chat", "messages", ... */
-    enum lp_proto client;   /* the protocol a client speaks on it */
-    bool forwarded;         /* POST with a JSON body carrying `model`, sent upstream */
-    bool translatable;      /* may be routed to a backend of the other protocol */
+    const char *path;     /* canonical /v1 path; NULL for LP_EP_NONE and LP_EP_PASSTHROUGH */
+    const char *name;     /* short label for logs and metrics: "chat", "messages", ... */
+    enum lp_proto client; /* the protocol a client speaks on it */
+    bool forwarded;       /* POST with a JSON body carrying `model`, sent upstream */
+    bool translatable;    /* may be routed to a backend of the other protocol */
 };
 
 /* The description of ep (a static entry; LP_EP_NONE's for out-of-range values). */

@@ -4,10 +4,10 @@
  * request timer), COMMITTED (the winner relays), DONE (answered; finishing).
  *
  * Entry points: lp_forward_begin (intake), conclude() (every attempt outcome, from inside that
- * attempt's callbacks), on_request_timer (backoff, hedge delay), lp_forward_client_gone (edge close callback) and
- * on_shutdown (worker drain deadline). All run on the worker's loop; the attempt callbacks and
- * the timer hold the request (lp_request_enter), so a finish requested from inside them is
- * deferred until they unwind.
+ * attempt's callbacks), on_request_timer (backoff, hedge delay), lp_forward_client_gone (edge close
+ * callback) and on_shutdown (worker drain deadline). All run on the worker's loop; the attempt
+ * callbacks and the timer hold the request (lp_request_enter), so a finish requested from inside
+ * them is deferred until they unwind.
  */
 #include "forward.h"
 
@@ -228,8 +228,8 @@ static void record_failure(struct lp_attempt *a, const struct lp_decision *d)
 static void health_failure(struct lp_attempt *a, const struct lp_decision *d)
 {
     const struct lp_candidate *c = a->cand;
-    lp_health_report_failure(a->req->rt->health, a->req->cfg, c->backend->name, c->route->model,
-                             d, lp_now_ms(), lp_wall_ms(), &a->ticket);
+    lp_health_report_failure(a->req->rt->health, a->req->cfg, c->backend->name, c->route->model, d,
+                             lp_now_ms(), lp_wall_ms(), &a->ticket);
     if (a->req->trace.sampled && d->cooldown)
         a->trace.cooldown_ms = d->cooldown_ms;
     if (d->breaker_failure)
@@ -256,7 +256,9 @@ static void health_release(struct lp_attempt *a)
 static void settle(struct lp_attempt *a, const struct lp_outcome *o)
 {
     switch (o->kind) {
-    case LP_OUT_READY: routing_answered(a); break;
+    case LP_OUT_READY:
+        routing_answered(a);
+        break;
     case LP_OUT_COMPLETE:
         routing_answered(a);
         record(a, "ok", "");
@@ -456,8 +458,8 @@ static void reply_upstream_error(struct lp_request *req, struct lp_attempt *a,
         status = cr.status;
     }
     size_t len = 0;
-    char *body = lp_xlat_error(a->cand->protocol, req->client, status, a->resp.data, a->resp.len,
-                               &len);
+    char *body =
+        lp_xlat_error(a->cand->protocol, req->client, status, a->resp.data, a->resp.len, &len);
     const char *ra = lp_attempt_header(a, "Retry-After");
     struct lp_edge_header extra = {"Retry-After", ra};
     if (body) {
@@ -684,7 +686,9 @@ static void conclude(struct lp_attempt *a, const struct lp_outcome *o)
                          lp_wall_ms()); /* the status page's latest failovers */
     }
     switch (d.next) {
-    case LP_NEXT_COMMIT: commit(req, a); return;
+    case LP_NEXT_COMMIT:
+        commit(req, a);
+        return;
     case LP_NEXT_CANCEL:
         untrack(req, a);
         record(a, "cancelled", "another attempt answered first");
@@ -706,8 +710,12 @@ static void conclude(struct lp_attempt *a, const struct lp_outcome *o)
         lp_attempt_release(a);
         start_backoff(req, d.delay_ms);
         return;
-    case LP_NEXT_END_STREAM: end_stream(req, a, o); return;
-    case LP_NEXT_REPLY_ERROR: reply_upstream_error(req, a, &o->d); break;
+    case LP_NEXT_END_STREAM:
+        end_stream(req, a, o);
+        return;
+    case LP_NEXT_REPLY_ERROR:
+        reply_upstream_error(req, a, &o->d);
+        break;
     case LP_NEXT_REPLY_REFUSED:
         lp_request_reply_error(req, o->refuse_status, o->refuse_type, NULL, o->refuse_msg);
         break;
@@ -722,7 +730,9 @@ static void conclude(struct lp_attempt *a, const struct lp_outcome *o)
         req->deadline_hit |= d.deadline_hit;
         reply_all_failed(req, req->deadline_hit);
         break;
-    case LP_NEXT_DEADLINE: reply_deadline(req); break;
+    case LP_NEXT_DEADLINE:
+        reply_deadline(req);
+        break;
     case LP_NEXT_FINISH:
         if (req->phase == LP_PHASE_COMMITTED && req->winner)
             lp_relay_end(req, &req->winner->st, LP_END_CLIENT_GONE, NULL, NULL, NULL);
@@ -808,8 +818,8 @@ static void start_next(struct lp_request *req, bool hedge)
             lp_reqlog_retry(req);
         struct lp_outcome early;
         bool started;
-        struct lp_attempt *a = lp_attempt_start(req, c, &t, (int)req->n_log + 1, conclude,
-                                                &early, &started);
+        struct lp_attempt *a =
+            lp_attempt_start(req, c, &t, (int)req->n_log + 1, conclude, &early, &started);
         lp_traffic_backend_bind(req, a);
         lp_routestats_begin(c->stat);
         a->lb_counted = true;
@@ -904,8 +914,7 @@ void lp_forward_begin(struct lp_request *req)
                     req->plan.skipped_protocol, req->alias_name, req->path);
     req->max_attempts = lp_plan_max_attempts(&req->cfg->fallback, req->n_cands);
     /* Hedging: chat completions and messages only, with a second candidate to hedge with. */
-    if (req->alias->routing.hedge.enabled && req->chat && req->n_cands > 1 &&
-        req->rt->routestats) {
+    if (req->alias->routing.hedge.enabled && req->chat && req->n_cands > 1 && req->rt->routestats) {
         req->route_alias = lp_routestats_alias(req->rt->routestats, req->alias->name);
         req->hedge_on = req->route_alias != NULL;
         lp_routestats_hedge_credit(req->rt->routestats, req->route_alias,
@@ -919,12 +928,14 @@ void lp_forward_begin(struct lp_request *req)
 void lp_forward_client_gone(struct lp_request *req)
 {
     req->client_gone = true;
-    lp_log_info(req->id, "client disconnected%s", req->phase == LP_PHASE_COMMITTED ? " mid-stream" : "");
+    lp_log_info(req->id, "client disconnected%s",
+                req->phase == LP_PHASE_COMMITTED ? " mid-stream" : "");
     lp_request_enter(req);
     struct lp_attempt *w = req->winner;
     if (w && req->phase == LP_PHASE_COMMITTED) {
         /* The relaying attempt's outcome: the client left; nobody is blamed. */
-        struct lp_outcome o = {.kind = LP_OUT_STREAM_END, .end = LP_END_CLIENT_GONE,
+        struct lp_outcome o = {.kind = LP_OUT_STREAM_END,
+                               .end = LP_END_CLIENT_GONE,
                                .why = "client disconnected mid-stream"};
         conclude(w, &o);
     } else if (req->phase != LP_PHASE_DONE) {

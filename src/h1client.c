@@ -30,7 +30,7 @@
 #include "util/clock.h"
 
 #define RBUF_SIZE (64 * 1024)
-#define READS_PER_EVENT 4     /* full-buffer reads before yielding to other connections */
+#define READS_PER_EVENT 4 /* full-buffer reads before yielding to other connections */
 #define MAX_AUTHORITY 300
 #define TLS_ONE_RECORD (16 * 1024) /* requests up to this size are sent as one TLS record */
 
@@ -47,14 +47,14 @@ struct h1x {
     struct lp_dns_addrs addrs; /* where to connect, ports set; n == 0 until resolved */
     size_t ai;                 /* the address being tried */
     uint16_t port;
-    char *host;                /* a name to resolve, NULL for an IP literal */
-    char *peer_name;           /* what the certificate must name (https only) */
+    char *host;      /* a name to resolve, NULL for an IP literal */
+    char *peer_name; /* what the certificate must name (https only) */
     bool tls, peer_is_ip;
-    SSL_CTX *ctx;              /* https: the context for the backend's CA bundle */
-    const char *fail_err;      /* set at start: report this failure on the first loop pass */
+    SSL_CTX *ctx;         /* https: the context for the backend's CA bundle */
+    const char *fail_err; /* set at start: report this failure on the first loop pass */
     struct lp_dns_query *dnsq;
-    char *key;   /* pool origin key */
-    char *head;  /* request line and headers */
+    char *key;  /* pool origin key */
+    char *head; /* request line and headers */
     size_t head_len;
     const char *body;
     size_t body_len;
@@ -239,7 +239,8 @@ static char *build_head(const struct lp_upstream_req *r, const char *authority, 
     return h;
 }
 
-/* ---- lifecycle --------------------------------------------------------------------------------- */
+/* ---- lifecycle ---------------------------------------------------------------------------------
+ */
 
 static void on_conn(struct lp_pconn *c, short what, void *arg)
 {
@@ -357,7 +358,8 @@ static bool retry_fresh(struct h1x *x)
     return true;
 }
 
-/* ---- writing ------------------------------------------------------------------------------------ */
+/* ---- writing ------------------------------------------------------------------------------------
+ */
 
 static void read_ready(struct h1x *x);
 
@@ -468,7 +470,8 @@ static void handshake(struct h1x *x)
         watch(x, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
         return;
     }
-    finish(x, LP_XFER_TLS, lp_tls_handshake_error(ssl, r, x->peer_name, x->errbuf, sizeof x->errbuf));
+    finish(x, LP_XFER_TLS,
+           lp_tls_handshake_error(ssl, r, x->peer_name, x->errbuf, sizeof x->errbuf));
 }
 
 /* The TCP connection is up: start TLS (https) or send. */
@@ -590,7 +593,8 @@ static void open_connection(struct h1x *x)
     connect_fresh(x);
 }
 
-/* ---- reading ------------------------------------------------------------------------------------ */
+/* ---- reading ------------------------------------------------------------------------------------
+ */
 
 /* Keep the undelivered data span and the unread bytes after it (contiguous in the input). */
 static void hold(struct h1x *x, const char *data, size_t span, size_t rest)
@@ -812,7 +816,8 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
         resume_held(x);
 }
 
-/* ---- public ------------------------------------------------------------------------------------- */
+/* ---- public -------------------------------------------------------------------------------------
+ */
 
 struct lp_h1client *lp_h1client_create(struct event_base *base, const struct lp_upstream_opts *o)
 {

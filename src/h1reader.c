@@ -52,8 +52,7 @@ static enum lp_h1r_event head_done(struct lp_h1reader *r)
     struct lp_http1_header h[LP_H1R_MAX_HEADERS];
     struct lp_http1_response resp;
     const char *why = NULL;
-    if (lp_http1_parse_response_head(r->head, r->head_len, &resp, h, LP_H1R_MAX_HEADERS, &why) !=
-        0)
+    if (lp_http1_parse_response_head(r->head, r->head_len, &resp, h, LP_H1R_MAX_HEADERS, &why) != 0)
         return fail(r, why);
     if (resp.status < 200) {
         if (resp.status == 101)
@@ -90,8 +89,7 @@ static enum lp_h1r_event head_done(struct lp_h1reader *r)
     return LP_H1R_HEAD;
 }
 
-static enum lp_h1r_event feed_head(struct lp_h1reader *r, const char *in, size_t len,
-                                   size_t *used)
+static enum lp_h1r_event feed_head(struct lp_h1reader *r, const char *in, size_t len, size_t *used)
 {
     size_t old = r->head_len;
     size_t room = LP_H1R_MAX_HEAD - old;
@@ -232,8 +230,8 @@ static enum lp_h1r_event feed_chunked(struct lp_h1reader *r, const char *in, siz
     return LP_H1R_MORE;
 }
 
-enum lp_h1r_event lp_h1reader_feed(struct lp_h1reader *r, const char *in, size_t len,
-                                   size_t *used, const char **data, size_t *dlen)
+enum lp_h1r_event lp_h1reader_feed(struct lp_h1reader *r, const char *in, size_t len, size_t *used,
+                                   const char **data, size_t *dlen)
 {
     *used = 0;
     *data = NULL;

@@ -32,15 +32,15 @@ enum lp_h1r_event {
 
 struct lp_h1reader {
     int state;
-    char *head;       /* the head's bytes, parsed in place once complete */
+    char *head; /* the head's bytes, parsed in place once complete */
     size_t head_len, head_cap, scan;
-    uint32_t *hoff;   /* name/value offsets into head, two per header */
+    uint32_t *hoff; /* name/value offsets into head, two per header */
     size_t n_hdrs;
     int status, minor;
     bool keep_alive;
-    bool any;         /* a byte of this response was read */
+    bool any;           /* a byte of this response was read */
     uint64_t remaining; /* content-length left, or bytes of the current chunk */
-    int cstate;       /* chunked framing state */
+    int cstate;         /* chunked framing state */
     unsigned digits;
     size_t line_bytes, trailer_bytes;
     const char *error;
@@ -52,11 +52,11 @@ void lp_h1reader_init(struct lp_h1reader *r);
 void lp_h1reader_free(struct lp_h1reader *r);
 
 /* Feed in[0, len); returns the next event and sets *used to the bytes of `in` it consumed (call
- * again with the rest). For LP_H1R_DATA, *data and *dlen point into `in`. Call with len == 0 to learn
- * whether a body that just ran out is DONE. After DONE or ERROR, further feeds return the same
- * event and consume nothing. */
-enum lp_h1r_event lp_h1reader_feed(struct lp_h1reader *r, const char *in, size_t len,
-                                   size_t *used, const char **data, size_t *dlen);
+ * again with the rest). For LP_H1R_DATA, *data and *dlen point into `in`. Call with len == 0 to
+ * learn whether a body that just ran out is DONE. After DONE or ERROR, further feeds return the
+ * same event and consume nothing. */
+enum lp_h1r_event lp_h1reader_feed(struct lp_h1reader *r, const char *in, size_t len, size_t *used,
+                                   const char **data, size_t *dlen);
 
 /* The peer closed the connection: DONE for a close-delimited body, otherwise ERROR (the response
  * was cut; lp_h1reader_started() tells whether any of it had arrived). */

@@ -7,19 +7,37 @@
 #include <strings.h>
 
 static const char *const hop_by_hop[] = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailer", "trailers", "transfer-encoding", "upgrade", NULL,
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+    "te",         "trailer",    "trailers",           "transfer-encoding",
+    "upgrade",    NULL,
 };
 
 static const char *const req_denied[] = {
-    "host", "content-length", "expect", "content-encoding", "accept-encoding",
-    "authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie",
-    "x-real-ip", "forwarded", "x-request-id", NULL,
+    "host",
+    "content-length",
+    "expect",
+    "content-encoding",
+    "accept-encoding",
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "cookie",
+    "x-real-ip",
+    "forwarded",
+    "x-request-id",
+    NULL,
 };
 
 static const char *const resp_denied[] = {
-    "content-length", "content-encoding", "transfer-encoding", "set-cookie", "x-request-id",
-    "date", "server", NULL,
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "set-cookie",
+    "x-request-id",
+    "date",
+    "server",
+    NULL,
 };
 
 static bool in_list(const char *name, const char *const *list)

@@ -17,15 +17,15 @@
 struct pair_rec {
     char *backend;
     char *model;
-    int64_t cool_until;           /* monotonic ms; cooling while now < cool_until */
-    int64_t cool_set;             /* monotonic ms when the current cooldown was (last) set */
-    bool trial;                   /* a cooldown was set: after it, admit trials until a success */
-    int trials;                   /* trial attempts in flight */
+    int64_t cool_until; /* monotonic ms; cooling while now < cool_until */
+    int64_t cool_set;   /* monotonic ms when the current cooldown was (last) set */
+    bool trial;         /* a cooldown was set: after it, admit trials until a success */
+    int trials;         /* trial attempts in flight */
     enum lp_err_class cool_cls;
     char cool_reason[128];
-    enum lp_err_class last_cls;   /* LP_CLASS_OK when no error recorded */
-    int64_t last_wall;            /* Unix ms of the last error */
-    int64_t last_mono;            /* for recycling the oldest record */
+    enum lp_err_class last_cls; /* LP_CLASS_OK when no error recorded */
+    int64_t last_wall;          /* Unix ms of the last error */
+    int64_t last_mono;          /* for recycling the oldest record */
 };
 
 struct backend_rec {
@@ -36,13 +36,13 @@ struct backend_rec {
     int64_t last_wall;
     char last_reason[128];
     uint64_t n_errors;
-    struct {                /* active health probes */
-        bool claimed;       /* a worker runs one now */
+    struct {          /* active health probes */
+        bool claimed; /* a worker runs one now */
         int64_t claimed_at;
-        bool down;          /* marked down by probes: not routed to until one passes */
+        bool down; /* marked down by probes: not routed to until one passes */
         int ok_streak, fail_streak;
-        int64_t next_mono;  /* the next probe is due at (0 = now) */
-        bool any;           /* probed at least once */
+        int64_t next_mono; /* the next probe is due at (0 = now) */
+        bool any;          /* probed at least once */
         bool last_ok;
         int64_t last_wall, last_ms;
         char last_reason[96];
@@ -391,9 +391,9 @@ void lp_health_set_observer(struct lp_health *h, lp_health_observer_fn fn, void 
     pthread_rwlock_unlock(&h->lock);
 }
 
-void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg,
-                              const char *backend, const char *model, const struct lp_decision *d,
-                              int64_t now_mono, int64_t now_wall, struct lp_health_ticket *t)
+void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg, const char *backend,
+                              const char *model, const struct lp_decision *d, int64_t now_mono,
+                              int64_t now_wall, struct lp_health_ticket *t)
 {
     if (!backend || !d || !consume(t))
         return;
@@ -413,21 +413,23 @@ void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg,
     int64_t open_until = opened ? lp_breaker_open_until(&b->breaker) : 0;
     pthread_rwlock_unlock(&h->lock);
     if (cooled) {
-        struct lp_health_event ev = {.kind = LP_HEALTH_EV_COOLDOWN, .backend = backend,
-                                     .model = model, .until_mono = cooled, .cls = d->cls,
+        struct lp_health_event ev = {.kind = LP_HEALTH_EV_COOLDOWN,
+                                     .backend = backend,
+                                     .model = model,
+                                     .until_mono = cooled,
+                                     .cls = d->cls,
                                      .reason = d->reason};
         notify(h, &ev);
     }
     if (opened) {
-        struct lp_health_event ev = {.kind = LP_HEALTH_EV_OPEN, .backend = backend,
-                                     .until_mono = open_until};
+        struct lp_health_event ev = {
+            .kind = LP_HEALTH_EV_OPEN, .backend = backend, .until_mono = open_until};
         notify(h, &ev);
     }
 }
 
-void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg,
-                              const char *backend, const char *model, int64_t now_mono,
-                              struct lp_health_ticket *t)
+void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg, const char *backend,
+                              const char *model, int64_t now_mono, struct lp_health_ticket *t)
 {
     if (!backend || !consume(t))
         return;
@@ -458,8 +460,7 @@ static bool probe_can_end(enum lp_err_class c)
 }
 
 /* Whether the backend is out of rotation for a reason a probe can test; lock held. */
-static bool backend_out(struct lp_health *h, struct backend_rec *b, bool breakers,
-                        int64_t now_mono)
+static bool backend_out(struct lp_health *h, struct backend_rec *b, bool breakers, int64_t now_mono)
 {
     if (b->probe.down)
         return true;
@@ -612,13 +613,12 @@ void lp_health_set_drained(struct lp_health *h, const char *backend, bool draine
     pthread_rwlock_wrlock(&h->lock);
     get_backend(h, backend)->drained = drained;
     pthread_rwlock_unlock(&h->lock);
-    struct lp_health_event ev = {.kind = LP_HEALTH_EV_DRAIN, .backend = backend,
-                                 .drained = drained};
+    struct lp_health_event ev = {
+        .kind = LP_HEALTH_EV_DRAIN, .backend = backend, .drained = drained};
     notify(h, &ev);
 }
 
-bool lp_health_apply_remote(struct lp_health *h, const struct lp_health_event *ev,
-                            int64_t now_mono)
+bool lp_health_apply_remote(struct lp_health *h, const struct lp_health_event *ev, int64_t now_mono)
 {
     if (!ev || !ev->backend)
         return false;
@@ -640,8 +640,8 @@ bool lp_health_apply_remote(struct lp_health *h, const struct lp_health_event *e
         break;
     }
     case LP_HEALTH_EV_OPEN:
-        changed = lp_breaker_adopt_open(&get_backend(h, ev->backend)->breaker, now_mono,
-                                        ev->until_mono);
+        changed =
+            lp_breaker_adopt_open(&get_backend(h, ev->backend)->breaker, now_mono, ev->until_mono);
         break;
     case LP_HEALTH_EV_DRAIN: {
         struct backend_rec *b = get_backend(h, ev->backend);
@@ -726,8 +726,8 @@ static struct json_object *last_error_json(const struct backend_rec *b)
     return o;
 }
 
-static struct json_object *model_json(const char *model, const struct pair_rec *p,
-                                      int64_t now_mono, int64_t now_wall)
+static struct json_object *model_json(const char *model, const struct pair_rec *p, int64_t now_mono,
+                                      int64_t now_wall)
 {
     struct json_object *o = json_object_new_object();
     lp_json_set_str(o, "model", model);
@@ -759,8 +759,8 @@ static bool listed(struct json_object *models, const char *model)
 }
 
 /* The backend's configured models (route order), then models that only have recorded state. */
-static struct json_object *models_json(struct lp_health *h, const struct lp_config *cfg,
-                                       size_t bi, int64_t now_mono, int64_t now_wall)
+static struct json_object *models_json(struct lp_health *h, const struct lp_config *cfg, size_t bi,
+                                       int64_t now_mono, int64_t now_wall)
 {
     const char *name = cfg->backends[bi].name;
     struct json_object *arr = json_object_new_array();
@@ -769,8 +769,8 @@ static struct json_object *models_json(struct lp_health *h, const struct lp_conf
             const struct lp_route *rt = &cfg->aliases[a].routes[r];
             if (rt->backend_idx != bi || !rt->model || listed(arr, rt->model))
                 continue;
-            json_object_array_add(arr, model_json(rt->model, find_pair(h, name, rt->model),
-                                                  now_mono, now_wall));
+            json_object_array_add(
+                arr, model_json(rt->model, find_pair(h, name, rt->model), now_mono, now_wall));
         }
     }
     for (size_t i = 0; i < h->n_pairs; i++) {
@@ -781,9 +781,8 @@ static struct json_object *models_json(struct lp_health *h, const struct lp_conf
     return arr;
 }
 
-static struct json_object *backend_json(struct lp_health *h, const struct lp_config *cfg,
-                                        size_t bi, bool breakers, int64_t now_mono,
-                                        int64_t now_wall)
+static struct json_object *backend_json(struct lp_health *h, const struct lp_config *cfg, size_t bi,
+                                        bool breakers, int64_t now_mono, int64_t now_wall)
 {
     const struct lp_backend *be = &cfg->backends[bi];
     struct backend_rec *b = find_backend(h, be->name);

@@ -69,11 +69,11 @@ enum lp_route_state lp_health_state_fn(void *ctx, const struct lp_backend *b, co
  * consumed exactly once by lp_health_report_success, lp_health_report_failure or
  * lp_health_release; consuming it twice does nothing (and counts a soft assertion). */
 struct lp_health_ticket {
-    bool held;             /* admitted and not yet consumed */
-    bool breaker;          /* breakers were on: the breaker expects this outcome */
-    uint32_t breaker_gen;  /* the breaker's ticket (0 = admitted while closed) */
-    bool trial;            /* holds the pair's post-cooldown trial slot */
-    int64_t started_mono;  /* admission time: orders this attempt's report against others */
+    bool held;            /* admitted and not yet consumed */
+    bool breaker;         /* breakers were on: the breaker expects this outcome */
+    uint32_t breaker_gen; /* the breaker's ticket (0 = admitted while closed) */
+    bool trial;           /* holds the pair's post-cooldown trial slot */
+    int64_t started_mono; /* admission time: orders this attempt's report against others */
 };
 
 /* Admission before an attempt on (backend, model) at now_mono: false when the backend's breaker
@@ -96,15 +96,14 @@ void lp_health_release(struct lp_health *h, const char *backend, const char *mod
  *   - if breakers are enabled: d->breaker_failure counts as a breaker failure, otherwise (the
  *     backend answered properly, e.g. a client error) as a breaker success.
  * Use it for every non-OK decision, including ones returned to the client. */
-void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg,
-                              const char *backend, const char *model, const struct lp_decision *d,
-                              int64_t now_mono, int64_t now_wall, struct lp_health_ticket *t);
+void lp_health_report_failure(struct lp_health *h, const struct lp_config *cfg, const char *backend,
+                              const char *model, const struct lp_decision *d, int64_t now_mono,
+                              int64_t now_wall, struct lp_health_ticket *t);
 
 /* A successful attempt: a breaker success; ends the pair's cooldown and trial when they were set
  * before the attempt started (evidence that it works now), never one set since. */
-void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg,
-                              const char *backend, const char *model, int64_t now_mono,
-                              struct lp_health_ticket *t);
+void lp_health_report_success(struct lp_health *h, const struct lp_config *cfg, const char *backend,
+                              const char *model, int64_t now_mono, struct lp_health_ticket *t);
 
 /* Manual drain (admin): a drained backend is skipped by the planner until undrained. */
 void lp_health_set_drained(struct lp_health *h, const char *backend, bool drained);
@@ -189,11 +188,11 @@ enum lp_health_event_kind {
 struct lp_health_event {
     enum lp_health_event_kind kind;
     const char *backend;
-    const char *model;         /* COOLDOWN */
-    int64_t until_mono;        /* COOLDOWN, OPEN */
-    enum lp_err_class cls;     /* COOLDOWN */
-    const char *reason;        /* COOLDOWN */
-    bool drained;              /* DRAIN */
+    const char *model;     /* COOLDOWN */
+    int64_t until_mono;    /* COOLDOWN, OPEN */
+    enum lp_err_class cls; /* COOLDOWN */
+    const char *reason;    /* COOLDOWN */
+    bool drained;          /* DRAIN */
 };
 
 /* Called after every local change above (never for an applied remote one), outside the store's

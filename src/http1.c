@@ -226,8 +226,7 @@ static int note_header(struct lp_http1_request *req, struct head_flags *f, const
 
 /* Split one "name: value" line in place (NUL after the name and after the trimmed value).
  * Returns 0 with *nlen and *value set, or 400. */
-static int split_header_line(char *line, size_t n, size_t *nlen, char **value,
-                             const char **reason)
+static int split_header_line(char *line, size_t n, size_t *nlen, char **value, const char **reason)
 {
     if (is_ows(line[0])) {
         *reason = "obsolete line folding";
@@ -530,8 +529,8 @@ static int parse_status_line(char *line, size_t n, struct lp_http1_response *res
 
 /* The framing headers of a response. Returns 0 or -1. */
 static int note_response_header(struct lp_http1_response *resp, struct head_flags *f,
-                                 const char *name, size_t nlen, const char *value,
-                                 const char **reason)
+                                const char *name, size_t nlen, const char *value,
+                                const char **reason)
 {
     if (nlen == 14 && strcasecmp(name, "content-length") == 0) {
         if (parse_content_length(value, &resp->content_length) != 0) {
@@ -549,8 +548,7 @@ static int note_response_header(struct lp_http1_response *resp, struct head_flag
 }
 
 int lp_http1_parse_response_head(char *buf, size_t len, struct lp_http1_response *resp,
-                                 struct lp_http1_header *hdrs, size_t max_hdrs,
-                                 const char **reason)
+                                 struct lp_http1_header *hdrs, size_t max_hdrs, const char **reason)
 {
     memset(resp, 0, sizeof *resp);
     resp->content_length = -1;

@@ -31,7 +31,7 @@
 #define LP_HTTP1_MAX_HEADERS 100
 
 struct lp_http1_header {
-    char *name; /* as sent, NUL-terminated in place */
+    char *name;  /* as sent, NUL-terminated in place */
     char *value; /* leading/trailing whitespace trimmed, NUL-terminated in place */
 };
 
@@ -76,8 +76,8 @@ const char *lp_http1_header_get(const struct lp_http1_request *req, const char *
 
 /* A response head (the upstream client's view, see h1reader.h). */
 struct lp_http1_response {
-    int status;             /* 100..999 */
-    int minor;              /* HTTP/1.<minor> */
+    int status; /* 100..999 */
+    int minor;  /* HTTP/1.<minor> */
     size_t n_headers;
     int64_t content_length; /* -1 when absent */
     bool chunked;           /* Transfer-Encoding: chunked */

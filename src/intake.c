@@ -79,12 +79,12 @@ static void reply_health(struct lp_request *req)
         lp_buf_appendc(&down, '"');
     }
     const char *status = atomic_load(&req->rt->draining) ? "draining"
-                         : n_down                         ? "degraded"
-                                                          : "healthy";
+                         : n_down                        ? "degraded"
+                                                         : "healthy";
     struct lp_buf b;
     lp_buf_init(&b, 0);
-    lp_buf_printf(&b, "{\"status\":\"%s\",\"backends\":%zu,\"models\":%zu", status,
-                  n_backends, n_models);
+    lp_buf_printf(&b, "{\"status\":\"%s\",\"backends\":%zu,\"models\":%zu", status, n_backends,
+                  n_models);
     if (n_down)
         lp_buf_printf(&b, ",\"unavailable_models\":[%s]", down.data);
     lp_buf_appendc(&b, '}');
@@ -106,8 +106,9 @@ static void reply_models(struct lp_request *req)
             continue;
         lp_buf_appends(&b, first ? "{\"id\":\"" : ",{\"id\":\"");
         lp_buf_append_json_escaped(&b, a->name, strlen(a->name));
-        lp_buf_printf(&b, "\",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"llm-proxy\","
-                          "\"type\":\"model\",\"display_name\":\"",
+        lp_buf_printf(&b,
+                      "\",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"llm-proxy\","
+                      "\"type\":\"model\",\"display_name\":\"",
                       now);
         lp_buf_append_json_escaped(&b, a->name, strlen(a->name));
         lp_buf_appends(&b, "\"}");
@@ -174,7 +175,9 @@ static void handle_llm(struct lp_request *req)
         char msg[512];
         snprintf(msg, sizeof msg, "The model '%.200s' does not exist%s", req->scan.model,
                  req->alias ? " (alias is disabled)" : "");
-        lp_request_reply_error(req, 404, req->client == LP_PROTO_ANTHROPIC ? "not_found_error" : "invalid_request_error",
+        lp_request_reply_error(req, 404,
+                               req->client == LP_PROTO_ANTHROPIC ? "not_found_error"
+                                                                 : "invalid_request_error",
                                "model_not_found", msg);
         return;
     }
@@ -313,21 +316,24 @@ void lp_intake_reject(struct lp_worker *w, struct lp_edge_req *er, int status, c
     char msg[256];
     if (status == 413) {
         struct lp_config *cfg = lp_runtime_config(w->rt);
-        snprintf(msg, sizeof msg, "Request body too large: the limit is %lld bytes (server.max_body_size)",
+        snprintf(msg, sizeof msg,
+                 "Request body too large: the limit is %lld bytes (server.max_body_size)",
                  (long long)cfg->server.max_body_size);
         lp_config_unref(cfg);
     } else if (status == 503) {
-        snprintf(msg, sizeof msg, "Server busy: request bodies being received use all of "
-                                  "server.max_body_memory; retry shortly");
+        snprintf(msg, sizeof msg,
+                 "Server busy: request bodies being received use all of "
+                 "server.max_body_memory; retry shortly");
     } else {
         snprintf(msg, sizeof msg, "%s", reason ? reason : "Bad request");
     }
     size_t len = 0;
     char *body = lp_apierr_body(p, status, NULL, NULL, msg, id, &len);
-    struct lp_edge_header h[] = {{"Content-Type", "application/json"}, {"X-Request-Id", id},
-                                 {"Retry-After", "1"}};
+    struct lp_edge_header h[] = {
+        {"Content-Type", "application/json"}, {"X-Request-Id", id}, {"Retry-After", "1"}};
     lp_edge_respond(er, status, h, status == 503 ? 3 : 2, body, len);
-    lp_log_info(id, "rejected request %s %s: %d %s", lp_edge_req_method(er) ? lp_edge_req_method(er) : "-",
-                path ? path : "-", status, msg);
+    lp_log_info(id, "rejected request %s %s: %d %s",
+                lp_edge_req_method(er) ? lp_edge_req_method(er) : "-", path ? path : "-", status,
+                msg);
     free(body);
 }

@@ -25,10 +25,10 @@ enum topkey {
 };
 
 enum state {
-    ST_VALUE,    /* a value must come next */
-    ST_KEY,      /* an object key must come next (after ',') */
+    ST_VALUE,      /* a value must come next */
+    ST_KEY,        /* an object key must come next (after ',') */
     ST_KEY_OR_END, /* just after '{': a key or '}' */
-    ST_AFTER,    /* after a value: ',' or the closing bracket of the current container */
+    ST_AFTER,      /* after a value: ',' or the closing bracket of the current container */
 };
 
 struct scanner {
@@ -38,11 +38,11 @@ struct scanner {
     const char *err;
     size_t err_off;
     struct lp_jscan *out;
-    int depth;                 /* number of open containers */
-    enum topkey key1;          /* key of the current depth-1 member */
-    enum topkey key2;          /* key of the current member inside top-level stream_options */
-    bool in_stream_options;    /* depth >= 2 and the depth-2 container is stream_options' value */
-    size_t top_val_start;      /* where the current depth-1 member's value began */
+    int depth;              /* number of open containers */
+    enum topkey key1;       /* key of the current depth-1 member */
+    enum topkey key2;       /* key of the current member inside top-level stream_options */
+    bool in_stream_options; /* depth >= 2 and the depth-2 container is stream_options' value */
+    size_t top_val_start;   /* where the current depth-1 member's value began */
     unsigned char stack[LP_JSCAN_MAX_DEPTH]; /* '{' or '[' per open container */
 };
 
@@ -79,9 +79,9 @@ static bool word_has_special(uint64_t v)
 {
     const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
     uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\'); /* zero bytes where v has " or \\ */
-    uint64_t zq = (q - ones) & ~q, zb = (b - ones) & ~b;     /* high bit set: a zero byte */
-    uint64_t ctl = (v - ones * 0x20) & ~v;                   /* high bit set: a byte < 0x20 */
-    return ((zq | zb | ctl | v) & high) != 0;                /* v & high: a byte >= 0x80 */
+    uint64_t zq = (q - ones) & ~q, zb = (b - ones) & ~b;  /* high bit set: a zero byte */
+    uint64_t ctl = (v - ones * 0x20) & ~v;                /* high bit set: a byte < 0x20 */
+    return ((zq | zb | ctl | v) & high) != 0;             /* v & high: a byte >= 0x80 */
 }
 
 /* Skip plain printable ASCII (the bulk of a prompt) from pos; returns the first other byte's
@@ -125,7 +125,14 @@ static bool scan_string(struct scanner *s, bool *has_esc)
             if (s->pos + 1 >= s->len)
                 return fail(s, "unterminated string", start);
             switch (p[s->pos + 1]) {
-            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            case '"':
+            case '\\':
+            case '/':
+            case 'b':
+            case 'f':
+            case 'n':
+            case 'r':
+            case 't':
                 s->pos += 2;
                 continue;
             case 'u':
@@ -253,13 +260,26 @@ static size_t decode_into(const unsigned char *s, size_t n, char *dst)
         unsigned char e = s[i + 1];
         i += 2;
         switch (e) {
-        case 'b': dst[o++] = '\b'; continue;
-        case 'f': dst[o++] = '\f'; continue;
-        case 'n': dst[o++] = '\n'; continue;
-        case 'r': dst[o++] = '\r'; continue;
-        case 't': dst[o++] = '\t'; continue;
-        case 'u': break;
-        default: dst[o++] = (char)e; continue;
+        case 'b':
+            dst[o++] = '\b';
+            continue;
+        case 'f':
+            dst[o++] = '\f';
+            continue;
+        case 'n':
+            dst[o++] = '\n';
+            continue;
+        case 'r':
+            dst[o++] = '\r';
+            continue;
+        case 't':
+            dst[o++] = '\t';
+            continue;
+        case 'u':
+            break;
+        default:
+            dst[o++] = (char)e;
+            continue;
         }
         long cp = hex4(s + i, n - i);
         if (cp < 0)
@@ -293,8 +313,7 @@ char *lp_jscan_decode_string(const char *tok, size_t tok_len, size_t *out_len)
 
 /* Compare the key token [start, end) (quotes included) with a short literal, unescaping when
  * needed so that "mod\u0065l" counts as "model". Keys of interest are < 32 bytes. */
-static bool key_is(const struct scanner *s, size_t start, size_t end, bool has_esc,
-                   const char *lit)
+static bool key_is(const struct scanner *s, size_t start, size_t end, bool has_esc, const char *lit)
 {
     size_t litlen = strlen(lit);
     const unsigned char *raw = s->p + start + 1;
@@ -427,12 +446,29 @@ static bool scan_value(struct scanner *s, enum state *st)
         }
         *st = ST_VALUE;
         return true;
-    case '"': ok = scan_string(s, &esc); break;
-    case 't': ok = scan_literal(s, "true", 4); break;
-    case 'f': ok = scan_literal(s, "false", 5); break;
-    case 'n': ok = scan_literal(s, "null", 4); break;
-    case '-': case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
+    case '"':
+        ok = scan_string(s, &esc);
+        break;
+    case 't':
+        ok = scan_literal(s, "true", 4);
+        break;
+    case 'f':
+        ok = scan_literal(s, "false", 5);
+        break;
+    case 'n':
+        ok = scan_literal(s, "null", 4);
+        break;
+    case '-':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
         ok = scan_number(s);
         break;
     default:
@@ -449,8 +485,9 @@ static bool scan_key(struct scanner *s, enum state *st)
     size_t start = s->pos;
     bool esc;
     if (s->p[start] != '"')
-        return fail(s, *st == ST_KEY ? "object key expected (trailing comma?)"
-                                     : "object key or '}' expected",
+        return fail(s,
+                    *st == ST_KEY ? "object key expected (trailing comma?)"
+                                  : "object key or '}' expected",
                     start);
     if (!scan_string(s, &esc))
         return false;

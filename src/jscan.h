@@ -32,26 +32,26 @@
 #define LP_JSCAN_MAX_DEPTH 128
 
 struct lp_jscan {
-    bool has_model;        /* top-level "model" key present */
+    bool has_model; /* top-level "model" key present */
     bool model_is_string;
     size_t model_off, model_len; /* byte range of the model VALUE token incl. its quotes (or the
                                     raw token if not a string; for an object/array value, the
                                     whole value) */
-    char *model;           /* heap, unescaped UTF-8 value when model_is_string, else NULL;
-                              caller frees via lp_jscan_free. May contain NUL if the client sent
-                              \u0000; check strlen(model) against model_nul_free. */
-    bool model_nul_free;   /* model contains no NUL byte (always true when model == NULL) */
-    bool has_stream;       /* top-level "stream" key present (any type) */
-    bool stream;           /* top-level "stream": true (last duplicate wins) */
-    bool stream_is_bool;   /* the (last) "stream" value is true or false */
+    char *model;                 /* heap, unescaped UTF-8 value when model_is_string, else NULL;
+                                    caller frees via lp_jscan_free. May contain NUL if the client
+                                    sent \u0000; check strlen(model) against model_nul_free. */
+    bool model_nul_free;         /* model contains no NUL byte (always true when model == NULL) */
+    bool has_stream;             /* top-level "stream" key present (any type) */
+    bool stream;                 /* top-level "stream": true (last duplicate wins) */
+    bool stream_is_bool;         /* the (last) "stream" value is true or false */
     bool has_stream_options_include_usage; /* top-level "stream_options": {"include_usage": true}
                                               (only direct members of that object count) */
     size_t stream_options_off, stream_options_len; /* byte range of the stream_options value, if
                                                       present (0,0 if absent) */
-    const char *dup_key;   /* static name of the first of model / stream / stream_options that
-                              appears more than once at the top level, else NULL. Routing by one
-                              duplicate while the upstream reads the other is a smuggling risk:
-                              intake refuses such bodies. */
+    const char *dup_key; /* static name of the first of model / stream / stream_options that
+                            appears more than once at the top level, else NULL. Routing by one
+                            duplicate while the upstream reads the other is a smuggling risk:
+                            intake refuses such bodies. */
 };
 
 /* Validate that body[0..len) is exactly one well-formed JSON object (see the grammar above) and

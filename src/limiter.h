@@ -73,20 +73,20 @@ struct lp_limit_info {
 
 /* One admission: what the request asks for. Strings are borrowed for the call only. */
 struct lp_limit_query {
-    const char *ip;         /* the client address (clientip.h) */
-    const char *model;      /* the alias */
-    const char *key;        /* the client key's name; NULL for the proxy key / no auth */
-    int64_t est_tokens;     /* token reservation (keys with tpm or a budget); 0 = none */
-    int64_t max_wait_ms;    /* longest queue wait (queue_timeout bounded by the deadline) */
+    const char *ip;          /* the client address (clientip.h) */
+    const char *model;       /* the alias */
+    const char *key;         /* the client key's name; NULL for the proxy key / no auth */
+    int64_t est_tokens;      /* token reservation (keys with tpm or a budget); 0 = none */
+    int64_t max_wait_ms;     /* longest queue wait (queue_timeout bounded by the deadline) */
     struct event_base *base; /* the loop a later completion runs on */
 };
 
 struct lp_limit_result {
     bool admitted;
-    enum lp_limit_scope scope; /* the limit that refused (or NONE) */
-    int64_t retry_after_ms;    /* when a retry may succeed (rejections) */
-    int64_t waited_us;         /* time spent queued */
-    bool queued;               /* the request had to wait for a slot */
+    enum lp_limit_scope scope;     /* the limit that refused (or NONE) */
+    int64_t retry_after_ms;        /* when a retry may succeed (rejections) */
+    int64_t waited_us;             /* time spent queued */
+    bool queued;                   /* the request had to wait for a slot */
     struct lp_limit_info requests; /* the tightest request limit that applied */
     struct lp_limit_info tokens;   /* the key's tpm, when it has one */
 };
@@ -104,10 +104,10 @@ enum lp_backend_outcome {
 /* One backend's slot state, for /admin/backends and metrics. */
 struct lp_backend_load {
     int in_flight;
-    int limit;     /* the limit in force now (adaptive: the current one); 0 = unlimited */
-    int max;       /* the configured limit; 0 = unlimited */
+    int limit; /* the limit in force now (adaptive: the current one); 0 = unlimited */
+    int max;   /* the configured limit; 0 = unlimited */
     bool adaptive;
-    int waiting;   /* requests waiting for a slot on it (or on a set including it) */
+    int waiting; /* requests waiting for a slot on it (or on a set including it) */
     uint64_t decreases, increases;
 };
 
@@ -117,9 +117,8 @@ struct lp_limiter_ops {
      * levels, counters, budgets, in-flight counts) by name. Any thread; serialised with the
      * other calls by the implementation. */
     void (*configure)(struct lp_limiter *l, const struct lp_config *cfg);
-    bool (*admit)(struct lp_limiter *l, const struct lp_limit_query *q,
-                  struct lp_limit_ticket **t, struct lp_limit_result *res, lp_limit_cb cb,
-                  void *arg);
+    bool (*admit)(struct lp_limiter *l, const struct lp_limit_query *q, struct lp_limit_ticket **t,
+                  struct lp_limit_result *res, lp_limit_cb cb, void *arg);
     /* The request's real token use is known (input + output; < 0: unknown, settle at the
      * estimate). At most once per ticket; lp_limiter_release settles it otherwise. */
     void (*reconcile)(struct lp_limiter *l, struct lp_limit_ticket *t, int64_t tokens_in,
@@ -135,8 +134,7 @@ struct lp_limiter_ops {
      * owns it), or with slot NULL when the wait timed out. The wait handle is freed by the
      * implementation after cb, or by backend_cancel (before cb: cb is then never called). */
     struct lp_backend_wait *(*backend_wait)(struct lp_limiter *l, const char *const *backends,
-                                            size_t n, int64_t max_wait_ms,
-                                            struct event_base *base,
+                                            size_t n, int64_t max_wait_ms, struct event_base *base,
                                             void (*cb)(void *arg, struct lp_backend_slot *slot),
                                             void *arg);
     void (*backend_cancel)(struct lp_limiter *l, struct lp_backend_wait *w);
@@ -181,8 +179,8 @@ static inline bool lp_limiter_admit(struct lp_limiter *l, const struct lp_limit_
 {
     return l->ops->admit(l, q, t, res, cb, arg);
 }
-static inline void lp_limiter_reconcile(struct lp_limiter *l, struct lp_limit_ticket *t,
-                                        int64_t in, int64_t out, int64_t cached, bool answered)
+static inline void lp_limiter_reconcile(struct lp_limiter *l, struct lp_limit_ticket *t, int64_t in,
+                                        int64_t out, int64_t cached, bool answered)
 {
     l->ops->reconcile(l, t, in, out, cached, answered);
 }

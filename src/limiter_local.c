@@ -63,7 +63,7 @@ struct named_bucket {
 };
 
 struct ip_entry {
-    struct ip_entry *hnext;        /* hash chain */
+    struct ip_entry *hnext;         /* hash chain */
     struct ip_entry *lprev, *lnext; /* LRU list: head = most recent */
     struct lp_tbucket b;
     char ip[LP_CLIENTIP_MAX];
@@ -520,8 +520,8 @@ static void local_configure(struct lp_limiter *l, const struct lp_config *cfg)
     if (rl->n_per_model) {
         L->per_model = lp_xcalloc(rl->n_per_model, sizeof *L->per_model);
         for (size_t i = 0; i < rl->n_per_model; i++)
-            L->per_model[i] = (struct lp_model_rps){lp_xstrdup(rl->per_model[i].alias),
-                                                    rl->per_model[i].rps};
+            L->per_model[i] =
+                (struct lp_model_rps){lp_xstrdup(rl->per_model[i].alias), rl->per_model[i].rps};
         L->n_per_model = rl->n_per_model;
     }
     for (struct named_bucket *m = L->models; m; m = m->next) {
@@ -912,11 +912,9 @@ static void on_wait_event(evutil_socket_t fd, short what, void *arg)
     cb(cb_arg, (struct lp_backend_slot *)slot);
 }
 
-static struct lp_backend_wait *local_backend_wait(struct lp_limiter *l,
-                                                  const char *const *backends, size_t n,
-                                                  int64_t max_wait_ms, struct event_base *base,
-                                                  void (*cb)(void *, struct lp_backend_slot *),
-                                                  void *arg)
+static struct lp_backend_wait *
+local_backend_wait(struct lp_limiter *l, const char *const *backends, size_t n, int64_t max_wait_ms,
+                   struct event_base *base, void (*cb)(void *, struct lp_backend_slot *), void *arg)
 {
     struct local *L = (struct local *)l;
     struct lp_backend_wait *w = lp_xcalloc(1, sizeof *w);

@@ -182,9 +182,9 @@ static const char RENEW_LUA[] =
 
 enum { SCRIPT_ADMIT = 0, SCRIPT_RECONCILE, SCRIPT_ACQUIRE, SCRIPT_LEAVE, SCRIPT_RENEW };
 
-#define WAITER_TTL_MS 3000  /* a waiter that stops asking leaves the queue after this */
-#define POLL_NEAR_MS 20     /* waiters within max_requests of the head */
-#define POLL_FAR_MS 250     /* the others (always < WAITER_TTL_MS) */
+#define WAITER_TTL_MS 3000 /* a waiter that stops asking leaves the queue after this */
+#define POLL_NEAR_MS 20    /* waiters within max_requests of the head */
+#define POLL_FAR_MS 250    /* the others (always < WAITER_TTL_MS) */
 
 struct shared {
     struct lp_limiter base;
@@ -192,17 +192,17 @@ struct shared {
     struct lp_limiter *fallback; /* this instance's share of the shared limits (fail_open) */
     struct lp_cluster *cluster;
     pthread_mutex_t mu;
-    struct lp_config *cfg;       /* the current snapshot (a reference) */
-    int share_of;                /* instances the fallback is sized for */
+    struct lp_config *cfg; /* the current snapshot (a reference) */
+    int share_of;          /* instances the fallback is sized for */
     char *prefix;
     enum lp_redis_on_error on_error;
     /* cluster concurrency */
     char *k_slots, *k_queue, *k_qexp, *k_seq;
     char instance[40];
     _Atomic uint64_t lease_seq;
-    _Atomic int cc_held_seen;  /* cluster-wide slots held, as last seen in a reply */
-    _Atomic int cc_waiting;    /* this instance's requests waiting for a cluster slot */
-    _Atomic int cc_local;      /* admitted without a lease while Redis was away (fail_open) */
+    _Atomic int cc_held_seen; /* cluster-wide slots held, as last seen in a reply */
+    _Atomic int cc_waiting;   /* this instance's requests waiting for a cluster slot */
+    _Atomic int cc_local;     /* admitted without a lease while Redis was away (fail_open) */
 };
 
 enum lstate { L_NONE = 0, L_TRYING, L_WAITING, L_HELD, L_LOCAL };
@@ -211,11 +211,11 @@ enum lstate { L_NONE = 0, L_TRYING, L_WAITING, L_HELD, L_LOCAL };
 struct lease {
     enum lstate st;
     char member[64];
-    struct event *ev;          /* retry (waiting) or renewal (held) */
-    struct lp_redis_cmd *cmd;  /* pending ACQUIRE */
+    struct event *ev;         /* retry (waiting) or renewal (held) */
+    struct lp_redis_cmd *cmd; /* pending ACQUIRE */
     int64_t enq_us, deadline_us;
     int max, max_queue;
-    int64_t ttl_ms;            /* concurrency.lease_ttl; renewed every third of it */
+    int64_t ttl_ms; /* concurrency.lease_ttl; renewed every third of it */
     long long rank;
     struct lp_limit_ticket *prev, *next; /* this thread's waiters, oldest first */
 };
@@ -226,8 +226,8 @@ struct level {
     enum lp_limit_scope scope;
     char *key;
     double rate_per_ms, burst, cost;
-    int mode;                 /* 0: need cost; 1: need a positive level (tpm reservation) */
-    int64_t limit, ttl_s;     /* counters */
+    int mode;             /* 0: need cost; 1: need a positive level (tpm reservation) */
+    int64_t limit, ttl_s; /* counters */
 };
 
 /* The levels one admission checks (at most global, ip, model, rpm, tpm, day, month). */
@@ -241,11 +241,11 @@ struct pending_levels {
 struct lp_limit_ticket {
     struct shared *S;
     enum rstate rs;
-    struct lp_redis_cmd *cmd;     /* pending admission script */
-    struct pending_levels *pl;    /* its levels, until the reply */
+    struct lp_redis_cmd *cmd;  /* pending admission script */
+    struct pending_levels *pl; /* its levels, until the reply */
     struct lp_limit_ticket *conc_t, *fb_t;
     bool conc_pending;
-    bool reserved;                /* est is reserved in Redis (tpm and/or budgets) */
+    bool reserved; /* est is reserved in Redis (tpm and/or budgets) */
     bool reconciled;
     int64_t est;
     char *tpm_key, *day_key, *month_key; /* the key's shared counters, when it has them */
@@ -396,26 +396,47 @@ static size_t plan_levels(struct shared *S, const struct lp_config *cfg,
     size_t n = 0;
     const struct lp_rate_limit_cfg *rl = &cfg->rate_limit;
     if (rl->enabled) {
-        lv[n++] = (struct level){LP_LIMIT_GLOBAL, lp_xasprintf("%srl:g", S->prefix),
-                                 rl->global_rps / 1000, burst_of(rl->global_rps, rl->burst_factor),
-                                 1, 0, 0, 0};
+        lv[n++] = (struct level){LP_LIMIT_GLOBAL,
+                                 lp_xasprintf("%srl:g", S->prefix),
+                                 rl->global_rps / 1000,
+                                 burst_of(rl->global_rps, rl->burst_factor),
+                                 1,
+                                 0,
+                                 0,
+                                 0};
         if (rl->per_ip_rps > 0 && q->ip)
-            lv[n++] = (struct level){LP_LIMIT_IP, lp_xasprintf("%srl:ip:%s", S->prefix, q->ip),
+            lv[n++] = (struct level){LP_LIMIT_IP,
+                                     lp_xasprintf("%srl:ip:%s", S->prefix, q->ip),
                                      rl->per_ip_rps / 1000,
-                                     burst_of(rl->per_ip_rps, rl->burst_factor), 1, 0, 0, 0};
+                                     burst_of(rl->per_ip_rps, rl->burst_factor),
+                                     1,
+                                     0,
+                                     0,
+                                     0};
         if (q->model) {
             double r = model_rps(cfg, q->model);
             lv[n++] = (struct level){LP_LIMIT_MODEL,
-                                     lp_xasprintf("%srl:m:%s", S->prefix, q->model), r / 1000,
-                                     burst_of(r, rl->burst_factor), 1, 0, 0, 0};
+                                     lp_xasprintf("%srl:m:%s", S->prefix, q->model),
+                                     r / 1000,
+                                     burst_of(r, rl->burst_factor),
+                                     1,
+                                     0,
+                                     0,
+                                     0};
         }
     }
     const struct lp_client_key *k = find_key(cfg, q->key);
     if (!k)
         return n;
     if (k->rpm > 0)
-        lv[n++] = (struct level){LP_LIMIT_KEY_RPM, lp_xasprintf("%sk:%s:rpm", S->prefix, k->name),
-                                 (double)k->rpm / 60000.0, (double)k->rpm, 1, 0, 0, 0};
+        lv[n++] = (struct level){LP_LIMIT_KEY_RPM,
+                                 lp_xasprintf("%sk:%s:rpm", S->prefix, k->name),
+                                 (double)k->rpm / 60000.0,
+                                 (double)k->rpm,
+                                 1,
+                                 0,
+                                 0,
+                                 0};
     int64_t est = q->est_tokens;
     if (est <= 0 || (k->tpm <= 0 && k->tokens_per_day <= 0 && k->tokens_per_month <= 0))
         return n;
@@ -423,8 +444,14 @@ static size_t plan_levels(struct shared *S, const struct lp_config *cfg,
     if (k->tpm > 0) {
         t->tpm_key = lp_xasprintf("%sk:%s:tpm", S->prefix, k->name);
         t->tpm_burst = k->tpm;
-        lv[n++] = (struct level){LP_LIMIT_KEY_TPM, lp_xstrdup(t->tpm_key),
-                                 (double)k->tpm / 60000.0, (double)k->tpm, (double)est, 1, 0, 0};
+        lv[n++] = (struct level){LP_LIMIT_KEY_TPM,
+                                 lp_xstrdup(t->tpm_key),
+                                 (double)k->tpm / 60000.0,
+                                 (double)k->tpm,
+                                 (double)est,
+                                 1,
+                                 0,
+                                 0};
     }
     int64_t wall = lp_wall_ms();
     time_t s = (time_t)(wall / 1000);
@@ -433,14 +460,16 @@ static size_t plan_levels(struct shared *S, const struct lp_config *cfg,
     if (k->tokens_per_day > 0) {
         t->day_key = lp_xasprintf("%sk:%s:d:%04d%02d%02d", S->prefix, k->name, tm.tm_year + 1900,
                                   tm.tm_mon + 1, tm.tm_mday);
-        lv[n++] = (struct level){LP_LIMIT_KEY_DAY, lp_xstrdup(t->day_key), 0, 0, (double)est, 0,
-                                 k->tokens_per_day, 2 * 86400};
+        lv[n++] = (struct level){
+            LP_LIMIT_KEY_DAY, lp_xstrdup(t->day_key), 0, 0, (double)est, 0, k->tokens_per_day,
+            2 * 86400};
     }
     if (k->tokens_per_month > 0) {
         t->month_key = lp_xasprintf("%sk:%s:mo:%04d%02d", S->prefix, k->name, tm.tm_year + 1900,
                                     tm.tm_mon + 1);
-        lv[n++] = (struct level){LP_LIMIT_KEY_MONTH, lp_xstrdup(t->month_key), 0, 0, (double)est,
-                                 0, k->tokens_per_month, 40 * 86400};
+        lv[n++] = (struct level){
+            LP_LIMIT_KEY_MONTH, lp_xstrdup(t->month_key), 0, 0, (double)est, 0, k->tokens_per_month,
+            40 * 86400};
     }
     return n;
 }
@@ -456,7 +485,6 @@ static void deliver(struct lp_limit_ticket *t)
 
 /* Refund a reservation taken in Redis (a later, per-instance level refused). */
 static void give_back(struct lp_limit_ticket *t);
-
 
 /* ---- cluster concurrency: leases ------------------------------------------------------------ */
 
@@ -557,7 +585,7 @@ static bool send_acquire(struct lp_limit_ticket *t, bool join)
     snprintf(maxq, sizeof maxq, "%d", t->ls.max_queue);
     snprintf(wttl, sizeof wttl, "%d", WAITER_TTL_MS);
     const char *argv[10] = {S->k_slots, S->k_queue, S->k_qexp, S->k_seq, t->ls.member,
-                            max, ttl, maxq, wttl, join ? "1" : "0"};
+                            max,        ttl,        maxq,      wttl,     join ? "1" : "0"};
     size_t lens[10];
     for (int i = 0; i < 10; i++)
         lens[i] = strlen(argv[i]);
@@ -829,13 +857,15 @@ static void on_admit(void *arg, const redisReply *reply, enum lp_redis_err err)
         t->reserved = t->est > 0;
         if (pl->n && pl->lv[0].scope != LP_LIMIT_KEY_DAY && pl->lv[0].scope != LP_LIMIT_KEY_MONTH) {
             t->res.requests = (struct lp_limit_info){
-                .set = true, .limit = (int64_t)pl->lv[0].burst, .remaining = a1 > 0 ? a1 : 0,
+                .set = true,
+                .limit = (int64_t)pl->lv[0].burst,
+                .remaining = a1 > 0 ? a1 : 0,
                 .reset_ms = (int64_t)((pl->lv[0].burst - (a1 > 0 ? a1 : 0)) /
                                       (pl->lv[0].rate_per_ms > 0 ? pl->lv[0].rate_per_ms : 1))};
         }
         if (t->tpm_key)
-            t->res.tokens = (struct lp_limit_info){.set = true, .limit = t->tpm_burst,
-                                                   .remaining = a2 > 0 ? a2 : 0};
+            t->res.tokens = (struct lp_limit_info){
+                .set = true, .limit = t->tpm_burst, .remaining = a2 > 0 ? a2 : 0};
     }
     for (size_t i = 0; i < pl->n; i++)
         free(pl->lv[i].key);
@@ -967,8 +997,8 @@ static void shared_reconcile(struct lp_limiter *l, struct lp_limit_ticket *t, in
     if (!t->reserved || t->reconciled)
         return;
     t->reconciled = true;
-    int64_t actual = in >= 0 || out >= 0 ? (in > 0 ? in : 0) + (out > 0 ? out : 0)
-                                         : (answered ? t->est : 0);
+    int64_t actual =
+        in >= 0 || out >= 0 ? (in > 0 ? in : 0) + (out > 0 ? out : 0) : (answered ? t->est : 0);
     send_reconcile(t, actual - t->est);
 }
 

@@ -34,9 +34,11 @@
 #define OPS_LINE_MAX ((size_t)1 << 20) /* escaped, masked message plus the envelope */
 #define ACCESS_LINE_MAX ((size_t)256 * 1024)
 #define MIN_SECRET_LEN 4
-#define WAKE_MS 50                       /* the writer's poll period: how late a queued line or a
-                                            reopen request may be noticed */
-#define SIGNAL_BYTES (64 * 1024)         /* wake the writer at once only past this much queued:
+#define WAKE_MS                                                                                    \
+    50 /* the writer's poll period: how late a queued line or a                                    \
+          reopen request may be noticed */
+#define SIGNAL_BYTES                                                                               \
+    (64 * 1024)                          /* wake the writer at once only past this much queued:    \
                                             no futex wake per request at ordinary rates */
 #define KEEP_BATCH_CAP ((size_t)1 << 20) /* batch buffers larger than this are freed after use */
 #define PATH_MAX_ERR 4200                /* a rotation error message (paths included) */
@@ -44,9 +46,9 @@
 enum dest { DEST_OPS = 0, DEST_ACC = 1, N_DEST = 2 };
 
 struct sink {
-    char *path;    /* NULL = stderr */
-    int fd;        /* -1 = stderr */
-    uint64_t size; /* bytes in the file (for rotation by size) */
+    char *path;     /* NULL = stderr */
+    int fd;         /* -1 = stderr */
+    uint64_t size;  /* bytes in the file (for rotation by size) */
     int64_t period; /* start of the rotation period its lines belong to */
 };
 

@@ -50,7 +50,7 @@ struct lp_log_opts {
      * file is renamed, gzipped when asked, old rotated files are pruned, and a new file opened.
      * Disabled by default (logrotate + SIGUSR1, lp_log_request_reopen, keep working either way). */
     struct lp_logrotate_opts rotate;
-    int64_t (*now_s)(void);  /* the clock of rotation decisions, unix seconds; NULL = time() */
+    int64_t (*now_s)(void); /* the clock of rotation decisions, unix seconds; NULL = time() */
 };
 
 /* Start the logger, or apply new options to a running one (level, masking and files; the queue

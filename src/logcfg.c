@@ -64,8 +64,8 @@ void lp_logcfg_rotation(const struct lp_config *cfg, struct lp_logrotate_opts *o
     if (r->rotate_by_size_set && !r->rotate_by_size)
         mb = 0;
     out->max_bytes = (uint64_t)(mb * 1024 * 1024);
-    out->time = r->time_strategy >= 0 ? (enum lp_logrotate_time)r->time_strategy
-                                      : LP_ROTATE_TIME_NONE;
+    out->time =
+        r->time_strategy >= 0 ? (enum lp_logrotate_time)r->time_strategy : LP_ROTATE_TIME_NONE;
     if (r->rotate_by_time_set) {
         if (!r->rotate_by_time)
             out->time = LP_ROTATE_TIME_NONE;
@@ -101,4 +101,3 @@ void lp_logcfg_apply(const struct lp_config *cfg)
     for (size_t i = 0; i < cfg->n_keys; i++)
         lp_log_add_secret(cfg->keys[i].key);
 }
-

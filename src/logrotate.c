@@ -28,8 +28,8 @@ int64_t lp_logrotate_period(enum lp_logrotate_time tm, int64_t t)
     return p;
 }
 
-bool lp_logrotate_due(const struct lp_logrotate_opts *o, uint64_t size, int64_t period,
-                      size_t add, int64_t now)
+bool lp_logrotate_due(const struct lp_logrotate_opts *o, uint64_t size, int64_t period, size_t add,
+                      int64_t now)
 {
     if (!o->enabled || size == 0)
         return false;
@@ -123,8 +123,12 @@ static bool parse_rotated(const char *s, int64_t *t, int *seq)
     }
     if (*rest && strcmp(rest, ".gz") != 0)
         return false;
-    struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D,
-                    .tm_hour = h, .tm_min = m, .tm_sec = sec};
+    struct tm tm = {.tm_year = Y - 1900,
+                    .tm_mon = M - 1,
+                    .tm_mday = D,
+                    .tm_hour = h,
+                    .tm_min = m,
+                    .tm_sec = sec};
     *t = (int64_t)timegm(&tm);
     return true;
 }
@@ -149,7 +153,7 @@ int lp_logrotate_prune(const char *path, const struct lp_logrotate_opts *o, int6
         return 0;
     const char *pslash = strrchr(path, '/');
     const char *base = pslash ? pslash + 1 : path;
-    char *dir = !pslash ? lp_xstrdup(".")
+    char *dir = !pslash          ? lp_xstrdup(".")
                 : pslash == path ? lp_xstrdup("/")
                                  : lp_xstrndup(path, (size_t)(pslash - path));
     size_t blen = strlen(base);
@@ -190,8 +194,8 @@ out:
     return deleted;
 }
 
-enum lp_status lp_logrotate_rotate(const char *path, const struct lp_logrotate_opts *o,
-                                   int64_t now, char *err, size_t errlen)
+enum lp_status lp_logrotate_rotate(const char *path, const struct lp_logrotate_opts *o, int64_t now,
+                                   char *err, size_t errlen)
 {
     char name[PATH_MAX];
     char cand[PATH_MAX + 16];

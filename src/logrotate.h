@@ -39,15 +39,15 @@ int64_t lp_logrotate_period(enum lp_logrotate_time tm, int64_t t);
 /* Pure: must a file of `size` bytes whose lines belong to the period starting `period` be rotated
  * before `add` more bytes are written at time `now`? Never for an empty file, so one line larger
  * than max_bytes does not rotate forever. */
-bool lp_logrotate_due(const struct lp_logrotate_opts *o, uint64_t size, int64_t period,
-                      size_t add, int64_t now);
+bool lp_logrotate_due(const struct lp_logrotate_opts *o, uint64_t size, int64_t period, size_t add,
+                      int64_t now);
 
 /* Rename `path` to its rotated name for time `now`, compress it when o->compress, then apply
  * retention. The caller reopens `path` afterwards. Returns LP_ERR when the rename failed (the
  * file stays; err holds the reason); a compression failure keeps the uncompressed file and is
  * reported in err with LP_OK (the rotation itself happened). */
-enum lp_status lp_logrotate_rotate(const char *path, const struct lp_logrotate_opts *o,
-                                   int64_t now, char *err, size_t errlen);
+enum lp_status lp_logrotate_rotate(const char *path, const struct lp_logrotate_opts *o, int64_t now,
+                                   char *err, size_t errlen);
 
 /* gzip `src` to `src.gz` (written as `src.gz.tmp`, then renamed) and delete `src`. On failure
  * nothing but `src` remains. */

@@ -43,23 +43,25 @@ struct app {
     int listen_fds[MAX_WORKERS];
     int n_workers;
     struct event *sig_term, *sig_int, *sig_hup, *sig_usr1, *drain_tick;
-    int64_t drain_deadline_ms;    /* monotonic */
-    bool cut_sent;                /* the deadline passed: live requests were ended */
+    int64_t drain_deadline_ms; /* monotonic */
+    bool cut_sent;             /* the deadline passed: live requests were ended */
     bool draining;
     struct lp_reloader *reloader;
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: llm-proxy [-config FILE] [--check] [--version] [--help]\n"
-            "\n"
-            "  -config, -c, --config FILE  configuration file (default ./config.yaml)\n"
-            "  --check                     validate the configuration, list every problem, exit 0/1\n"
-            "  --version                   print the version and exit\n"
-            "  --help                      this text\n"
-            "\n"
-            "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads the config, SIGUSR1 reopens logs.\n");
+    fprintf(
+        f,
+        "usage: llm-proxy [-config FILE] [--check] [--version] [--help]\n"
+        "\n"
+        "  -config, -c, --config FILE  configuration file (default ./config.yaml)\n"
+        "  --check                     validate the configuration, list every problem, exit 0/1\n"
+        "  --version                   print the version and exit\n"
+        "  --help                      this text\n"
+        "\n"
+        "Signals: SIGTERM/SIGINT drain and exit, SIGHUP reloads the config, SIGUSR1 reopens "
+        "logs.\n");
 }
 
 static void print_diags(const struct lp_diags *d)
@@ -131,8 +133,8 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
     struct lp_config *cfg = lp_runtime_config(&a->rt);
     a->drain_deadline_ms = lp_now_ms() + cfg->server.shutdown_timeout_ms;
     lp_config_unref(cfg);
-    lp_log_info(NULL, "received %s: draining %d in-flight request(s)", sig == SIGINT ? "SIGINT" : "SIGTERM",
-                active_requests(a));
+    lp_log_info(NULL, "received %s: draining %d in-flight request(s)",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", active_requests(a));
     for (int i = 0; i < a->n_workers; i++)
         lp_worker_command(a->workers[i], LP_WORKER_CMD_DRAIN);
     on_drain_tick(-1, 0, a);
@@ -192,7 +194,8 @@ static void raise_fd_limit(void)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
-    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (1u << 20) ? (1u << 20) : rl.rlim_max;
+    rlim_t want =
+        rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (1u << 20) ? (1u << 20) : rl.rlim_max;
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
         rlim_t was = rl.rlim_cur;
         rl.rlim_cur = want;
@@ -212,8 +215,9 @@ static void create_shared_limits(struct app *a, const struct lp_config *cfg)
     lp_worker_apply_shared(cfg, &a->rt);
     size_t total, per_ip;
     lp_worker_conn_caps(cfg, &total, &per_ip);
-    lp_log_info(NULL, "limits: %zu client connections%s, %zu per address; request bodies may hold "
-                      "%lld bytes in total",
+    lp_log_info(NULL,
+                "limits: %zu client connections%s, %zu per address; request bodies may hold "
+                "%lld bytes in total",
                 total, cfg->server.max_connections > 0 ? "" : " (automatic)", per_ip,
                 (long long)cfg->server.max_body_memory);
 }
@@ -261,8 +265,8 @@ static int run(struct app *a, const char *path)
     a->base = event_base_new();
     /* With a redis block, limits and health are shared by every instance using it. */
     a->rt.cluster = lp_cluster_create(&a->rt, a->base, cfg);
-    a->rt.limiter = a->rt.cluster ? lp_limiter_redis_create(a->rt.cluster, cfg)
-                                  : lp_limiter_local_create(NULL);
+    a->rt.limiter =
+        a->rt.cluster ? lp_limiter_redis_create(a->rt.cluster, cfg) : lp_limiter_local_create(NULL);
     lp_limiter_configure(a->rt.limiter, cfg);
     a->reloader = lp_reloader_create(&a->rt, a->base);
     lp_reloader_load_extras(a->reloader, cfg);
@@ -359,7 +363,8 @@ int main(int argc, char **argv)
     bool check = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if ((strcmp(a, "-config") == 0 || strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
+        if ((strcmp(a, "-config") == 0 || strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) &&
+            i + 1 < argc) {
             path = argv[++i];
         } else if (strncmp(a, "--config=", 9) == 0 || strncmp(a, "-config=", 8) == 0) {
             path = strchr(a, '=') + 1;
@@ -386,8 +391,8 @@ int main(int argc, char **argv)
         print_diags(&diags);
         bool ok = cfg != NULL;
         if (ok)
-            printf("%s: OK (%zu backend(s), %zu alias(es), %zu warning(s))\n", path, cfg->n_backends,
-                   cfg->n_aliases, diags.n - diags.n_errors);
+            printf("%s: OK (%zu backend(s), %zu alias(es), %zu warning(s))\n", path,
+                   cfg->n_backends, cfg->n_aliases, diags.n - diags.n_errors);
         else
             printf("%s: %zu error(s)\n", path, diags.n_errors);
         lp_diags_free(&diags);

@@ -210,7 +210,8 @@ static const struct metric_def g_defs[LP_M__COUNT] = {
         "hedged request answered first (prompt bytes / 4, plus output tokens a buffered answer "
         "reported).", "alias"),
     [LP_M_PROBES_TOTAL] = COUNTER("llm_proxy_probes_total",
-        "Active health probes of backends with health_check, by result (pass, fail). Not client traffic.",
+        "Active health probes of backends with health_check, by result (pass, fail). "
+        "Not client traffic.",
         "backend", "result"),
     [LP_M_BACKEND_DOWN] = GAUGE("llm_proxy_backend_down",
         "1 while active health probes keep the backend out of rotation.", "backend"),

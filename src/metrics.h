@@ -57,40 +57,43 @@ enum lp_metric_id {
     LP_M_BUILD_INFO,                    /* gauge {version}: always 1, built in */
     LP_M_CLIENT_CONNECTIONS,            /* gauge {}: open client connections (callback) */
     LP_M_CLIENT_CONNECTIONS_LIMIT,      /* gauge {}: effective server.max_connections (callback) */
-    LP_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, /* counter {}: closed at max_connections_per_ip (callback) */
-    LP_M_BODY_MEMORY_BYTES,             /* gauge {}: bytes held by request bodies (callback) */
-    LP_M_BODY_MEMORY_REFUSED_TOTAL,     /* counter {}: bodies refused with 503 (callback) */
-    LP_M_REDIS_UP,                      /* gauge {}: 1 while Redis answers (callback) */
-    LP_M_REDIS_LATENCY_SECONDS,         /* gauge {}: smoothed Redis round trip (callback) */
-    LP_M_REDIS_ERRORS_TOTAL,            /* counter {kind}: timeout|unavailable (callback) */
-    LP_M_CLUSTER_INSTANCES,             /* gauge {}: live instances by heartbeat (callback) */
-    LP_M_CLUSTER_EVENTS_TOTAL,          /* counter {direction}: sent|received|applied (callback) */
+    LP_M_CLIENT_CONNECTIONS_REFUSED_TOTAL, /* counter {}: closed at max_connections_per_ip
+                                              (callback) */
+    LP_M_BODY_MEMORY_BYTES,                /* gauge {}: bytes held by request bodies (callback) */
+    LP_M_BODY_MEMORY_REFUSED_TOTAL,        /* counter {}: bodies refused with 503 (callback) */
+    LP_M_REDIS_UP,                         /* gauge {}: 1 while Redis answers (callback) */
+    LP_M_REDIS_LATENCY_SECONDS,            /* gauge {}: smoothed Redis round trip (callback) */
+    LP_M_REDIS_ERRORS_TOTAL,               /* counter {kind}: timeout|unavailable (callback) */
+    LP_M_CLUSTER_INSTANCES,                /* gauge {}: live instances by heartbeat (callback) */
+    LP_M_CLUSTER_EVENTS_TOTAL, /* counter {direction}: sent|received|applied (callback) */
     /* traffic control (traffic.c) */
-    LP_M_LIMITED_TOTAL,       /* counter {scope}: answered 429 by a rate or key limit */
-    LP_M_SHED_TOTAL,          /* counter {reason}: answered 503 for capacity, or left the queue */
-    LP_M_QUEUED_TOTAL,        /* counter {}: requests that waited for a concurrency slot */
-    LP_M_QUEUE_WAIT_SECONDS,  /* histogram {}: time waited in the concurrency queue */
-    LP_M_QUEUE_LENGTH,        /* gauge {}: requests waiting now (callback) */
-    LP_M_BACKEND_IN_FLIGHT,   /* gauge {backend}: attempts in flight (callback) */
+    LP_M_LIMITED_TOTAL,      /* counter {scope}: answered 429 by a rate or key limit */
+    LP_M_SHED_TOTAL,         /* counter {reason}: answered 503 for capacity, or left the queue */
+    LP_M_QUEUED_TOTAL,       /* counter {}: requests that waited for a concurrency slot */
+    LP_M_QUEUE_WAIT_SECONDS, /* histogram {}: time waited in the concurrency queue */
+    LP_M_QUEUE_LENGTH,       /* gauge {}: requests waiting now (callback) */
+    LP_M_BACKEND_IN_FLIGHT,  /* gauge {backend}: attempts in flight (callback) */
     LP_M_BACKEND_CONCURRENCY_LIMIT, /* gauge {backend}: limit in force, 0 = none (callback) */
-    LP_M_KEY_REQUESTS_TOTAL,  /* counter {key,status}: requests per client key name */
-    LP_M_KEY_TOKENS_TOTAL,    /* counter {key,type}: tokens per client key, type input|output|cached */
-    LP_M_KEY_LIMITED_TOTAL,   /* counter {key,scope}: a key's requests refused by a limit */
-    LP_M_TRACE_SPANS_TOTAL,   /* counter {result}: exported|dropped|failed spans (callback) */
+    LP_M_KEY_REQUESTS_TOTAL,        /* counter {key,status}: requests per client key name */
+    LP_M_KEY_TOKENS_TOTAL, /* counter {key,type}: tokens per client key, type input|output|cached */
+    LP_M_KEY_LIMITED_TOTAL, /* counter {key,scope}: a key's requests refused by a limit */
+    LP_M_TRACE_SPANS_TOTAL, /* counter {result}: exported|dropped|failed spans (callback) */
     /* smart routing (routestats.c, balance.c) */
-    LP_M_ROUTE_LATENCY_SECONDS, /* gauge {backend,model,kind}: decayed estimate, kind head|first_event (callback) */
-    LP_M_ROUTE_IN_FLIGHT,       /* gauge {backend,model}: attempts in flight on the route (callback) */
-    LP_M_ROUTE_FAILURE_SCORE,   /* gauge {backend,model}: decayed failure score (callback) */
+    LP_M_ROUTE_LATENCY_SECONDS, /* gauge {backend,model,kind}: decayed estimate, kind
+                                   head|first_event (callback) */
+    LP_M_ROUTE_IN_FLIGHT, /* gauge {backend,model}: attempts in flight on the route (callback) */
+    LP_M_ROUTE_FAILURE_SCORE,       /* gauge {backend,model}: decayed failure score (callback) */
     LP_M_ROUTE_RATELIMIT_HEADROOM,  /* gauge {backend,model}: upstream remaining/limit (callback) */
-    LP_M_ROUTE_RATELIMIT_EXHAUSTED, /* gauge {backend,model}: 1 while resting until reset (callback) */
+    LP_M_ROUTE_RATELIMIT_EXHAUSTED, /* gauge {backend,model}: 1 while resting until reset (callback)
+                                     */
     LP_M_HEDGES_TOTAL,              /* counter {result}: won|lost|failed|cancelled */
     LP_M_HEDGE_BUDGET_DENIED_TOTAL, /* counter {alias}: a hedge was due but the budget was empty */
     LP_M_HEDGE_DELAY_SECONDS,       /* histogram {}: the delay a hedge timer was armed with */
     LP_M_HEDGE_LOSER_TOKENS_TOTAL,  /* counter {alias}: estimated tokens of cancelled race losers */
     /* active health probes (prober.c) */
-    LP_M_PROBES_TOTAL,              /* counter {backend,result}: pass|fail (callback) */
-    LP_M_BACKEND_DOWN,              /* gauge {backend}: 1 while marked down by probes (callback) */
-    LP_M_PROBE_DURATION_SECONDS,    /* gauge {backend}: duration of the last probe (callback) */
+    LP_M_PROBES_TOTAL,           /* counter {backend,result}: pass|fail (callback) */
+    LP_M_BACKEND_DOWN,           /* gauge {backend}: 1 while marked down by probes (callback) */
+    LP_M_PROBE_DURATION_SECONDS, /* gauge {backend}: duration of the last probe (callback) */
     LP_M__COUNT
 };
 

@@ -133,8 +133,8 @@ static bool post_once(const struct lp_config *cfg, const struct lp_buf *body, bo
         el--;
     lp_buf_append(&url, e, el);
     lp_buf_appends(&url, "/v1/traces");
-    struct curl_slist *hl = curl_slist_append(
-        NULL, pb ? "Content-Type: application/x-protobuf" : "Content-Type: application/json");
+    struct curl_slist *hl = curl_slist_append(NULL, pb ? "Content-Type: application/x-protobuf"
+                                                       : "Content-Type: application/json");
     hl = curl_slist_append(hl, "Expect:");
     for (size_t i = 0; i < t->n_otlp_headers; i++) {
         char *line = lp_xasprintf("%s: %s", t->otlp_headers[i].key, t->otlp_headers[i].value);
@@ -164,8 +164,8 @@ static bool post_once(const struct lp_config *cfg, const struct lp_buf *body, bo
     *retry_ms = ans.retry_after_s > 0 ? ans.retry_after_s * 1000 : 0;
     if (*accepted)
         return true;
-    bool retryable = rc != CURLE_OK || status == 429 || status == 502 || status == 503 ||
-                     status == 504;
+    bool retryable =
+        rc != CURLE_OK || status == 429 || status == 502 || status == 503 || status == 504;
     if (!retryable || X.stopping) {
         /* The endpoint may carry credentials (https://user:token@collector): masked. */
         struct lp_buf m;
@@ -239,7 +239,7 @@ static void pb_payload(struct lp_buf *b, const char *svc, struct item *items, si
     for (size_t i = 0; i < n; i++)
         spans += items[i].len;
     size_t ss = 1 + 1 + scope.len + spans; /* the scope is short: one length byte */
-    struct lp_buf head; /* everything before the spans */
+    struct lp_buf head;                    /* everything before the spans */
     lp_buf_init(&head, 0);
     lp_buf_appendc(&head, 0x0a); /* Resource */
     pb_varint(&head, res.len);
@@ -284,8 +284,9 @@ static void export_items(struct item *items, size_t n, size_t spans, int64_t dea
         put_attr(&b, false, "service.instance.id", X.instance_id);
         put_attr(&b, false, "telemetry.sdk.name", "llm-proxy");
         put_attr(&b, false, "telemetry.sdk.language", "cpp");
-        lp_buf_appends(&b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"llm-proxy\",\"version\":\"" LP_VERSION
-                           "\"},\"spans\":[");
+        lp_buf_appends(
+            &b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"llm-proxy\",\"version\":\"" LP_VERSION
+                "\"},\"spans\":[");
         for (size_t i = 0; i < n; i++) {
             if (i)
                 lp_buf_appendc(&b, ',');
@@ -406,7 +407,8 @@ void lp_otlp_start(struct lp_runtime *rt)
     uint64_t a = lp_rand_next(&rng), b = lp_rand_next(&rng);
     snprintf(X.instance_id, sizeof X.instance_id, "%08x-%04x-4%03x-%04x-%012llx",
              (unsigned)(a >> 32), (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff,
-             (unsigned)(0x8000 | ((b >> 48) & 0x3fff)), (unsigned long long)(b & 0xffffffffffffULL));
+             (unsigned)(0x8000 | ((b >> 48) & 0x3fff)),
+             (unsigned long long)(b & 0xffffffffffffULL));
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -24,8 +24,7 @@ static bool fix_max_tokens(struct json_object *o, const char *want)
     return true;
 }
 
-char *lp_paramfix_apply(const struct lp_backend *b, const char *body, size_t len,
-                        size_t *out_len)
+char *lp_paramfix_apply(const struct lp_backend *b, const char *body, size_t len, size_t *out_len)
 {
     if (!lp_paramfix_wanted(b) || !body)
         return NULL;

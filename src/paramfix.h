@@ -25,7 +25,6 @@ bool lp_paramfix_wanted(const struct lp_backend *b);
 
 /* The fixed body as a new heap string (*out_len set), or NULL when nothing changed or the body
  * is not a JSON object (then the original is sent as is). */
-char *lp_paramfix_apply(const struct lp_backend *b, const char *body, size_t len,
-                        size_t *out_len);
+char *lp_paramfix_apply(const struct lp_backend *b, const char *body, size_t len, size_t *out_len);
 
 #endif

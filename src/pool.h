@@ -2,10 +2,11 @@
  *
  * A pooled connection is a struct lp_pconn: the socket and the one libevent event that serves it
  * for its whole life, dispatching to whoever holds the connection, so a keep-alive connection
- * moving between the pool and transfers stays registered for reading (no epoll_ctl per request). Idle connections are kept most-recently-used first (take the warmest,
- * let the coldest expire), at most `idle_per_origin` per origin (the coldest is closed beyond
- * that), each closed after `idle_ms` without use (a sweep once a second), or as soon as it
- * becomes readable while idle (the peer closed it, or sent bytes nobody asked for).
+ * moving between the pool and transfers stays registered for reading (no epoll_ctl per request).
+ * Idle connections are kept most-recently-used first (take the warmest, let the coldest expire), at
+ * most `idle_per_origin` per origin (the coldest is closed beyond that), each closed after
+ * `idle_ms` without use (a sweep once a second), or as soon as it becomes readable while idle (the
+ * peer closed it, or sent bytes nobody asked for).
  *
  * Single-threaded: one pool per worker loop. The origin key is an opaque string chosen by the
  * client (scheme, host, port and anything else that makes connections interchangeable).
@@ -29,17 +30,17 @@ typedef void (*lp_pconn_fn)(struct lp_pconn *c, short what, void *arg);
 
 struct lp_pconn {
     int fd;
-    SSL *tls;                      /* https: the TLS connection, freed with it */
-    struct event ev;               /* registered once, changed only when the wanted events
-                                      change: a connection moving between the pool and a
-                                      transfer keeps its read registration (no epoll_ctl) */
-    short mask;                    /* events registered (0 = none) */
-    lp_pconn_fn fn;                /* the holder's handler; the pool's while idle */
+    SSL *tls;        /* https: the TLS connection, freed with it */
+    struct event ev; /* registered once, changed only when the wanted events
+                        change: a connection moving between the pool and a
+                        transfer keeps its read registration (no epoll_ctl) */
+    short mask;      /* events registered (0 = none) */
+    lp_pconn_fn fn;  /* the holder's handler; the pool's while idle */
     void *arg;
     struct lp_pool_origin *origin; /* set while idle in the pool */
     struct lp_pconn *prev, *next;  /* the origin's idle list, MRU first */
     int64_t idle_since_us;
-    unsigned uses;                 /* requests sent on it */
+    unsigned uses; /* requests sent on it */
 };
 
 /* Route readiness of `c` to fn(c, what, arg) and register exactly `what` (EV_READ, EV_WRITE,

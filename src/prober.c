@@ -79,8 +79,7 @@ static enum lp_status on_data(void *arg, struct lp_upstream_xfer *x, const char 
     return LP_OK; /* the body says nothing more than the status */
 }
 
-static void on_done(void *arg, struct lp_upstream_xfer *x, enum lp_xfer_result res,
-                    const char *err)
+static void on_done(void *arg, struct lp_upstream_xfer *x, enum lp_xfer_result res, const char *err)
 {
     (void)x;
     struct probe *pr = arg;
@@ -92,8 +91,8 @@ static void on_done(void *arg, struct lp_upstream_xfer *x, enum lp_xfer_result r
         snprintf(reason, sizeof reason, "%s", err && *err ? err : "transfer failed");
     else
         snprintf(reason, sizeof reason, "HTTP %d", pr->status);
-    int change = lp_health_probe_done(p->rt->health, b, ok, reason, pr->started_mono,
-                                      lp_now_ms(), lp_wall_ms());
+    int change = lp_health_probe_done(p->rt->health, b, ok, reason, pr->started_mono, lp_now_ms(),
+                                      lp_wall_ms());
     if (change > 0)
         lp_log_info(NULL, "health probe: backend '%s' passed (%s), back in rotation", b->name,
                     reason);

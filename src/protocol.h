@@ -32,9 +32,12 @@ enum lp_dialect_id {
 static inline const char *lp_proto_name(enum lp_proto p)
 {
     switch (p) {
-    case LP_PROTO_OPENAI: return "openai";
-    case LP_PROTO_ANTHROPIC: return "anthropic";
-    case LP_PROTO_GOOGLE: return "google";
+    case LP_PROTO_OPENAI:
+        return "openai";
+    case LP_PROTO_ANTHROPIC:
+        return "anthropic";
+    case LP_PROTO_GOOGLE:
+        return "google";
     }
     return "?";
 }

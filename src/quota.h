@@ -3,9 +3,9 @@
  * Pure: a function of the header lookup and the wall clock passed in. Families read:
  *   OpenAI:    x-ratelimit-{limit,remaining,reset}-{requests,tokens}
  *   generic:   x-ratelimit-{limit,remaining,reset}
- *   Anthropic: anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}
- * Reset values are parsed by lp_parse_ratelimit_reset (seconds, Go durations, Unix times,
- * RFC 3339).
+ *   Anthropic:
+ * anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset} Reset
+ * values are parsed by lp_parse_ratelimit_reset (seconds, Go durations, Unix times, RFC 3339).
  *
  * The reading: the headroom is the smallest remaining/limit over the dimensions that carry
  * both; a dimension whose remaining is 0 is exhausted, and the route should rest until the
@@ -26,11 +26,11 @@
 typedef const char *(*lp_quota_header_fn)(void *ctx, const char *name);
 
 struct lp_quota_reading {
-    bool seen;          /* at least one dimension had a remaining count */
-    double headroom;    /* min remaining / limit in [0, 1]; 1 when no dimension has both */
-    bool exhausted;     /* a dimension's remaining count is 0 */
-    int64_t reset_ms;   /* exhausted: how long until it resets (see above); else the soonest
-                           reset given for the tightest dimension, 0 when none */
+    bool seen;        /* at least one dimension had a remaining count */
+    double headroom;  /* min remaining / limit in [0, 1]; 1 when no dimension has both */
+    bool exhausted;   /* a dimension's remaining count is 0 */
+    int64_t reset_ms; /* exhausted: how long until it resets (see above); else the soonest
+                         reset given for the tightest dimension, 0 when none */
 };
 
 /* Read the headers through get(ctx, name) at now_wall_ms into *out. */

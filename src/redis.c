@@ -27,8 +27,8 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define BREAKER_FAILURES 3      /* consecutive failures that open the connection's breaker */
-#define MAX_STALE 1024          /* timed-out commands still on the wire before we reconnect */
+#define BREAKER_FAILURES 3 /* consecutive failures that open the connection's breaker */
+#define MAX_STALE 1024     /* timed-out commands still on the wire before we reconnect */
 #define MAX_SCRIPTS 16
 
 struct lp_redis_cmd {
@@ -37,10 +37,10 @@ struct lp_redis_cmd {
     void *arg;
     int64_t deadline_us;
     int64_t sent_us;
-    bool done;          /* the callback ran (reply, timeout or down) or was cancelled */
-    bool internal;      /* a setup command: its failure restarts the connection */
-    int script;         /* EVALSHA of this script (-1 otherwise): NOSCRIPT resends as EVAL */
-    char **argv;        /* kept for a NOSCRIPT resend (scripts only) */
+    bool done;     /* the callback ran (reply, timeout or down) or was cancelled */
+    bool internal; /* a setup command: its failure restarts the connection */
+    int script;    /* EVALSHA of this script (-1 otherwise): NOSCRIPT resends as EVAL */
+    char **argv;   /* kept for a NOSCRIPT resend (scripts only) */
     size_t *argvlen;
     int argc;
     struct lp_redis_cmd *next; /* FIFO on the wire, or the deferred-failure list */
@@ -54,19 +54,19 @@ struct script {
 
 struct lp_redis {
     struct event_base *base;
-    struct lp_redis_opts o;     /* strings owned below */
+    struct lp_redis_opts o; /* strings owned below */
     char *ip, *user, *password, *channel;
     redisAsyncContext *ac;
     enum lp_redis_state state;
     bool destroying;
-    int pending_setup;          /* setup replies still expected */
+    int pending_setup;                /* setup replies still expected */
     struct lp_redis_cmd *head, *tail; /* on the wire, in order */
-    size_t n_stale;             /* timed out, reply still to come */
-    struct lp_redis_cmd *failq; /* commands to fail from the loop (never synchronously) */
+    size_t n_stale;                   /* timed out, reply still to come */
+    struct lp_redis_cmd *failq;       /* commands to fail from the loop (never synchronously) */
     struct event timeout_ev, reconnect_ev, defer_ev, connect_ev;
     int64_t backoff_ms;
-    int failures;               /* consecutive failures (breaker) */
-    int64_t open_until_us;      /* breaker open until */
+    int failures;          /* consecutive failures (breaker) */
+    int64_t open_until_us; /* breaker open until */
     struct script scripts[MAX_SCRIPTS];
     int n_scripts;
     uint64_t rng;
@@ -602,8 +602,8 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
         deliver(c, NULL, LP_REDIS_TIMEOUT);
     }
     /* A stuck connection: too much owed, or the oldest owed for ten timeouts. */
-    bool stuck = r->n_stale > MAX_STALE ||
-                 (r->head && now - r->head->sent_us > 10 * r->o.timeout_ms * 1000);
+    bool stuck =
+        r->n_stale > MAX_STALE || (r->head && now - r->head->sent_us > 10 * r->o.timeout_ms * 1000);
     if ((stuck || setup_failed) && r->ac) {
         redisAsyncDisconnect(r->ac); /* on_disconnect -> went_down -> reconnect */
         return;

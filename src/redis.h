@@ -52,19 +52,19 @@ bool lp_redis_url_parse(const char *url, struct lp_redis_url *out, const char **
 void lp_redis_url_free(struct lp_redis_url *u);
 
 enum lp_redis_err {
-    LP_REDIS_OK = 0,      /* a reply arrived (which may itself be a Redis error reply) */
-    LP_REDIS_TIMEOUT,     /* no reply within the timeout */
-    LP_REDIS_DOWN,        /* not connected, connection lost, or the breaker is open */
+    LP_REDIS_OK = 0,  /* a reply arrived (which may itself be a Redis error reply) */
+    LP_REDIS_TIMEOUT, /* no reply within the timeout */
+    LP_REDIS_DOWN,    /* not connected, connection lost, or the breaker is open */
 };
 
 enum lp_redis_state {
     LP_REDIS_DISCONNECTED = 0,
-    LP_REDIS_CONNECTING,  /* TCP connect, AUTH, SELECT, script loading */
+    LP_REDIS_CONNECTING, /* TCP connect, AUTH, SELECT, script loading */
     LP_REDIS_READY,
 };
 
 struct lp_redis_opts {
-    const char *ip;        /* resolved address, or NULL to ask ip_of at every connect */
+    const char *ip; /* resolved address, or NULL to ask ip_of at every connect */
     /* When set, called (on the loop, must not block) before every connect attempt to get the
      * current address; false = not known yet: stay down and retry after the backoff. */
     bool (*ip_of)(void *arg, char *buf, size_t n);
@@ -72,7 +72,7 @@ struct lp_redis_opts {
     int port;
     const char *user, *password;
     int db;
-    int64_t timeout_ms;    /* per command (and for the connect) */
+    int64_t timeout_ms; /* per command (and for the connect) */
     /* Subscriber mode: the connection SUBSCRIBEs to `channel` after every (re)connect and
      * delivers each message to on_message (no commands may be sent on it). on_subscribed runs
      * after each successful (re)subscription, e.g. to reload state missed while away. */
@@ -111,10 +111,10 @@ enum lp_redis_state lp_redis_state(const struct lp_redis *r);
 bool lp_redis_available(const struct lp_redis *r);
 
 struct lp_redis_stats {
-    uint64_t commands;     /* sent */
-    uint64_t replies;      /* answered in time */
+    uint64_t commands; /* sent */
+    uint64_t replies;  /* answered in time */
     uint64_t timeouts;
-    uint64_t down;         /* failed because not connected / breaker open / connection lost */
+    uint64_t down; /* failed because not connected / breaker open / connection lost */
     uint64_t reconnects;
     int64_t latency_us_ewma; /* smoothed round trip of answered commands */
     enum lp_redis_state state;

@@ -20,8 +20,8 @@
 
 #define STREAM_HIGH_WATER (256 * 1024) /* client output queued before pausing the upstream */
 #define STREAM_LOW_WATER (64 * 1024)
-#define OUT_MAX (8 * 1024 * 1024)      /* one translated batch */
-#define ERR_DATA_MAX (64 * 1024)       /* an upstream error event kept for classification */
+#define OUT_MAX (8 * 1024 * 1024) /* one translated batch */
+#define ERR_DATA_MAX (64 * 1024)  /* an upstream error event kept for classification */
 
 void lp_stream_state_init(struct lp_stream_state *st, enum lp_proto up, enum lp_proto client,
                           struct lp_stream_xlat *xlat, bool client_wants_usage)
@@ -154,15 +154,16 @@ static void keep_error_data(struct lp_stream_state *st, const struct lp_sse_even
 {
     st->upstream_error = true;
     lp_buf_reset(&st->err_data);
-    lp_buf_append(&st->err_data, ev->data, ev->data_len < ERR_DATA_MAX ? ev->data_len : ERR_DATA_MAX);
+    lp_buf_append(&st->err_data, ev->data,
+                  ev->data_len < ERR_DATA_MAX ? ev->data_len : ERR_DATA_MAX);
 }
 
 static enum lp_relay_rc relay_translated(struct lp_request *req, struct lp_stream_state *st,
                                          const struct lp_sse_event *ev)
 {
     lp_buf_reset(&st->out);
-    enum lp_status rc = lp_stream_xlat_event(st->xlat, ev->event, ev->event_len, ev->data,
-                                             ev->data_len, &st->out);
+    enum lp_status rc =
+        lp_stream_xlat_event(st->xlat, ev->event, ev->event_len, ev->data, ev->data_len, &st->out);
     if (rc == LP_DECLINED) {
         /* The upstream's in-band error, told in the client's protocol. */
         char type[64], msg[256];
@@ -229,8 +230,8 @@ enum lp_relay_rc lp_relay_first_event(struct lp_request *req, struct lp_stream_s
     }
     /* Translate before committing: garbage from the upstream can still fail over while the
      * client has seen nothing. */
-    enum lp_status rc = lp_stream_xlat_event(st->xlat, ev->event, ev->event_len, ev->data,
-                                             ev->data_len, first);
+    enum lp_status rc =
+        lp_stream_xlat_event(st->xlat, ev->event, ev->event_len, ev->data, ev->data_len, first);
     if (rc != LP_OK) {
         st->broken = "upstream sent an invalid first stream event";
         return LP_RELAY_BROKEN;
@@ -276,8 +277,8 @@ enum lp_relay_rc lp_relay_clean_eof(struct lp_request *req, struct lp_stream_sta
 
 /* ---- the end ------------------------------------------------------------------------------- */
 
-static void write_error_event(struct lp_request *req, struct lp_stream_state *st,
-                              const char *type, const char *msg)
+static void write_error_event(struct lp_request *req, struct lp_stream_state *st, const char *type,
+                              const char *msg)
 {
     struct lp_buf b;
     lp_buf_init(&b, 0);
@@ -330,13 +331,20 @@ void lp_relay_end(struct lp_request *req, struct lp_stream_state *st, enum lp_st
 const char *lp_stream_end_name(enum lp_stream_end end)
 {
     switch (end) {
-    case LP_END_NONE: return "none";
-    case LP_END_CLEAN: return "clean";
-    case LP_END_UPSTREAM_ERROR: return "upstream_error";
-    case LP_END_BROKEN: return "broken";
-    case LP_END_DEADLINE: return "deadline";
-    case LP_END_SHUTDOWN: return "shutdown";
-    case LP_END_CLIENT_GONE: return "client_gone";
+    case LP_END_NONE:
+        return "none";
+    case LP_END_CLEAN:
+        return "clean";
+    case LP_END_UPSTREAM_ERROR:
+        return "upstream_error";
+    case LP_END_BROKEN:
+        return "broken";
+    case LP_END_DEADLINE:
+        return "deadline";
+    case LP_END_SHUTDOWN:
+        return "shutdown";
+    case LP_END_CLIENT_GONE:
+        return "client_gone";
     }
     return "?";
 }

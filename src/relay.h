@@ -37,10 +37,10 @@ struct lp_stream_state {
 };
 
 enum lp_relay_rc {
-    LP_RELAY_OK = 0,     /* relayed (or nothing to send); the stream goes on */
-    LP_RELAY_DONE,       /* the terminal event was relayed */
-    LP_RELAY_ERROR,      /* the upstream's error event was relayed; the stream is over */
-    LP_RELAY_BROKEN,     /* the event could not be relayed (st->broken says why) */
+    LP_RELAY_OK = 0, /* relayed (or nothing to send); the stream goes on */
+    LP_RELAY_DONE,   /* the terminal event was relayed */
+    LP_RELAY_ERROR,  /* the upstream's error event was relayed; the stream is over */
+    LP_RELAY_BROKEN, /* the event could not be relayed (st->broken says why) */
 };
 
 /* Prepare / free a stream state. xlat may be NULL (pass-through: the tap is initialised for the

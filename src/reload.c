@@ -22,7 +22,6 @@
 #include "util/buf.h"
 #include "worker.h"
 
-
 struct lp_reload_job {
     struct event *ev;
     lp_reload_done_fn fn;
@@ -114,8 +113,9 @@ static bool do_reload(struct lp_reloader *r, char **msg_out)
     if (ok) {
         struct lp_config *old = lp_runtime_config(r->rt);
         if (strcmp(old->listen, cfg->listen) != 0 || old->server.threads != cfg->server.threads) {
-            lp_buf_printf(&msg, "%snote: a change of listen or server.threads needs a restart; the "
-                                "running server keeps %s with its current threads",
+            lp_buf_printf(&msg,
+                          "%snote: a change of listen or server.threads needs a restart; the "
+                          "running server keeps %s with its current threads",
                           msg.len ? "\n" : "", old->listen);
             lp_log_warn(NULL, "reload: listen/threads changed; restart needed to apply them");
         }
@@ -135,7 +135,8 @@ static bool do_reload(struct lp_reloader *r, char **msg_out)
     }
     pthread_mutex_lock(&r->rt->lock);
     free(r->rt->last_reload_error);
-    r->rt->last_reload_error = ok ? NULL : lp_xstrdup(msg.data ? msg.data : "invalid configuration");
+    r->rt->last_reload_error =
+        ok ? NULL : lp_xstrdup(msg.data ? msg.data : "invalid configuration");
     r->rt->reload_count++;
     pthread_mutex_unlock(&r->rt->lock);
     count_reload(r, ok);

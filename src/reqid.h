@@ -22,7 +22,6 @@ void lp_reqid_new(uint64_t *rng, char out[LP_REQID_MAX]);
  * and headers. NULL is not sane. */
 bool lp_reqid_sane(const char *s);
 
-
 #include "util/ct.h" /* lp_ct_equal, used with request ids and keys */
 
 #endif

@@ -62,7 +62,8 @@ struct mask_ctx {
 };
 
 /* "key":"v" with v masked (client- or upstream-supplied text) and JSON-escaped. */
-static void json_str_masked(struct lp_buf *b, const char *key, const char *v, const struct mask_ctx *m)
+static void json_str_masked(struct lp_buf *b, const char *key, const char *v,
+                            const struct mask_ctx *m)
 {
     if (!v || !m->on) {
         json_str(b, key, v);
@@ -114,7 +115,8 @@ static void json_ms(struct lp_buf *b, const char *key, int64_t us)
         us = 0;
     put_key(b, key);
     put_u64(b, (uint64_t)us / 1000);
-    char frac[4] = {'.', (char)('0' + us % 1000 / 100), (char)('0' + us % 100 / 10), (char)('0' + us % 10)};
+    char frac[4] = {'.', (char)('0' + us % 1000 / 100), (char)('0' + us % 100 / 10),
+                    (char)('0' + us % 10)};
     lp_buf_append(b, frac, 4);
 }
 
@@ -131,7 +133,8 @@ static void record_metrics(struct lp_request *req, int64_t total_us, int64_t ove
     const char *l_alias[] = {alias};
     lp_metrics_observe(s, LP_M_REQUEST_DURATION_SECONDS, l_alias, (double)total_us / 1e6);
     if (req->t_first_byte_us)
-        lp_metrics_observe(s, LP_M_TTFB_SECONDS, l_alias, (double)(req->t_first_byte_us - req->t0_us) / 1e6);
+        lp_metrics_observe(s, LP_M_TTFB_SECONDS, l_alias,
+                           (double)(req->t_first_byte_us - req->t0_us) / 1e6);
     lp_metrics_inc(s, LP_M_REQUEST_BYTES_TOTAL, l_alias, req->bytes_in);
     lp_metrics_inc(s, LP_M_RESPONSE_BYTES_TOTAL, l_alias, req->bytes_out);
     lp_metrics_observe(s, LP_M_OVERHEAD_SECONDS, NULL, (double)overhead_us / 1e6);
@@ -183,8 +186,8 @@ void lp_reqlog_write(struct lp_request *req)
     lp_buf_init(&b, 64 * 1024);
     lp_buf_appends(&b, "{\"ts\":");
     put_u64(&b, (uint64_t)(req->t0_wall_ms / 1000));
-    char ms[4] = {'.', (char)('0' + req->t0_wall_ms % 1000 / 100), (char)('0' + req->t0_wall_ms % 100 / 10),
-                  (char)('0' + req->t0_wall_ms % 10)};
+    char ms[4] = {'.', (char)('0' + req->t0_wall_ms % 1000 / 100),
+                  (char)('0' + req->t0_wall_ms % 100 / 10), (char)('0' + req->t0_wall_ms % 10)};
     lp_buf_append(&b, ms, 4);
     lp_buf_appends(&b, ",\"type\":\"access\"");
 
@@ -274,5 +277,6 @@ void lp_reqlog_retry(struct lp_request *req)
 
 void lp_reqlog_backoff(struct lp_request *req, int64_t delay_ms)
 {
-    lp_metrics_inc(req->w->metrics, LP_M_BACKOFF_WAIT_SECONDS_TOTAL, NULL, (uint64_t)delay_ms * 1000);
+    lp_metrics_inc(req->w->metrics, LP_M_BACKOFF_WAIT_SECONDS_TOTAL, NULL,
+                   (uint64_t)delay_ms * 1000);
 }

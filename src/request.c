@@ -20,9 +20,9 @@
 /* ---- phases --------------------------------------------------------------------------------- */
 
 static const char *const phase_names[LP_PHASE__COUNT] = {
-    [LP_PHASE_INTAKE] = "intake",         [LP_PHASE_WAITING] = "waiting",
-    [LP_PHASE_PLANNING] = "planning",     [LP_PHASE_ATTEMPTING] = "attempting",
-    [LP_PHASE_BACKOFF] = "backoff",       [LP_PHASE_COMMITTED] = "committed",
+    [LP_PHASE_INTAKE] = "intake",     [LP_PHASE_WAITING] = "waiting",
+    [LP_PHASE_PLANNING] = "planning", [LP_PHASE_ATTEMPTING] = "attempting",
+    [LP_PHASE_BACKOFF] = "backoff",   [LP_PHASE_COMMITTED] = "committed",
     [LP_PHASE_DONE] = "done",
 };
 
@@ -129,7 +129,7 @@ void lp_request_finish(struct lp_request *req)
         event_del(&req->flush_ev);
     lp_reqlog_write(req);
     if (req->trace.sampled)
-        lp_trace_end(req); /* every attempt is recorded now */
+        lp_trace_end(req);  /* every attempt is recorded now */
     lp_traffic_finish(req); /* slots, queue places, the admission ticket */
     if (req->stream_counted)
         atomic_fetch_sub(&req->rt->active_streams, 1);
@@ -233,8 +233,8 @@ bool lp_request_check_auth(struct lp_request *req, const char *key)
 {
     if (lp_request_key_ok(req->er, key))
         return true;
-    bool presented = lp_edge_req_header(req->er, "Authorization") ||
-                     lp_edge_req_header(req->er, "x-api-key");
+    bool presented =
+        lp_edge_req_header(req->er, "Authorization") || lp_edge_req_header(req->er, "x-api-key");
     lp_request_reply_error(req, 401, NULL, "invalid_api_key",
                            presented ? "Invalid API key"
                                      : "Missing API key: send it as 'Authorization: Bearer <key>' "

@@ -85,8 +85,8 @@ enum lp_stream_end {
 struct lp_request {
     struct lp_worker *w;
     struct lp_runtime *rt;
-    struct lp_edge_req *er;       /* NULL once the edge request has been ended */
-    struct lp_config *cfg;        /* snapshot held for the request's whole life */
+    struct lp_edge_req *er;                   /* NULL once the edge request has been ended */
+    struct lp_config *cfg;                    /* snapshot held for the request's whole life */
     struct lp_request *live_prev, *live_next; /* the worker's live requests (drain) */
     enum lp_phase phase;
     enum lp_stream_end stream_end;
@@ -95,65 +95,65 @@ struct lp_request {
     char id[LP_REQID_MAX];
     char peer[64];
     const char *method, *path, *query; /* copies: they outlive er (the access log runs late) */
-    const char *fwd_query;        /* the query reduced to what ep may forward, or NULL */
-    const char *body;             /* the client's body, borrowed from er: valid while er is */
+    const char *fwd_query;             /* the query reduced to what ep may forward, or NULL */
+    const char *body;                  /* the client's body, borrowed from er: valid while er is */
     size_t body_len;
     enum lp_proto client;
     enum lp_endpoint ep;
     bool path_safe;
-    bool stream;                  /* the client asked for stream: true */
-    bool chat;                    /* translatable endpoint (chat completions / messages) */
-    bool llm;                     /* an LLM endpoint request: counted in metrics */
+    bool stream; /* the client asked for stream: true */
+    bool chat;   /* translatable endpoint (chat completions / messages) */
+    bool llm;    /* an LLM endpoint request: counted in metrics */
     struct lp_jscan scan;
     const char *alias_name;
     const struct lp_alias *alias;
     const struct lp_client_key *key; /* the client key used (NULL: proxy_api_key or no auth) */
-    struct lp_traffic *traffic;   /* traffic control state (traffic.c, arena); NULL if none */
-    struct lp_trace trace;        /* trace context (trace.h); zero when tracing is off */
+    struct lp_traffic *traffic;      /* traffic control state (traffic.c, arena); NULL if none */
+    struct lp_trace trace;           /* trace context (trace.h); zero when tracing is off */
 
     /* ---- forwarding (forward.c) ---- */
-    struct lp_candidate *cands;   /* planned candidates (arena) */
+    struct lp_candidate *cands; /* planned candidates (arena) */
     size_t n_cands, next_cand;
     int max_attempts;
     struct lp_plan_info plan;
     struct lp_attempt *tries[LP_MAX_INFLIGHT]; /* attempts in flight (NULL slots are free) */
-    struct lp_attempt *winner;    /* set once, at the commit point */
-    struct lp_attempt *log[LP_MAX_ATTEMPTS]; /* every attempt started, in order (records) */
+    struct lp_attempt *winner;                 /* set once, at the commit point */
+    struct lp_attempt *log[LP_MAX_ATTEMPTS];   /* every attempt started, in order (records) */
     size_t n_log;
     int n_skipped_health;
-    int64_t deadline_us;          /* total_timeout for the whole request */
-    struct event timer;           /* backoff wait, or while attempting the hedge delay
-                                     (event_assign'ed when forwarding starts) */
+    int64_t deadline_us; /* total_timeout for the whole request */
+    struct event timer;  /* backoff wait, or while attempting the hedge delay
+                            (event_assign'ed when forwarding starts) */
     bool timer_ready;
     int64_t backoff_start_us, backoff_total_ms;
     struct lp_attempt *last_failed; /* the latest attempt that failed with an answer or cause */
     bool deadline_hit;
-    bool hedge_on;                /* routing.hedge applies to this request (forward.c) */
-    int hedges;                   /* hedged attempts started */
+    bool hedge_on;                      /* routing.hedge applies to this request (forward.c) */
+    int hedges;                         /* hedged attempts started */
     struct lp_route_alias *route_alias; /* the alias's routing state (routestats.h), hedge_on */
 
     /* ---- client output (relay.c) ---- */
-    struct event flush_ev;        /* uncorks the connection after an upstream read batch */
+    struct event flush_ev; /* uncorks the connection after an upstream read batch */
     bool flush_ready, corked;
-    void (*drain_fn)(void *);     /* backpressure: called once the client's queue drained */
+    void (*drain_fn)(void *); /* backpressure: called once the client's queue drained */
     void *drain_arg;
 
     /* ---- outcome (the access line and metrics) ---- */
     bool client_gone;
     bool stream_counted;
-    bool recorded;                /* access line and metrics written */
+    bool recorded; /* access line and metrics written */
     int final_status;
     bool error_msg_set;
     char error_msg[256];
     int64_t t0_us, t0_wall_ms, t_first_byte_us, upstream_wait_us;
     size_t bytes_in, bytes_out;
     int64_t tok_in, tok_out, tok_cached;
-    const char *abort_reason;     /* static: why a committed stream ended early */
+    const char *abort_reason;        /* static: why a committed stream ended early */
     struct lp_reload_job *admin_job; /* pending POST /admin/reload */
 
     /* ---- lifecycle ---- */
-    int busy;                     /* asynchronous entry points on the stack */
-    bool finish_pending;          /* finish once busy drops to 0 */
+    int busy;            /* asynchronous entry points on the stack */
+    bool finish_pending; /* finish once busy drops to 0 */
     /* Called by lp_request_finish before anything is freed: the owner of in-flight work
      * (forward.c, admin.c) cancels it here. Set while such work exists. */
     void (*on_teardown)(struct lp_request *req);
@@ -163,7 +163,7 @@ struct lp_request {
     /* The client went away before the request was ended (edge close callback). NULL: the
      * request is finished. */
     void (*on_client_gone)(struct lp_request *req);
-    struct lp_arena arena;        /* last: its first block is embedded */
+    struct lp_arena arena; /* last: its first block is embedded */
 };
 
 /* A new request for an edge request on worker w (intake calls this once per request). Copies

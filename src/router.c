@@ -77,8 +77,7 @@ static const struct lp_alias *find_alias(const struct lp_config *cfg, const char
     return NULL;
 }
 
-static const struct lp_backend *route_backend(const struct lp_config *cfg,
-                                              const struct lp_route *r)
+static const struct lp_backend *route_backend(const struct lp_config *cfg, const struct lp_route *r)
 {
     if (r->backend_idx >= cfg->n_backends)
         return NULL;
@@ -106,7 +105,10 @@ static void consider(struct plan *p, const struct lp_alias *alias, const struct 
     const struct lp_plan_opts *o = p->opts;
     const struct lp_backend *b = route_backend(p->cfg, r);
     struct lp_candidate c = {
-        .alias = alias, .route = r, .backend = b, .level2 = level2,
+        .alias = alias,
+        .route = r,
+        .backend = b,
+        .level2 = level2,
         .dialect = lp_dialect_get(lp_dialect_of_route(b, r)),
     };
     c.protocol = c.dialect->wire;
@@ -122,8 +124,8 @@ static void consider(struct plan *p, const struct lp_alias *alias, const struct 
                           : LP_ROUTE_USABLE;
     struct lp_balance_item it = {.latency_ms = -1, .share = 1.0};
     if (c.state == LP_ROUTE_USABLE && o->load_fn) {
-        c.stat = o->load_fn(o->load_ctx, b, r->model, o->stream, o->now_ms,
-                            alias->routing.decay_ms, &it);
+        c.stat = o->load_fn(o->load_ctx, b, r->model, o->stream, o->now_ms, alias->routing.decay_ms,
+                            &it);
         if (it.cool_until_ms > o->now_ms) { /* quota used up until its reset */
             c.state = LP_ROUTE_COOLING;
             c.until_ms = it.cool_until_ms;
@@ -219,8 +221,8 @@ static void plan_alias(struct plan *p, const struct lp_alias *alias, bool level2
     free(rs);
 
     for (size_t i = 0; i < alias->n_fallbacks; i++) {
-        const struct lp_alias *fa = alias->fallbacks[i] ? find_alias(p->cfg, alias->fallbacks[i])
-                                                        : NULL;
+        const struct lp_alias *fa =
+            alias->fallbacks[i] ? find_alias(p->cfg, alias->fallbacks[i]) : NULL;
         if (fa && fa->enabled)
             plan_alias(p, fa, true);
     }

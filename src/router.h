@@ -8,8 +8,8 @@
  * the protocol, duplicate and health filters) are ordered by the alias's routing.strategy
  * (balance.h) from the numbers load_fn reports, so traffic spreads inside a priority level. A
  * route whose upstream reported its quota used up (load_fn's cool_until_ms after now) counts as
- * COOLING until then. Then L2 = for each name in alias->fallbacks (config order), that alias's plan,
- * recursively and depth-first; an alias is expanded at most once per plan, which also breaks
+ * COOLING until then. Then L2 = for each name in alias->fallbacks (config order), that alias's
+ * plan, recursively and depth-first; an alias is expanded at most once per plan, which also breaks
  * cycles (a -> b -> a). A (backend, model) pair appears at most once (first occurrence wins).
  */
 #ifndef LP_ROUTER_H
@@ -47,7 +47,7 @@ typedef void *(*lp_route_load_fn)(void *ctx, const struct lp_backend *b, const c
 typedef uint64_t (*lp_route_rr_fn)(void *ctx, const struct lp_alias *alias);
 
 struct lp_candidate {
-    const struct lp_alias *alias;     /* the alias this route belongs to (requested or L2) */
+    const struct lp_alias *alias; /* the alias this route belongs to (requested or L2) */
     const struct lp_route *route;
     const struct lp_backend *backend;
     enum lp_proto protocol;           /* effective: route override > backend protocol */
@@ -60,22 +60,22 @@ struct lp_candidate {
 
 struct lp_plan_opts {
     enum lp_proto client_proto;
-    bool allow_cross_protocol; /* false: routes of another effective protocol are skipped */
+    bool allow_cross_protocol;  /* false: routes of another effective protocol are skipped */
     lp_route_state_fn state_fn; /* NULL: everything is usable */
     void *state_ctx;
     int64_t now_ms;
-    uint64_t *rng;             /* shuffle source; NULL: no shuffle (config order in a run) */
-    bool include_unusable;     /* keep COOLING/OPEN candidates after the usable ones */
-    lp_route_load_fn load_fn;  /* NULL: every route unmeasured (latency: random among equals) */
-    lp_route_rr_fn rr_fn;      /* NULL: round_robin starts at the first route */
-    void *load_ctx;            /* passed to load_fn and rr_fn */
-    bool stream;               /* the client asked for a stream (which latency counts) */
+    uint64_t *rng;            /* shuffle source; NULL: no shuffle (config order in a run) */
+    bool include_unusable;    /* keep COOLING/OPEN candidates after the usable ones */
+    lp_route_load_fn load_fn; /* NULL: every route unmeasured (latency: random among equals) */
+    lp_route_rr_fn rr_fn;     /* NULL: round_robin starts at the first route */
+    void *load_ctx;           /* passed to load_fn and rr_fn */
+    bool stream;              /* the client asked for a stream (which latency counts) */
 };
 
 struct lp_plan_info {
     /* Counters over the whole plan (not limited by max). Unusable candidates are counted in
      * skipped_cooling/open/drained even when include_unusable keeps them in the list. */
-    size_t skipped_disabled;  /* disabled route, or route on a disabled/missing backend */
+    size_t skipped_disabled; /* disabled route, or route on a disabled/missing backend */
     size_t skipped_protocol;
     size_t skipped_cooling;
     size_t skipped_open;

@@ -25,16 +25,16 @@ struct lp_routestat {
     pthread_mutex_t mu;    /* the numbers below; per entry, so routes never contend */
     struct lp_ewma lat[2]; /* [0] head (non-stream), [1] first event (stream) */
     struct lp_ewma fail;
-    int64_t decay_ms;      /* routing.decay of the last update (for views) */
-    double headroom;       /* the upstream's last rate-limit reading (quota.h) */
+    int64_t decay_ms;          /* routing.decay of the last update (for views) */
+    double headroom;           /* the upstream's last rate-limit reading (quota.h) */
     int64_t headroom_until_ms; /* ... valid until then (0: none) */
-    int64_t cool_until_ms; /* quota used up until then; only ever extended */
+    int64_t cool_until_ms;     /* quota used up until then; only ever extended */
 };
 
 struct lp_route_alias {
     char *name;
-    atomic_ullong next;           /* round robin */
-    pthread_mutex_t mu;           /* budget and ttft */
+    atomic_ullong next; /* round robin */
+    pthread_mutex_t mu; /* budget and ttft */
     struct lp_hedge_budget budget;
     struct lp_hedge_window ttft;
 };
@@ -420,11 +420,11 @@ char *lp_routestats_backends_json(struct lp_routestats *s, const struct lp_confi
     for (size_t i = 0; i < cfg->n_aliases; i++) {
         struct json_object *a = lp_routing_cfg_json(&cfg->aliases[i].routing);
         if (cfg->aliases[i].routing.hedge.enabled)
-            lp_json_set(a, "hedge_budget_tokens",
-                        json_object_new_double(
-                            (double)(int64_t)(lp_routestats_hedge_tokens(s, cfg->aliases[i].name) *
-                                              100) /
-                            100));
+            lp_json_set(
+                a, "hedge_budget_tokens",
+                json_object_new_double(
+                    (double)(int64_t)(lp_routestats_hedge_tokens(s, cfg->aliases[i].name) * 100) /
+                    100));
         lp_json_set(al, cfg->aliases[i].name, a);
     }
     lp_json_set(r, "aliases", al);

@@ -112,7 +112,8 @@ bool lp_routestats_view(struct lp_routestats *s, const char *backend, const char
 
 /* Add the balancer's numbers to the /admin/backends JSON (health_json, heap, taken over): each
  * backend's models[i] gets "balancer": {"latency_ms":{"head","first_event"},"samples":{...},
- * "in_flight","failure_score","ratelimit_headroom","ratelimit_exhausted"[,"ratelimit_reset_in_ms"]},
+ * "in_flight","failure_score","ratelimit_headroom","ratelimit_exhausted"
+ * [,"ratelimit_reset_in_ms"]},
  * and the root gets "routing": {"strategy","decay_ms","hedge",
  * "aliases":{name:{"strategy",...}}}. Returns the new heap string (the input is freed), or the
  * input unchanged when it does not parse. */

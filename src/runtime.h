@@ -23,24 +23,24 @@ struct lp_budget;
 struct lp_limiter;
 
 struct lp_runtime {
-    pthread_mutex_t lock;      /* guards cfg, sysprompts and their swap */
-    struct lp_config *cfg;     /* current snapshot (one reference held here) */
+    pthread_mutex_t lock;  /* guards cfg, sysprompts and their swap */
+    struct lp_config *cfg; /* current snapshot (one reference held here) */
     struct lp_health *health;
     struct lp_routestats *routestats; /* the balancer's numbers (routestats.h) */
     struct lp_metrics *metrics;
-    struct lp_conncap *conncap; /* client connections, total and per address (every edge) */
-    struct lp_budget *bodies;   /* bytes held by request bodies (every edge) */
-    struct lp_cluster *cluster; /* shared state through Redis, or NULL (cluster.h) */
-    struct lp_limiter *limiter; /* every traffic limit (limiter.h); configured on each reload */
-    atomic_bool draining;      /* SIGTERM received: finish in-flight work, accept nothing new */
-    atomic_long active_requests;   /* every request in flight (the drain waits for 0) */
-    atomic_long active_llm;        /* LLM endpoint requests in flight (the metric) */
-    atomic_int workers_exited;     /* worker loops that have returned (drain progress) */
+    struct lp_conncap *conncap;  /* client connections, total and per address (every edge) */
+    struct lp_budget *bodies;    /* bytes held by request bodies (every edge) */
+    struct lp_cluster *cluster;  /* shared state through Redis, or NULL (cluster.h) */
+    struct lp_limiter *limiter;  /* every traffic limit (limiter.h); configured on each reload */
+    atomic_bool draining;        /* SIGTERM received: finish in-flight work, accept nothing new */
+    atomic_long active_requests; /* every request in flight (the drain waits for 0) */
+    atomic_long active_llm;      /* LLM endpoint requests in flight (the metric) */
+    atomic_int workers_exited;   /* worker loops that have returned (drain progress) */
     atomic_long active_streams;
     int64_t started_wall_ms;
     char *config_path;
     uint64_t reload_count;
-    char *last_reload_error;   /* under lock; NULL after a good reload */
+    char *last_reload_error; /* under lock; NULL after a good reload */
 };
 
 /* A new reference to the current config snapshot; never NULL after startup. */

@@ -35,36 +35,39 @@
 #include "util/buf.h"
 
 struct lp_sse_event {
-    const char *event; size_t event_len;   /* "event:" field value, len 0 if none */
-    const char *data; size_t data_len;     /* data lines joined with '\n' (per the SSE spec) */
-    const char *raw; size_t raw_len;       /* exact raw bytes of this event incl. its terminating
-                                              blank line, for byte-exact pass-through */
-    bool is_comment_only;                  /* no field lines at all: only ':' comment lines
-                                              (keep-alives) or an empty block */
-    bool has_data;                         /* at least one "data" line (data_len may be 0) */
+    const char *event;
+    size_t event_len; /* "event:" field value, len 0 if none */
+    const char *data;
+    size_t data_len; /* data lines joined with '\n' (per the SSE spec) */
+    const char *raw;
+    size_t raw_len;       /* exact raw bytes of this event incl. its terminating
+                             blank line, for byte-exact pass-through */
+    bool is_comment_only; /* no field lines at all: only ':' comment lines
+                             (keep-alives) or an empty block */
+    bool has_data;        /* at least one "data" line (data_len may be 0) */
 };
 
 /* Invariants: start <= scan <= lscan <= buf.len; boundary <= buf.len. Offsets named *_rel are
  * relative to `start`, so dropping consumed bytes (start -> 0) does not change them. Every byte
  * in buf has been through the feed-side boundary scan. */
 struct lp_sse_parser {
-    struct lp_buf buf;       /* bytes fed and not yet dropped; [start, len) is pending */
-    struct lp_buf scratch;   /* joined data of a multi-line event (ceiling max_event) */
-    size_t max_event;        /* ceiling on one event's raw bytes */
-    size_t start;            /* first byte of the event being parsed */
-    size_t scan;             /* next unparsed line of that event */
-    size_t lscan;            /* [scan, lscan) holds no line terminator (no rescans) */
-    bool bom_done;           /* the stream start has been checked for a BOM */
-    bool failed;             /* a ceiling was hit; the parser refuses further input */
+    struct lp_buf buf;     /* bytes fed and not yet dropped; [start, len) is pending */
+    struct lp_buf scratch; /* joined data of a multi-line event (ceiling max_event) */
+    size_t max_event;      /* ceiling on one event's raw bytes */
+    size_t start;          /* first byte of the event being parsed */
+    size_t scan;           /* next unparsed line of that event */
+    size_t lscan;          /* [scan, lscan) holds no line terminator (no rescans) */
+    bool bom_done;         /* the stream start has been checked for a BOM */
+    bool failed;           /* a ceiling was hit; the parser refuses further input */
     /* fields of the event being parsed */
     size_t event_rel, event_len;
     size_t data_rel, data_len; /* the single data line, while n_data <= 1 */
-    size_t n_data;           /* data lines seen; > 1 means the joined data lives in scratch */
-    bool has_field;          /* any non-comment line */
+    size_t n_data;             /* data lines seen; > 1 means the joined data lives in scratch */
+    bool has_field;            /* any non-comment line */
     /* feed-side boundary tracking, only for the ceiling */
-    size_t boundary;         /* end of the last blank line seen (an event ends there) */
-    bool b_line_start;       /* the end of buf is at the start of a line */
-    bool b_prev_cr;          /* the last byte of buf is a '\r' */
+    size_t boundary;   /* end of the last blank line seen (an event ends there) */
+    bool b_line_start; /* the end of buf is at the start of a line */
+    bool b_prev_cr;    /* the last byte of buf is a '\r' */
 };
 
 /* Initialise an empty parser. max_event_bytes caps one event's raw size (0 = 1 MiB).

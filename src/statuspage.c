@@ -13,7 +13,7 @@ extern const size_t lp_asset_status_html_len, lp_asset_status_js_len, lp_asset_s
 
 /* Only the page's own files, and requests to its own origin (the admin API and /metrics). */
 #define CSP                                                                                        \
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "              \
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "                \
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 bool lp_statuspage_owns(const char *path)
@@ -41,10 +41,8 @@ void lp_statuspage_serve(struct lp_request *req)
         ct = "text/html; charset=utf-8";
     }
     struct lp_edge_header h[] = {
-        {"Content-Security-Policy", CSP},
-        {"Cache-Control", "no-store"},
-        {"X-Content-Type-Options", "nosniff"},
-        {"Referrer-Policy", "no-referrer"},
+        {"Content-Security-Policy", CSP},      {"Cache-Control", "no-store"},
+        {"X-Content-Type-Options", "nosniff"}, {"Referrer-Policy", "no-referrer"},
         {"X-Frame-Options", "DENY"},
     };
     lp_request_reply(req, 200, ct, (const char *)body, len, h, sizeof h / sizeof h[0]);

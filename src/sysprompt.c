@@ -182,7 +182,7 @@ static void set_field(yaml_document_t *d, const char *k, yaml_node_t *vn, struct
         free(m->custom_sep);
         m->custom_sep = lp_xstrdup(v);
     } else if (!strcmp(k, "priority") && v) {
-        m->priority = atoi(v);
+        m->priority = (int)strtol(v, NULL, 10); /* a non-number is priority 0, as before */
     } else if (!strcmp(k, "enabled") && v) {
         m->enabled = !(!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off"));
     } else if (!strcmp(k, "models") && v) {

@@ -22,7 +22,8 @@
 #include "util/rand.h"
 #include "worker.h"
 
-/* ---- W3C Trace Context ------------------------------------------------------------------------ */
+/* ---- W3C Trace Context ------------------------------------------------------------------------
+ */
 
 static int hexdig(int c)
 {
@@ -37,7 +38,8 @@ static bool hex_bytes(const char *s, uint8_t *out, size_t n)
 {
     uint8_t any = 0;
     for (size_t i = 0; i < n; i++) {
-        int a = hexdig((unsigned char)s[2 * i]), b = a < 0 ? -1 : hexdig((unsigned char)s[2 * i + 1]);
+        int a = hexdig((unsigned char)s[2 * i]),
+            b = a < 0 ? -1 : hexdig((unsigned char)s[2 * i + 1]);
         if (b < 0)
             return false;
         out[i] = (uint8_t)(a << 4 | b);
@@ -46,8 +48,7 @@ static bool hex_bytes(const char *s, uint8_t *out, size_t n)
     return any != 0;
 }
 
-bool lp_traceparent_parse(const char *s, uint8_t trace_id[16], uint8_t parent_id[8],
-                          uint8_t *flags)
+bool lp_traceparent_parse(const char *s, uint8_t trace_id[16], uint8_t parent_id[8], uint8_t *flags)
 {
     if (!s)
         return false;
@@ -173,7 +174,8 @@ int64_t lp_trace_max_tokens(const char *body, size_t len)
     return -1;
 }
 
-/* ---- the request's trace ---------------------------------------------------------------------- */
+/* ---- the request's trace ----------------------------------------------------------------------
+ */
 
 static void random_bytes(uint64_t *rng, uint8_t *out, size_t n)
 {
@@ -262,8 +264,8 @@ void lp_trace_backoff(struct lp_request *req, int64_t delay_ms)
 
 struct jw {
     char *buf, *p, *end;
-    bool pb;               /* protobuf, else JSON */
-    uint8_t attr_tag;      /* protobuf: the tag of `attributes` in the open message */
+    bool pb;          /* protobuf, else JSON */
+    uint8_t attr_tag; /* protobuf: the tag of `attributes` in the open message */
     const struct lp_trace *t;
     const char *const *secrets;
     size_t n_secrets;
@@ -308,9 +310,9 @@ static inline void byte(struct jw *w, uint8_t b)
 /* ---- JSON pieces ---- */
 
 /* Bytes that need escaping in a JSON string: controls, '"' and '\\'. */
-static const unsigned char special[256] = {
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    ['"'] = 1, ['\\'] = 1};
+static const unsigned char special[256] = {1, 1, 1, 1, 1, 1, 1, 1, 1,         1,         1, 1,
+                                           1, 1, 1, 1, 1, 1, 1, 1, 1,         1,         1, 1,
+                                           1, 1, 1, 1, 1, 1, 1, 1, ['"'] = 1, ['\\'] = 1};
 
 static void esc(struct jw *w, const char *s, size_t n)
 {
@@ -529,20 +531,20 @@ ALWAYS_INLINE void attr_i(struct jw *w, const char *json_lit, size_t json_len, c
 #define ATTR_S(w, key, v)                                                                          \
     do {                                                                                           \
         const char *v_ = (v);                                                                      \
-        attr_s(w, JSON_S(key), sizeof JSON_S(key) - 1, key, sizeof key - 1, v_, strlen(v_));      \
+        attr_s(w, JSON_S(key), sizeof JSON_S(key) - 1, key, sizeof key - 1, v_, strlen(v_));       \
     } while (0)
 #define ATTR_I(w, key, v) attr_i(w, JSON_I(key), sizeof JSON_I(key) - 1, key, sizeof key - 1, (v))
 
 /* A client- or upstream-supplied string, masked like the access log. */
 #define ATTR_MASKED(w, key, v)                                                                     \
     do {                                                                                           \
-        const char *mv_ = (v);                                                                      \
+        const char *mv_ = (v);                                                                     \
         if (!(w)->mask) {                                                                          \
-            ATTR_S(w, key, mv_);                                                                    \
+            ATTR_S(w, key, mv_);                                                                   \
         } else {                                                                                   \
             struct lp_buf m_;                                                                      \
             lp_buf_init(&m_, 4096);                                                                \
-            lp_mask(mv_, strlen(mv_), &m_, (w)->secrets, (w)->n_secrets);                            \
+            lp_mask(mv_, strlen(mv_), &m_, (w)->secrets, (w)->n_secrets);                          \
             attr_s(w, JSON_S(key), sizeof JSON_S(key) - 1, key, sizeof key - 1,                    \
                    m_.data ? m_.data : "", m_.len);                                                \
             lp_buf_free(&m_);                                                                      \
@@ -709,9 +711,12 @@ static const char *operation_name(enum lp_endpoint ep)
     case LP_EP_CHAT:
     case LP_EP_MESSAGES:
     case LP_EP_RESPONSES:
-    case LP_EP_RESPONSES_COMPACT: return "chat";
-    case LP_EP_COMPLETIONS: return "text_completion";
-    case LP_EP_EMBEDDINGS: return "embeddings";
+    case LP_EP_RESPONSES_COMPACT:
+        return "chat";
+    case LP_EP_COMPLETIONS:
+        return "text_completion";
+    case LP_EP_EMBEDDINGS:
+        return "embeddings";
     default: {
         const struct lp_endpoint_desc *d = lp_endpoint_desc(ep);
         return d && d->name ? d->name : "request";
@@ -755,7 +760,8 @@ static void url_host_port(const char *url, char *host, size_t hcap, int *port)
         host[n] = '\0';
     }
     int v = 0;
-    for (const char *d = colon ? colon + 1 : end; d < end && *d >= '0' && *d <= '9' && v < 65536; d++)
+    for (const char *d = colon ? colon + 1 : end; d < end && *d >= '0' && *d <= '9' && v < 65536;
+         d++)
         v = v * 10 + (*d - '0');
     *port = colon ? v : tls ? 443 : 80;
 }
@@ -764,8 +770,10 @@ static void url_host_port(const char *url, char *host, size_t hcap, int *port)
  * wire is that protocol's (a route may override it), else the wire's dialect. */
 static const char *provider_name(const struct lp_candidate *c)
 {
-    static const char *const map[][2] = {{"azure", "azure.ai.openai"}, {"deepseek", "deepseek"},
-                                         {"groq", "groq"}, {"mistral", "mistral_ai"},
+    static const char *const map[][2] = {{"azure", "azure.ai.openai"},
+                                         {"deepseek", "deepseek"},
+                                         {"groq", "groq"},
+                                         {"mistral", "mistral_ai"},
                                          {"cohere", "cohere"}};
     const char *pn = c->backend->protocol_name;
     if (pn && c->protocol == LP_PROTO_OPENAI && strcmp(pn, "openai") != 0)

@@ -36,15 +36,15 @@ struct lp_buf;
 
 /* The request's trace context (struct lp_request.trace); zero when tracing is off. */
 struct lp_trace {
-    bool on;           /* lp_trace_begin ran (tracing enabled) */
-    bool sampled;      /* spans are recorded and our traceparent is sent upstream */
-    bool strip;        /* the client's traceparent/tracestate are not forwarded as they are */
-    bool has_parent;   /* the client sent a valid traceparent */
-    uint8_t flags;     /* the client's trace flags */
+    bool on;         /* lp_trace_begin ran (tracing enabled) */
+    bool sampled;    /* spans are recorded and our traceparent is sent upstream */
+    bool strip;      /* the client's traceparent/tracestate are not forwarded as they are */
+    bool has_parent; /* the client sent a valid traceparent */
+    uint8_t flags;   /* the client's trace flags */
     uint8_t trace_id[16], parent_id[8], span_id[8];
-    const char *tracestate; /* arena copy of the client's (valid) tracestate, or NULL */
+    const char *tracestate;     /* arena copy of the client's (valid) tracestate, or NULL */
     int64_t wall0_ns, mono0_us; /* clock pair: monotonic microseconds -> Unix nanoseconds */
-    int64_t max_tokens;     /* gen_ai.request.max_tokens, or -1 */
+    int64_t max_tokens;         /* gen_ai.request.max_tokens, or -1 */
     uint8_t n_backoff;
     struct {
         int64_t at_us, ms;

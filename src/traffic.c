@@ -35,9 +35,9 @@ struct lp_traffic {
     struct lp_limit_ticket *ticket;
     struct lp_limit_result res;
     bool have_res;
-    int64_t queue_us;       /* waited for admission and for backend slots */
+    int64_t queue_us; /* waited for admission and for backend slots */
     int64_t wait_start_us;
-    const char *limited;    /* scope name of the limit that refused the request */
+    const char *limited; /* scope name of the limit that refused the request */
     struct {
         const struct lp_attempt *a;
         struct lp_backend_slot *slot;
@@ -85,8 +85,8 @@ bool lp_traffic_model_allowed(struct lp_request *req)
     if (lp_keys_model_allowed(req->key, req->alias_name))
         return true;
     char msg[400];
-    snprintf(msg, sizeof msg, "The API key '%.100s' may not use the model '%.150s'",
-             req->key->name, req->alias_name);
+    snprintf(msg, sizeof msg, "The API key '%.100s' may not use the model '%.150s'", req->key->name,
+             req->alias_name);
     lp_request_reply_error(req, 403, NULL, "model_not_allowed", msg);
     return false;
 }
@@ -121,8 +121,10 @@ static void reply_limited(struct lp_request *req, const struct lp_limit_result *
     int64_t ra = ceil_s(res->retry_after_ms);
     switch (s) {
     case LP_LIMIT_GLOBAL:
-        snprintf(msg, sizeof msg, "Rate limit reached: too many requests to this proxy; retry "
-                                  "after %lld s", (long long)ra);
+        snprintf(msg, sizeof msg,
+                 "Rate limit reached: too many requests to this proxy; retry "
+                 "after %lld s",
+                 (long long)ra);
         break;
     case LP_LIMIT_IP:
         snprintf(msg, sizeof msg, "Rate limit reached for your address; retry after %lld s",
@@ -133,46 +135,60 @@ static void reply_limited(struct lp_request *req, const struct lp_limit_result *
                  req->alias_name, (long long)ra);
         break;
     case LP_LIMIT_KEY_RPM:
-        snprintf(msg, sizeof msg, "Rate limit reached for key '%.100s': requests per minute; "
-                                  "retry after %lld s", req->key ? req->key->name : "", (long long)ra);
+        snprintf(msg, sizeof msg,
+                 "Rate limit reached for key '%.100s': requests per minute; "
+                 "retry after %lld s",
+                 req->key ? req->key->name : "", (long long)ra);
         break;
     case LP_LIMIT_KEY_TPM:
-        snprintf(msg, sizeof msg, "Rate limit reached for key '%.100s': tokens per minute; "
-                                  "retry after %lld s", req->key ? req->key->name : "", (long long)ra);
+        snprintf(msg, sizeof msg,
+                 "Rate limit reached for key '%.100s': tokens per minute; "
+                 "retry after %lld s",
+                 req->key ? req->key->name : "", (long long)ra);
         break;
     case LP_LIMIT_KEY_DAY:
     case LP_LIMIT_KEY_MONTH:
         type = req->client == LP_PROTO_OPENAI ? "insufficient_quota" : NULL;
         code = "insufficient_quota";
-        snprintf(msg, sizeof msg, "Token budget of key '%.100s' for this %s is used up; it "
-                                  "renews in %lld s", req->key ? req->key->name : "",
-                 s == LP_LIMIT_KEY_DAY ? "day" : "month", (long long)ra);
+        snprintf(msg, sizeof msg,
+                 "Token budget of key '%.100s' for this %s is used up; it "
+                 "renews in %lld s",
+                 req->key ? req->key->name : "", s == LP_LIMIT_KEY_DAY ? "day" : "month",
+                 (long long)ra);
         break;
     case LP_LIMIT_KEY_CONCURRENCY:
-        snprintf(msg, sizeof msg, "Too many concurrent requests for key '%.100s' (max_concurrent "
-                                  "%d); retry shortly", req->key ? req->key->name : "",
-                 req->key ? req->key->max_concurrent : 0);
+        snprintf(msg, sizeof msg,
+                 "Too many concurrent requests for key '%.100s' (max_concurrent "
+                 "%d); retry shortly",
+                 req->key ? req->key->name : "", req->key ? req->key->max_concurrent : 0);
         break;
     case LP_LIMIT_QUEUE_FULL:
         code = "queue_full";
-        snprintf(msg, sizeof msg, "The proxy is at its concurrency limit and its queue is full; "
-                                  "retry after %lld s", (long long)ra);
+        snprintf(msg, sizeof msg,
+                 "The proxy is at its concurrency limit and its queue is full; "
+                 "retry after %lld s",
+                 (long long)ra);
         break;
     case LP_LIMIT_QUEUE_TIMEOUT:
         code = "queue_timeout";
-        snprintf(msg, sizeof msg, "The proxy is at its concurrency limit: no slot within the "
-                                  "queue timeout; retry after %lld s", (long long)ra);
+        snprintf(msg, sizeof msg,
+                 "The proxy is at its concurrency limit: no slot within the "
+                 "queue timeout; retry after %lld s",
+                 (long long)ra);
         break;
     case LP_LIMIT_UNAVAILABLE:
         code = "limits_unavailable";
-        snprintf(msg, sizeof msg, "The shared limits store is unavailable and the proxy is set to "
-                                  "refuse then (redis.on_error: fail_closed); retry after %lld s",
+        snprintf(msg, sizeof msg,
+                 "The shared limits store is unavailable and the proxy is set to "
+                 "refuse then (redis.on_error: fail_closed); retry after %lld s",
                  (long long)ra);
         break;
     case LP_LIMIT_SATURATED:
         code = "backends_saturated";
-        snprintf(msg, sizeof msg, "Every backend for model '%.100s' is at its concurrency "
-                                  "limit; retry after %lld s", req->alias_name, (long long)ra);
+        snprintf(msg, sizeof msg,
+                 "Every backend for model '%.100s' is at its concurrency "
+                 "limit; retry after %lld s",
+                 req->alias_name, (long long)ra);
         break;
     default:
         snprintf(msg, sizeof msg, "Request limited");
@@ -261,21 +277,22 @@ void lp_traffic_admit(struct lp_request *req)
     struct lp_traffic *t = tr(req);
     char ip[LP_CLIENTIP_MAX] = "";
     const char *client_ip = NULL;
-    if (cfg->rate_limit.enabled && cfg->rate_limit.per_ip_rps > 0 &&
-        !cfg->server.n_trusted_proxies)
+    if (cfg->rate_limit.enabled && cfg->rate_limit.per_ip_rps > 0 && !cfg->server.n_trusted_proxies)
         client_ip = req->peer; /* the edge's normalised peer address */
     else if (cfg->rate_limit.enabled && cfg->rate_limit.per_ip_rps > 0)
         lp_clientip_resolve(req->peer, lp_edge_req_header(req->er, "X-Forwarded-For"),
                             lp_edge_req_header(req->er, "X-Real-IP"), cfg->server.trusted_proxies,
                             cfg->server.n_trusted_proxies, ip, sizeof ip);
     struct lp_limit_query q = {
-        .ip = client_ip ? client_ip : ip[0] ? ip : NULL,
+        .ip = client_ip ? client_ip
+              : ip[0]   ? ip
+                        : NULL,
         .model = req->alias_name,
         .key = req->key ? req->key->name : NULL,
-        .est_tokens = lp_keys_counts_tokens(req->key)
-                          ? lp_keys_estimate_tokens(req->body, req->body_len,
-                                                    cfg->proxy.default_max_tokens)
-                          : 0,
+        .est_tokens =
+            lp_keys_counts_tokens(req->key)
+                ? lp_keys_estimate_tokens(req->body, req->body_len, cfg->proxy.default_max_tokens)
+                : 0,
         .max_wait_ms = wait_budget_ms(req),
         .base = req->w->base,
     };
@@ -411,11 +428,12 @@ void lp_traffic_reply_saturated(struct lp_request *req)
 
 /* ---- headers -------------------------------------------------------------------------------- */
 
-static size_t build_headers(struct lp_request *req, struct lp_traffic *t, struct lp_edge_header *out,
-                            size_t max);
+static size_t build_headers(struct lp_request *req, struct lp_traffic *t,
+                            struct lp_edge_header *out, size_t max);
 
 /* Decimal digits of v >= 0 into out (no printf: this runs on every limited response). */
-static void fmt_int(char *out, size_t n, int64_t v)
+/* v (negative as 0) then the suffix, NUL-terminated, truncated to n bytes (n >= 1). */
+static void fmt_int(char *out, size_t n, int64_t v, const char *suffix)
 {
     char t[24];
     size_t k = sizeof t;
@@ -426,18 +444,20 @@ static void fmt_int(char *out, size_t n, int64_t v)
     } while (u);
     size_t len = sizeof t - k < n - 1 ? sizeof t - k : n - 1;
     memcpy(out, t + k, len);
-    out[len] = '\0';
+    size_t sl = strlen(suffix);
+    if (sl > n - 1 - len)
+        sl = n - 1 - len;
+    memcpy(out + len, suffix, sl);
+    out[len + sl] = '\0';
 }
 
 /* A Go-style duration, as OpenAI's x-ratelimit-reset-* carry: "20ms", "1.5s", "6m0s". */
 static void fmt_duration(char *out, size_t n, int64_t ms)
 {
     if (ms < 1000) {
-        fmt_int(out, n - 2, ms);
-        strcat(out, "ms");
+        fmt_int(out, n, ms, "ms");
     } else if (ms < 60000 && ms % 1000 == 0) {
-        fmt_int(out, n - 1, ms / 1000);
-        strcat(out, "s");
+        fmt_int(out, n, ms / 1000, "s");
     } else if (ms < 60000)
         snprintf(out, n, "%gs", (double)ms / 1000.0);
     else
@@ -472,8 +492,8 @@ size_t lp_traffic_headers(struct lp_request *req, struct lp_edge_header *hdrs, s
     return kept + build_headers(req, t, hdrs + kept, max > kept ? max - kept : 0);
 }
 
-static size_t build_headers(struct lp_request *req, struct lp_traffic *t, struct lp_edge_header *out,
-                            size_t max)
+static size_t build_headers(struct lp_request *req, struct lp_traffic *t,
+                            struct lp_edge_header *out, size_t max)
 {
     static const char *const oa[2][3] = {
         {"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
@@ -493,8 +513,8 @@ static size_t build_headers(struct lp_request *req, struct lp_traffic *t, struct
         if (!in->set || n + 3 > max || n + 3 > N_HDRS)
             continue;
         const char *const *names = req->client == LP_PROTO_ANTHROPIC ? an[k] : oa[k];
-        fmt_int(t->hv[n], sizeof t->hv[n], in->limit);
-        fmt_int(t->hv[n + 1], sizeof t->hv[n + 1], in->remaining);
+        fmt_int(t->hv[n], sizeof t->hv[n], in->limit, "");
+        fmt_int(t->hv[n + 1], sizeof t->hv[n + 1], in->remaining, "");
         if (req->client == LP_PROTO_ANTHROPIC)
             fmt_reset_time(t->hv[n + 2], sizeof t->hv[n + 2], in->reset_ms);
         else
@@ -548,8 +568,7 @@ void lp_traffic_log_fields(const struct lp_request *req, struct lp_buf *b)
     if (req->phase == LP_PHASE_WAITING && t->wait_start_us)
         q += lp_now_us() - t->wait_start_us; /* still waiting: the client left or shutdown */
     if (q > 0)
-        lp_buf_printf(b, ",\"queue_ms\":%lld.%03lld", (long long)(q / 1000),
-                      (long long)(q % 1000));
+        lp_buf_printf(b, ",\"queue_ms\":%lld.%03lld", (long long)(q / 1000), (long long)(q % 1000));
 }
 
 void lp_traffic_finish(struct lp_request *req)

@@ -21,7 +21,6 @@ struct lp_upstream {
     struct lp_upstream_xfer *decoding; /* transfers holding a decoder */
 };
 
-
 struct lp_upstream *lp_upstream_create(struct event_base *base, const struct lp_upstream_opts *o)
 {
     struct lp_upstream *u = lp_xcalloc(1, sizeof *u);
@@ -182,10 +181,10 @@ static enum lp_status deliver_decoded(void *arg, struct lp_upstream_xfer *x)
 {
     if (x->hyg.dec_len == 0)
         return LP_OK;
-    enum lp_status rc = x->hyg.user.on_data
-                            ? x->hyg.user.on_data(arg, x, x->hyg.dec_out + x->hyg.dec_off,
-                                                  x->hyg.dec_len)
-                            : LP_OK;
+    enum lp_status rc =
+        x->hyg.user.on_data
+            ? x->hyg.user.on_data(arg, x, x->hyg.dec_out + x->hyg.dec_off, x->hyg.dec_len)
+            : LP_OK;
     if (rc == LP_OK)
         x->hyg.dec_len = x->hyg.dec_off = 0;
     return rc;
@@ -379,6 +378,5 @@ bool lp_upstream_reused(const struct lp_upstream_xfer *x)
 
 int lp_upstream_http_version(const struct lp_upstream_xfer *x)
 {
-    return x->engine == LP_ENGINE_H1 ? lp_h1client_http_version(x)
-                                     : lp_curlclient_http_version(x);
+    return x->engine == LP_ENGINE_H1 ? lp_h1client_http_version(x) : lp_curlclient_http_version(x);
 }

@@ -11,10 +11,11 @@
  * (CURLOPT_ACCEPT_ENCODING is never set: curl 7.88 does not detect a truncated gzip body). A
  * gzip/deflate body that comes anyway is decoded (src/coding.c) before on_data, and
  * Content-Encoding and Content-Length are then absent from the headers reported. These end the
- * transfer with LP_XFER_PROTOCOL (on_head is not called when the head itself is refused): conflicting Content-Length values, Content-Length together with
- * Transfer-Encoding, a body on a 204/304, a content coding other than gzip/deflate/identity
- * (br, zstd, unknown, stacked), a body that does not match its coding, a truncated compressed
- * body, a body expanding beyond LP_CODING_DEFAULT_RATIO (compression bomb).
+ * transfer with LP_XFER_PROTOCOL (on_head is not called when the head itself is refused):
+ * conflicting Content-Length values, Content-Length together with Transfer-Encoding, a body on a
+ * 204/304, a content coding other than gzip/deflate/identity (br, zstd, unknown, stacked), a body
+ * that does not match its coding, a truncated compressed body, a body expanding beyond
+ * LP_CODING_DEFAULT_RATIO (compression bomb).
  *
  * Callbacks are invoked from the loop (never re-entrantly from inside a call the user made,
  * except lp_upstream_resume, which may deliver held data synchronously, see below).
@@ -60,31 +61,32 @@ struct lp_upstream_cbs {
     /* The transfer ended. `err` is a short static/curl description (NULL when OK). The xfer is
      * freed right after this returns; don't touch it afterwards. Not called after
      * lp_upstream_cancel. */
-    void (*on_done)(void *arg, struct lp_upstream_xfer *x, enum lp_xfer_result res, const char *err);
+    void (*on_done)(void *arg, struct lp_upstream_xfer *x, enum lp_xfer_result res,
+                    const char *err);
 };
 
 struct lp_upstream_req {
     const char *url;
-    bool post;                 /* POST with body, else GET */
-    const char *body;          /* borrowed: must stay valid until on_done or cancel, unless
-                                  body_owned */
+    bool post;        /* POST with body, else GET */
+    const char *body; /* borrowed: must stay valid until on_done or cancel, unless
+                         body_owned */
     size_t body_len;
-    bool body_owned;           /* the transfer takes body (a malloc'd buffer) and frees it when
-                                  it is really gone: a cancel from inside another transfer's
-                                  callback is completed later, and the body must outlive it */
+    bool body_owned;            /* the transfer takes body (a malloc'd buffer) and frees it when
+                                   it is really gone: a cancel from inside another transfer's
+                                   callback is completed later, and the body must outlive it */
     const char *const *headers; /* "Name: value" strings, copied */
     size_t n_headers;
     int64_t connect_timeout_ms;
-    int64_t write_timeout_ms;  /* sending the request (own client only); 0 = none */
-    int64_t total_timeout_ms;  /* 0 = none */
-    const char *ca_file;       /* CA bundle to verify the peer with; NULL = libcurl's default */
-    const char *ca_pem;        /* the same bundle's text, read at config load (own client) */
-    bool http2;                /* the backend's `http2: true`: libcurl (HTTP/2 over TLS) */
+    int64_t write_timeout_ms; /* sending the request (own client only); 0 = none */
+    int64_t total_timeout_ms; /* 0 = none */
+    const char *ca_file;      /* CA bundle to verify the peer with; NULL = libcurl's default */
+    const char *ca_pem;       /* the same bundle's text, read at config load (own client) */
+    bool http2;               /* the backend's `http2: true`: libcurl (HTTP/2 over TLS) */
 };
 
 struct lp_upstream_opts {
-    long max_connects;       /* connection cache size (>= peak concurrency), default 512 */
-    long max_age_conn_s;     /* retire pooled connections older than this idle time, default 60 */
+    long max_connects;   /* connection cache size (>= peak concurrency), default 512 */
+    long max_age_conn_s; /* retire pooled connections older than this idle time, default 60 */
 };
 
 /* Create the client for one loop. Returns NULL if curl could not be initialised. */

@@ -20,8 +20,8 @@ static bool has_suffix(const char *s, size_t slen, const char *suf, size_t sufle
 }
 
 /* Choose the joined path as a (head, tail) pair: the result path is head followed by tail. */
-static void join_path(const char *bp, size_t bplen, const char *rp, size_t rplen,
-                      size_t *head_len, size_t *tail_off)
+static void join_path(const char *bp, size_t bplen, const char *rp, size_t rplen, size_t *head_len,
+                      size_t *tail_off)
 {
     *head_len = bplen;
     *tail_off = 0;

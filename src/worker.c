@@ -152,7 +152,8 @@ struct lp_worker *lp_worker_create(int idx, struct lp_runtime *rt, int listen_fd
     lp_rand_seed(&w->rng);
     w->rng ^= (uint64_t)idx * 0x9E3779B97F4A7C15ULL;
     struct event_config *ec = event_config_new();
-    /* Merges evhttp-style enable-read+write pairs into one epoll_ctl; neither we nor curl dup fds. */
+    /* Merges evhttp-style enable-read+write pairs into one epoll_ctl; neither we nor curl dup fds.
+     */
     event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);

@@ -18,7 +18,7 @@ struct lp_request;
 struct lp_worker {
     int idx;
     pthread_t thread;
-    bool started;             /* the thread was created (join only then) */
+    bool started; /* the thread was created (join only then) */
     bool draining;
     struct event_base *base;
     struct lp_edge *edge;
@@ -27,8 +27,8 @@ struct lp_worker {
     struct lp_metrics_shard *metrics;
     uint64_t rng;
     int listen_fd;
-    struct event *wake_ev;    /* activated from other threads: drain / stop */
-    atomic_int command;       /* pending LP_WORKER_CMD_* bits (commands never overwrite each other) */
+    struct event *wake_ev; /* activated from other threads: drain / stop */
+    atomic_int command;    /* pending LP_WORKER_CMD_* bits (commands never overwrite each other) */
     struct event *drain_timer;
     size_t requests;          /* in-flight requests owned by this worker */
     struct lp_request *live;  /* those requests (request.c keeps the list) */
@@ -38,12 +38,12 @@ struct lp_worker {
 
 enum {
     LP_WORKER_CMD_NONE = 0,
-    LP_WORKER_CMD_DRAIN = 1, /* stop accepting; exit the loop once idle */
-    LP_WORKER_CMD_STOP = 2,  /* exit the loop now (drain deadline passed) */
+    LP_WORKER_CMD_DRAIN = 1,  /* stop accepting; exit the loop once idle */
+    LP_WORKER_CMD_STOP = 2,   /* exit the loop now (drain deadline passed) */
     LP_WORKER_CMD_LIMITS = 4, /* re-read edge limits from the current config (after a reload) */
-    LP_WORKER_CMD_CUT = 8,   /* the drain deadline passed: end every live request in a
-                                protocol-correct way (streams get an error event), then leave
-                                once the answers are flushed */
+    LP_WORKER_CMD_CUT = 8,    /* the drain deadline passed: end every live request in a
+                                 protocol-correct way (streams get an error event), then leave
+                                 once the answers are flushed */
 };
 
 /* Create a worker bound to listen_fd, which it takes over (closed on drain or destroy). Returns

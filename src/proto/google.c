@@ -52,9 +52,14 @@ static char *signature_of_id(const char *id)
 
 const char *lp_google_finish(const char *reason, bool called_tools)
 {
-    static const char *const filtered[] = {"SAFETY",       "RECITATION",  "BLOCKLIST",
-                                           "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
-                                           "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"};
+    static const char *const filtered[] = {"SAFETY",
+                                           "RECITATION",
+                                           "BLOCKLIST",
+                                           "PROHIBITED_CONTENT",
+                                           "SPII",
+                                           "IMAGE_SAFETY",
+                                           "IMAGE_PROHIBITED_CONTENT",
+                                           "IMAGE_RECITATION"};
     if (reason && !strcmp(reason, "MAX_TOKENS"))
         return "length";
     for (size_t i = 0; reason && i < sizeof filtered / sizeof filtered[0]; i++)
@@ -135,9 +140,9 @@ static const char *mime_from_name(const char *url)
 {
     static const struct {
         const char *ext, *mime;
-    } map[] = {{".png", "image/png"},   {".jpg", "image/jpeg"},     {".jpeg", "image/jpeg"},
-               {".gif", "image/gif"},   {".webp", "image/webp"},    {".pdf", "application/pdf"},
-               {".mp3", "audio/mp3"},   {".wav", "audio/wav"},      {".mp4", "video/mp4"},
+    } map[] = {{".png", "image/png"}, {".jpg", "image/jpeg"},  {".jpeg", "image/jpeg"},
+               {".gif", "image/gif"}, {".webp", "image/webp"}, {".pdf", "application/pdf"},
+               {".mp3", "audio/mp3"}, {".wav", "audio/wav"},   {".mp4", "video/mp4"},
                {".txt", "text/plain"}};
     const char *end = url + strcspn(url, "?#");
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
@@ -159,8 +164,8 @@ static struct json_object *media_part(const char *url, const char *dflt_mime)
             return NULL;
         }
         struct json_object *d = json_object_new_object();
-        char *mime = semi > url + 5 ? lp_xstrndup(url + 5, (size_t)(semi - url - 5))
-                                    : lp_xstrdup(dflt_mime);
+        char *mime =
+            semi > url + 5 ? lp_xstrndup(url + 5, (size_t)(semi - url - 5)) : lp_xstrdup(dflt_mime);
         lp_json_set_str(d, "mimeType", mime);
         lp_json_set_str(d, "data", semi + 8);
         free(mime);
@@ -209,14 +214,15 @@ static bool conv_part(struct o2g *st, struct json_object *part, size_t i, size_t
         lp_json_set(*out, "inlineData", d);
         return true;
     } else {
-        lp_xlat_fail(st->err, "messages[%zu].content[%zu]: content part type \"%.40s\" cannot be "
-                              "sent to a Google backend",
+        lp_xlat_fail(st->err,
+                     "messages[%zu].content[%zu]: content part type \"%.40s\" cannot be "
+                     "sent to a Google backend",
                      i, j, t ? t : "(none)");
         return false;
     }
     if (!url || !(*out = media_part(url, mime))) {
-        lp_xlat_fail(st->err, "messages[%zu].content[%zu]: expected a URL or a base64 data: URL",
-                     i, j);
+        lp_xlat_fail(st->err, "messages[%zu].content[%zu]: expected a URL or a base64 data: URL", i,
+                     j);
         return false;
     }
     return true;
@@ -267,8 +273,9 @@ static bool conv_tool_calls(struct o2g *st, struct json_object *calls, size_t i)
             a = lp_json_parse(args, strlen(args), NULL);
             if (!lp_json_is_obj(a)) {
                 json_object_put(a);
-                lp_xlat_fail(st->err, "messages[%zu].tool_calls[%zu].function.arguments: not a "
-                                      "JSON object",
+                lp_xlat_fail(st->err,
+                             "messages[%zu].tool_calls[%zu].function.arguments: not a "
+                             "JSON object",
                              i, j);
                 return false;
             }
@@ -305,8 +312,9 @@ static const char *name_of_call(struct o2g *st, size_t before, const char *id)
 static bool conv_tool_result(struct o2g *st, struct json_object *m, size_t i, const char *name)
 {
     if (!name) {
-        lp_xlat_fail(st->err, "messages[%zu].tool_call_id: no earlier assistant tool call has "
-                              "this id (Google needs the function's name)",
+        lp_xlat_fail(st->err,
+                     "messages[%zu].tool_call_id: no earlier assistant tool call has "
+                     "this id (Google needs the function's name)",
                      i);
         return false;
     }
@@ -349,8 +357,8 @@ static bool conv_messages(struct o2g *st)
             if (ok && refusal && *refusal)
                 push_part(st, "model", text_part(refusal));
         } else if (!strcmp(role, "tool")) {
-            ok = conv_tool_result(st, m, i,
-                                  name_of_call(st, i, lp_json_get_str(m, "tool_call_id")));
+            ok =
+                conv_tool_result(st, m, i, name_of_call(st, i, lp_json_get_str(m, "tool_call_id")));
         } else if (!strcmp(role, "function")) {
             ok = conv_tool_result(st, m, i, lp_json_get_str(m, "name"));
         } else {
@@ -381,8 +389,9 @@ static bool conv_tools(struct o2g *st, struct json_object *in, struct json_objec
         const char *name = lp_json_get_str(fn, "name");
         if ((type && strcmp(type, "function") != 0) || !name) {
             json_object_put(decls);
-            lp_xlat_fail(st->err, "tools[%zu]: only function tools with a name can be sent to a "
-                                  "Google backend",
+            lp_xlat_fail(st->err,
+                         "tools[%zu]: only function tools with a name can be sent to a "
+                         "Google backend",
                          i);
             return false;
         }
@@ -487,11 +496,12 @@ static void conv_generation(struct o2g *st, struct json_object *in, struct json_
         json_object_put(gc);
 }
 
-struct json_object *lp_google_req_from_openai(struct json_object *in,
-                                              const struct lp_xlat_opts *o,
+struct json_object *lp_google_req_from_openai(struct json_object *in, const struct lp_xlat_opts *o,
                                               struct lp_xlat_err *err)
 {
-    struct o2g st = {.o = o, .err = err, .in_msgs = lp_json_get_arr(in, "messages"),
+    struct o2g st = {.o = o,
+                     .err = err,
+                     .in_msgs = lp_json_get_arr(in, "messages"),
                      .contents = json_object_new_array()};
     struct json_object *out = json_object_new_object();
     if (!st.in_msgs) {
@@ -572,8 +582,8 @@ static void acc_one(struct g2o_acc *a, struct json_object *r)
             free(id);
             lp_json_set_str(c, "type", "function");
             struct json_object *fn = json_object_new_object();
-            lp_json_set_str(fn, "name", lp_json_get_str(fc, "name") ? lp_json_get_str(fc, "name")
-                                                                    : "");
+            lp_json_set_str(fn, "name",
+                            lp_json_get_str(fc, "name") ? lp_json_get_str(fc, "name") : "");
             struct json_object *args = lp_json_get(fc, "args");
             size_t alen = 0;
             const char *as = args ? lp_json_dump(args, &alen) : "{}";
@@ -598,9 +608,9 @@ static void acc_one(struct g2o_acc *a, struct json_object *r)
 
 static bool is_answer(struct json_object *r)
 {
-    return lp_json_is_obj(r) && (lp_json_get_arr(r, "candidates") ||
-                                 lp_json_get_obj(r, "promptFeedback") ||
-                                 lp_json_get_obj(r, "usageMetadata"));
+    return lp_json_is_obj(r) &&
+           (lp_json_get_arr(r, "candidates") || lp_json_get_obj(r, "promptFeedback") ||
+            lp_json_get_obj(r, "usageMetadata"));
 }
 
 char *lp_google_resp_to_openai(const char *body, size_t len, const char *alias, size_t *out_len)
@@ -634,10 +644,10 @@ char *lp_google_resp_to_openai(const char *body, size_t len, const char *alias, 
     lp_json_set_str(msg, "role", "assistant");
     bool tools = lp_json_arr_len(a.calls) > 0;
     const char *finish = a.block ? "content_filter" : lp_google_finish(a.finish, tools);
-    lp_json_set(msg, "content", a.text.len || !tools
-                                    ? json_object_new_string_len(a.text.data ? a.text.data : "",
-                                                                 (int)a.text.len)
-                                    : NULL);
+    lp_json_set(msg, "content",
+                a.text.len || !tools
+                    ? json_object_new_string_len(a.text.data ? a.text.data : "", (int)a.text.len)
+                    : NULL);
     if (a.thoughts.len)
         lp_json_set(msg, "reasoning_content",
                     json_object_new_string_len(a.thoughts.data, (int)a.thoughts.len));

@@ -23,8 +23,7 @@ struct json_object;
 /* An OpenAI chat-completions request (parsed, borrowed) -> a Gemini GenerateContentRequest tree
  * (new; the model and the stream flag travel in the URL, not the body). NULL with *err set when
  * the request cannot be expressed (bad tool arguments JSON, unsupported content part, ...). */
-struct json_object *lp_google_req_from_openai(struct json_object *in,
-                                              const struct lp_xlat_opts *o,
+struct json_object *lp_google_req_from_openai(struct json_object *in, const struct lp_xlat_opts *o,
                                               struct lp_xlat_err *err);
 
 /* A Gemini GenerateContentResponse body (an object, or a JSON array of them as the

@@ -103,8 +103,7 @@ static void write_usage(struct lp_stream_xlat *x, struct lp_sx_w *w)
     lp_sx_putf(w,
                ",\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
                "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":%lld}}}\n\n",
-               (long long)in, (long long)out, (long long)lp_sx_sat_add(in, out),
-               (long long)cached);
+               (long long)in, (long long)out, (long long)lp_sx_sat_add(in, out), (long long)cached);
 }
 
 /* ---- blocks ------------------------------------------------------------------------------ */
@@ -207,8 +206,7 @@ static void on_block_delta(struct lp_stream_xlat *x, struct lp_sx_w *w, struct j
         return;
     if (strcmp(type, "text_delta") == 0 && (p = lp_sx_str(lp_json_get(d, "text"), &n)))
         write_text(x, w, "content", p, n);
-    else if (strcmp(type, "thinking_delta") == 0 &&
-             (p = lp_sx_str(lp_json_get(d, "thinking"), &n)))
+    else if (strcmp(type, "thinking_delta") == 0 && (p = lp_sx_str(lp_json_get(d, "thinking"), &n)))
         write_text(x, w, "reasoning_content", p, n);
     else if (strcmp(type, "input_json_delta") == 0 && b && b->kind == SX_TOOL &&
              (p = lp_sx_str(lp_json_get(d, "partial_json"), &n)))

@@ -162,8 +162,7 @@ static void take_usage(struct lp_stream_xlat *x, struct json_object *um)
     lp_sx_usage_from_openai(u, &x->usage);
 }
 
-static enum lp_status on_answer(struct lp_stream_xlat *x, struct json_object *r,
-                                struct lp_buf *out)
+static enum lp_status on_answer(struct lp_stream_xlat *x, struct json_object *r, struct lp_buf *out)
 {
     struct lp_sx_g2o *g = &x->u.g2o;
     enum lp_status rc = LP_OK;

@@ -107,9 +107,9 @@ static void write_delta(struct lp_stream_xlat *x, struct lp_sx_w *w, const char 
                         const char *field, const char *p, size_t n)
 {
     ev_begin(w, "content_block_delta");
-    lp_sx_putf(w,
-               "{\"type\":\"content_block_delta\",\"index\":%lld,\"delta\":{\"type\":\"%s\",\"%s\":",
-               (long long)x->u.o2a.open_index, dtype, field);
+    lp_sx_putf(
+        w, "{\"type\":\"content_block_delta\",\"index\":%lld,\"delta\":{\"type\":\"%s\",\"%s\":",
+        (long long)x->u.o2a.open_index, dtype, field);
     lp_sx_put_jstr(w, p, n);
     lp_sx_put(w, "}}");
     ev_end(w);
@@ -121,10 +121,11 @@ static void write_message_delta(struct lp_stream_xlat *x, struct lp_sx_w *w)
     if (!s->stop_reason)
         s->stop_reason = s->any_tool ? "tool_use" : "end_turn";
     ev_begin(w, "message_delta");
-    lp_sx_putf(w,
-               "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"%s\",\"stop_sequence\":null},"
-               "\"usage\":{\"output_tokens\":%lld",
-               s->stop_reason, (long long)(x->usage.output < 0 ? 0 : x->usage.output));
+    lp_sx_putf(
+        w,
+        "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"%s\",\"stop_sequence\":null},"
+        "\"usage\":{\"output_tokens\":%lld",
+        s->stop_reason, (long long)(x->usage.output < 0 ? 0 : x->usage.output));
     if (x->usage.input >= 0)
         lp_sx_putf(w, ",\"input_tokens\":%lld", (long long)anth_input(x));
     put_cache_read(x, w);
@@ -334,7 +335,8 @@ static struct json_object *pick_choice(struct json_object *root)
     return NULL;
 }
 
-static enum lp_status on_chunk(struct lp_stream_xlat *x, struct lp_sx_w *w, struct json_object *root)
+static enum lp_status on_chunk(struct lp_stream_xlat *x, struct lp_sx_w *w,
+                               struct json_object *root)
 {
     struct lp_sx_o2a *s = &x->u.o2a;
     enum lp_status rc = LP_OK;

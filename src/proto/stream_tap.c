@@ -67,8 +67,8 @@ static bool name_is(const char *ev, size_t len, const char *want)
 
 /* Anthropic events are named, so the name picks the few events worth parsing; an unnamed event
  * (non-standard upstream) is parsed when its data mentions a message_* type. */
-static void tap_anthropic(struct lp_stream_tap *t, const char *ev, size_t ev_len,
-                          const char *data, size_t len)
+static void tap_anthropic(struct lp_stream_tap *t, const char *ev, size_t ev_len, const char *data,
+                          size_t len)
 {
     bool named = ev && ev_len;
     if (named && name_is(ev, ev_len, "message_stop")) {

@@ -32,17 +32,17 @@ struct lp_sx_call {
 };
 
 struct lp_sx_o2a {
-    bool started;      /* message_start written */
-    bool finished;     /* finish_reason seen: blocks are closed, message_delta may follow */
-    bool delta_sent;   /* message_delta written */
-    bool any_tool;     /* at least one tool_use block was written */
+    bool started;    /* message_start written */
+    bool finished;   /* finish_reason seen: blocks are closed, message_delta may follow */
+    bool delta_sent; /* message_delta written */
+    bool any_tool;   /* at least one tool_use block was written */
     enum lp_sx_block open_kind;
     int64_t open_index; /* Anthropic index of the open block */
     int64_t next_index;
-    int open_call;      /* calls[] slot whose block is open, -1 */
+    int open_call; /* calls[] slot whose block is open, -1 */
     struct lp_sx_call *calls;
     size_t n_calls;
-    size_t buffered;    /* bytes held in calls[].args, capped */
+    size_t buffered;         /* bytes held in calls[].args, capped */
     const char *stop_reason; /* mapped, static; NULL until finish_reason */
 };
 
@@ -59,7 +59,7 @@ struct lp_sx_a2o {
     struct lp_sx_ablock *blocks;
     size_t n_blocks;
     int n_tools;
-    bool json_tool;   /* response_format's tool was called (its input is the content) */
+    bool json_tool; /* response_format's tool was called (its input is the content) */
 };
 
 /* Gemini -> OpenAI chunks (stream_google.c); `inner` carries them on to an Anthropic client. */
@@ -80,8 +80,8 @@ struct lp_stream_xlat {
     bool done;   /* terminal event translated */
     bool closed; /* done, or error termination written: ignore everything after */
     char *alias;
-    char *id;    /* client-visible message / completion id */
-    char *rid;   /* sanitised request id, for derived tool ids ("" when none) */
+    char *id;  /* client-visible message / completion id */
+    char *rid; /* sanitised request id, for derived tool ids ("" when none) */
     int64_t created;
     struct lp_stream_usage usage;
     union {

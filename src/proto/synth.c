@@ -80,8 +80,9 @@ static bool synth_openai(struct json_object *r, bool include_usage, struct lp_bu
     put_event(out, NULL, c1);
     json_object_put(c1);
     struct json_object *fin = lp_json_get(ch, "finish_reason");
-    struct json_object *c2 = openai_chunk(r, json_object_new_object(),
-                                          lp_json_is_str(fin) ? ref(fin) : json_object_new_string("stop"));
+    struct json_object *c2 =
+        openai_chunk(r, json_object_new_object(),
+                     lp_json_is_str(fin) ? ref(fin) : json_object_new_string("stop"));
     put_event(out, NULL, c2);
     json_object_put(c2);
     struct json_object *usage = lp_json_get_obj(r, "usage");
@@ -168,7 +169,8 @@ static bool synth_anthropic(struct json_object *r, struct lp_buf *out)
     lp_json_set_str(md, "type", "message_delta");
     struct json_object *delta = json_object_new_object();
     struct json_object *sr = lp_json_get(r, "stop_reason");
-    lp_json_set(delta, "stop_reason", lp_json_is_str(sr) ? ref(sr) : json_object_new_string("end_turn"));
+    lp_json_set(delta, "stop_reason",
+                lp_json_is_str(sr) ? ref(sr) : json_object_new_string("end_turn"));
     lp_json_set(delta, "stop_sequence", ref(lp_json_get(r, "stop_sequence")));
     lp_json_set(md, "delta", delta);
     struct json_object *usage = lp_json_get_obj(r, "usage");
@@ -193,7 +195,8 @@ char *lp_synth_stream(enum lp_proto p, const char *body, size_t len, bool includ
     }
     struct lp_buf out;
     lp_buf_init(&out, 0);
-    bool ok = p == LP_PROTO_ANTHROPIC ? synth_anthropic(r, &out) : synth_openai(r, include_usage, &out);
+    bool ok =
+        p == LP_PROTO_ANTHROPIC ? synth_anthropic(r, &out) : synth_openai(r, include_usage, &out);
     json_object_put(r);
     if (!ok) {
         lp_buf_free(&out);

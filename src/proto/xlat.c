@@ -32,7 +32,7 @@ void lp_xlat_note_drop(struct lp_xlat_notes *notes, const char *name)
     char *d = notes->dropped;
     size_t len = strlen(d), n = strlen(name);
     if (len >= 4 && !strcmp(d + len - 4, ",..."))
-        return; /* already full */
+        return;                    /* already full */
     for (const char *p = d; *p;) { /* already listed? */
         size_t l = strcspn(p, ",");
         if (l == n && !strncmp(p, name, n))
@@ -57,8 +57,7 @@ bool lp_xlat_unsupported(const struct lp_xlat_opts *o, struct lp_xlat_err *err, 
         lp_xlat_note_drop(o->notes, name);
         return true;
     }
-    lp_xlat_fail(err, "%s: %s; the route's translation.unsupported: drop would drop it", name,
-                 why);
+    lp_xlat_fail(err, "%s: %s; the route's translation.unsupported: drop would drop it", name, why);
     return false;
 }
 
@@ -171,8 +170,8 @@ char *lp_xlat_request(enum lp_proto from, enum lp_proto to, const char *body, si
     }
     if (to == LP_PROTO_GOOGLE) {
         /* Google talks OpenAI on its client side: an Anthropic request goes through a2o first. */
-        struct json_object *oa = from == LP_PROTO_ANTHROPIC ? lp_xlat_req_a2o(in, o, err)
-                                                            : lp_xlat_ref(in);
+        struct json_object *oa =
+            from == LP_PROTO_ANTHROPIC ? lp_xlat_req_a2o(in, o, err) : lp_xlat_ref(in);
         out = oa ? lp_google_req_from_openai(oa, o, err) : NULL;
         json_object_put(oa);
     } else if (from == LP_PROTO_GOOGLE) {
@@ -245,7 +244,7 @@ int64_t lp_xlat_model_max_tokens(const char *model)
         const char *part;
         int64_t max;
     } table[] = {
-        {"opus-4-5", 64000}, {"opus-4", 32000},   {"sonnet-4", 64000}, {"haiku-4", 64000},
+        {"opus-4-5", 64000},   {"opus-4", 32000}, {"sonnet-4", 64000}, {"haiku-4", 64000},
         {"3-7-sonnet", 64000}, {"3-5-", 8192},    {"claude-3", 4096},
     };
     for (size_t i = 0; model && i < sizeof table / sizeof table[0]; i++)

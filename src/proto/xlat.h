@@ -29,17 +29,17 @@ struct lp_xlat_notes {
 void lp_xlat_note_drop(struct lp_xlat_notes *notes, const char *name);
 
 struct lp_xlat_opts {
-    const char *upstream_model; /* the route's real model, written into the translated body;
-                                 * NULL keeps the client's `model` */
-    int64_t default_max_tokens; /* OpenAI->Anthropic when the client gave none and
-                                 * max_tokens_limit is 0; <= 0: lp_xlat_model_max_tokens */
-    int64_t max_tokens_limit;   /* 0 = none; max_tokens is clamped to it (both directions), and
-                                 * it is the value sent when an OpenAI client gave none */
-    bool stream;                /* the client asked for streaming (used when the body has no
-                                 * boolean `stream`) */
-    const char *request_id;     /* for debug logs; may be NULL */
-    bool drop_unsupported;      /* translation.unsupported: drop (else reject: a 400 naming
-                                 * the parameter) for parameters that change the answer */
+    const char *upstream_model;  /* the route's real model, written into the translated body;
+                                  * NULL keeps the client's `model` */
+    int64_t default_max_tokens;  /* OpenAI->Anthropic when the client gave none and
+                                  * max_tokens_limit is 0; <= 0: lp_xlat_model_max_tokens */
+    int64_t max_tokens_limit;    /* 0 = none; max_tokens is clamped to it (both directions), and
+                                  * it is the value sent when an OpenAI client gave none */
+    bool stream;                 /* the client asked for streaming (used when the body has no
+                                  * boolean `stream`) */
+    const char *request_id;      /* for debug logs; may be NULL */
+    bool drop_unsupported;       /* translation.unsupported: drop (else reject: a 400 naming
+                                  * the parameter) for parameters that change the answer */
     struct lp_xlat_notes *notes; /* filled with what was dropped; may be NULL */
 };
 

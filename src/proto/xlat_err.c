@@ -62,10 +62,14 @@ static bool icontains(const char *hay, const char *needle)
 
 static bool is_context_overflow(const char *msg, const char *code, const char *type)
 {
-    static const char *pats[] = {"prompt is too long",     "context_length_exceeded",
-                                 "maximum context length", "context window",
-                                 "context length",         "input is too long",
-                                 "too many tokens",        "exceeds the model's context",
+    static const char *pats[] = {"prompt is too long",
+                                 "context_length_exceeded",
+                                 "maximum context length",
+                                 "context window",
+                                 "context length",
+                                 "input is too long",
+                                 "too many tokens",
+                                 "exceeds the model's context",
                                  "exceeds the maximum number of tokens"};
     if ((code && !strcmp(code, "context_length_exceeded")) ||
         (type && !strcmp(type, "context_length_exceeded")))

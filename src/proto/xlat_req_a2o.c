@@ -138,8 +138,8 @@ static char *tool_result_text(struct json_object *b, struct json_object *images,
             }
             /* A tool message holds text only: the image follows in the next user message,
              * labelled with the call it belongs to. */
-            char *label = lp_xasprintf("[Image returned by tool call %s]",
-                                       lp_json_get_str(b, "tool_use_id"));
+            char *label =
+                lp_xasprintf("[Image returned by tool call %s]", lp_json_get_str(b, "tool_use_id"));
             json_object_array_add(images, lp_xlat_text_block(label));
             free(label);
             json_object_array_add(images, p);
@@ -255,9 +255,10 @@ static void on_assistant_blocks(struct a2o *st, struct json_object *c, size_t i)
      * it would merge the user turns around it. */
     struct json_object *m = json_object_new_object();
     lp_json_set_str(m, "role", "assistant");
-    lp_json_set(m, "content", text.len            ? json_object_new_string(text.data)
-                              : lp_json_arr_len(tcs) ? NULL
-                                                     : json_object_new_string(""));
+    lp_json_set(m, "content",
+                text.len               ? json_object_new_string(text.data)
+                : lp_json_arr_len(tcs) ? NULL
+                                       : json_object_new_string(""));
     if (lp_json_arr_len(tcs) > 0)
         lp_json_set(m, "tool_calls", lp_xlat_ref(tcs));
     json_object_array_add(st->msgs, m);
@@ -367,8 +368,8 @@ static void conv_tools(struct a2o *st, struct json_object *in, struct json_objec
 static bool has_tool_named(struct json_object *tools, const char *name)
 {
     for (size_t k = 0; k < lp_json_arr_len(tools); k++) {
-        const char *n = lp_json_get_str(lp_json_get_obj(lp_json_arr_at(tools, k), "function"),
-                                        "name");
+        const char *n =
+            lp_json_get_str(lp_json_get_obj(lp_json_arr_at(tools, k), "function"), "name");
         if (n && !strcmp(n, name))
             return true;
     }
@@ -460,10 +461,11 @@ static void conv_thinking(struct a2o *st, struct json_object *in, struct json_ob
     }
     int64_t budget = 0;
     lp_json_get_int64(th, "budget_tokens", &budget);
-    lp_json_set_str(out, "reasoning_effort", !strcmp(type, "adaptive") ? "medium"
-                                             : budget < 4096           ? "low"
-                                             : budget < 16384          ? "medium"
-                                                                       : "high");
+    lp_json_set_str(out, "reasoning_effort",
+                    !strcmp(type, "adaptive") ? "medium"
+                    : budget < 4096           ? "low"
+                    : budget < 16384          ? "medium"
+                                              : "high");
 }
 
 static bool conv_params(struct a2o *st, struct json_object *in, struct json_object *out)

@@ -678,8 +678,9 @@ static bool check_unsupported(struct o2a *st, struct json_object *in)
         const char *m = lp_json_str(lp_json_arr_at(mods, k));
         audio = audio || (m && !strcmp(m, "audio"));
     }
-    if (audio && !lp_xlat_unsupported(st->o, st->err, lp_json_get(in, "audio") ? "audio" : "modalities",
-                                      "this model's backend does not produce audio"))
+    if (audio &&
+        !lp_xlat_unsupported(st->o, st->err, lp_json_get(in, "audio") ? "audio" : "modalities",
+                             "this model's backend does not produce audio"))
         return false;
     return true;
 }

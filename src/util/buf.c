@@ -103,17 +103,36 @@ enum lp_status lp_buf_append_json_escaped(struct lp_buf *b, const char *s, size_
         const char *esc = NULL;
         char tmp[7];
         switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
         default:
             if (c < 0x20) {
-                tmp[0] = '\\'; tmp[1] = 'u'; tmp[2] = '0'; tmp[3] = '0';
-                tmp[4] = hex[c >> 4]; tmp[5] = hex[c & 15]; tmp[6] = '\0';
+                tmp[0] = '\\';
+                tmp[1] = 'u';
+                tmp[2] = '0';
+                tmp[3] = '0';
+                tmp[4] = hex[c >> 4];
+                tmp[5] = hex[c & 15];
+                tmp[6] = '\0';
                 esc = tmp;
             }
         }

@@ -10,7 +10,8 @@ void lp_rand_seed(uint64_t *state)
         s = 0;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    *state = s ^ ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)state;
+    *state = s ^ ((uint64_t)ts.tv_sec * 1000000007ULL) ^ (uint64_t)ts.tv_nsec ^
+             (uint64_t)(uintptr_t)state;
 }
 
 uint64_t lp_rand_next(uint64_t *state)

@@ -53,8 +53,7 @@ static void test_anthropic_shape(void **state)
 {
     (void)state;
     size_t len = 0;
-    char *b = lp_apierr_body(LP_PROTO_ANTHROPIC, 529, NULL, "ignored", "Overloaded", "req_1",
-                             &len);
+    char *b = lp_apierr_body(LP_PROTO_ANTHROPIC, 529, NULL, "ignored", "Overloaded", "req_1", &len);
     struct json_object *o = parse(b, len);
     assert_string_equal(lp_json_get_str(o, "type"), "error");
     assert_string_equal(lp_json_get_str(o, "request_id"), "req_1");
@@ -79,8 +78,7 @@ static void test_escaping(void **state)
                       "\x98\x80 </script>";
     for (int proto = 0; proto < 2; proto++) {
         size_t len = 0;
-        char *b = lp_apierr_body((enum lp_proto)proto, 400, "t\"ype", "c\\ode", msg, "r\"id",
-                                 &len);
+        char *b = lp_apierr_body((enum lp_proto)proto, 400, "t\"ype", "c\\ode", msg, "r\"id", &len);
         assert_null(strchr(b, '\n'));
         assert_null(strchr(b, '\r'));
         struct json_object *o = parse(b, len);
@@ -100,12 +98,17 @@ static void test_invalid_utf8(void **state)
 {
     (void)state;
     size_t len = 0;
-    char *b = lp_apierr_body(LP_PROTO_OPENAI, 500, NULL, NULL, "a\xff" "b\xc3" "c\xed\xa0\x80",
+    char *b = lp_apierr_body(LP_PROTO_OPENAI, 500, NULL, NULL,
+                             "a\xff"
+                             "b\xc3"
+                             "c\xed\xa0\x80",
                              NULL, &len);
     assert_non_null(strstr(b, "\"a\\ufffdb\\ufffdc\\ufffd\\ufffd\\ufffd\""));
     struct json_object *o = parse(b, len);
     assert_string_equal(lp_json_get_str(lp_json_get_obj(o, "error"), "message"),
-                        "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+                        "a\xef\xbf\xbd"
+                        "b\xef\xbf\xbd"
+                        "c\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
     json_object_put(o);
     free(b);
 }
@@ -175,12 +178,9 @@ static void test_sse_events(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_openai_shape),
-        cmocka_unit_test(test_anthropic_shape),
-        cmocka_unit_test(test_escaping),
-        cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_default_types),
-        cmocka_unit_test(test_sse_events),
+        cmocka_unit_test(test_openai_shape),  cmocka_unit_test(test_anthropic_shape),
+        cmocka_unit_test(test_escaping),      cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_default_types), cmocka_unit_test(test_sse_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

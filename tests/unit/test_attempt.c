@@ -35,12 +35,18 @@ static enum lp_next expected(const struct lp_decide_in *in, int64_t *delay, bool
         return LP_NEXT_CANCEL;
     switch (in->outcome) {
     case LP_OUT_READY:
-    case LP_OUT_COMPLETE: return LP_NEXT_COMMIT;
-    case LP_OUT_STREAM_END: return LP_NEXT_END_STREAM;
-    case LP_OUT_DEADLINE: return committed ? LP_NEXT_END_STREAM : LP_NEXT_DEADLINE;
-    case LP_OUT_LOCAL: return in->others_in_flight ? LP_NEXT_WAIT : LP_NEXT_REPLY_LOCAL;
-    case LP_OUT_REFUSED: return LP_NEXT_REPLY_REFUSED;
-    default: break;
+    case LP_OUT_COMPLETE:
+        return LP_NEXT_COMMIT;
+    case LP_OUT_STREAM_END:
+        return LP_NEXT_END_STREAM;
+    case LP_OUT_DEADLINE:
+        return committed ? LP_NEXT_END_STREAM : LP_NEXT_DEADLINE;
+    case LP_OUT_LOCAL:
+        return in->others_in_flight ? LP_NEXT_WAIT : LP_NEXT_REPLY_LOCAL;
+    case LP_OUT_REFUSED:
+        return LP_NEXT_REPLY_REFUSED;
+    default:
+        break;
     }
     if (!in->failover)
         return LP_NEXT_REPLY_ERROR;
@@ -113,18 +119,22 @@ static void test_failed_outcomes_every_class(void **state)
 static void test_other_outcomes(void **state)
 {
     (void)state;
-    const enum lp_outcome_kind kinds[] = {LP_OUT_READY,    LP_OUT_COMPLETE,   LP_OUT_REFUSED,
-                                          LP_OUT_LOCAL,    LP_OUT_DEADLINE,   LP_OUT_STREAM_END,
+    const enum lp_outcome_kind kinds[] = {LP_OUT_READY,    LP_OUT_COMPLETE, LP_OUT_REFUSED,
+                                          LP_OUT_LOCAL,    LP_OUT_DEADLINE, LP_OUT_STREAM_END,
                                           LP_OUT_CANCELLED};
     for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
         for (size_t p = 0; p < sizeof phases / sizeof *phases; p++)
             for (int others = 0; others <= 1; others++)
                 for (int winner = 0; winner <= 1; winner++)
                     for (int gone = 0; gone <= 1; gone++) {
-                        struct lp_decide_in in = {.phase = phases[p], .outcome = kinds[k],
-                                                  .is_winner = winner, .client_gone = gone,
-                                                  .others_in_flight = others, .cands_left = 2,
-                                                  .attempts_left = 2, .time_left_ms = 5000};
+                        struct lp_decide_in in = {.phase = phases[p],
+                                                  .outcome = kinds[k],
+                                                  .is_winner = winner,
+                                                  .client_gone = gone,
+                                                  .others_in_flight = others,
+                                                  .cands_left = 2,
+                                                  .attempts_left = 2,
+                                                  .time_left_ms = 5000};
                         check(&in, "other");
                     }
 }
@@ -133,8 +143,11 @@ static void test_other_outcomes(void **state)
 static void test_named_cases(void **state)
 {
     (void)state;
-    struct lp_decide_in in = {.phase = LP_PHASE_ATTEMPTING, .outcome = LP_OUT_FAILED,
-                              .failover = true, .cands_left = 1, .attempts_left = 5,
+    struct lp_decide_in in = {.phase = LP_PHASE_ATTEMPTING,
+                              .outcome = LP_OUT_FAILED,
+                              .failover = true,
+                              .cands_left = 1,
+                              .attempts_left = 5,
                               .time_left_ms = 60000};
     assert_int_equal(lp_decide(&in).next, LP_NEXT_TRY_NEXT);
     in.backoff_ms = 200;
@@ -147,8 +160,10 @@ static void test_named_cases(void **state)
     assert_int_equal(o.next, LP_NEXT_ALL_FAILED);
     assert_true(o.deadline_hit);
     /* Nothing left: the aggregate error, not a deadline. */
-    in = (struct lp_decide_in){.phase = LP_PHASE_ATTEMPTING, .outcome = LP_OUT_FAILED,
-                               .failover = true, .time_left_ms = 60000};
+    in = (struct lp_decide_in){.phase = LP_PHASE_ATTEMPTING,
+                               .outcome = LP_OUT_FAILED,
+                               .failover = true,
+                               .time_left_ms = 60000};
     o = lp_decide(&in);
     assert_int_equal(o.next, LP_NEXT_ALL_FAILED);
     assert_false(o.deadline_hit);
@@ -164,9 +179,13 @@ static void test_named_cases(void **state)
     in.outcome = LP_OUT_DEADLINE;
     assert_int_equal(lp_decide(&in).next, LP_NEXT_END_STREAM);
     /* A request-shape error is the client's: answered at once, others or not. */
-    in = (struct lp_decide_in){.phase = LP_PHASE_ATTEMPTING, .outcome = LP_OUT_FAILED,
-                               .failover = false, .cands_left = 3, .attempts_left = 3,
-                               .others_in_flight = 1, .time_left_ms = 60000};
+    in = (struct lp_decide_in){.phase = LP_PHASE_ATTEMPTING,
+                               .outcome = LP_OUT_FAILED,
+                               .failover = false,
+                               .cands_left = 3,
+                               .attempts_left = 3,
+                               .others_in_flight = 1,
+                               .time_left_ms = 60000};
     assert_int_equal(lp_decide(&in).next, LP_NEXT_REPLY_ERROR);
     assert_string_equal(lp_next_name(LP_NEXT_ALL_FAILED), "all_failed");
 }
@@ -176,13 +195,15 @@ static void test_named_cases(void **state)
 static void test_in_band_error_never_2xx(void **state)
 {
     (void)state;
-    struct lp_decide_in in = {.phase = LP_PHASE_ATTEMPTING, .outcome = LP_OUT_FAILED,
-                              .failover = true, .time_left_ms = 60000};
+    struct lp_decide_in in = {.phase = LP_PHASE_ATTEMPTING,
+                              .outcome = LP_OUT_FAILED,
+                              .failover = true,
+                              .time_left_ms = 60000};
     assert_int_equal(lp_decide(&in).next, LP_NEXT_ALL_FAILED);
     for (int cls = LP_CLASS_OK; cls < LP_CLASS__COUNT; cls++) {
         for (int p = 0; p < 2; p++) {
-            struct lp_class_reply r = lp_apierr_for_class((enum lp_proto)p,
-                                                          (enum lp_err_class)cls, 200);
+            struct lp_class_reply r =
+                lp_apierr_for_class((enum lp_proto)p, (enum lp_err_class)cls, 200);
             if (r.status < 400 || r.status > 599)
                 fail_msg("class %s to %s: status %d", lp_class_name((enum lp_err_class)cls),
                          p ? "anthropic" : "openai", r.status);
@@ -215,8 +236,8 @@ static void test_class_table(void **state)
         {LP_CLASS_SERVER, 200, 502, "server_error", NULL, 502, "api_error"},
         {LP_CLASS_NETWORK, 0, 502, "server_error", "upstream_unreachable", 502, "api_error"},
         {LP_CLASS_TIMEOUT, 0, 504, "timeout_error", "upstream_timeout", 504, "timeout_error"},
-        {LP_CLASS_CONTEXT_LENGTH, 200, 400, "invalid_request_error", "context_length_exceeded",
-         400, "invalid_request_error"},
+        {LP_CLASS_CONTEXT_LENGTH, 200, 400, "invalid_request_error", "context_length_exceeded", 400,
+         "invalid_request_error"},
         {LP_CLASS_MODEL_NOT_FOUND, 404, 404, "invalid_request_error", "model_not_found", 404,
          "not_found_error"},
         {LP_CLASS_CLIENT, 422, 422, "invalid_request_error", NULL, 422, "invalid_request_error"},

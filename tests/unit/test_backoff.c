@@ -10,8 +10,10 @@
 
 static struct lp_fallback_cfg defaults(void)
 {
-    return (struct lp_fallback_cfg){.enable_backoff = true, .backoff_initial_ms = 100,
-                                    .backoff_max_ms = 5000, .backoff_multiplier = 2.0,
+    return (struct lp_fallback_cfg){.enable_backoff = true,
+                                    .backoff_initial_ms = 100,
+                                    .backoff_max_ms = 5000,
+                                    .backoff_multiplier = 2.0,
                                     .backoff_jitter = 0.0};
 }
 

@@ -119,8 +119,8 @@ static void test_latency_unmeasured(void **state)
 
 static void test_round_robin_and_weighted(void **state)
 {
-    struct lp_balance_item it[3] = {{.share = 1, .weight = 1}, {.share = 1, .weight = 3},
-                                    {.share = 1, .weight = 0}};
+    struct lp_balance_item it[3] = {
+        {.share = 1, .weight = 1}, {.share = 1, .weight = 3}, {.share = 1, .weight = 0}};
     size_t order[3];
     for (uint64_t rr = 0; rr < 6; rr++) {
         lp_balance_order(LP_STRATEGY_ROUND_ROBIN, it, 3, NULL, rr, order);
@@ -185,12 +185,9 @@ static void test_routestats(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ewma_peak_and_blend),
-        cmocka_unit_test(test_ewma_decay_on_read),
-        cmocka_unit_test(test_latency_choice),
-        cmocka_unit_test(test_latency_unmeasured),
-        cmocka_unit_test(test_round_robin_and_weighted),
-        cmocka_unit_test(test_routestats),
+        cmocka_unit_test(test_ewma_peak_and_blend),      cmocka_unit_test(test_ewma_decay_on_read),
+        cmocka_unit_test(test_latency_choice),           cmocka_unit_test(test_latency_unmeasured),
+        cmocka_unit_test(test_round_robin_and_weighted), cmocka_unit_test(test_routestats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

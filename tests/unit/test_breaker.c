@@ -8,8 +8,8 @@
 
 #include "breaker.h"
 
-static const struct lp_breaker_cfg CFG = {.failure_threshold = 3, .success_threshold = 2,
-                                          .open_timeout_ms = 1000, .half_open_max = 1};
+static const struct lp_breaker_cfg CFG = {
+    .failure_threshold = 3, .success_threshold = 2, .open_timeout_ms = 1000, .half_open_max = 1};
 
 /* Fail `n` admitted requests at time t. */
 static void fail_n(struct lp_breaker *b, int n, int64_t t)
@@ -145,7 +145,7 @@ static void test_stale_reports_ignored(void **state)
     uint32_t probe, x;
     assert_true(lp_breaker_allow(&b, 1001, &probe));
     lp_breaker_on_success(&b, 1002, old, 1002); /* stale success while half-open: no credit */
-    lp_breaker_release(&b, old);          /* nor does it free the probe's slot */
+    lp_breaker_release(&b, old);                /* nor does it free the probe's slot */
     assert_int_equal(b.successes, 0);
     assert_false(lp_breaker_allow(&b, 1002, &x));
     lp_breaker_on_failure(&b, 1003, old); /* stale failure does not reopen */
@@ -170,8 +170,10 @@ static void test_defaults_and_names(void **state)
     assert_int_equal(b.cfg.success_threshold, 2);
     assert_int_equal(b.cfg.open_timeout_ms, 60000);
     assert_int_equal(b.cfg.half_open_max, 1);
-    struct lp_fallback_cfg f = {.circuit_failure_threshold = 7, .circuit_success_threshold = 4,
-                                .circuit_open_timeout_s = 30, .circuit_half_open_max = 3};
+    struct lp_fallback_cfg f = {.circuit_failure_threshold = 7,
+                                .circuit_success_threshold = 4,
+                                .circuit_open_timeout_s = 30,
+                                .circuit_half_open_max = 3};
     struct lp_breaker_cfg c = lp_breaker_cfg_from(&f);
     assert_int_equal(c.failure_threshold, 7);
     assert_int_equal(c.success_threshold, 4);

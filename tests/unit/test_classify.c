@@ -103,7 +103,8 @@ static const char RELAY_BUSY[] =
 static const char RELAY_NO_ACCOUNTS[] =
     "{\"error\":{\"message\":\"no eligible accounts for this model\",\"type\":\"api_error\","
     "\"code\":\"upstream_no_eligible_accounts\"}}";
-static const char RELAY_SYSBUSY[] = "{\"code\":500,\"msg\":\"系统繁忙，请稍后再试\",\"success\":false}";
+static const char RELAY_SYSBUSY[] =
+    "{\"code\":500,\"msg\":\"系统繁忙，请稍后再试\",\"success\":false}";
 static const char RELAY_SYSBUSY_200[] = "{\"code\":\"10001\",\"message\":\"系统繁忙，请稍后重试\"}";
 static const char MINIMAX_2013[] =
     "{\"type\":\"error\",\"error\":{\"type\":\"bad_request_error\",\"message\":\"invalid params, "
@@ -114,7 +115,8 @@ static const char ORG_DISABLED[] =
 static const char NGINX_502[] =
     "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad "
     "Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
-static const char OLLAMA_404[] = "{\"error\":\"model 'llama3:70b' not found, try pulling it first\"}";
+static const char OLLAMA_404[] =
+    "{\"error\":\"model 'llama3:70b' not found, try pulling it first\"}";
 static const char OPENAI_SSE_ERR[] =
     "{\"error\":{\"message\":\"The server had an error processing your request.\",\"type\":"
     "\"server_error\",\"param\":null,\"code\":null}}";
@@ -127,7 +129,6 @@ static const char OK_ANTH[] =
     "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[]}";
 
 enum { Y = 1, N = 0 };
-
 
 /* Provider shapes (issue 16): Gemini, Azure, Groq, Cohere. */
 static const char GEMINI_KEY_INVALID[] =
@@ -238,8 +239,8 @@ static const struct row rows[] = {
     {"ollama 404", 0, 404, OLLAMA_404, 0, LP_CLASS_MODEL_NOT_FOUND, Y, Y, Y},
     {"gateway 504", 0, 504, "Gateway Time-out", 0, LP_CLASS_TIMEOUT, Y, Y, Y},
     /* Truncated JSON: keywords are searched in the raw text instead. */
-    {"truncated json 500", 0, 500, "{\"error\":{\"type\":\"overloaded_er", 0,
-     LP_CLASS_OVERLOADED, Y, Y, Y},
+    {"truncated json 500", 0, 500, "{\"error\":{\"type\":\"overloaded_er", 0, LP_CLASS_OVERLOADED,
+     Y, Y, Y},
     {"truncated json 400", 0, 400, "{\"error\":{\"message\":\"prompt is too lo", 0, LP_CLASS_CLIENT,
      N, N, N},
     {"redirect 301", 0, 301, "", 0, LP_CLASS_SERVER, Y, Y, Y},
@@ -264,8 +265,9 @@ static const struct row rows[] = {
 static const struct row optional_rows[] = {
     {"empty 404", 0, 404, "", 0, LP_CLASS_UNSUPPORTED, Y, N, N},
     {"html 404", 0, 404, "<html>Not Found</html>", 0, LP_CLASS_UNSUPPORTED, Y, N, N},
-    {"json 404", 0, 404, "{\"error\":{\"message\":\"Not found\",\"type\":\"invalid_request_error\"}}",
-     0, LP_CLASS_UNSUPPORTED, Y, N, N},
+    {"json 404", 0, 404,
+     "{\"error\":{\"message\":\"Not found\",\"type\":\"invalid_request_error\"}}", 0,
+     LP_CLASS_UNSUPPORTED, Y, N, N},
     {"405", 0, 405, "Method Not Allowed", 0, LP_CLASS_UNSUPPORTED, Y, N, N},
     {"501", 0, 501, "", 0, LP_CLASS_UNSUPPORTED, Y, N, N},
     /* Still about the model: cooled as before. */
@@ -285,9 +287,12 @@ static void test_optional_endpoint(void **state)
     cfg.fallback.cooldown_seconds = 60;
     for (size_t i = 0; i < sizeof optional_rows / sizeof optional_rows[0]; i++) {
         const struct row *r = &optional_rows[i];
-        struct lp_classify_in in = {.transport = r->tr, .status = r->status, .body = r->body,
+        struct lp_classify_in in = {.transport = r->tr,
+                                    .status = r->status,
+                                    .body = r->body,
                                     .body_len = r->body ? strlen(r->body) : 0,
-                                    .optional_endpoint = true, .now_wall_ms = 0};
+                                    .optional_endpoint = true,
+                                    .now_wall_ms = 0};
         struct lp_decision d;
         lp_classify(&in, &cfg, &d);
         if (d.cls != r->cls || d.failover != r->failover || d.cooldown != r->cooldown ||
@@ -318,9 +323,12 @@ static struct lp_config base_cfg(void)
 
 static void classify_row(const struct row *r, const struct lp_config *cfg, struct lp_decision *d)
 {
-    struct lp_classify_in in = {.transport = r->tr, .status = r->status, .body = r->body,
+    struct lp_classify_in in = {.transport = r->tr,
+                                .status = r->status,
+                                .body = r->body,
                                 .body_len = r->body ? strlen(r->body) : 0,
-                                .from_sse_event = r->sse, .now_wall_ms = NOW_WALL};
+                                .from_sse_event = r->sse,
+                                .now_wall_ms = NOW_WALL};
     lp_classify(&in, cfg, d);
 }
 
@@ -355,10 +363,10 @@ static void test_reason_masks_and_truncates(void **state)
 
     /* Multi-byte text truncated at the end of reason[] leaves valid UTF-8 (no dangling lead). */
     char body[600];
-    strcpy(body, "{\"code\":500,\"msg\":\"");
+    size_t bl = (size_t)snprintf(body, sizeof body, "{\"code\":500,\"msg\":\"");
     for (int i = 0; i < 60; i++)
-        strcat(body, "繁");
-    strcat(body, "\"}");
+        bl += (size_t)snprintf(body + bl, sizeof body - bl, "繁");
+    snprintf(body + bl, sizeof body - bl, "\"}");
     in = (struct lp_classify_in){.status = 500, .body = body, .body_len = strlen(body)};
     lp_classify(&in, NULL, &d);
     size_t n = strlen(d.reason);
@@ -374,8 +382,8 @@ static void test_cooldown_hints(void **state)
     struct lp_config cfg = base_cfg();
     cfg.fallback.cooldown_seconds = 10;
     struct lp_decision d;
-    struct lp_classify_in in = {.status = 429, .body = AZURE_429, .body_len = strlen(AZURE_429),
-                                .now_wall_ms = NOW_WALL};
+    struct lp_classify_in in = {
+        .status = 429, .body = AZURE_429, .body_len = strlen(AZURE_429), .now_wall_ms = NOW_WALL};
     in.retry_after = "6"; /* shorter than the configured cooldown: the cooldown stays */
     lp_classify(&in, &cfg, &d);
     assert_int_equal(d.cooldown_ms, 10000);
@@ -463,8 +471,8 @@ static void test_parse_ratelimit_reset(void **state)
         {"2025-01-01T00:00:30.250Z", true, 30250},
         {"2025-01-01T08:01:00+08:00", true, 60000},
         {"2024-12-31T00:00:00Z", true, 0},
-        {"1735689660", true, 60000},    /* Unix seconds */
-        {"1735689605000", true, 5000},  /* Unix ms */
+        {"1735689660", true, 60000},   /* Unix seconds */
+        {"1735689605000", true, 5000}, /* Unix ms */
         {"6x", false, 0},
         {"2025-01-01T00:00:30", false, 0}, /* no zone */
         {"", false, 0},
@@ -494,17 +502,23 @@ static void test_reset_header_names(void **state)
 
 /* ---- overrides ---- */
 
-static char *reference_patterns[] = {"insufficient_quota", "rate_limit", "exceeded", "billing",
-                                     "quota", "organization has been disabled",
+static char *reference_patterns[] = {"insufficient_quota",
+                                     "rate_limit",
+                                     "exceeded",
+                                     "billing",
+                                     "quota",
+                                     "organization has been disabled",
                                      "upstream_all_accounts_busy",
-                                     "upstream_no_eligible_accounts", "invalid chat setting"};
+                                     "upstream_no_eligible_accounts",
+                                     "invalid chat setting"};
 static char *wildcards[] = {"4xx", "5xx"};
 
-static void decide(const struct lp_config *cfg, int status, const char *body,
-                   struct lp_decision *d)
+static void decide(const struct lp_config *cfg, int status, const char *body, struct lp_decision *d)
 {
-    struct lp_classify_in in = {.status = status, .body = body,
-                                .body_len = body ? strlen(body) : 0, .now_wall_ms = NOW_WALL};
+    struct lp_classify_in in = {.status = status,
+                                .body = body,
+                                .body_len = body ? strlen(body) : 0,
+                                .now_wall_ms = NOW_WALL};
     lp_classify(&in, cfg, d);
 }
 
@@ -575,10 +589,13 @@ static void test_error_fallback_client(void **state)
     struct lp_config cfg = base_cfg();
     int codes[] = {401, 403, 429, 422};
     char *pats[] = {"INVALID CHAT SETTING"}; /* case-insensitive */
-    cfg.error_fallback = (struct lp_error_fallback_cfg){
-        .present = true, .server_error_enabled = true, .client_error_enabled = true,
-        .client_codes = codes, .n_client_codes = 4, .client_patterns = pats,
-        .n_client_patterns = 1};
+    cfg.error_fallback = (struct lp_error_fallback_cfg){.present = true,
+                                                        .server_error_enabled = true,
+                                                        .client_error_enabled = true,
+                                                        .client_codes = codes,
+                                                        .n_client_codes = 4,
+                                                        .client_patterns = pats,
+                                                        .n_client_patterns = 1};
     struct lp_decision d;
     decide(&cfg, 422, "{\"detail\":\"bad\"}", &d);
     assert_true(d.failover);
@@ -645,13 +662,21 @@ static void test_class_names(void **state)
 /* Garbage bodies never crash and always produce a decision. */
 static void test_garbage_bodies(void **state)
 {
-    const char *bodies[] = {"[", "[]", "[1,2]", "{\"error\":[1]}", "{\"error\":{\"code\":{}}}",
-                            "{\"error\":null}", "null", "\"str\"", "{\"code\":1e999,\"message\":1}",
-                            "{\"base_resp\":{\"status_code\":\"x\"}}", "\xff\xfe\x00\x01"};
+    const char *bodies[] = {"[",
+                            "[]",
+                            "[1,2]",
+                            "{\"error\":[1]}",
+                            "{\"error\":{\"code\":{}}}",
+                            "{\"error\":null}",
+                            "null",
+                            "\"str\"",
+                            "{\"code\":1e999,\"message\":1}",
+                            "{\"base_resp\":{\"status_code\":\"x\"}}",
+                            "\xff\xfe\x00\x01"};
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         struct lp_decision d;
-        struct lp_classify_in in = {.status = 500, .body = bodies[i],
-                                    .body_len = strlen(bodies[i]) + (i == 10 ? 2 : 0)};
+        struct lp_classify_in in = {
+            .status = 500, .body = bodies[i], .body_len = strlen(bodies[i]) + (i == 10 ? 2 : 0)};
         lp_classify(&in, NULL, &d);
         assert_int_equal(d.cls, LP_CLASS_SERVER);
     }

@@ -20,7 +20,8 @@ static char *sample(size_t *len)
     struct lp_buf b;
     lp_buf_init(&b, 0);
     for (int i = 0; i < 60; i++)
-        lp_buf_printf(&b, "{\"id\":\"chatcmpl-%d\",\"choices\":[{\"delta\":{\"content\":\"w%d \"}}]}\n",
+        lp_buf_printf(&b,
+                      "{\"id\":\"chatcmpl-%d\",\"choices\":[{\"delta\":{\"content\":\"w%d \"}}]}\n",
                       i, i * 7919);
     return lp_buf_steal(&b, len);
 }
@@ -58,7 +59,8 @@ static enum lp_status decode(enum lp_coding_kind k, const unsigned char *in, siz
         size_t taken = 0;
         for (;;) {
             size_t used = 0, got = 0;
-            rc = lp_coding_feed(c, (const char *)in + off + taken, piece - taken, &used, w, win, &got);
+            rc = lp_coding_feed(c, (const char *)in + off + taken, piece - taken, &used, w, win,
+                                &got);
             assert_true(used <= piece - taken);
             assert_true(got <= win);
             taken += used;
@@ -262,7 +264,8 @@ static void test_sync_flushed_events(void **st)
         z.avail_in = (uInt)strlen(events[i]);
         z.next_out = buf;
         z.avail_out = sizeof buf;
-        assert_int_equal(deflate(&z, i == 2 ? Z_FINISH : Z_SYNC_FLUSH), i == 2 ? Z_STREAM_END : Z_OK);
+        assert_int_equal(deflate(&z, i == 2 ? Z_FINISH : Z_SYNC_FLUSH),
+                         i == 2 ? Z_STREAM_END : Z_OK);
         size_t zn = sizeof buf - z.avail_out;
         struct lp_buf out;
         lp_buf_init(&out, 0);

@@ -532,16 +532,18 @@ static void test_tls_ca_file(void **state)
 
 static void test_error_bad_protocol(void **state)
 {
-    expect_one_error(BASE_BACKEND "    protocol: bogus\n", 4, 15,
-                     "backends[0].protocol: unknown protocol \"bogus\" (expected openai, "
-                     "anthropic, google, azure, or an OpenAI-compatible provider such as deepseek, groq, "
-                     "mistral, cohere, openrouter, ollama or vllm; any OpenAI-compatible server "
-                     "works as \"openai\")");
-    expect_one_error(BASE_BACKEND "models: {m: [{backend: a, model: x, protocol: soap}]}\n", 4, 47,
-                     "models[\"m\"][0].protocol: unknown protocol \"soap\" (expected openai, "
-                     "anthropic, google, azure, or an OpenAI-compatible provider such as deepseek, groq, "
-                     "mistral, cohere, openrouter, ollama or vllm; any OpenAI-compatible server "
-                     "works as \"openai\")");
+    expect_one_error(
+        BASE_BACKEND "    protocol: bogus\n", 4, 15,
+        "backends[0].protocol: unknown protocol \"bogus\" (expected openai, "
+        "anthropic, google, azure, or an OpenAI-compatible provider such as deepseek, groq, "
+        "mistral, cohere, openrouter, ollama or vllm; any OpenAI-compatible server "
+        "works as \"openai\")");
+    expect_one_error(
+        BASE_BACKEND "models: {m: [{backend: a, model: x, protocol: soap}]}\n", 4, 47,
+        "models[\"m\"][0].protocol: unknown protocol \"soap\" (expected openai, "
+        "anthropic, google, azure, or an OpenAI-compatible provider such as deepseek, groq, "
+        "mistral, cohere, openrouter, ollama or vllm; any OpenAI-compatible server "
+        "works as \"openai\")");
 }
 
 /* Provider names: each maps to its dialect; api_version is checked and only meant for azure. */
@@ -549,16 +551,17 @@ static void test_provider_names(void **state)
 {
     (void)state;
     struct lp_diags d;
-    struct lp_config *cfg = load("backends:\n"
-                                 "  - {name: az, url: 'https://r.openai.azure.com', protocol: azure,"
-                                 " api_version: 2025-04-01-preview}\n"
-                                 "  - {name: g, url: 'https://api.groq.com/openai/v1', protocol: GROQ}\n"
-                                 "  - {name: c, url: 'https://api.cohere.com', protocol: cohere}\n"
-                                 "  - {name: o, url: 'http://127.0.0.1:11434/v1', protocol: ollama,"
-                                 " api_version: 2024-10-21, max_tokens_param: max_tokens,"
-                                 " drop_params: [logprobs, store]}\n"
-                                 "models: {m: [{backend: az, model: x}]}\n",
-                                 &d);
+    struct lp_config *cfg =
+        load("backends:\n"
+             "  - {name: az, url: 'https://r.openai.azure.com', protocol: azure,"
+             " api_version: 2025-04-01-preview}\n"
+             "  - {name: g, url: 'https://api.groq.com/openai/v1', protocol: GROQ}\n"
+             "  - {name: c, url: 'https://api.cohere.com', protocol: cohere}\n"
+             "  - {name: o, url: 'http://127.0.0.1:11434/v1', protocol: ollama,"
+             " api_version: 2024-10-21, max_tokens_param: max_tokens,"
+             " drop_params: [logprobs, store]}\n"
+             "models: {m: [{backend: az, model: x}]}\n",
+             &d);
     if (!cfg)
         dump(&d);
     assert_non_null(cfg);
@@ -624,8 +627,9 @@ static void test_provider_names(void **state)
     assert_int_equal(cfg->backends[0].dialect, LP_DIALECT_GOOGLE);
     assert_int_equal(cfg->backends[0].protocol, LP_PROTO_GOOGLE);
     assert_string_equal(cfg->backends[0].api_key, "AIzaSECRET");
-    assert_string_equal(cfg->backends[0].url,
-                        "https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro?x=1");
+    assert_string_equal(
+        cfg->backends[0].url,
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-1.5-pro?x=1");
     assert_string_equal(cfg->backends[1].api_key, "tok");
     assert_null(strchr(cfg->backends[1].url, '?'));
     size_t moved = 0;
@@ -698,7 +702,8 @@ static void test_routing(void **state)
     assert_int_equal(c->routing.strategy, LP_STRATEGY_ROUND_ROBIN);
     assert_int_equal(c->routing.decay_ms, 30000);
     assert_true(c->routing.hedge.enabled);
-    const struct lp_alias *m = lp_config_find_alias(c, "m", 1), *n = lp_config_find_alias(c, "n", 1);
+    const struct lp_alias *m = lp_config_find_alias(c, "m", 1),
+                          *n = lp_config_find_alias(c, "n", 1);
     assert_int_equal(m->routes[0].weight, 3);
     assert_int_equal(m->routes[1].weight, 1);
     assert_int_equal(m->routing.strategy, LP_STRATEGY_ROUND_ROBIN);
@@ -1080,9 +1085,9 @@ static void test_hostile_inputs(void **state)
     lp_diags_free(&d);
     /* thousands of problems: stored diagnostics are capped, errors still counted */
     char *many = malloc(64 * 1000 + 64);
-    char *p = many + sprintf(many, "backends:\n");
+    size_t cap = 64 * 1000 + 64, o = (size_t)snprintf(many, cap, "backends:\n");
     for (int i = 0; i < 1000; i++)
-        p += sprintf(p, "  - {name: n%d, url: bad}\n", i);
+        o += (size_t)snprintf(many + o, cap - o, "  - {name: n%d, url: bad}\n", i);
     assert_null(load(many, &d));
     assert_int_equal(d.n_errors, 1000);
     assert_int_equal(d.n, LP_DIAGS_MAX + 1);
@@ -1098,10 +1103,12 @@ static void test_hostile_inputs(void **state)
 static void test_concurrency_scope(void **state)
 {
     (void)state;
-    expect_one_error(BASE_BACKEND "concurrency:\n  enabled: true\n  scope: cluster\n", 6, 10,
-                     "concurrency.scope: cluster needs a redis block (the slots are leased in Redis)");
-    expect_one_error(BASE_BACKEND "concurrency: {scope: everywhere}\n", 4, 22,
-                     "concurrency.scope: unknown value \"everywhere\" (expected instance or cluster)");
+    expect_one_error(
+        BASE_BACKEND "concurrency:\n  enabled: true\n  scope: cluster\n", 6, 10,
+        "concurrency.scope: cluster needs a redis block (the slots are leased in Redis)");
+    expect_one_error(
+        BASE_BACKEND "concurrency: {scope: everywhere}\n", 4, 22,
+        "concurrency.scope: unknown value \"everywhere\" (expected instance or cluster)");
     struct lp_diags d;
     struct lp_config *cfg = load(BASE_BACKEND "concurrency: {scope: cluster, lease_ttl: 3s}\n"
                                               "redis: {url: \"redis://127.0.0.1:6379/0\"}\n",

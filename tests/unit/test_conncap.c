@@ -196,10 +196,8 @@ static void test_threads(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_addresses),
-        cmocka_unit_test(test_total_cap),
-        cmocka_unit_test(test_per_address_cap),
-        cmocka_unit_test(test_table_churn),
+        cmocka_unit_test(test_addresses),       cmocka_unit_test(test_total_cap),
+        cmocka_unit_test(test_per_address_cap), cmocka_unit_test(test_table_churn),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

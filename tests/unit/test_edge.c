@@ -121,7 +121,7 @@ static void on_request(struct lp_edge_req *r, void *arg)
         return;
     }
     const struct lp_edge_header h[] = {{"Content-Type", "text/plain"},
-                                       {"Content-Length", "999"}, /* must be ignored */
+                                       {"Content-Length", "999"},         /* must be ignored */
                                        {"X-Evil", "a\r\nInjected: yes"}}; /* must be dropped */
     if (fx.mode == M_BIG) {
         char *big = malloc(BIG_LEN);
@@ -373,7 +373,7 @@ static bool parse_resp(struct client *c, struct resp *r, bool head_only)
     assert_true(hl < sizeof r->head);
     memcpy(r->head, c->buf, hl);
     r->head[hl] = '\0';
-    r->status = atoi(r->head + 9);
+    r->status = (int)strtol(r->head + 9, NULL, 10);
     const char *cl = find_header(r->head, "Content-Length");
     r->chunked = find_header(r->head, "Transfer-Encoding") != NULL;
     if (head_only || r->status < 200 || r->status == 204 || r->status == 304) {
@@ -445,11 +445,26 @@ static bool pump_until(bool (*cond)(void), int timeout_ms)
     return cond();
 }
 
-static bool have_request(void) { return fx.n_requests > 0; }
-static bool have_two_requests(void) { return fx.n_requests >= 2; }
-static bool no_open_conns(void) { return lp_edge_open_connections(fx.edge) == 0; }
-static bool have_close_cb(void) { return fx.n_close_cb > 0; }
-static bool no_open_conns_but_one(void) { return lp_edge_open_connections(fx.edge) == 1; }
+static bool have_request(void)
+{
+    return fx.n_requests > 0;
+}
+static bool have_two_requests(void)
+{
+    return fx.n_requests >= 2;
+}
+static bool no_open_conns(void)
+{
+    return lp_edge_open_connections(fx.edge) == 0;
+}
+static bool have_close_cb(void)
+{
+    return fx.n_close_cb > 0;
+}
+static bool no_open_conns_but_one(void)
+{
+    return lp_edge_open_connections(fx.edge) == 1;
+}
 
 /* ---- tests: basics ---- */
 
@@ -564,10 +579,11 @@ static void test_pipelined(void **state)
 {
     fx_start(NULL, true);
     struct client *c = client_new();
-    client_send(c, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
-                   "POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
-                   "POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n"
-                   "\r\nGET /4 HTTP/1.1\r\nHost: a\r\n\r\n");
+    client_send(
+        c, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+           "POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+           "POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n"
+           "\r\nGET /4 HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_string_equal(read_resp(c)->body, "GET /1 (null) []");
     assert_string_equal(read_resp(c)->body, "POST /2 (null) [abc]");
     assert_string_equal(read_resp(c)->body, "POST /3 (null) [de]");
@@ -692,8 +708,10 @@ static void test_413_chunked(void **state)
     struct lp_edge_limits lim = default_limits;
     lim.max_body_bytes = 10;
     fx_start(&lim, true);
-    struct resp *r = expect_reject("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                   "8\r\n12345678\r\n8\r\n", 413);
+    struct resp *r =
+        expect_reject("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "8\r\n12345678\r\n8\r\n",
+                      413);
     assert_string_equal(r->body, "{\"error\":413}");
     assert_int_equal(fx.n_requests, 0);
     fx_stop();
@@ -729,7 +747,8 @@ static void test_400_variants(void **state)
     expect_reject("GET / HTTP/1.1\r\nName : v\r\n\r\n", 400);
     expect_reject("GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400);
     expect_reject("GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", 400);
-    expect_reject("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
+    expect_reject("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                  400);
     expect_reject("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400);
     expect_reject("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400);
     expect_reject("POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400);
@@ -754,7 +773,8 @@ static void test_expect_continue(void **state)
 {
     fx_start(NULL, true);
     struct client *c = client_new();
-    client_send(c, "POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+    client_send(c,
+                "POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
     struct resp r;
     assert_true(read_resp_opt(c, &r, false, 3000));
     assert_int_equal(r.status, 100);
@@ -764,7 +784,8 @@ static void test_expect_continue(void **state)
     client_free(c);
     /* Too large: 413 at once, no 100 Continue. */
     struct resp *rr = expect_reject(
-        "POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 999999\r\n\r\n", 413);
+        "POST /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 999999\r\n\r\n",
+        413);
     assert_null(strstr(rr->head, "100 Continue"));
     fx_stop();
 }
@@ -809,8 +830,8 @@ static void test_body_timeout_408(void **state)
     struct lp_edge_limits lim = default_limits;
     lim.body_idle_timeout_ms = 100; /* silence */
     fx_start(&lim, true);
-    struct resp *r = expect_reject("POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
-                                   408);
+    struct resp *r =
+        expect_reject("POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc", 408);
     assert_string_equal(r->body, "{\"error\":408}");
     assert_string_equal(fx.path, "/slow");
     fx_stop();
@@ -866,7 +887,7 @@ static void test_body_deadline_408(void **state)
 static void test_body_min_rate_408(void **state)
 {
     struct lp_edge_limits lim = default_limits;
-    lim.min_body_rate = 1000;       /* 200 bytes per 200 ms window */
+    lim.min_body_rate = 1000; /* 200 bytes per 200 ms window */
     lim.body_rate_window_ms = 200;
     fx_start(&lim, true);
     /* ~50 B/s: cut at the first check. */
@@ -903,19 +924,19 @@ static void test_head_answer_before_body(void **state)
     lp_edge_set_head_cb(fx.edge, on_head);
     fx.head_mode = H_DENY;
     /* Only the head is sent, announcing a large body: answered at once, connection closed. */
-    struct resp *r = expect_reject(
-        "POST /deny HTTP/1.1\r\nHost: a\r\nContent-Length: 99999\r\n\r\n", 401);
+    struct resp *r =
+        expect_reject("POST /deny HTTP/1.1\r\nHost: a\r\nContent-Length: 99999\r\n\r\n", 401);
     assert_string_equal(r->body, "{\"error\":401}");
     assert_int_equal(fx.n_heads, 1);
     assert_int_equal(fx.n_requests, 0);
     assert_int_equal(fx.n_rejects, 0);
     assert_string_equal(fx.method, "POST"); /* accessors usable after respond, inside on_head */
     /* Before the size check too: an unauthorised 1 GB announcement gets the handler's answer. */
-    r = expect_reject("POST /deny HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000\r\n\r\n",
-                      401);
+    r = expect_reject("POST /deny HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000\r\n\r\n", 401);
     /* Expect: 100-continue gets the answer, not a 100. */
     r = expect_reject("POST /deny HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
-                      "Content-Length: 10\r\n\r\n", 401);
+                      "Content-Length: 10\r\n\r\n",
+                      401);
     assert_null(strstr(r->head, "100 Continue"));
     /* A client that goes on sending its body gets the answer, not a reset. */
     struct client *c = client_new();
@@ -1025,7 +1046,8 @@ static void test_body_budget_503(void **state)
     /* A holds 20000 bytes of storage while its request is with the handler. */
     struct client *a = client_new();
     char req[21000];
-    int n = snprintf(req, sizeof req, "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\n");
+    int n =
+        snprintf(req, sizeof req, "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\n");
     memset(req + n, 'a', 20000);
     req[n + 20000] = '\0';
     client_send(a, req);
@@ -1060,7 +1082,10 @@ static void test_body_budget_503(void **state)
 
 /* ---- tests: connection caps ---- */
 
-static bool open_is_2(void) { return lp_edge_open_connections(fx.edge) == 2; }
+static bool open_is_2(void)
+{
+    return lp_edge_open_connections(fx.edge) == 2;
+}
 
 static void test_conn_cap_total_pauses_accept(void **state)
 {
@@ -1435,9 +1460,12 @@ static size_t soak_input(char *buf, size_t cap)
 
 static void test_soak_random_input(void **state)
 {
-    struct lp_edge_limits lim = {.max_header_bytes = 512, .max_body_bytes = 64,
-                                 .header_timeout_ms = 40, .body_timeout_ms = 40,
-                                 .idle_timeout_ms = 40, .write_timeout_ms = 200};
+    struct lp_edge_limits lim = {.max_header_bytes = 512,
+                                 .max_body_bytes = 64,
+                                 .header_timeout_ms = 40,
+                                 .body_timeout_ms = 40,
+                                 .idle_timeout_ms = 40,
+                                 .write_timeout_ms = 200};
     /* Deterministic by default; LP_EDGE_SOAK_SEED explores other sequences by hand. */
     const char *seed = getenv("LP_EDGE_SOAK_SEED");
     if (seed)

@@ -17,14 +17,43 @@ static void test_path_safety(void **state)
 {
     (void)state;
     static const char *const safe[] = {
-        "/v1/chat/completions", "/v1/messages", "/", "/health", "//admin", "/v1/a.b",
-        "/v1/...", "/v1/.well-known", "/v1/%41bc", "/v1/x%20y", "/v1/..a", "/v1/a..",
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/",
+        "/health",
+        "//admin",
+        "/v1/a.b",
+        "/v1/...",
+        "/v1/.well-known",
+        "/v1/%41bc",
+        "/v1/x%20y",
+        "/v1/..a",
+        "/v1/a..",
     };
     static const char *const unsafe[] = {
-        "/v1/../admin", "/v1/./messages", "/v1/chat/completions/../../../x", "/..", "/.",
-        "/v1/..", "/v1/%2e%2e/admin", "/v1/%2E%2e/admin", "/v1/.%2e/x", "/v1/%2e/x",
-        "/v1%2fadmin", "/v1%2Fadmin", "/v1\\admin", "/v1/%5cadmin", "/v1/%5Cx", "/v1/%00",
-        "/v1/%0d%0a", "/v1/%zz", "/v1/%4", "/v1/%", "v1/messages", "", "/v1/a\tb",
+        "/v1/../admin",
+        "/v1/./messages",
+        "/v1/chat/completions/../../../x",
+        "/..",
+        "/.",
+        "/v1/..",
+        "/v1/%2e%2e/admin",
+        "/v1/%2E%2e/admin",
+        "/v1/.%2e/x",
+        "/v1/%2e/x",
+        "/v1%2fadmin",
+        "/v1%2Fadmin",
+        "/v1\\admin",
+        "/v1/%5cadmin",
+        "/v1/%5Cx",
+        "/v1/%00",
+        "/v1/%0d%0a",
+        "/v1/%zz",
+        "/v1/%4",
+        "/v1/%",
+        "v1/messages",
+        "",
+        "/v1/a\tb",
     };
     const char *why;
     for (size_t i = 0; i < sizeof safe / sizeof *safe; i++) {
@@ -162,8 +191,8 @@ static void check_url(const struct lp_dialect *d, const char *base, enum lp_endp
                       const char *query, const char *want)
 {
     struct lp_backend b = {.url = (char *)base, .name = "b"};
-    struct lp_dialect_req r = {.backend = &b, .ep = ep, .model = "m", .query = query,
-                               .passthrough_path = "/v1/rerank"};
+    struct lp_dialect_req r = {
+        .backend = &b, .ep = ep, .model = "m", .query = query, .passthrough_path = "/v1/rerank"};
     char *got = d->url(&r);
     if (!want) {
         if (got)
@@ -204,8 +233,8 @@ static void check_azure(const char *base, const char *version, enum lp_endpoint 
                         const char *query, const char *want)
 {
     struct lp_backend b = {.url = (char *)base, .name = "az", .api_version = (char *)version};
-    struct lp_dialect_req r = {.backend = &b, .ep = ep, .model = "gpt 4o", .query = query,
-                               .passthrough_path = "/extra"};
+    struct lp_dialect_req r = {
+        .backend = &b, .ep = ep, .model = "gpt 4o", .query = query, .passthrough_path = "/extra"};
     char *got = lp_dialect_get(LP_DIALECT_AZURE)->url(&r);
     if (!want ? got != NULL : (!got || strcmp(got, want) != 0))
         fail_msg("azure %s ep %d: got '%s', want '%s'", base, (int)ep, got ? got : "(null)",
@@ -276,8 +305,8 @@ static void test_dialect_azure(void **state)
 static void check_google(const char *base, bool stream, const char *want)
 {
     struct lp_backend b = {.url = (char *)base, .name = "g"};
-    struct lp_dialect_req r = {.backend = &b, .ep = LP_EP_CHAT, .model = "gemini-2.5-flash",
-                               .stream = stream};
+    struct lp_dialect_req r = {
+        .backend = &b, .ep = LP_EP_CHAT, .model = "gemini-2.5-flash", .stream = stream};
     char *got = lp_dialect_get(LP_DIALECT_GOOGLE)->url(&r);
     if (!got || strcmp(got, want) != 0)
         fail_msg("google %s: got '%s', want '%s'", base, got ? got : "(null)", want);
@@ -402,9 +431,9 @@ static void test_dialect_routing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_path_safety),    cmocka_unit_test(test_lookup),
-        cmocka_unit_test(test_client_proto),   cmocka_unit_test(test_query_filter),
-        cmocka_unit_test(test_dialect_urls),   cmocka_unit_test(test_dialect_auth),
+        cmocka_unit_test(test_path_safety),     cmocka_unit_test(test_lookup),
+        cmocka_unit_test(test_client_proto),    cmocka_unit_test(test_query_filter),
+        cmocka_unit_test(test_dialect_urls),    cmocka_unit_test(test_dialect_auth),
         cmocka_unit_test(test_dialect_routing), cmocka_unit_test(test_dialect_azure),
         cmocka_unit_test(test_dialect_google),
     };

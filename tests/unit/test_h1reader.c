@@ -224,7 +224,8 @@ static void test_keep_alive_rules(void **state)
 {
     static const char a[] = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
     static const char b[] = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
-    static const char c[] = "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
+    static const char c[] =
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
     struct result r;
     run(S(a), NULL, 0, false, &r);
     assert_false(r.reusable);

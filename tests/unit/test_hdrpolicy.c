@@ -71,7 +71,7 @@ static const struct req_case req_rows[] = {
     {"x-client-request-id", true, true}, /* not the proxy's X-Request-Id */
     {"Cookie2", true, true},             /* exact names only, not prefixes */
     {"Hostname", true, true},
-    {"Anthropic", true, true},           /* the family is "anthropic-*" */
+    {"Anthropic", true, true}, /* the family is "anthropic-*" */
     {"", false, false},
 };
 
@@ -90,12 +90,20 @@ static void test_request_table(void **state)
 static void test_response_table(void **state)
 {
     (void)state;
-    const char *denied[] = {"Connection", "Keep-Alive", "Proxy-Authenticate", "TE", "Trailer",
-                            "Transfer-Encoding", "Upgrade", "content-length", "Content-Encoding",
-                            "Set-Cookie", "set-cookie", "X-Request-Id", "Date", "server", ""};
-    const char *allowed[] = {"Content-Type", "Cache-Control", "retry-after",
-                             "x-ratelimit-remaining-requests", "anthropic-ratelimit-tokens-limit",
-                             "openai-processing-ms", "request-id", "x-should-retry", "Vary"};
+    const char *denied[] = {"Connection", "Keep-Alive",     "Proxy-Authenticate",
+                            "TE",         "Trailer",        "Transfer-Encoding",
+                            "Upgrade",    "content-length", "Content-Encoding",
+                            "Set-Cookie", "set-cookie",     "X-Request-Id",
+                            "Date",       "server",         ""};
+    const char *allowed[] = {"Content-Type",
+                             "Cache-Control",
+                             "retry-after",
+                             "x-ratelimit-remaining-requests",
+                             "anthropic-ratelimit-tokens-limit",
+                             "openai-processing-ms",
+                             "request-id",
+                             "x-should-retry",
+                             "Vary"};
     for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++)
         if (lp_hdr_forward_response(denied[i]))
             fail_msg("response header '%s' forwarded", denied[i]);
@@ -109,8 +117,9 @@ static void test_name_valid(void **state)
 {
     (void)state;
     const char *good[] = {"Content-Type", "x-api-key", "a", "X_Y", "!#$%&'*+-.^_`|~09AZaz"};
-    const char *bad[] = {"", "has space", "colon:", "a\r\nb", "tab\t", "\"q\"", "(x)", "a/b",
-                         "n\xc3\xa9", "a@b", "{x}", "a,b", "a;b", "a=b", "a\x7f"};
+    const char *bad[] = {"",      "has space", "colon:", "a\r\nb",    "tab\t",
+                         "\"q\"", "(x)",       "a/b",    "n\xc3\xa9", "a@b",
+                         "{x}",   "a,b",       "a;b",    "a=b",       "a\x7f"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         if (!lp_hdr_name_valid(good[i]))
             fail_msg("valid name rejected: %s", good[i]);
@@ -123,10 +132,9 @@ static void test_name_valid(void **state)
 static void test_value_valid(void **state)
 {
     (void)state;
-    const char *good[] = {"", "Bearer sk-123", "a\tb", "caf\xc3\xa9", "{\"json\": [1]}",
+    const char *good[] = {"",           "Bearer sk-123", "a\tb", "caf\xc3\xa9", "{\"json\": [1]}",
                           "  spaces  ", "~!@#$%^&*()"};
-    const char *bad[] = {"a\rb", "a\nb", "x\r\nInjected: 1", "\x01", "a\x1f", "del\x7f",
-                         "\x0b"};
+    const char *bad[] = {"a\rb", "a\nb", "x\r\nInjected: 1", "\x01", "a\x1f", "del\x7f", "\x0b"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         if (!lp_hdr_value_valid(good[i]))
             fail_msg("valid value rejected: %s", good[i]);

@@ -24,25 +24,31 @@ static void fx_init(struct fixture *f, bool breakers)
 {
     memset(f, 0, sizeof *f);
     f->backends[0] = (struct lp_backend){.name = "a", .enabled = true};
-    f->backends[1] = (struct lp_backend){.name = "b", .enabled = true,
-                                         .protocol = LP_PROTO_ANTHROPIC};
-    f->routes[0] = (struct lp_route){.backend = "a", .backend_idx = 0, .model = "x", .enabled = true};
-    f->routes[1] = (struct lp_route){.backend = "b", .backend_idx = 1, .model = "y", .enabled = true,
-                                     .priority = 1};
+    f->backends[1] =
+        (struct lp_backend){.name = "b", .enabled = true, .protocol = LP_PROTO_ANTHROPIC};
+    f->routes[0] =
+        (struct lp_route){.backend = "a", .backend_idx = 0, .model = "x", .enabled = true};
+    f->routes[1] = (struct lp_route){
+        .backend = "b", .backend_idx = 1, .model = "y", .enabled = true, .priority = 1};
     f->alias = (struct lp_alias){.name = "m", .enabled = true, .routes = f->routes, .n_routes = 2};
     f->cfg.backends = f->backends;
     f->cfg.n_backends = 2;
     f->cfg.aliases = &f->alias;
     f->cfg.n_aliases = 1;
-    f->cfg.fallback = (struct lp_fallback_cfg){
-        .cooldown_seconds = 60, .enable_circuit_breaker = breakers, .circuit_failure_threshold = 2,
-        .circuit_success_threshold = 2, .circuit_open_timeout_s = 10, .circuit_half_open_max = 1};
+    f->cfg.fallback = (struct lp_fallback_cfg){.cooldown_seconds = 60,
+                                               .enable_circuit_breaker = breakers,
+                                               .circuit_failure_threshold = 2,
+                                               .circuit_success_threshold = 2,
+                                               .circuit_open_timeout_s = 10,
+                                               .circuit_half_open_max = 1};
 }
 
 static struct lp_decision dec(enum lp_err_class cls, int64_t cooldown_ms)
 {
-    struct lp_decision d = {.cls = cls, .failover = lp_class_fails_over(cls),
-                            .cooldown = cooldown_ms > 0, .cooldown_ms = cooldown_ms,
+    struct lp_decision d = {.cls = cls,
+                            .failover = lp_class_fails_over(cls),
+                            .cooldown = cooldown_ms > 0,
+                            .cooldown_ms = cooldown_ms,
                             .breaker_failure = lp_class_fails_over(cls)};
     snprintf(d.reason, sizeof d.reason, "test %s", lp_class_name(cls));
     return d;
@@ -203,7 +209,7 @@ static void test_late_success_keeps_cooldown(void **state)
     assert_true(lp_health_admit(h, &f.cfg, "a", "x", 100, &early)); /* a stream started at 100 */
     struct lp_decision d = dec(LP_CLASS_SERVER, 5000);
     report_fail(h, &f.cfg, "a", "x", &d, 200, WALL);            /* the backend broke at 200 */
-    lp_health_report_success(h, &f.cfg, "a", "x", 300, &early);  /* the old stream ends fine */
+    lp_health_report_success(h, &f.cfg, "a", "x", 300, &early); /* the old stream ends fine */
     assert_int_equal(lp_health_route_state(h, &f.cfg, a, "x", 301, NULL), LP_ROUTE_COOLING);
     /* try_soonest may still send an attempt during the cooldown: its success is newer evidence. */
     assert_true(lp_health_admit(h, &f.cfg, "a", "x", 400, &late));
@@ -267,8 +273,8 @@ static void test_router_adapter(void **state)
     struct lp_health *h = lp_health_create();
     struct lp_decision d = dec(LP_CLASS_OVERLOADED, 3000);
     report_fail(h, &f.cfg, "a", "x", &d, 0, WALL);
-    struct lp_plan_opts o = {.allow_cross_protocol = true, .state_fn = lp_health_state_fn,
-                             .state_ctx = h, .now_ms = 10};
+    struct lp_plan_opts o = {
+        .allow_cross_protocol = true, .state_fn = lp_health_state_fn, .state_ctx = h, .now_ms = 10};
     struct lp_candidate out[4];
     struct lp_plan_info info;
     size_t n = lp_router_plan(&f.cfg, &f.alias, &o, out, 4, &info);
@@ -303,7 +309,7 @@ static void test_json_view(void **state)
     fx_init(&f, true);
     struct lp_health *h = lp_health_create();
     struct lp_decision d = dec(LP_CLASS_RATE_LIMIT, 30000);
-    strcpy(d.reason, "429 rate_limit_error: slow \"down\"");
+    snprintf(d.reason, sizeof d.reason, "429 rate_limit_error: slow \"down\"");
     report_fail(h, &f.cfg, "a", "x", &d, 1000, WALL);
     report_fail(h, &f.cfg, "a", "extra", &d, 1000, WALL);
     lp_health_set_drained(h, "b", true);
@@ -408,8 +414,12 @@ static void *worker(void *p)
                 w->failures_reported++;
                 break;
             }
-            case 1: lp_health_report_success(w->h, &w->f->cfg, bn, model, now, &t); break;
-            case 2: lp_health_release(w->h, bn, model, &t); break;
+            case 1:
+                lp_health_report_success(w->h, &w->f->cfg, bn, model, now, &t);
+                break;
+            case 2:
+                lp_health_release(w->h, bn, model, &t);
+                break;
             default: {
                 struct lp_decision d = dec(LP_CLASS_CLIENT, 0);
                 lp_health_report_failure(w->h, &w->f->cfg, bn, model, &d, now, WALL + now, &t);
@@ -467,9 +477,11 @@ static void test_probes(void **state)
     (void)state;
     struct fixture f;
     fx_init(&f, true);
-    f.backends[0].health_check = (struct lp_health_check){
-        .enabled = true, .interval_ms = 1000, .timeout_ms = 500, .healthy_after = 1,
-        .unhealthy_after = 2};
+    f.backends[0].health_check = (struct lp_health_check){.enabled = true,
+                                                          .interval_ms = 1000,
+                                                          .timeout_ms = 500,
+                                                          .healthy_after = 1,
+                                                          .unhealthy_after = 2};
     struct lp_health *h = lp_health_create();
     lp_health_configure(h, &f.cfg);
     const struct lp_backend *a = &f.backends[0];

@@ -128,7 +128,8 @@ static void test_lone_surrogates(void **state)
     /* high surrogate followed by a non-low escape: both decoded separately */
     const char *b2 = "{\"model\":\"\\ud800\\u0041\",\"c\":\"\\udfff\"}";
     assert_int_equal(scan(b2, &s), LP_OK);
-    assert_string_equal(s.model, "\xef\xbf\xbd" "A");
+    assert_string_equal(s.model, "\xef\xbf\xbd"
+                                 "A");
     lp_jscan_free(&s);
 }
 
@@ -151,8 +152,8 @@ static void test_model_non_string_and_duplicates(void **state)
                      LP_OK);
     assert_string_equal(s.dup_key, "stream_options");
     lp_jscan_free(&s);
-    assert_int_equal(scan("{\"x\":1,\"x\":2,\"model\":\"m\",\"a\":{\"model\":1,\"model\":2}}",
-                          &s), LP_OK);
+    assert_int_equal(scan("{\"x\":1,\"x\":2,\"model\":\"m\",\"a\":{\"model\":1,\"model\":2}}", &s),
+                     LP_OK);
     assert_null(s.dup_key);
     lp_jscan_free(&s);
 
@@ -343,15 +344,15 @@ static void test_invalid_json(void **state)
         {"{a:1}", 0, 1},
         {"{'a':1}", 0, 1},
         {"{\"a\":1 /* c */}", 0, 7},
-        {"{\"a\":\"\xff\"}", 0, 6},        /* invalid byte */
-        {"{\"a\":\"\xc0\xaf\"}", 0, 6},    /* overlong '/' */
-        {"{\"a\":\"\xe0\x80\xaf\"}", 0, 6}, /* overlong */
-        {"{\"a\":\"\xed\xa0\x80\"}", 0, 6}, /* UTF-8-encoded surrogate */
+        {"{\"a\":\"\xff\"}", 0, 6},             /* invalid byte */
+        {"{\"a\":\"\xc0\xaf\"}", 0, 6},         /* overlong '/' */
+        {"{\"a\":\"\xe0\x80\xaf\"}", 0, 6},     /* overlong */
+        {"{\"a\":\"\xed\xa0\x80\"}", 0, 6},     /* UTF-8-encoded surrogate */
         {"{\"a\":\"\xf4\x90\x80\x80\"}", 0, 6}, /* > U+10FFFF */
-        {"{\"a\":\"\xc3\"}", 0, 6},        /* truncated sequence */
-        {"{\"a\":\"\xe4\xb8\"", 0, 6},     /* truncated at end of input */
-        {"{\"a\":1}\0", 8, 7},              /* NUL after the value */
-        {"\xef\xbb\xbf{}", 0, 0},           /* a BOM is not JSON whitespace */
+        {"{\"a\":\"\xc3\"}", 0, 6},             /* truncated sequence */
+        {"{\"a\":\"\xe4\xb8\"", 0, 6},          /* truncated at end of input */
+        {"{\"a\":1}\0", 8, 7},                  /* NUL after the value */
+        {"\xef\xbb\xbf{}", 0, 0},               /* a BOM is not JSON whitespace */
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         struct lp_jscan s;
@@ -364,8 +365,8 @@ static void test_invalid_json(void **state)
         assert_non_null(msg);
         assert_null(s.model);
         if (rows[i].off != SIZE_MAX && off != rows[i].off)
-            fail_msg("row %zu (%s): offset %zu, want %zu (%s)", i, rows[i].body, off,
-                     rows[i].off, msg);
+            fail_msg("row %zu (%s): offset %zu, want %zu (%s)", i, rows[i].body, off, rows[i].off,
+                     msg);
     }
 }
 
@@ -401,7 +402,7 @@ static char *nested(size_t n)
 {
     char *b = malloc(2 * n + 16);
     size_t o = 0;
-    o += (size_t)sprintf(b, "{\"a\":");
+    o += (size_t)snprintf(b, 2 * n + 16, "{\"a\":");
     for (size_t i = 0; i < n; i++)
         b[o++] = '[';
     for (size_t i = 0; i < n; i++)
@@ -445,18 +446,15 @@ static void test_fast_path_positions(void **state)
         size_t off = 0;
         int n;
         /* control character: rejected exactly where it is */
-        n = snprintf(b, sizeof b, "{\"model\":\"%.*s\x01%s\"}", (int)k, az,
-                     "tail-bytes-here");
+        n = snprintf(b, sizeof b, "{\"model\":\"%.*s\x01%s\"}", (int)k, az, "tail-bytes-here");
         assert_int_equal(lp_jscan_request(b, (size_t)n, &s, &msg, &off), LP_ERR_PARSE);
         assert_int_equal(off, 10 + k);
         /* invalid UTF-8 byte */
-        n = snprintf(b, sizeof b, "{\"model\":\"%.*s\xff%s\"}", (int)k, az,
-                     "tail-bytes-here");
+        n = snprintf(b, sizeof b, "{\"model\":\"%.*s\xff%s\"}", (int)k, az, "tail-bytes-here");
         assert_int_equal(lp_jscan_request(b, (size_t)n, &s, &msg, &off), LP_ERR_PARSE);
         assert_int_equal(off, 10 + k);
         /* quote ends the string early: what follows is garbage */
-        n = snprintf(b, sizeof b, "{\"model\":\"%.*s\"%s\"}", (int)k, az,
-                     "tail-bytes-here");
+        n = snprintf(b, sizeof b, "{\"model\":\"%.*s\"%s\"}", (int)k, az, "tail-bytes-here");
         assert_int_equal(lp_jscan_request(b, (size_t)n, &s, &msg, &off), LP_ERR_PARSE);
         assert_int_equal(off, 11 + k);
         /* escape and a 2-byte character are decoded */
@@ -553,10 +551,10 @@ static void test_large_body(void **state)
     (void)state;
     size_t big = 2 * 1024 * 1024;
     char *b = malloc(big + 256);
-    size_t o = (size_t)sprintf(b, "{\"messages\":[{\"content\":\"");
+    size_t o = (size_t)snprintf(b, big + 256, "{\"messages\":[{\"content\":\"");
     for (size_t i = 0; i < big; i++)
         b[o++] = (char)('a' + i % 26);
-    o += (size_t)sprintf(b + o, "\"}],\"stream\":true,\"model\":\"x\"}");
+    o += (size_t)snprintf(b + o, big + 256 - o, "\"}],\"stream\":true,\"model\":\"x\"}");
     struct lp_jscan s;
     assert_int_equal(lp_jscan_request(b, o, &s, NULL, NULL), LP_OK);
     assert_string_equal(s.model, "x");

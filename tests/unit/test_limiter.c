@@ -77,7 +77,8 @@ static int admit_n(struct lp_limiter *l, int n, const char *ip, const char *mode
     return ok;
 }
 
-/* ---- token bucket ------------------------------------------------------------------------------ */
+/* ---- token bucket ------------------------------------------------------------------------------
+ */
 
 static void test_tbucket(void **state)
 {
@@ -114,7 +115,8 @@ static void test_tbucket(void **state)
     assert_true(b.tokens <= 3.0 + 1e-9);
 }
 
-/* ---- AIMD ------------------------------------------------------------------------------------- */
+/* ---- AIMD -------------------------------------------------------------------------------------
+ */
 
 static void test_aimd(void **state)
 {
@@ -151,7 +153,8 @@ static void test_aimd(void **state)
     assert_true(a.decreases >= 4);
 }
 
-/* ---- client addresses ------------------------------------------------------------------------- */
+/* ---- client addresses -------------------------------------------------------------------------
+ */
 
 static void test_cidr_parse(void **state)
 {
@@ -192,8 +195,8 @@ static void test_clientip_resolve(void **state)
     assert_false(lp_clientip_resolve("10.1.1.1", "1.1.1.1", NULL, NULL, 0, out, sizeof out));
     assert_string_equal(out, "10.1.1.1");
     /* trusted peer: rightmost untrusted hop; a client-supplied left part is ignored */
-    assert_true(lp_clientip_resolve("10.1.1.1", "6.6.6.6, 198.51.100.4, 10.2.2.2", NULL, tr, 2,
-                                    out, sizeof out));
+    assert_true(lp_clientip_resolve("10.1.1.1", "6.6.6.6, 198.51.100.4, 10.2.2.2", NULL, tr, 2, out,
+                                    sizeof out));
     assert_string_equal(out, "198.51.100.4");
     /* every hop trusted: the leftmost */
     assert_true(lp_clientip_resolve("10.1.1.1", "10.3.3.3,10.2.2.2", NULL, tr, 2, out, sizeof out));
@@ -211,7 +214,8 @@ static void test_clientip_resolve(void **state)
     assert_string_equal(out, "192.0.2.1");
 }
 
-/* ---- keys ------------------------------------------------------------------------------------- */
+/* ---- keys -------------------------------------------------------------------------------------
+ */
 
 static void test_keys(void **state)
 {
@@ -321,7 +325,8 @@ static void test_config_validation(void **state)
     lp_config_unref(c);
 }
 
-/* ---- the in-process limiter: rate limits ------------------------------------------------------ */
+/* ---- the in-process limiter: rate limits ------------------------------------------------------
+ */
 
 struct fixture {
     struct fake_clock clk;
@@ -456,7 +461,8 @@ static void test_ip_eviction(void **state)
     fx_free(f);
 }
 
-/* ---- keys: rpm, tpm, budgets, concurrency ----------------------------------------------------- */
+/* ---- keys: rpm, tpm, budgets, concurrency -----------------------------------------------------
+ */
 
 static struct lp_limit_ticket *admit_key(struct fixture *f, const char *key, int64_t est,
                                          struct lp_limit_result *r)
@@ -504,8 +510,8 @@ static void test_key_tpm_reservation(void **state)
     assert_int_equal(r.retry_after_ms, 12060); /* 201 tokens at 1000/min */
     lp_limiter_release(f->l, t4);
     /* real usage is smaller: reconciliation gives the difference back */
-    lp_limiter_reconcile(f->l, t1, 50, 50, 0, true); /* +300 */
-    lp_limiter_reconcile(f->l, t2, 100, 0, 0, true); /* +300 */
+    lp_limiter_reconcile(f->l, t1, 50, 50, 0, true);  /* +300 */
+    lp_limiter_reconcile(f->l, t2, 100, 0, 0, true);  /* +300 */
     lp_limiter_reconcile(f->l, t3, -1, -1, -1, true); /* no usage reported: the estimate */
     lp_limiter_release(f->l, t1);
     lp_limiter_release(f->l, t2);
@@ -528,8 +534,8 @@ static void test_key_tpm_reservation(void **state)
 static void test_key_budgets(void **state)
 {
     (void)state;
-    struct fixture *f =
-        fx_new("keys: [{name: k, key: s1, budget: {tokens_per_day: 1000, tokens_per_month: 1500}}]\n");
+    struct fixture *f = fx_new(
+        "keys: [{name: k, key: s1, budget: {tokens_per_day: 1000, tokens_per_month: 1500}}]\n");
     struct lp_limit_result r;
     struct lp_limit_ticket *t = admit_key(f, "k", 300, &r);
     assert_true(r.admitted);
@@ -556,15 +562,18 @@ static void test_key_budgets(void **state)
     assert_int_equal(r.scope, LP_LIMIT_KEY_MONTH);
     lp_limiter_release(f->l, t);
     /* a reload keeps the budgets' counters */
-    fx_reconfigure(f, "keys: [{name: k, key: s1, budget: {tokens_per_day: 5000, tokens_per_month: 1600}}]\n");
+    fx_reconfigure(
+        f, "keys: [{name: k, key: s1, budget: {tokens_per_day: 5000, tokens_per_month: 1600}}]\n");
     t = admit_key(f, "k", 300, &r);
-    assert_true(r.admitted); /* 1550 < 1600 */
+    assert_true(r.admitted);     /* 1550 < 1600 */
     lp_limiter_release(f->l, t); /* settled at 300: 1850 */
     t = admit_key(f, "k", 300, &r);
     assert_false(r.admitted);
     lp_limiter_release(f->l, t);
     /* a rejected request that failed upstream is not charged */
-    fx_reconfigure(f, "keys: [{name: k, key: s1, budget: {tokens_per_day: 5000, tokens_per_month: 100000}}]\n");
+    fx_reconfigure(
+        f,
+        "keys: [{name: k, key: s1, budget: {tokens_per_day: 5000, tokens_per_month: 100000}}]\n");
     t = admit_key(f, "k", 300, &r);
     assert_true(r.admitted);
     lp_limiter_reconcile(f->l, t, -1, -1, -1, false);
@@ -596,7 +605,8 @@ static void test_key_concurrency(void **state)
     fx_free(f);
 }
 
-/* ---- the concurrency queue ---------------------------------------------------------------------- */
+/* ---- the concurrency queue ----------------------------------------------------------------------
+ */
 
 struct waiter {
     int order;
@@ -625,7 +635,8 @@ static void test_queue_fifo_timeout_cancel(void **state)
 {
     (void)state;
     struct event_base *base = event_base_new();
-    struct fixture *f = fx_new("concurrency: {enabled: true, max_requests: 2, max_queue_size: 3}\n");
+    struct fixture *f =
+        fx_new("concurrency: {enabled: true, max_requests: 2, max_queue_size: 3}\n");
     struct lp_limit_query q = {.model = "m1", .max_wait_ms = 60000, .base = base};
     struct lp_limit_ticket *t[6];
     struct lp_limit_result r;
@@ -700,8 +711,8 @@ static void test_queue_rejection_returns_key_holdings(void **state)
     struct lp_limit_ticket *a, *b;
     struct lp_limit_result r;
     assert_true(lp_limiter_admit(f->l, &q, &a, &r, NULL, NULL)); /* no key: takes the slot */
-    struct lp_limit_query qk = {.model = "m1", .key = "k", .est_tokens = 50, .max_wait_ms = 1000,
-                                .base = base};
+    struct lp_limit_query qk = {
+        .model = "m1", .key = "k", .est_tokens = 50, .max_wait_ms = 1000, .base = base};
     assert_true(lp_limiter_admit(f->l, &qk, &b, &r, NULL, NULL));
     assert_int_equal(r.scope, LP_LIMIT_QUEUE_FULL);
     lp_limiter_release(f->l, b);
@@ -715,7 +726,8 @@ static void test_queue_rejection_returns_key_holdings(void **state)
     event_base_free(base);
 }
 
-/* ---- backend slots ------------------------------------------------------------------------------ */
+/* ---- backend slots ------------------------------------------------------------------------------
+ */
 
 struct slot_waiter {
     bool done;
@@ -823,13 +835,16 @@ static void test_backend_adaptive(void **state)
 static void test_reload_keeps_buckets(void **state)
 {
     (void)state;
-    struct fixture *f = fx_new("rate_limit: {enabled: true, global_rps: 10, per_ip_rps: 0, burst_factor: 1}\n");
+    struct fixture *f =
+        fx_new("rate_limit: {enabled: true, global_rps: 10, per_ip_rps: 0, burst_factor: 1}\n");
     assert_int_equal(admit_n(f->l, 8, NULL, "m1", NULL), 8);
     /* the same limit after a reload: the level (2 left) is kept, not refilled */
-    fx_reconfigure(f, "rate_limit: {enabled: true, global_rps: 10, per_ip_rps: 0, burst_factor: 1}\n");
+    fx_reconfigure(f,
+                   "rate_limit: {enabled: true, global_rps: 10, per_ip_rps: 0, burst_factor: 1}\n");
     assert_int_equal(admit_n(f->l, 8, NULL, "m1", NULL), 2);
     /* a larger limit does not create tokens either; it refills faster */
-    fx_reconfigure(f, "rate_limit: {enabled: true, global_rps: 100, per_ip_rps: 0, burst_factor: 1}\n");
+    fx_reconfigure(
+        f, "rate_limit: {enabled: true, global_rps: 100, per_ip_rps: 0, burst_factor: 1}\n");
     assert_int_equal(admit_n(f->l, 8, NULL, "m1", NULL), 0);
     f->clk.us += 100000;
     assert_int_equal(admit_n(f->l, 20, NULL, "m1", NULL), 10);

@@ -108,8 +108,8 @@ static void test_period(void **st)
 static void test_due(void **st)
 {
     struct lp_logrotate_opts o = {.enabled = true, .max_bytes = 1000};
-    assert_false(lp_logrotate_due(&o, 0, 0, 5000, T0));   /* empty: never */
-    assert_false(lp_logrotate_due(&o, 900, 0, 100, T0));  /* exactly full */
+    assert_false(lp_logrotate_due(&o, 0, 0, 5000, T0));  /* empty: never */
+    assert_false(lp_logrotate_due(&o, 900, 0, 100, T0)); /* exactly full */
     assert_true(lp_logrotate_due(&o, 900, 0, 101, T0));
     o.enabled = false;
     assert_false(lp_logrotate_due(&o, 900, 0, 101, T0));
@@ -124,7 +124,8 @@ static void test_due(void **st)
     assert_true(lp_logrotate_due(&o, 10, p, 1, T0 + 86400));
 }
 
-/* ---- file operations -------------------------------------------------------------------------- */
+/* ---- file operations --------------------------------------------------------------------------
+ */
 
 static void test_rotate_names_and_collisions(void **st)
 {
@@ -188,7 +189,8 @@ static void test_compress_and_retention(void **st)
     assert_int_equal(list("ops.log.", names, 16), 2);
 }
 
-/* ---- the logger, on an injected clock --------------------------------------------------------- */
+/* ---- the logger, on an injected clock ---------------------------------------------------------
+ */
 
 static int64_t fake_now = T0;
 static int64_t fake_clock(void)
@@ -204,7 +206,10 @@ static void test_logger_rotates_on_writer_thread(void **st)
         .level = LP_LOG_INFO,
         .mask = true,
         .access_file = path,
-        .rotate = {.enabled = true, .max_bytes = 1000, .compress = true, .max_backups = 2,
+        .rotate = {.enabled = true,
+                   .max_bytes = 1000,
+                   .compress = true,
+                   .max_backups = 2,
                    .time = LP_ROTATE_HOURLY},
         .now_s = fake_clock,
     };
@@ -246,7 +251,8 @@ static void test_logger_rotates_on_writer_thread(void **st)
     lp_log_shutdown();
 }
 
-/* ---- config keys ------------------------------------------------------------------------------ */
+/* ---- config keys ------------------------------------------------------------------------------
+ */
 
 static void rotation_of(const char *logging_yaml, struct lp_logrotate_opts *o)
 {
@@ -272,7 +278,8 @@ static void test_config_keys(void **st)
     assert_false(o.enabled); /* nothing said: logrotate's job, as before */
 
     rotation_of("  rotation: {max_size_mb: 100, time_strategy: daily, max_age_days: 7,"
-                " max_backups: 21, compress: true}\n", &o);
+                " max_backups: 21, compress: true}\n",
+                &o);
     assert_true(o.enabled);
     assert_int_equal(o.max_bytes, 100u << 20);
     assert_int_equal(o.time, LP_ROTATE_DAILY);
@@ -288,7 +295,8 @@ static void test_config_keys(void **st)
     assert_false(o.compress);
 
     rotation_of("  max_file_size_mb: 50\n  max_backups: 3\n  compress: true\n"
-                "  rotate_by_size: true\n  rotate_by_time: true\n  time_rotation: hourly\n", &o);
+                "  rotate_by_size: true\n  rotate_by_time: true\n  time_rotation: hourly\n",
+                &o);
     assert_true(o.enabled);
     assert_int_equal(o.max_bytes, 50u << 20);
     assert_int_equal(o.time, LP_ROTATE_HOURLY);

@@ -37,7 +37,8 @@ static void test_max_tokens_param(void **state)
     expect(&b, "{\"model\":\"o3\",\"max_completion_tokens\":7,\"max_tokens\":9}",
            "{\"model\":\"o3\",\"max_completion_tokens\":7}");
     b.max_tokens_param = "max_tokens";
-    expect(&b, "{\"model\":\"m\",\"max_completion_tokens\":5}", "{\"model\":\"m\",\"max_tokens\":5}");
+    expect(&b, "{\"model\":\"m\",\"max_completion_tokens\":5}",
+           "{\"model\":\"m\",\"max_tokens\":5}");
     expect(&b, "{\"model\":\"m\"}", NULL);
     expect(&b, "not json", NULL);
     expect(&b, "[1]", NULL);

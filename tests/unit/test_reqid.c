@@ -73,8 +73,8 @@ static void test_sane(void **state)
 
     const char *good[] = {"a", "req_0123abcd", "550e8400-e29b-41d4-a716-446655440000",
                           "trace.id:1_2-3", "ABCxyz09"};
-    const char *bad[] = {"", "has space", "a/b", "a\nb", "a\"b", "tab\t", "caf\xc3\xa9", "a;b",
-                         "<script>", "a%20b", "a+b"};
+    const char *bad[] = {"",    "has space", "a/b",   "a\nb", "a\"b", "tab\t", "caf\xc3\xa9",
+                         "a;b", "<script>",  "a%20b", "a+b"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         if (!lp_reqid_sane(good[i]))
             fail_msg("sane id rejected: %s", good[i]);

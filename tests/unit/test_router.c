@@ -37,7 +37,9 @@ static void fx_reset(void)
 static size_t add_backend(const char *name, enum lp_proto proto)
 {
     size_t i = fx.cfg.n_backends++;
-    fx.backends[i] = (struct lp_backend){.name = (char *)name, .enabled = true, .protocol = proto,
+    fx.backends[i] = (struct lp_backend){.name = (char *)name,
+                                         .enabled = true,
+                                         .protocol = proto,
                                          .dialect = lp_dialect_of_proto(proto)};
     return i;
 }
@@ -45,16 +47,21 @@ static size_t add_backend(const char *name, enum lp_proto proto)
 static struct lp_alias *add_alias(const char *name)
 {
     size_t i = fx.cfg.n_aliases++;
-    fx.aliases[i] = (struct lp_alias){.name = (char *)name, .enabled = true,
-                                      .routes = fx.routes[i], .fallbacks = fx.fallbacks[i]};
+    fx.aliases[i] = (struct lp_alias){.name = (char *)name,
+                                      .enabled = true,
+                                      .routes = fx.routes[i],
+                                      .fallbacks = fx.fallbacks[i]};
     return &fx.aliases[i];
 }
 
 static struct lp_route *add_route(struct lp_alias *a, size_t backend, const char *model, int prio)
 {
     struct lp_route *r = &a->routes[a->n_routes++];
-    *r = (struct lp_route){.backend = fx.backends[backend].name, .backend_idx = backend,
-                           .model = (char *)model, .priority = prio, .enabled = true};
+    *r = (struct lp_route){.backend = fx.backends[backend].name,
+                           .backend_idx = backend,
+                           .model = (char *)model,
+                           .priority = prio,
+                           .enabled = true};
     return r;
 }
 
@@ -65,8 +72,8 @@ static void add_fallback(struct lp_alias *a, const char *name)
 
 static struct lp_plan_opts default_opts(uint64_t *rng)
 {
-    return (struct lp_plan_opts){.client_proto = LP_PROTO_OPENAI, .allow_cross_protocol = true,
-                                 .rng = rng, .now_ms = 1000};
+    return (struct lp_plan_opts){
+        .client_proto = LP_PROTO_OPENAI, .allow_cross_protocol = true, .rng = rng, .now_ms = 1000};
 }
 
 /* "backend/model" of candidate i, for readable assertions. */
@@ -488,25 +495,24 @@ static void test_max_attempts(void **state)
 /* The same planner over a config loaded from YAML (reference schema, alias_fallback cycle). */
 static void test_yaml_config_plan(void **state)
 {
-    static const char yaml[] =
-        "backends:\n"
-        "  - {name: a, url: 'http://127.0.0.1:1/v1'}\n"
-        "  - {name: b, url: 'http://127.0.0.1:2/v1', protocol: anthropic}\n"
-        "  - {name: off, url: 'http://127.0.0.1:3/v1', enabled: false}\n"
-        "models:\n"
-        "  m:\n"
-        "    routes:\n"
-        "      - {backend: b, model: mb, priority: 2}\n"
-        "      - {backend: a, model: ma, priority: 1}\n"
-        "      - {backend: off, model: mo, priority: 0}\n"
-        "  f:\n"
-        "    routes:\n"
-        "      - {backend: a, model: ma}\n"
-        "      - {backend: a, model: fa}\n"
-        "fallback:\n"
-        "  alias_fallback:\n"
-        "    m: [f, nosuch]\n"
-        "    f: [m]\n";
+    static const char yaml[] = "backends:\n"
+                               "  - {name: a, url: 'http://127.0.0.1:1/v1'}\n"
+                               "  - {name: b, url: 'http://127.0.0.1:2/v1', protocol: anthropic}\n"
+                               "  - {name: off, url: 'http://127.0.0.1:3/v1', enabled: false}\n"
+                               "models:\n"
+                               "  m:\n"
+                               "    routes:\n"
+                               "      - {backend: b, model: mb, priority: 2}\n"
+                               "      - {backend: a, model: ma, priority: 1}\n"
+                               "      - {backend: off, model: mo, priority: 0}\n"
+                               "  f:\n"
+                               "    routes:\n"
+                               "      - {backend: a, model: ma}\n"
+                               "      - {backend: a, model: fa}\n"
+                               "fallback:\n"
+                               "  alias_fallback:\n"
+                               "    m: [f, nosuch]\n"
+                               "    f: [m]\n";
     struct lp_diags d;
     lp_diags_init(&d);
     struct lp_config *cfg = lp_config_load_string(yaml, strlen(yaml), "<test>", &d);

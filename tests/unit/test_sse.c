@@ -319,19 +319,25 @@ static void test_field_rules(void **state)
 static void test_bom(void **state)
 {
     (void)state;
-    const char in[] = "\xef\xbb\xbf" "data: x\n\n\xef\xbb\xbf" "data: y\n\n";
+    const char in[] = "\xef\xbb\xbf"
+                      "data: x\n\n\xef\xbb\xbf"
+                      "data: y\n\n";
     struct recs r;
     run(in, sizeof in - 1, NULL, 0, 0, &r);
     assert_int_equal(r.n, 2);
     assert_string_equal(r.v[0].data, "x");
-    assert_memory_equal(r.v[0].raw, "\xef\xbb\xbf" "data: x\n\n", 12); /* BOM kept in raw */
+    assert_memory_equal(r.v[0].raw,
+                        "\xef\xbb\xbf"
+                        "data: x\n\n",
+                        12); /* BOM kept in raw */
     /* only at stream start: later it is part of an unknown field name */
     assert_false(r.v[1].has_data);
     assert_false(r.v[1].comment);
     recs_free(&r);
     check_chunkings(in, sizeof in - 1);
     /* a stream that merely starts like a BOM */
-    const char in2[] = "\xef" "data: x\n\n";
+    const char in2[] = "\xef"
+                       "data: x\n\n";
     run(in2, sizeof in2 - 1, NULL, 0, 0, &r);
     assert_int_equal(r.n, 1);
     assert_false(r.v[0].has_data);
@@ -356,7 +362,7 @@ static void test_blank_lines_and_pending(void **state)
     assert_int_equal(lp_sse_next(&p, &ev), LP_OK);
     assert_memory_equal(ev.data, "x", 1);
     assert_int_equal(lp_sse_next(&p, &ev), LP_AGAIN);
-    assert_int_equal(lp_sse_pending(&p), 9); /* "data: par" */
+    assert_int_equal(lp_sse_pending(&p), 9);            /* "data: par" */
     assert_int_equal(lp_sse_finish(&p, &ev), LP_AGAIN); /* ended mid-event */
     assert_int_equal(lp_sse_feed(&p, "tial\n", 5), LP_OK);
     assert_int_equal(lp_sse_next(&p, &ev), LP_AGAIN);
@@ -480,7 +486,7 @@ static void test_large_event(void **state)
     (void)state;
     size_t n = 1 << 20;
     char *in = malloc(n + 64);
-    size_t len = (size_t)sprintf(in, "data: ");
+    size_t len = (size_t)snprintf(in, n + 64, "data: ");
     for (size_t i = 0; i < n; i++)
         in[len++] = (char)('a' + i % 26);
     memcpy(in + len, "\ndata: tail\n\n", 13);

@@ -125,8 +125,8 @@ static bool str_in(const char *s, const char *const *set)
 
 static void check_anthropic_stream(const char *buf, size_t len, bool expect_error)
 {
-    static const char *const stop_reasons[] = {"end_turn", "max_tokens", "stop_sequence",
-                                               "tool_use", "refusal", "pause_turn", NULL};
+    static const char *const stop_reasons[] = {
+        "end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn", NULL};
     struct events e = split_events(buf, len);
     int64_t open = -1, next = 0;
     char open_type[16] = "";
@@ -177,8 +177,9 @@ static void check_anthropic_stream(const char *buf, size_t len, bool expect_erro
                 assert_string_equal(dt, "thinking_delta");
             else {
                 assert_string_equal(dt, "input_json_delta");
-                strncat(json_acc, lp_json_get_str(d, "partial_json"),
-                        sizeof json_acc - strlen(json_acc) - 1);
+                size_t jl = strlen(json_acc);
+                snprintf(json_acc + jl, sizeof json_acc - jl, "%s",
+                         lp_json_get_str(d, "partial_json"));
             }
         } else if (strcmp(type, "content_block_stop") == 0) {
             assert_int_equal(idx, open);
@@ -240,15 +241,14 @@ static void check_openai_tool_delta(struct json_object *tcs, struct oa_tool *too
             assert_null(lp_json_get(tc, "id"));
             assert_null(lp_json_get(fn, "name"));
         }
-        strncat(tools[ti].args, args, sizeof tools[ti].args - strlen(tools[ti].args) - 1);
+        size_t al = strlen(tools[ti].args);
+        snprintf(tools[ti].args + al, sizeof tools[ti].args - al, "%s", args);
     }
 }
 
-static void check_openai_stream(const char *buf, size_t len, bool include_usage,
-                                bool expect_error)
+static void check_openai_stream(const char *buf, size_t len, bool include_usage, bool expect_error)
 {
-    static const char *const finishes[] = {"stop", "length", "tool_calls", "content_filter",
-                                           NULL};
+    static const char *const finishes[] = {"stop", "length", "tool_calls", "content_filter", NULL};
     struct events e = split_events(buf, len);
     struct oa_tool tools[16];
     int n_tools = 0, n_finish = 0, n_usage = 0;
@@ -390,10 +390,10 @@ static void translate(const struct fixture *f, const char *in, size_t len, uint6
                 lp_stream_xlat_event(x, ev.event, ev.event_len, ev.data, ev.data_len, out);
             if (rc == LP_DECLINED) {
                 char type[64], msg[256];
-                assert_true(lp_sse_event_is_error(f->up, ev.event, ev.event_len, ev.data,
-                                                  ev.data_len));
-                assert_true(lp_sse_event_error_info(f->up, ev.data, ev.data_len, type,
-                                                    sizeof type, msg, sizeof msg));
+                assert_true(
+                    lp_sse_event_is_error(f->up, ev.event, ev.event_len, ev.data, ev.data_len));
+                assert_true(lp_sse_event_error_info(f->up, ev.data, ev.data_len, type, sizeof type,
+                                                    msg, sizeof msg));
                 lp_stream_xlat_error(x, type, msg, out);
                 declined = true;
             } else {
@@ -424,8 +424,8 @@ static void compare_events(const char *name, const char *got, size_t got_len, co
 {
     struct events g = split_events(got, got_len), w = split_events(want, want_len);
     for (size_t i = 0; i < g.n && i < w.n; i++) {
-        if (strcmp(g.v[i].name, w.v[i].name) != 0 || (strcmp(w.v[i].data, "[DONE]") == 0) !=
-                                                          (strcmp(g.v[i].data, "[DONE]") == 0))
+        if (strcmp(g.v[i].name, w.v[i].name) != 0 ||
+            (strcmp(w.v[i].data, "[DONE]") == 0) != (strcmp(g.v[i].data, "[DONE]") == 0))
             fail_msg("%s: event %zu: got %s %s, want %s %s", name, i, g.v[i].name, g.v[i].data,
                      w.v[i].name, w.v[i].data);
         if (strcmp(w.v[i].data, "[DONE]") == 0)
@@ -519,7 +519,8 @@ static void test_o2a_parallel_tools_buffered(void **state)
         }
         const char *pj = lp_json_get_str(lp_json_get_obj(o, "delta"), "partial_json");
         if (pj)
-            strcat(acc[block], pj);
+            snprintf(acc[block] + strlen(acc[block]), sizeof acc[block] - strlen(acc[block]), "%s",
+                     pj);
         json_object_put(o);
     }
     assert_int_equal(block, 1);
@@ -538,12 +539,13 @@ static void test_o2a_sequential_tools_stream_live(void **state)
     lp_buf_init(&out, 0);
     struct lp_stream_xlat *x =
         lp_stream_xlat_new(LP_PROTO_OPENAI, LP_PROTO_ANTHROPIC, ALIAS, false, RID);
-    assert_int_equal(feed(x, NULL,
-                          OA_CHUNK("{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":"
-                                   "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}",
-                                   "null"),
-                          &out),
-                     LP_OK);
+    assert_int_equal(
+        feed(x, NULL,
+             OA_CHUNK("{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":"
+                      "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}",
+                      "null"),
+             &out),
+        LP_OK);
     /* The first call's block opens immediately and its fragments stream without delay. */
     assert_true(contains(&out, "\"type\":\"tool_use\",\"id\":\"call_1\",\"name\":\"f\""));
     lp_buf_reset(&out);
@@ -556,12 +558,13 @@ static void test_o2a_sequential_tools_stream_live(void **state)
     assert_true(contains(&out, "\"partial_json\":\"{\\\"a\\\":1}\""));
     lp_buf_reset(&out);
     /* The second call starts after the first one's arguments completed: switch at once. */
-    assert_int_equal(feed(x, NULL,
-                          OA_CHUNK("{\"tool_calls\":[{\"index\":1,\"id\":\"call_2\",\"type\":"
-                                   "\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{\"}}]}",
-                                   "null"),
-                          &out),
-                     LP_OK);
+    assert_int_equal(
+        feed(x, NULL,
+             OA_CHUNK("{\"tool_calls\":[{\"index\":1,\"id\":\"call_2\",\"type\":"
+                      "\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{\"}}]}",
+                      "null"),
+             &out),
+        LP_OK);
     assert_true(contains(&out, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\","
                                "\"index\":0}"));
     assert_true(contains(&out, "\"index\":1,\"content_block\":{\"type\":\"tool_use\""));
@@ -615,8 +618,8 @@ static void test_o2a_finish_mapping(void **state)
 {
     (void)state;
     static const char *const map[][2] = {
-        {"\"stop\"", "end_turn"},         {"\"length\"", "max_tokens"},
-        {"\"tool_calls\"", "tool_use"},   {"\"function_call\"", "tool_use"},
+        {"\"stop\"", "end_turn"},          {"\"length\"", "max_tokens"},
+        {"\"tool_calls\"", "tool_use"},    {"\"function_call\"", "tool_use"},
         {"\"content_filter\"", "refusal"}, {"\"weird_new\"", "end_turn"},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
@@ -712,12 +715,11 @@ static void test_o2a_error_termination(void **state)
     assert_int_equal(feed(x, NULL, OA_CHUNK("{\"content\":\"par\"}", "null"), &out), LP_OK);
     lp_buf_reset(&out);
     lp_stream_xlat_error(x, "timeout", "upstream \"stalled\"", &out);
-    assert_string_equal(out.data,
-                        "event: content_block_stop\n"
-                        "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
-                        "event: error\n"
-                        "data: {\"type\":\"error\",\"error\":{\"type\":\"timeout_error\","
-                        "\"message\":\"upstream \\\"stalled\\\"\"}}\n\n");
+    assert_string_equal(out.data, "event: content_block_stop\n"
+                                  "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+                                  "event: error\n"
+                                  "data: {\"type\":\"error\",\"error\":{\"type\":\"timeout_error\","
+                                  "\"message\":\"upstream \\\"stalled\\\"\"}}\n\n");
     /* Terminal: later events and a second error add nothing; done() stays false. */
     size_t before = out.len;
     lp_stream_xlat_error(x, NULL, NULL, &out);
@@ -876,10 +878,11 @@ static void test_o2a_caps(void **state)
                      LP_OK);
     size_t big = 1024 * 1024;
     char *data = malloc(big + 200);
-    int n = snprintf(data, 200, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,"
-                                "\"id\":\"b\",\"function\":{\"name\":\"g\",\"arguments\":\"");
+    int n = snprintf(data, 200,
+                     "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,"
+                     "\"id\":\"b\",\"function\":{\"name\":\"g\",\"arguments\":\"");
     memset(data + n, 'x', big);
-    strcpy(data + n + big, "\"}}]}}]}");
+    memcpy(data + n + big, "\"}}]}}]}", sizeof "\"}}]}}]}");
     rc = LP_OK;
     for (int i = 0; i < 8 && rc == LP_OK; i++)
         rc = feed(x, NULL, data, &out);
@@ -916,7 +919,7 @@ static void test_a2o_stop_mapping(void **state)
 {
     (void)state;
     static const char *const map[][2] = {
-        {"end_turn", "stop"},       {"stop_sequence", "stop"},      {"max_tokens", "length"},
+        {"end_turn", "stop"},       {"stop_sequence", "stop"},     {"max_tokens", "length"},
         {"tool_use", "tool_calls"}, {"refusal", "content_filter"}, {"pause_turn", "stop"},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
@@ -1084,8 +1087,8 @@ static void test_is_error(void **state)
     assert_true(lp_sse_event_is_error(LP_PROTO_ANTHROPIC, NULL, 0, s, strlen(s)));
     s = "{\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\","
         "\"text\":\"\\\"error\\\"\"}}";
-    assert_false(lp_sse_event_is_error(LP_PROTO_ANTHROPIC, "content_block_delta", 19, s,
-                                       strlen(s)));
+    assert_false(
+        lp_sse_event_is_error(LP_PROTO_ANTHROPIC, "content_block_delta", 19, s, strlen(s)));
     s = "{\"error\":{\"message\":\"m\",\"code\":\"rate_limit_exceeded\"}}";
     assert_true(lp_sse_event_is_error(LP_PROTO_OPENAI, NULL, 0, s, strlen(s)));
     s = "{\"error\":null,\"choices\":[]}";
@@ -1109,17 +1112,17 @@ static void test_error_info(void **state)
     assert_string_equal(type, "overloaded_error");
     assert_string_equal(msg, "Overloa"); /* truncated to fit */
     s = "{\"error\":{\"message\":\"m\",\"code\":\"rate_limit\"}}";
-    assert_true(lp_sse_event_error_info(LP_PROTO_OPENAI, s, strlen(s), type, sizeof type, msg,
-                                        sizeof msg));
+    assert_true(
+        lp_sse_event_error_info(LP_PROTO_OPENAI, s, strlen(s), type, sizeof type, msg, sizeof msg));
     assert_string_equal(type, "rate_limit");
     assert_string_equal(msg, "m");
     s = "{\"error\":\"plain\"}";
-    assert_true(lp_sse_event_error_info(LP_PROTO_OPENAI, s, strlen(s), type, sizeof type, msg,
-                                        sizeof msg));
+    assert_true(
+        lp_sse_event_error_info(LP_PROTO_OPENAI, s, strlen(s), type, sizeof type, msg, sizeof msg));
     assert_string_equal(type, "api_error");
     assert_string_equal(msg, "plain");
-    assert_false(lp_sse_event_error_info(LP_PROTO_OPENAI, "nope", 4, type, sizeof type, msg,
-                                         sizeof msg));
+    assert_false(
+        lp_sse_event_error_info(LP_PROTO_OPENAI, "nope", 4, type, sizeof type, msg, sizeof msg));
     assert_string_equal(type, "api_error");
     assert_string_equal(msg, "");
 }
@@ -1158,9 +1161,10 @@ static void test_tap_openai(void **state)
 
     /* A chunk with content and usage is never withheld (bytes are not edited). */
     lp_stream_tap_init(&t, LP_PROTO_OPENAI, false);
-    assert_false(tap(&t, NULL, "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":"
-                               "\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,"
-                               "\"prompt_cache_hit_tokens\":2}}"));
+    assert_false(tap(&t, NULL,
+                     "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":"
+                     "\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,"
+                     "\"prompt_cache_hit_tokens\":2}}"));
     assert_int_equal(t.usage.input, 3);
     assert_int_equal(t.usage.cached, 2);
     assert_false(tap(&t, NULL, "{garbage \"usage\": 1"));
@@ -1192,8 +1196,9 @@ static void test_tap_anthropic(void **state)
 
     /* Unnamed events are recognised by their type. */
     lp_stream_tap_init(&t, LP_PROTO_ANTHROPIC, false);
-    assert_false(tap(&t, NULL, "{\"type\":\"message_delta\",\"usage\":{\"input_tokens\":5,"
-                               "\"output_tokens\":6}}"));
+    assert_false(tap(&t, NULL,
+                     "{\"type\":\"message_delta\",\"usage\":{\"input_tokens\":5,"
+                     "\"output_tokens\":6}}"));
     assert_int_equal(t.usage.input, 5);
     assert_int_equal(t.usage.cached, 0);
     assert_false(tap(&t, NULL, "{\"type\":\"message_stop\"}"));

@@ -57,7 +57,8 @@ static void test_openai_tool_call_and_usage(void **state)
     struct evs e;
     parse(s, n, &e);
     assert_int_equal(e.n, 4);
-    struct json_object *d0 = lp_json_get_obj(lp_json_arr_at(lp_json_get_arr(e.data[0], "choices"), 0), "delta");
+    struct json_object *d0 =
+        lp_json_get_obj(lp_json_arr_at(lp_json_get_arr(e.data[0], "choices"), 0), "delta");
     assert_string_equal(lp_json_get_str(d0, "role"), "assistant");
     assert_string_equal(lp_json_get_str(d0, "content"), "Hi");
     struct json_object *tc = lp_json_arr_at(lp_json_get_arr(d0, "tool_calls"), 0);
@@ -82,8 +83,10 @@ static void test_anthropic_sequence(void **state)
 {
     (void)state;
     const char *body =
-        "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":["
-        "{\"type\":\"text\",\"text\":\"Hello\"},{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"f\","
+        "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":"
+        "["
+        "{\"type\":\"text\",\"text\":\"Hello\"},{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":"
+        "\"f\","
         "\"input\":{\"x\":\"y\"}}],\"stop_reason\":\"tool_use\",\"stop_sequence\":null,"
         "\"usage\":{\"input_tokens\":5,\"output_tokens\":9}}";
     size_t n = 0;
@@ -91,9 +94,9 @@ static void test_anthropic_sequence(void **state)
     assert_non_null(s);
     struct evs e;
     parse(s, n, &e);
-    const char *want[] = {"message_start", "content_block_start", "content_block_delta",
+    const char *want[] = {"message_start",      "content_block_start", "content_block_delta",
                           "content_block_stop", "content_block_start", "content_block_delta",
-                          "content_block_stop", "message_delta", "message_stop"};
+                          "content_block_stop", "message_delta",       "message_stop"};
     assert_int_equal(e.n, 9);
     for (int i = 0; i < 9; i++)
         assert_string_equal(e.names[i], want[i]);
@@ -102,7 +105,8 @@ static void test_anthropic_sequence(void **state)
     d = lp_json_get_obj(e.data[5], "delta");
     assert_string_equal(lp_json_get_str(d, "type"), "input_json_delta");
     assert_string_equal(lp_json_get_str(d, "partial_json"), "{\"x\":\"y\"}");
-    assert_string_equal(lp_json_get_str(lp_json_get_obj(e.data[7], "delta"), "stop_reason"), "tool_use");
+    assert_string_equal(lp_json_get_str(lp_json_get_obj(e.data[7], "delta"), "stop_reason"),
+                        "tool_use");
     free_evs(&e);
     free(s);
 }

@@ -272,7 +272,8 @@ static void test_apply_keeps_big_ints(void **st)
     size_t n = 0;
     char *got = lp_sysprompt_apply(sp, LP_PROTO_OPENAI, "m", body, strlen(body), &n);
     assert_non_null(got);
-    if (!strstr(got, "{\"n\":123456789012345678901234567890,\"m\":-123456789012345678901234567890}"))
+    if (!strstr(got,
+                "{\"n\":123456789012345678901234567890,\"m\":-123456789012345678901234567890}"))
         fail_msg("digits lost: %s", got);
     free(got);
     got = lp_sysprompt_apply(sp, LP_PROTO_ANTHROPIC, "m", body, strlen(body), &n);
@@ -301,9 +302,12 @@ static void test_model_filter(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_front_matter), cmocka_unit_test(test_bad_yaml_is_content),
-        cmocka_unit_test(test_variables),    cmocka_unit_test(test_load_order),
-        cmocka_unit_test(test_apply_openai), cmocka_unit_test(test_apply_anthropic),
+        cmocka_unit_test(test_front_matter),
+        cmocka_unit_test(test_bad_yaml_is_content),
+        cmocka_unit_test(test_variables),
+        cmocka_unit_test(test_load_order),
+        cmocka_unit_test(test_apply_openai),
+        cmocka_unit_test(test_apply_anthropic),
         cmocka_unit_test(test_apply_keeps_big_ints),
         cmocka_unit_test(test_model_filter),
     };

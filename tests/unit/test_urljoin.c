@@ -39,8 +39,8 @@ static const struct join_case rows[] = {
      "https://r.openai.azure.com/openai/deployments/x/v1/chat/completions"},
     {"https://r.openai.azure.com/openai/deployments/x", "/chat/completions", NULL,
      "https://r.openai.azure.com/openai/deployments/x/chat/completions"},
-    {"https://r.openai.azure.com/openai/deployments/x?api-version=2024-06-01",
-     "/chat/completions", NULL,
+    {"https://r.openai.azure.com/openai/deployments/x?api-version=2024-06-01", "/chat/completions",
+     NULL,
      "https://r.openai.azure.com/openai/deployments/x/chat/completions?api-version=2024-06-01"},
     /* request path already carries the base path (segment-wise) */
     {"https://h/openai", "/openai/v1/chat/completions", NULL,

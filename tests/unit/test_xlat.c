@@ -1,9 +1,10 @@
 /* test_xlat.c - golden tests for proto/xlat: every tests/fixtures/xlat/<case>.in.json is
  * translated and compared, as parsed JSON (ignoring `created`), with <case>.out.json.
  *
- * The case name says what runs (o = OpenAI, a = Anthropic, g = Google): req_o2a_* / req_a2o_* (requests; optional <case>.opts.json
- * with upstream_model, default_max_tokens, max_tokens_limit, stream), resp_a2o_* / resp_o2a_*
- * (responses, alias "my-alias"), err_XY_* (error bodies from X to Y; the input is
+ * The case name says what runs (o = OpenAI, a = Anthropic, g = Google): req_o2a_* / req_a2o_*
+ * (requests; optional <case>.opts.json with upstream_model, default_max_tokens, max_tokens_limit,
+ * stream), resp_a2o_* / resp_o2a_* (responses, alias "my-alias"), err_XY_* (error bodies from X to
+ * Y; the input is
  * {"status":N,"body":"<raw upstream body>"}). An out.json of {"_xlat_error":...} expects a
  * refusal, {"_passthrough":true} expects NULL from lp_xlat_error.
  * LP_XLAT_REGEN=1 writes missing out.json files from the current output (review them!).
@@ -570,7 +571,8 @@ static void test_big_ints_byte_exact(void **s)
     json_object_put(j);
     const char *instr = "{\"s\":\"12345678901234567890123 \\\" 99999999999999999999999\"}";
     j = lp_json_parse(instr, strlen(instr), NULL);
-    assert_string_equal(lp_json_get_str(j, "s"), "12345678901234567890123 \" 99999999999999999999999");
+    assert_string_equal(lp_json_get_str(j, "s"),
+                        "12345678901234567890123 \" 99999999999999999999999");
     json_object_put(j);
 }
 

@@ -72,8 +72,9 @@ static void model_json(const struct mock_plan *p, struct lp_buf *b)
 /* "data: {...chat.completion.chunk head..." up to and including `"choices":` */
 static void openai_head(const struct mock_plan *p, struct lp_buf *b)
 {
-    lp_buf_printf(b, "data: {\"id\":\"chatcmpl-mock-%llu\",\"object\":\"chat.completion.chunk\","
-                     "\"created\":%lld,\"model\":",
+    lp_buf_printf(b,
+                  "data: {\"id\":\"chatcmpl-mock-%llu\",\"object\":\"chat.completion.chunk\","
+                  "\"created\":%lld,\"model\":",
                   (unsigned long long)p->resp_id, (long long)p->created);
     model_json(p, b);
     lp_buf_appends(b, ",\"choices\":");
@@ -98,8 +99,9 @@ static void openai_event(const struct mock_plan *p, const char *name, long i, st
         lp_buf_appends(b, "[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]");
     } else {
         long c = mock_tokens(text_len(p));
-        lp_buf_printf(b, "[],\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,"
-                         "\"total_tokens\":%ld}",
+        lp_buf_printf(b,
+                      "[],\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,"
+                      "\"total_tokens\":%ld}",
                       p->prompt_tokens, c, p->prompt_tokens + c);
     }
     lp_buf_appends(b, "}\n\n");
@@ -107,13 +109,15 @@ static void openai_event(const struct mock_plan *p, const char *name, long i, st
 
 static void anthropic_message_start(const struct mock_plan *p, struct lp_buf *b)
 {
-    lp_buf_printf(b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
-                     "{\"id\":\"msg_mock_%llu\",\"type\":\"message\",\"role\":\"assistant\","
-                     "\"model\":",
+    lp_buf_printf(b,
+                  "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
+                  "{\"id\":\"msg_mock_%llu\",\"type\":\"message\",\"role\":\"assistant\","
+                  "\"model\":",
                   (unsigned long long)p->resp_id);
     model_json(p, b);
-    lp_buf_printf(b, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":"
-                     "{\"input_tokens\":%ld,\"output_tokens\":1}}}\n\n",
+    lp_buf_printf(b,
+                  ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":"
+                  "{\"input_tokens\":%ld,\"output_tokens\":1}}}\n\n",
                   p->prompt_tokens);
 }
 
@@ -136,9 +140,10 @@ static void anthropic_event(const struct mock_plan *p, const char *name, long i,
         lp_buf_appends(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\","
                           "\"index\":0}\n\n");
     } else if (i == 4 + n) {
-        lp_buf_printf(b, "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
-                         "{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":"
-                         "{\"output_tokens\":%ld}}\n\n",
+        lp_buf_printf(b,
+                      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
+                      "{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":"
+                      "{\"output_tokens\":%ld}}\n\n",
                       mock_tokens(text_len(p)));
     } else {
         lp_buf_appends(b, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
@@ -151,8 +156,9 @@ static void answer_json(const struct mock_plan *p, const char *name, struct lp_b
  * carries finishReason STOP and the final usageMetadata. */
 static void gemini_usage(const struct mock_plan *p, long out, struct lp_buf *b)
 {
-    lp_buf_printf(b, "\"usageMetadata\":{\"promptTokenCount\":%ld,\"candidatesTokenCount\":%ld,"
-                     "\"totalTokenCount\":%ld}",
+    lp_buf_printf(b,
+                  "\"usageMetadata\":{\"promptTokenCount\":%ld,\"candidatesTokenCount\":%ld,"
+                  "\"totalTokenCount\":%ld}",
                   p->prompt_tokens, out, p->prompt_tokens + out);
 }
 
@@ -227,47 +233,54 @@ static void answer_json(const struct mock_plan *p, const char *name, struct lp_b
 void mock_body_openai_chat(const struct mock_plan *p, const char *name, struct lp_buf *b)
 {
     long c = mock_tokens(text_len(p));
-    lp_buf_printf(b, "{\"id\":\"chatcmpl-mock-%llu\",\"object\":\"chat.completion\",\"created\":"
-                     "%lld,\"model\":",
+    lp_buf_printf(b,
+                  "{\"id\":\"chatcmpl-mock-%llu\",\"object\":\"chat.completion\",\"created\":"
+                  "%lld,\"model\":",
                   (unsigned long long)p->resp_id, (long long)p->created);
     model_json(p, b);
     lp_buf_appends(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
                       "\"content\":");
     answer_json(p, name, b);
-    lp_buf_printf(b, "},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{"
-                     "\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"total_tokens\":%ld},"
-                     "\"system_fingerprint\":\"fp_mock\"}",
+    lp_buf_printf(b,
+                  "},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{"
+                  "\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"total_tokens\":%ld},"
+                  "\"system_fingerprint\":\"fp_mock\"}",
                   p->prompt_tokens, c, p->prompt_tokens + c);
 }
 
 void mock_body_openai_completion(const struct mock_plan *p, const char *name, struct lp_buf *b)
 {
     long c = mock_tokens(text_len(p));
-    lp_buf_printf(b, "{\"id\":\"cmpl-mock-%llu\",\"object\":\"text_completion\",\"created\":"
-                     "%lld,\"model\":",
+    lp_buf_printf(b,
+                  "{\"id\":\"cmpl-mock-%llu\",\"object\":\"text_completion\",\"created\":"
+                  "%lld,\"model\":",
                   (unsigned long long)p->resp_id, (long long)p->created);
     model_json(p, b);
     lp_buf_appends(b, ",\"choices\":[{\"index\":0,\"text\":");
     answer_json(p, name, b);
-    lp_buf_printf(b, ",\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{"
-                     "\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"total_tokens\":%ld}}",
+    lp_buf_printf(b,
+                  ",\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{"
+                  "\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"total_tokens\":%ld}}",
                   p->prompt_tokens, c, p->prompt_tokens + c);
 }
 
 void mock_body_openai_responses(const struct mock_plan *p, const char *name, struct lp_buf *b)
 {
     long c = mock_tokens(text_len(p));
-    lp_buf_printf(b, "{\"id\":\"resp_mock_%llu\",\"object\":\"response\",\"created_at\":%lld,"
-                     "\"status\":\"completed\",\"model\":",
+    lp_buf_printf(b,
+                  "{\"id\":\"resp_mock_%llu\",\"object\":\"response\",\"created_at\":%lld,"
+                  "\"status\":\"completed\",\"model\":",
                   (unsigned long long)p->resp_id, (long long)p->created);
     model_json(p, b);
-    lp_buf_printf(b, ",\"output\":[{\"type\":\"message\",\"id\":\"msg_mock_%llu\",\"status\":"
-                     "\"completed\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\","
-                     "\"annotations\":[],\"text\":",
+    lp_buf_printf(b,
+                  ",\"output\":[{\"type\":\"message\",\"id\":\"msg_mock_%llu\",\"status\":"
+                  "\"completed\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\","
+                  "\"annotations\":[],\"text\":",
                   (unsigned long long)p->resp_id);
     answer_json(p, name, b);
-    lp_buf_printf(b, "}]}],\"usage\":{\"input_tokens\":%ld,\"output_tokens\":%ld,"
-                     "\"total_tokens\":%ld}}",
+    lp_buf_printf(b,
+                  "}]}],\"usage\":{\"input_tokens\":%ld,\"output_tokens\":%ld,"
+                  "\"total_tokens\":%ld}}",
                   p->prompt_tokens, c, p->prompt_tokens + c);
 }
 
@@ -278,7 +291,8 @@ void mock_body_embeddings(const struct mock_plan *p, size_t inputs, struct lp_bu
         lp_buf_printf(b, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":[", i ? "," : "",
                       i);
         for (int d = 0; d < 8; d++)
-            lp_buf_printf(b, "%s%.4f", d ? "," : "", (double)((int)((i + 1) * 7 + d * 13) % 100) / 100.0);
+            lp_buf_printf(b, "%s%.4f", d ? "," : "",
+                          (double)((int)((i + 1) * 7 + d * 13) % 100) / 100.0);
         lp_buf_appends(b, "]}");
     }
     lp_buf_appends(b, "],\"model\":");
@@ -289,13 +303,15 @@ void mock_body_embeddings(const struct mock_plan *p, size_t inputs, struct lp_bu
 
 void mock_body_anthropic(const struct mock_plan *p, const char *name, struct lp_buf *b)
 {
-    lp_buf_printf(b, "{\"id\":\"msg_mock_%llu\",\"type\":\"message\",\"role\":\"assistant\","
-                     "\"model\":",
+    lp_buf_printf(b,
+                  "{\"id\":\"msg_mock_%llu\",\"type\":\"message\",\"role\":\"assistant\","
+                  "\"model\":",
                   (unsigned long long)p->resp_id);
     model_json(p, b);
     lp_buf_appends(b, ",\"content\":[{\"type\":\"text\",\"text\":");
     answer_json(p, name, b);
-    lp_buf_printf(b, "}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{"
-                     "\"input_tokens\":%ld,\"output_tokens\":%ld}}",
+    lp_buf_printf(b,
+                  "}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{"
+                  "\"input_tokens\":%ld,\"output_tokens\":%ld}}",
                   p->prompt_tokens, mock_tokens(text_len(p)));
 }

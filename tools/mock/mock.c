@@ -21,7 +21,8 @@
 static void usage(FILE *f)
 {
     fputs("usage: llm-mock [options]\n"
-          "  --listen HOST:PORT        address to listen on (PORT 0 = ephemeral; default 127.0.0.1:0)\n"
+          "  --listen HOST:PORT        address to listen on (PORT 0 = ephemeral; default "
+          "127.0.0.1:0)\n"
           "  --name NAME               name echoed in answers and the x-mock-name header (mock)\n"
           "  --latency-ms N            delay before response headers (0)\n"
           "  --ttft-ms N               delay before the first SSE event (0)\n"
@@ -50,26 +51,48 @@ static int parse_int(const char *s, const char *flag)
 static void parse_args(int argc, char **argv, struct mock_opts *o)
 {
     static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'},   {"name", required_argument, NULL, 'n'},
-        {"latency-ms", required_argument, NULL, 'L'}, {"ttft-ms", required_argument, NULL, 'T'},
-        {"chunks", required_argument, NULL, 'c'},   {"chunk-interval-ms", required_argument, NULL, 'i'},
-        {"response-bytes", required_argument, NULL, 'b'}, {"quiet", no_argument, NULL, 'q'},
-        {"mode", required_argument, NULL, 'm'},     {"key", required_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"listen", required_argument, NULL, 'l'},
+        {"name", required_argument, NULL, 'n'},
+        {"latency-ms", required_argument, NULL, 'L'},
+        {"ttft-ms", required_argument, NULL, 'T'},
+        {"chunks", required_argument, NULL, 'c'},
+        {"chunk-interval-ms", required_argument, NULL, 'i'},
+        {"response-bytes", required_argument, NULL, 'b'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"mode", required_argument, NULL, 'm'},
+        {"key", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    *o = (struct mock_opts){.listen = "127.0.0.1:0", .name = "mock", .chunks = 8,
-                            .response_bytes = 64};
+    *o = (struct mock_opts){
+        .listen = "127.0.0.1:0", .name = "mock", .chunks = 8, .response_bytes = 64};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'l': o->listen = optarg; break;
-        case 'n': o->name = optarg; break;
-        case 'L': o->latency_ms = parse_int(optarg, "--latency-ms"); break;
-        case 'T': o->ttft_ms = parse_int(optarg, "--ttft-ms"); break;
-        case 'c': o->chunks = parse_int(optarg, "--chunks"); break;
-        case 'i': o->chunk_interval_ms = parse_int(optarg, "--chunk-interval-ms"); break;
-        case 'b': o->response_bytes = parse_int(optarg, "--response-bytes"); break;
-        case 'q': o->quiet = true; break;
+        case 'l':
+            o->listen = optarg;
+            break;
+        case 'n':
+            o->name = optarg;
+            break;
+        case 'L':
+            o->latency_ms = parse_int(optarg, "--latency-ms");
+            break;
+        case 'T':
+            o->ttft_ms = parse_int(optarg, "--ttft-ms");
+            break;
+        case 'c':
+            o->chunks = parse_int(optarg, "--chunks");
+            break;
+        case 'i':
+            o->chunk_interval_ms = parse_int(optarg, "--chunk-interval-ms");
+            break;
+        case 'b':
+            o->response_bytes = parse_int(optarg, "--response-bytes");
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
         case 'm':
             if (strcmp(optarg, "any") == 0)
                 o->mode = MOCK_MODE_ANY;
@@ -82,9 +105,15 @@ static void parse_args(int argc, char **argv, struct mock_opts *o)
                 exit(2);
             }
             break;
-        case 'k': o->key = optarg; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); exit(2);
+        case 'k':
+            o->key = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
         }
     }
     if (optind < argc || strlen(o->name) > 100 || strpbrk(o->name, "\r\n")) {
@@ -102,7 +131,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
     if (!colon)
         goto out;
     *colon = '\0';
-    int port = atoi(colon + 1);
+    int port = (int)strtol(colon + 1, NULL, 10);
     char *host = dup;
     memset(ss, 0, sizeof *ss);
     if (host[0] == '[') {

@@ -24,13 +24,13 @@
 
 #include "util/buf.h"
 
-#define MOCK_MAX_BODY (64u * 1024 * 1024)   /* largest request body accepted */
-#define MOCK_MAX_HEAD (64u * 1024)          /* request line + headers */
+#define MOCK_MAX_BODY (64u * 1024 * 1024) /* largest request body accepted */
+#define MOCK_MAX_HEAD (64u * 1024)        /* request line + headers */
 #define MOCK_MAX_HEADERS 256
-#define MOCK_LOG_ENTRIES 10000               /* request log: newest entries kept */
-#define MOCK_LOG_BODY_MAX (1024u * 1024)     /* bytes of each body kept in the log */
+#define MOCK_LOG_ENTRIES 10000                  /* request log: newest entries kept */
+#define MOCK_LOG_BODY_MAX (1024u * 1024)        /* bytes of each body kept in the log */
 #define MOCK_LOG_TOTAL_MAX (256u * 1024 * 1024) /* body bytes kept in the whole log */
-#define MOCK_WRITE_WATERMARK (256u * 1024)   /* stop producing SSE above this output backlog */
+#define MOCK_WRITE_WATERMARK (256u * 1024)      /* stop producing SSE above this output backlog */
 
 /* --mode: which provider's rules the mock enforces before answering. */
 enum mock_mode {
@@ -60,10 +60,10 @@ struct mock_hdr {
 /* ---- script.c ---------------------------------------------------------------------------- */
 
 struct mock_sse_event {
-    char *event;    /* NULL: no "event:" line */
-    char *data;     /* NULL with raw set */
-    char *raw;      /* verbatim bytes instead of event/data */
-    int delay_ms;   /* before this event */
+    char *event;  /* NULL: no "event:" line */
+    char *data;   /* NULL with raw set */
+    char *raw;    /* verbatim bytes instead of event/data */
+    int delay_ms; /* before this event */
 };
 
 enum mock_proto { MOCK_PROTO_OPENAI, MOCK_PROTO_ANTHROPIC, MOCK_PROTO_GEMINI };
@@ -80,9 +80,9 @@ struct mock_gen_spec {
 struct mock_step {
     TAILQ_ENTRY(mock_step) link;
     int refs;
-    int times;          /* requests left to serve; -1 = forever */
+    int times; /* requests left to serve; -1 = forever */
     int status;
-    int delay_ms;       /* -1: not set */
+    int delay_ms; /* -1: not set */
     struct mock_hdr *hdrs;
     size_t nhdrs;
     bool close;
@@ -90,19 +90,19 @@ struct mock_step {
     char *body;
     size_t body_len;
     bool has_sse;
-    bool sse_default;   /* sse without events/generate: the default stream (cut/stall apply) */
+    bool sse_default; /* sse without events/generate: the default stream (cut/stall apply) */
     struct mock_sse_event *events;
     size_t nevents;
     bool has_gen;
     struct mock_gen_spec gen;
-    long cut_after;     /* -1: none */
-    long stall_after;   /* -1: none */
-    char *match_path;   /* NULL: matches every request */
-    char *raw;          /* raw_b64 decoded: the whole response, sent verbatim, then close */
+    long cut_after;   /* -1: none */
+    long stall_after; /* -1: none */
+    char *match_path; /* NULL: matches every request */
+    char *raw;        /* raw_b64 decoded: the whole response, sent verbatim, then close */
     size_t raw_len;
     bool has_raw;
-    char *encoding;     /* "gzip", "deflate", "deflate-raw" compress the body/stream; any other
-                           name is only announced in content-encoding (NULL: none) */
+    char *encoding; /* "gzip", "deflate", "deflate-raw" compress the body/stream; any other
+                       name is only announced in content-encoding (NULL: none) */
 };
 
 TAILQ_HEAD(mock_step_q, mock_step);
@@ -120,8 +120,8 @@ void mock_step_unref(struct mock_step *s);
 /* ---- reqlog.c ---------------------------------------------------------------------------- */
 
 struct mock_log_entry {
-    uint64_t uid;       /* never reset; 0 = empty slot */
-    uint64_t seq;       /* 1-based, restarts at reset */
+    uint64_t uid; /* never reset; 0 = empty slot */
+    uint64_t seq; /* 1-based, restarts at reset */
     char *method;
     char *path;
     struct mock_hdr *hdrs;
@@ -168,19 +168,19 @@ struct mock;
 /* What to send for one request, decided by route.c and driven by conn.c. */
 struct mock_plan {
     int status;
-    int delay_ms;              /* before the head */
-    bool close;                /* close the connection instead of answering */
-    bool conn_close;           /* answer, then close (a scripted "connection: close" header) */
-    bool sse;                  /* chunked SSE body produced event by event */
-    struct lp_buf head_extra;  /* "name: value\r\n" lines (content-type included) */
-    struct lp_buf body;        /* non-SSE body */
+    int delay_ms;             /* before the head */
+    bool close;               /* close the connection instead of answering */
+    bool conn_close;          /* answer, then close (a scripted "connection: close" header) */
+    bool sse;                 /* chunked SSE body produced event by event */
+    struct lp_buf head_extra; /* "name: value\r\n" lines (content-type included) */
+    struct lp_buf body;       /* non-SSE body */
     /* SSE source: the step's event list, or a generator */
-    struct mock_step *step;    /* referenced; events come from step->events unless gen */
+    struct mock_step *step; /* referenced; events come from step->events unless gen */
     bool gen;
     struct mock_gen_spec spec;
-    int first_delay_ms;        /* ttft: before the first event */
-    bool raw;                  /* body holds the whole response: send it verbatim, then close */
-    int zbits;                 /* 0: no compression; else zlib window bits (31, 15, -15) */
+    int first_delay_ms; /* ttft: before the first event */
+    bool raw;           /* body holds the whole response: send it verbatim, then close */
+    int zbits;          /* 0: no compression; else zlib window bits (31, 15, -15) */
     long cut_after;
     long stall_after;
     /* what the generated bodies and events echo */

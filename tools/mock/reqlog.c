@@ -66,9 +66,8 @@ uint64_t mock_log_add(struct mock_log *l, const char *method, const char *path,
                       uint64_t conn_id)
 {
     size_t keep = len < MOCK_LOG_BODY_MAX ? len : MOCK_LOG_BODY_MAX;
-    while (l->first_uid < l->next_uid &&
-           (l->next_uid - l->first_uid >= MOCK_LOG_ENTRIES ||
-            l->body_total + keep > MOCK_LOG_TOTAL_MAX))
+    while (l->first_uid < l->next_uid && (l->next_uid - l->first_uid >= MOCK_LOG_ENTRIES ||
+                                          l->body_total + keep > MOCK_LOG_TOTAL_MAX))
         drop_oldest(l);
     uint64_t uid = l->next_uid++;
     struct mock_log_entry *e = &l->ring[uid % MOCK_LOG_ENTRIES];
@@ -147,12 +146,13 @@ static void entry_to_json(const struct mock_log_entry *e, struct lp_buf *b)
     headers_to_json(e, b);
     lp_buf_appends(b, ",\"body\":");
     json_str(b, e->body, e->body_kept);
-    lp_buf_printf(b,
-                  ",\"body_bytes\":%zu,\"body_truncated\":%s,\"conn_id\":%llu,\"t_ms\":%lld,\"t_us\":%lld,"
-                  "\"status\":%d,\"completed\":%s,\"client_aborted\":%s}",
-                  e->body_bytes, e->body_kept < e->body_bytes ? "true" : "false",
-                  (unsigned long long)e->conn_id, (long long)e->t_ms, (long long)e->t_us, e->status,
-                  e->completed ? "true" : "false", e->client_aborted ? "true" : "false");
+    lp_buf_printf(
+        b,
+        ",\"body_bytes\":%zu,\"body_truncated\":%s,\"conn_id\":%llu,\"t_ms\":%lld,\"t_us\":%lld,"
+        "\"status\":%d,\"completed\":%s,\"client_aborted\":%s}",
+        e->body_bytes, e->body_kept < e->body_bytes ? "true" : "false",
+        (unsigned long long)e->conn_id, (long long)e->t_ms, (long long)e->t_us, e->status,
+        e->completed ? "true" : "false", e->client_aborted ? "true" : "false");
 }
 
 void mock_log_to_json(const struct mock_log *l, struct lp_buf *b)

@@ -101,8 +101,16 @@ static void route_admin(struct mock *m, struct mock_req *r, const char *path, st
 
 /* ---- default behaviour ------------------------------------------------------------------- */
 
-enum endpoint { EP_NONE, EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_RESPONSES, EP_MESSAGES,
-                EP_COUNT_TOKENS, EP_MODELS };
+enum endpoint {
+    EP_NONE,
+    EP_CHAT,
+    EP_COMPLETIONS,
+    EP_EMBEDDINGS,
+    EP_RESPONSES,
+    EP_MESSAGES,
+    EP_COUNT_TOKENS,
+    EP_MODELS
+};
 
 static enum endpoint endpoint_of(const char *method, const char *path, size_t n)
 {
@@ -129,9 +137,11 @@ static void error_reply(struct mock_plan *p, enum endpoint ep, int status, const
     p->status = status;
     add_header(p, "content-type", "application/json");
     if (ep == EP_MESSAGES || ep == EP_COUNT_TOKENS)
-        lp_buf_appends(&p->body, "{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"");
+        lp_buf_appends(&p->body,
+                       "{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"");
     else
-        lp_buf_appends(&p->body, "{\"error\":{\"type\":\"mock_error\",\"code\":null,\"message\":\"");
+        lp_buf_appends(&p->body,
+                       "{\"error\":{\"type\":\"mock_error\",\"code\":null,\"message\":\"");
     lp_buf_append_json_escaped(&p->body, msg, strlen(msg));
     lp_buf_appends(&p->body, "\"}}");
 }
@@ -148,7 +158,8 @@ static void models_reply(struct mock *m, struct mock_plan *p)
     lp_buf_appends(&p->body, "{\"object\":\"list\",\"data\":[");
     const char *ids[] = {"mock-model", "gpt-4o-mini", "claude-sonnet-4-5"};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
-        lp_buf_printf(&p->body, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"",
+        lp_buf_printf(&p->body,
+                      "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"",
                       i ? "," : "", ids[i]);
         lp_buf_append_json_escaped(&p->body, m->opts.name, strlen(m->opts.name));
         lp_buf_appends(&p->body, "\"}");
@@ -327,7 +338,8 @@ static void route_step(struct mock *m, struct mock_req *r, size_t pathlen, struc
         p->spec = s->gen;
         p->response_bytes = 1;
         p->prompt_tokens = mock_tokens(r->body.len);
-        struct json_object *req = lp_json_parse(r->body.data ? r->body.data : "", r->body.len, NULL);
+        struct json_object *req =
+            lp_json_parse(r->body.data ? r->body.data : "", r->body.len, NULL);
         const char *model = lp_json_get_str(req, "model");
         p->model = lp_xstrdup(model ? model : "mock-model");
         p->include_usage =
@@ -373,8 +385,8 @@ static bool azure_refuses(struct mock *m, struct mock_req *r, size_t pathlen, st
     const char *t = r->target;
     const char *q = t[pathlen] == '?' ? t + pathlen + 1 : "";
     bool v1 = strncmp(t, "/openai/v1/", 11) == 0;
-    bool dep = strncmp(t, "/openai/deployments/", 20) == 0 &&
-               memchr(t + 20, '/', pathlen - 20) != NULL;
+    bool dep =
+        strncmp(t, "/openai/deployments/", 20) == 0 && memchr(t + 20, '/', pathlen - 20) != NULL;
     bool has_version = strncmp(q, "api-version=", 12) == 0 || strstr(q, "&api-version=");
     if (!(v1 || (dep && has_version))) {
         azure_error(p, 404, "404", "Resource not found");
@@ -400,8 +412,9 @@ static void google_error(struct mock_plan *p, int status, const char *gstatus, c
     lp_buf_append_json_escaped(&p->body, msg, strlen(msg));
     lp_buf_printf(&p->body, "\",\"status\":\"%s\"", gstatus);
     if (reason)
-        lp_buf_printf(&p->body, ",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc."
-                                "ErrorInfo\",\"reason\":\"%s\",\"domain\":\"googleapis.com\"}]",
+        lp_buf_printf(&p->body,
+                      ",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc."
+                      "ErrorInfo\",\"reason\":\"%s\",\"domain\":\"googleapis.com\"}]",
                       reason);
     lp_buf_appends(&p->body, "}}");
 }
@@ -420,14 +433,12 @@ static bool gemini_refuses(struct mock *m, struct mock_req *r, size_t pathlen, b
     const char *models = strstr(t, "/models/");
     *stream = colon && ends_with(t, pathlen, ":streamGenerateContent");
     if (!models || models > colon || !colon || colon == models + 8 ||
-        !(*stream || ends_with(t, pathlen, ":generateContent")) ||
-        strcmp(r->method, "POST") != 0) {
+        !(*stream || ends_with(t, pathlen, ":generateContent")) || strcmp(r->method, "POST") != 0) {
         google_error(p, 404, "NOT_FOUND", "llm-mock (gemini): no such method", NULL);
         return true;
     }
     if (!strncmp(q, "key=", 4) || strstr(q, "&key=")) {
-        google_error(p, 400, "INVALID_ARGUMENT", "llm-mock (gemini): API key in the URL",
-                     NULL);
+        google_error(p, 400, "INVALID_ARGUMENT", "llm-mock (gemini): API key in the URL", NULL);
         return true;
     }
     if (*stream && !(strstr(q, "alt=sse"))) {
@@ -458,9 +469,9 @@ static bool gemini_refuses(struct mock *m, struct mock_req *r, size_t pathlen, b
         return true;
     }
     struct json_object *req = lp_json_parse(r->body.data ? r->body.data : "", r->body.len, NULL);
-    const char *bad = !lp_json_is_obj(req)                       ? "the body is not a JSON object"
-                      : lp_json_get(req, "messages")             ? "Unknown name \"messages\""
-                      : lp_json_get(req, "model")                ? "Unknown name \"model\""
+    const char *bad = !lp_json_is_obj(req)           ? "the body is not a JSON object"
+                      : lp_json_get(req, "messages") ? "Unknown name \"messages\""
+                      : lp_json_get(req, "model")    ? "Unknown name \"model\""
                       : lp_json_arr_len(lp_json_get_arr(req, "contents")) == 0
                           ? "* GenerateContentRequest.contents: contents is not specified"
                           : NULL;
