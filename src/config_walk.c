@@ -264,6 +264,32 @@ static enum sc typed_scalar(struct lp_config_walk *w, yaml_node_t *n, const char
     return r;
 }
 
+/* One accepted name of an enumerated key and the value it stands for. */
+struct enum_name {
+    const char *name;
+    int value;
+};
+
+/* Read n as one of names[0..count) (exact match) into *out. An empty expansion leaves *out as it
+ * is; anything else reports "<what> "x" (expected <want>)" at n. True when *out was set. */
+static bool enum_value(struct lp_config_walk *w, yaml_node_t *n, const struct enum_name *names,
+                       size_t count, const char *what, const char *want, int *out)
+{
+    char *s;
+    if (typed_scalar(w, n, want, &s) != SC_OK)
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(s, names[i].name) == 0) {
+            *out = names[i].value;
+            free(s);
+            return true;
+        }
+    }
+    ERR(w, n, "%s \"%.64s\" (expected %s)", what, s, want);
+    free(s);
+    return false;
+}
+
 static bool set_str(struct lp_config_walk *w, yaml_node_t *n, char **slot)
 {
     char *s;
@@ -1224,17 +1250,10 @@ static void on_route_protocol(struct lp_config_walk *w, yaml_node_t *val, void *
 
 static void on_xlat_unsupported(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
-    enum lp_xlat_unsupported *out = target;
-    char *s;
-    if (typed_scalar(w, val, "reject or drop", &s) != SC_OK)
-        return;
-    if (strcmp(s, "reject") == 0)
-        *out = LP_XLAT_REJECT;
-    else if (strcmp(s, "drop") == 0)
-        *out = LP_XLAT_DROP;
-    else
-        ERR(w, val, "invalid value \"%.64s\" (expected reject or drop)", s);
-    free(s);
+    static const struct enum_name names[] = {{"reject", LP_XLAT_REJECT}, {"drop", LP_XLAT_DROP}};
+    int v;
+    if (enum_value(w, val, names, 2, "invalid value", "reject or drop", &v))
+        *(enum lp_xlat_unsupported *)target = (enum lp_xlat_unsupported)v;
 }
 
 /* clang-format off */
@@ -1527,17 +1546,11 @@ static void on_alias_fallback(struct lp_config_walk *w, yaml_node_t *val, void *
 
 static void on_when_all_cooling(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
-    enum lp_when_all_cooling *out = target;
-    char *s;
-    if (typed_scalar(w, val, "fail or try_soonest", &s) != SC_OK)
-        return;
-    if (strcmp(s, "fail") == 0)
-        *out = LP_ALL_COOLING_FAIL;
-    else if (strcmp(s, "try_soonest") == 0)
-        *out = LP_ALL_COOLING_TRY_SOONEST;
-    else
-        ERR(w, val, "invalid value \"%.64s\" (expected fail or try_soonest)", s);
-    free(s);
+    static const struct enum_name names[] = {{"fail", LP_ALL_COOLING_FAIL},
+                                             {"try_soonest", LP_ALL_COOLING_TRY_SOONEST}};
+    int v;
+    if (enum_value(w, val, names, 2, "invalid value", "fail or try_soonest", &v))
+        *(enum lp_when_all_cooling *)target = (enum lp_when_all_cooling)v;
 }
 
 /* The reference resets an out-of-range jitter to 0.1; we do too, but say so. */
@@ -1878,17 +1891,11 @@ static void on_redis_url(struct lp_config_walk *w, yaml_node_t *val, void *targe
 
 static void on_redis_on_error(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
-    enum lp_redis_on_error *e = target;
-    char *s;
-    if (scalar(w, val, "fail_open or fail_closed", &s) != SC_OK)
-        return;
-    if (strcmp(s, "fail_open") == 0)
-        *e = LP_REDIS_FAIL_OPEN;
-    else if (strcmp(s, "fail_closed") == 0)
-        *e = LP_REDIS_FAIL_CLOSED;
-    else
-        ERR(w, val, "unknown value \"%.40s\" (expected fail_open or fail_closed)", s);
-    free(s);
+    static const struct enum_name names[] = {{"fail_open", LP_REDIS_FAIL_OPEN},
+                                             {"fail_closed", LP_REDIS_FAIL_CLOSED}};
+    int v;
+    if (enum_value(w, val, names, 2, "unknown value", "fail_open or fail_closed", &v))
+        *(enum lp_redis_on_error *)target = (enum lp_redis_on_error)v;
 }
 
 static const struct field redis_fields[] = {
@@ -2087,19 +2094,14 @@ static void on_queue_timeout(struct lp_config_walk *w, yaml_node_t *val, void *t
  * cluster scope without Redis is refused here, at the value. */
 static void on_conc_scope(struct lp_config_walk *w, yaml_node_t *val, void *target)
 {
-    enum lp_conc_scope *sc = target;
-    char *s;
-    if (scalar(w, val, "instance or cluster", &s) != SC_OK)
+    static const struct enum_name names[] = {{"instance", LP_CONC_INSTANCE},
+                                             {"cluster", LP_CONC_CLUSTER}};
+    int v;
+    if (!enum_value(w, val, names, 2, "unknown value", "instance or cluster", &v))
         return;
-    if (strcmp(s, "instance") == 0)
-        *sc = LP_CONC_INSTANCE;
-    else if (strcmp(s, "cluster") == 0) {
-        *sc = LP_CONC_CLUSTER;
-        if (!w->cfg->redis.present)
-            ERR(w, val, "cluster needs a redis block (the slots are leased in Redis)");
-    } else
-        ERR(w, val, "unknown value \"%.40s\" (expected instance or cluster)", s);
-    free(s);
+    *(enum lp_conc_scope *)target = (enum lp_conc_scope)v;
+    if (v == LP_CONC_CLUSTER && !w->cfg->redis.present)
+        ERR(w, val, "cluster needs a redis block (the slots are leased in Redis)");
 }
 
 /* clang-format off */
