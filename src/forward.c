@@ -581,7 +581,16 @@ static void on_request_timer(evutil_socket_t fd, short what, void *arg)
     struct lp_request *req = arg;
     lp_request_enter(req);
     if (req->phase == LP_PHASE_BACKOFF) {
-        req->upstream_wait_us += lp_now_us() - req->backoff_start_us;
+        int64_t now = lp_now_us();
+        if (now < req->backoff_until_us) {
+            /* libevent's coarse clock can fire a few ms early; a Retry-After is a minimum. */
+            int64_t us = req->backoff_until_us - now;
+            struct timeval tv = {us / 1000000, us % 1000000};
+            evtimer_add(&req->timer, &tv);
+            lp_request_leave(req);
+            return;
+        }
+        req->upstream_wait_us += now - req->backoff_start_us;
         lp_request_set_phase(req, LP_PHASE_ATTEMPTING);
         next_attempt(req);
     } else if (req->phase == LP_PHASE_ATTEMPTING && req->hedge_on) {
@@ -621,6 +630,7 @@ static void start_backoff(struct lp_request *req, int64_t delay_ms)
 {
     lp_request_set_phase(req, LP_PHASE_BACKOFF);
     req->backoff_start_us = lp_now_us();
+    req->backoff_until_us = req->backoff_start_us + delay_ms * 1000;
     req->backoff_total_ms += delay_ms;
     lp_reqlog_backoff(req, delay_ms);
     if (req->trace.sampled)

@@ -126,6 +126,7 @@ struct lp_request {
                             (event_assign'ed when forwarding starts) */
     bool timer_ready;
     int64_t backoff_start_us, backoff_total_ms;
+    int64_t backoff_until_us;       /* the backoff's end on the precise clock (lp_now_us) */
     struct lp_attempt *last_failed; /* the latest attempt that failed with an answer or cause */
     bool deadline_hit;
     bool hedge_on;                      /* routing.hedge applies to this request (forward.c) */
