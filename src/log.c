@@ -79,7 +79,7 @@ static struct logger g = {
     .max_bytes = LP_LOG_QUEUE_MAX_BYTES,
     .max_lines = LP_LOG_QUEUE_MAX_LINES,
     .io = PTHREAD_MUTEX_INITIALIZER,
-    .sinks = {{NULL, -1}, {NULL, -1}},
+    .sinks = {{.path = NULL, .fd = -1}, {.path = NULL, .fd = -1}},
 };
 
 static atomic_int g_level = LP_LOG_INFO;
