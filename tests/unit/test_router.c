@@ -150,7 +150,8 @@ static void test_balancing_within_priority(void **state)
     add_route(al, b, "x", 1);
     add_route(al, c, "x", 1);
     add_route(al, d, "x", 2); /* fastest of all, but a worse priority */
-    struct fake_load load[] = {{"a", 300, 0}, {"b", 20, 0}, {"c", 5, 5000}, {"d", 1, 0}, {NULL, 0, 0}};
+    struct fake_load load[] = {
+        {"a", 300, 0}, {"b", 20, 0}, {"c", 5, 5000}, {"d", 1, 0}, {NULL, 0, 0}};
     uint64_t rng = 77;
     struct lp_plan_opts o = default_opts(&rng);
     o.load_fn = fake_load_fn;
