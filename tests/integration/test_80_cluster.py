@@ -222,10 +222,12 @@ class TestSharedLimits(unittest.TestCase):
             wait_until(lambda p=p: cluster(p)["available"], timeout=5, msg="redis ready")
 
     def tearDown(self):
-        for p in getattr(self, "px", []):
-            p.stop()
-        self.a.stop()
-        self.redis.stop()
+        try:
+            for p in getattr(self, "px", []):
+                p.stop()
+        finally:  # a proxy that fails its exit check must not leave the mock and Redis running
+            self.a.stop()
+            self.redis.stop()
 
     def test_burst_over_three_instances_is_the_cluster_burst(self):
         self.start(3, rps=2, factor=3)  # burst 6, refill 2/s
@@ -319,10 +321,12 @@ class TestClusterConcurrency(unittest.TestCase):
             wait_until(lambda p=p: cluster(p)["available"], timeout=5, msg="redis ready")
 
     def tearDown(self):
-        for p in getattr(self, "px", []):
-            p.stop()
-        self.a.stop()
-        self.redis.stop()
+        try:
+            for p in getattr(self, "px", []):
+                p.stop()
+        finally:  # a proxy that fails its exit check must not leave the mock and Redis running
+            self.a.stop()
+            self.redis.stop()
 
     def fire(self, n, urls):
         out = [None] * n
